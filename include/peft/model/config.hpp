@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: Apache-2.0
+#ifndef PEFT_MODEL_CONFIG_HPP
+#define PEFT_MODEL_CONFIG_HPP
+
+/// @file config.hpp
+/// Hyper-parameters of a frozen encoder, as read from `config.json` (BERT/RoBERTa) or
+/// derived from a TF.js graph model (USE-lite).
+
+#include <string>
+
+#include "../core/types.hpp"
+
+namespace peft {
+
+/// Non-linearity of the feed-forward block.
+enum class activation { gelu_erf, gelu_tanh, relu };
+
+/// Hugging Face `hidden_act` string to peft's enum; throws on anything else.
+inline activation parse_activation(const std::string& s) {
+  if (s == "gelu" || s == "gelu_python") return activation::gelu_erf;
+  if (s == "gelu_new" || s == "gelu_pytorch_tanh" || s == "gelu_fast") return activation::gelu_tanh;
+  if (s == "relu") return activation::relu;
+  throw invalid_argument("parse_activation: hidden_act expected one of gelu, gelu_new, relu, got '" + s +
+                         "'");
+}
+
+struct encoder_config {
+  std::string model_type = "bert";  ///< "bert", "roberta" or "use_lite"
+  index vocab_size = 0;
+  index hidden_size = 0;        ///< width of the residual stream after the first layer
+  index embedding_size = 0;     ///< width of the embedding table (== hidden_size for BERT)
+  index num_layers = 0;
+  index num_heads = 0;
+  index intermediate_size = 0;  ///< FFN inner width
+  index max_positions = 0;      ///< rows of the position table (BERT) or the longest input (USE-lite)
+  index type_vocab_size = 0;    ///< 0 when the model has no segment embeddings
+  index pad_token_id = 0;
+  double layer_norm_eps = 1e-12;
+  double hidden_dropout = 0.1;
+  double attention_dropout = 0.1;
+  activation hidden_act = activation::gelu_erf;
+
+  /// Longest sequence the encoder accepts (RoBERTa loses pad_token_id + 1 positions).
+  index max_sequence_length() const noexcept {
+    return model_type == "roberta" ? max_positions - pad_token_id - 1 : max_positions;
+  }
+};
+
+}  // namespace peft
+
+#endif  // PEFT_MODEL_CONFIG_HPP
