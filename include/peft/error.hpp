@@ -7,6 +7,7 @@
 /// throwing one of these, in Release builds too; messages read
 /// `class::method: what was expected, what was found`.
 
+#include <cassert>
 #include <stdexcept>
 #include <string>
 
@@ -38,7 +39,6 @@ public:
 
 /// Internal invariant checks. Override by defining PEFT_ASSERT before including peft.
 #ifndef PEFT_ASSERT
-#include <cassert>
 #define PEFT_ASSERT(x) assert(x)
 #endif
 

@@ -34,6 +34,9 @@ using const_matrix_map = Eigen::Map<const matrix<Scalar>>;
 /// Integer matrix of token ids or 0/1 masks, `[batch x time]`.
 using id_matrix = Eigen::Matrix<std::int32_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+/// Non-linearity of a feed-forward block.
+enum class activation { gelu_erf, gelu_tanh, relu };
+
 /// Whether a forward pass trains (dropout on, activations recorded) or evaluates.
 /// The mode is always passed explicitly; nothing in peft stores it as a hidden flag.
 enum class mode { eval, train };
@@ -54,6 +57,16 @@ struct tensor {
     return s + "]";
   }
 };
+
+namespace detail {
+template <typename T>
+struct nondeduced {
+  using type = T;
+};
+}  // namespace detail
+/// Keeps a parameter out of template argument deduction (so `nullptr` can be passed).
+template <typename T>
+using nondeduced_t = typename detail::nondeduced<T>::type;
 
 template <typename T>
 inline constexpr bool is_supported_scalar_v = std::is_same_v<T, float> || std::is_same_v<T, double>;

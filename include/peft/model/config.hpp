@@ -12,9 +12,6 @@
 
 namespace peft {
 
-/// Non-linearity of the feed-forward block.
-enum class activation { gelu_erf, gelu_tanh, relu };
-
 /// Hugging Face `hidden_act` string to peft's enum; throws on anything else.
 inline activation parse_activation(const std::string& s) {
   if (s == "gelu" || s == "gelu_python") return activation::gelu_erf;

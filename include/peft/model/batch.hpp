@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+#ifndef PEFT_MODEL_BATCH_HPP
+#define PEFT_MODEL_BATCH_HPP
+
+/// @file batch.hpp
+/// A padded batch of token-id sequences: ids, segment ids and a 0/1 attention mask, all
+/// `[batch x time]`. Sequences are padded on the right to the longest one.
+
+#include <cstdint>
+#include <vector>
+
+#include "../core/types.hpp"
+
+namespace peft {
+
+struct batch {
+  id_matrix ids;       ///< [B x T] token ids; padding positions hold the pad id
+  id_matrix segments;  ///< [B x T] segment (token type) ids, or empty for all-zero
+  id_matrix mask;      ///< [B x T] 1 for a real token, 0 for padding
+
+  index size() const noexcept { return ids.rows(); }
+  index time() const noexcept { return ids.cols(); }
+  index rows() const noexcept { return ids.size(); }  ///< B*T, rows of hidden states
+  /// Number of real tokens of sequence b.
+  index length(index b) const { return mask.row(b).count(); }
+};
+
+/// Pads `seqs` on the right with `pad_id` into one batch. `segments`, when given, must have
+/// the same lengths as `seqs`.
+inline batch make_batch(const std::vector<std::vector<std::int32_t>>& seqs, std::int32_t pad_id,
+                        const std::vector<std::vector<std::int32_t>>* segments = nullptr) {
+  if (seqs.empty()) throw invalid_argument("make_batch: sequences expected at least 1, got 0");
+  if (segments && segments->size() != seqs.size())
+    throw invalid_argument(detail::expected_got("make_batch", "segment sequences", seqs.size(), segments->size()));
+  index T = 0;
+  for (std::size_t i = 0; i < seqs.size(); ++i) {
+    if (seqs[i].empty())
+      throw invalid_argument("make_batch: sequence " + std::to_string(i) + " is empty (length expected >= 1)");
+    if (segments && (*segments)[i].size() != seqs[i].size())
+      throw invalid_argument(detail::expected_got("make_batch", ("segment length of sequence " + std::to_string(i)).c_str(),
+                                                  seqs[i].size(), (*segments)[i].size()));
+    T = std::max<index>(T, static_cast<index>(seqs[i].size()));
+  }
+  const index B = static_cast<index>(seqs.size());
+  batch b;
+  b.ids = id_matrix::Constant(B, T, pad_id);
+  b.mask = id_matrix::Zero(B, T);
+  if (segments) b.segments = id_matrix::Zero(B, T);
+  for (index i = 0; i < B; ++i) {
+    const auto& s = seqs[static_cast<std::size_t>(i)];
+    for (index t = 0; t < static_cast<index>(s.size()); ++t) {
+      b.ids(i, t) = s[static_cast<std::size_t>(t)];
+      b.mask(i, t) = 1;
+      if (segments) b.segments(i, t) = (*segments)[static_cast<std::size_t>(i)][static_cast<std::size_t>(t)];
+    }
+  }
+  return b;
+}
+
+}  // namespace peft
+
+#endif  // PEFT_MODEL_BATCH_HPP

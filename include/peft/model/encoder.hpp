@@ -1,0 +1,471 @@
+// SPDX-License-Identifier: Apache-2.0
+#ifndef PEFT_MODEL_ENCODER_HPP
+#define PEFT_MODEL_ENCODER_HPP
+
+/// @file encoder.hpp
+/// `encoder<Arch, Scalar>`: the frozen Transformer encoder. Its weights are shared and
+/// `const`; a policy (see policy_traits.hpp) plugs into its hook points. The backward pass
+/// computes input-gradients only (never a frozen weight's gradient) and stops below the
+/// lowest layer the policy trains.
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "../core/random.hpp"
+#include "../core/types.hpp"
+#include "../ops/activation.hpp"
+#include "../ops/attention.hpp"
+#include "../ops/dropout.hpp"
+#include "../ops/layer_norm.hpp"
+#include "../ops/linear.hpp"
+#include "../policies/policy_traits.hpp"
+#include "arch.hpp"
+#include "batch.hpp"
+#include "tape.hpp"
+#include "weights.hpp"
+
+namespace peft {
+
+/// Frozen encoder over shared weights.
+/// @tparam Arch   architecture traits: `bert`, `roberta` or `use_lite` (arch.hpp)
+/// @tparam Scalar float or double
+template <typename Arch, typename Scalar = float>
+class encoder {
+  static_assert(is_supported_scalar_v<Scalar>, "peft::encoder: Scalar must be float or double");
+
+public:
+  using scalar_type = Scalar;
+  using arch_type = Arch;
+  using mat = matrix<Scalar>;
+  template <typename Policy>
+  using tape_type = encoder_tape<Scalar, Policy>;
+
+  /// @throws invalid_argument when the weights are null or inconsistent with the config
+  explicit encoder(shared_weights<Scalar> weights) : m_weights(std::move(weights)) { validate(); }
+
+  const encoder_config& config() const noexcept { return m_weights->config; }
+  const encoder_weights<Scalar>& weights() const noexcept { return *m_weights; }
+  const shared_weights<Scalar>& shared() const noexcept { return m_weights; }
+  index num_layers() const noexcept { return static_cast<index>(m_weights->layers.size()); }
+  /// Width of the encoder's output.
+  index hidden_size() const noexcept { return m_weights->layers.back().output_width(); }
+  index embedding_size() const noexcept { return m_weights->word_embeddings.cols(); }
+  index max_sequence_length() const noexcept { return config().max_sequence_length(); }
+
+  /// Throws invalid_argument unless `b` is a batch this encoder can run.
+  void check_batch(const batch& b, const char* where) const {
+    const std::string w = where;
+    if (b.size() == 0 || b.time() == 0) throw invalid_argument(w + ": empty batch (expected at least 1 token)");
+    if (b.mask.rows() != b.size() || b.mask.cols() != b.time())
+      throw invalid_argument(w + ": mask shape expected [" + std::to_string(b.size()) + ", " +
+                             std::to_string(b.time()) + "], got [" + std::to_string(b.mask.rows()) + ", " +
+                             std::to_string(b.mask.cols()) + "]");
+    if (b.segments.size() != 0 && (b.segments.rows() != b.size() || b.segments.cols() != b.time()))
+      throw invalid_argument(w + ": segments shape does not match ids [" + std::to_string(b.size()) + ", " +
+                             std::to_string(b.time()) + "]");
+    if (b.time() > max_sequence_length())
+      throw invalid_argument(w + ": sequence length expected <= " + std::to_string(max_sequence_length()) +
+                             ", got " + std::to_string(b.time()));
+    const index vocab = m_weights->word_embeddings.rows();
+    for (index i = 0; i < b.size(); ++i) {
+      index real = 0;
+      for (index t = 0; t < b.time(); ++t) {
+        const auto m = b.mask(i, t);
+        if (m != 0 && m != 1)
+          throw invalid_argument(w + ": mask values expected 0 or 1, got " + std::to_string(m) + " at [" +
+                                 std::to_string(i) + ", " + std::to_string(t) + "]");
+        real += m;
+        const auto id = b.ids(i, t);
+        if (id < 0 || id >= vocab)
+          throw invalid_argument(w + ": token id expected in [0, " + std::to_string(vocab) + "), got " +
+                                 std::to_string(id) + " at [" + std::to_string(i) + ", " + std::to_string(t) + "]");
+        if (b.segments.size() != 0) {
+          const auto s = b.segments(i, t);
+          const index types = std::max<index>(m_weights->token_type_embeddings.rows(), 1);
+          if (s < 0 || s >= types)
+            throw invalid_argument(w + ": segment id expected in [0, " + std::to_string(types) + "), got " +
+                                   std::to_string(s) + " at [" + std::to_string(i) + ", " + std::to_string(t) + "]");
+        }
+      }
+      if (real == 0)
+        throw invalid_argument(w + ": sequence " + std::to_string(i) + " has no real token (mask all zero)");
+    }
+  }
+
+  /// Embedding output `[B*T x E]` (word + position (+ segment), normalised for BERT, dropout
+  /// in train mode), before the policy's on_embeddings hook.
+  template <typename Policy = no_policy<Scalar>>
+  mat embed(const batch& b, mode m = mode::eval, rng* gen = nullptr,
+            nondeduced_t<encoder_tape<Scalar, Policy>>* t = nullptr) const {
+    const auto& W = *m_weights;
+    const index B = b.size(), T = b.time(), E = embedding_size();
+    mat h(B * T, E);
+    for (index i = 0; i < B; ++i) {
+      index rank = 0;  // position among real tokens, for RoBERTa's padding-offset ids
+      for (index s = 0; s < T; ++s) {
+        const index r = i * T + s;
+        h.row(r) = W.word_embeddings.row(b.ids(i, s));
+        if constexpr (Arch::positions == position_kind::learned) {
+          h.row(r) += W.position_embeddings.row(s);
+        } else if constexpr (Arch::positions == position_kind::learned_pad_offset) {
+          const index pos = b.mask(i, s) ? config().pad_token_id + 1 + rank++ : config().pad_token_id;
+          h.row(r) += W.position_embeddings.row(pos);
+        }
+        if (W.token_type_embeddings.rows() > 0)
+          h.row(r) += W.token_type_embeddings.row(b.segments.size() ? b.segments(i, s) : 0);
+      }
+    }
+    if constexpr (Arch::positions == position_kind::sinusoidal) add_timing_signal(h, B, T);
+    if (!W.embedding_norm.empty())
+      ops::layer_norm_forward(h, W.embedding_norm.gamma, W.embedding_norm.beta, config().layer_norm_eps, h,
+                              t ? &t->emb_norm : nullptr);
+    if (m == mode::train && config().hidden_dropout > 0) {
+      mat local;
+      mat& mask = t ? t->drop_emb : local;
+      ops::make_dropout_mask(B * T, E, config().hidden_dropout, require_rng(gen, "encoder::embed"), mask);
+      h.array() *= mask.array();
+    } else if (t) {
+      t->drop_emb.resize(0, 0);
+    }
+    return h;
+  }
+
+  /// Hidden states `[B*T x H]` (row `b*T + t`) of the frozen encoder, evaluation mode.
+  mat forward(const batch& b) const { return forward(b, no_policy<Scalar>{}); }
+
+  /// Forward pass through the policy's hooks.
+  /// @param t    when non-null, records what `backward` needs (any mode)
+  /// @param gen  random generator for dropout; required in train mode when dropout > 0
+  /// @throws invalid_argument for a malformed batch (ids out of range, too long, empty rows)
+  template <typename Policy>
+  mat forward(const batch& b, const Policy& p, mode m = mode::eval,
+              nondeduced_t<encoder_tape<Scalar, Policy>>* t = nullptr, rng* gen = nullptr) const {
+    static_assert(is_policy_v<Policy>, "peft::encoder::forward: Policy must declare scalar_type");
+    static_assert(std::is_same_v<typename Policy::scalar_type, Scalar>,
+                  "peft::encoder::forward: the policy's scalar_type must equal the encoder's Scalar");
+    check_batch(b, "encoder::forward");
+    mat h0 = embed<Policy>(b, m, gen, t);
+    return run_layers(std::move(h0), b, p, m, t, gen);
+  }
+
+  /// Forward pass from a given embedding output `h0` (`[B*T x E]`), e.g. for prompt tuning
+  /// or for an input-gradient check. The batch supplies the mask (its ids are not read).
+  template <typename Policy>
+  mat forward_embedded(const mat& h0, const batch& b, const Policy& p, mode m = mode::eval,
+                       nondeduced_t<encoder_tape<Scalar, Policy>>* t = nullptr, rng* gen = nullptr) const {
+    if (h0.rows() != b.rows() || h0.cols() != embedding_size())
+      throw invalid_argument("encoder::forward_embedded: h0 shape expected [" + std::to_string(b.rows()) + ", " +
+                             std::to_string(embedding_size()) + "], got [" + std::to_string(h0.rows()) + ", " +
+                             std::to_string(h0.cols()) + "]");
+    if (b.mask.rows() != b.size() || b.mask.cols() != b.time())
+      throw invalid_argument("encoder::forward_embedded: batch mask shape does not match its ids");
+    return run_layers(mat(h0), b, p, m, t, gen);
+  }
+
+  /// Backward pass: from the gradient of the encoder output, accumulates the policy's
+  /// parameter gradients and returns the gradient with respect to the input of layer
+  /// `stop_layer` (for 0: the embedding output, before on_embeddings). Layers below
+  /// `stop_layer` are not visited. The default stop is the policy's lowest trainable layer.
+  /// Assumes `forward` recorded `t` with the same policy and an unchanged policy state.
+  template <typename Policy>
+  mat backward(const mat& d_out, Policy& p, const encoder_tape<Scalar, Policy>& t, index stop_layer = -1) const {
+    const index L = num_layers();
+    if (t.layers.size() != static_cast<std::size_t>(L))
+      throw invalid_argument("encoder::backward: tape holds " + std::to_string(t.layers.size()) +
+                             " layers, expected " + std::to_string(L) + " (was forward called with a tape?)");
+    if (d_out.rows() != t.batch_size * t.time || d_out.cols() != hidden_size())
+      throw invalid_argument("encoder::backward: gradient shape expected [" + std::to_string(t.batch_size * t.time) +
+                             ", " + std::to_string(hidden_size()) + "], got [" + std::to_string(d_out.rows()) +
+                             ", " + std::to_string(d_out.cols()) + "]");
+    if (stop_layer < 0) stop_layer = lowest_trainable_layer(p, L);
+    if (stop_layer > L) stop_layer = L;
+    mat dh = d_out;
+    if constexpr (has_on_encoder_output_v<Policy>) p.on_encoder_output_backward(dh, t.policy);
+    if (!m_weights->final_norm.empty() && stop_layer < L)
+      ops::layer_norm_backward(dh, m_weights->final_norm.gamma, t.final_norm, dh);
+    for (index l = L - 1; l >= stop_layer; --l) dh = layer_backward(l, dh, p, t);
+    if constexpr (has_on_embeddings_v<Policy>) {
+      if (stop_layer == 0) p.on_embeddings_backward(dh, t.policy);
+    }
+    return dh;
+  }
+
+private:
+  static rng& require_rng(rng* gen, const char* where) {
+    if (!gen)
+      throw invalid_argument(std::string(where) + ": train mode with dropout needs a random generator (got null)");
+    return *gen;
+  }
+
+  void validate() const {
+    if (!m_weights) throw invalid_argument("encoder::encoder: weights expected non-null, got null");
+    const auto& W = *m_weights;
+    const auto& c = W.config;
+    auto fail = [](const std::string& what) { throw invalid_argument("encoder::encoder: " + what); };
+    if (c.model_type != Arch::name)
+      fail(std::string("model_type expected '") + Arch::name + "', got '" + c.model_type + "'");
+    if (W.layers.empty()) fail("layers expected at least 1, got 0");
+    if (static_cast<index>(W.layers.size()) != c.num_layers)
+      fail("layer count expected " + std::to_string(c.num_layers) + " (config), got " + std::to_string(W.layers.size()));
+    if (W.word_embeddings.rows() != c.vocab_size || W.word_embeddings.rows() == 0)
+      fail("word_embeddings rows expected " + std::to_string(c.vocab_size) + ", got " +
+           std::to_string(W.word_embeddings.rows()));
+    if (c.num_heads <= 0) fail("num_heads expected > 0, got " + std::to_string(c.num_heads));
+    if constexpr (Arch::positions != position_kind::sinusoidal) {
+      if (W.position_embeddings.rows() != c.max_positions || W.position_embeddings.cols() != embedding_size())
+        fail("position_embeddings shape mismatch with config");
+    }
+    index width = embedding_size();
+    for (std::size_t l = 0; l < W.layers.size(); ++l) {
+      const auto& L = W.layers[l];
+      const std::string at = "layer " + std::to_string(l) + ": ";
+      if (L.input_width() != width) fail(at + "input width expected " + std::to_string(width) + ", got " +
+                                         std::to_string(L.input_width()));
+      if (L.attention_width() % c.num_heads != 0)
+        fail(at + "attention width " + std::to_string(L.attention_width()) + " not divisible by heads " +
+             std::to_string(c.num_heads));
+      if (L.output_width() != width && L.residual_proj.empty())
+        fail(at + "width changes from " + std::to_string(width) + " to " + std::to_string(L.output_width()) +
+             " without a residual projection");
+      width = L.output_width();
+    }
+  }
+
+  /// tensor2tensor timing signal: [sin(p * inv), cos(p * inv)] with geometric timescales
+  /// from 1 to 1e4 over half the width.
+  void add_timing_signal(mat& h, index B, index T) const {
+    const index E = h.cols(), half = E / 2;
+    const double log_inc = std::log(1.0e4) / static_cast<double>(std::max<index>(half - 1, 1));
+    for (index s = 0; s < T; ++s) {
+      for (index j = 0; j < half; ++j) {
+        const double angle = static_cast<double>(s) * std::exp(-static_cast<double>(j) * log_inc);
+        const Scalar sn = static_cast<Scalar>(std::sin(angle)), cs = static_cast<Scalar>(std::cos(angle));
+        for (index i = 0; i < B; ++i) {
+          h(i * T + s, j) += sn;
+          h(i * T + s, half + j) += cs;
+        }
+      }
+    }
+  }
+
+  template <typename Policy>
+  mat run_layers(mat h, const batch& b, const Policy& p, mode m, encoder_tape<Scalar, Policy>* t, rng* gen) const {
+    hook_context ctx;
+    ctx.run_mode = m;
+    ctx.gen = gen;
+    ctx.record = t != nullptr;
+    ctx.input = &b;
+    ctx.batch_size = b.size();
+    ctx.time = b.time();
+    policy_tape_t<Policy> scratch_policy_tape;
+    policy_tape_t<Policy>& pt = t ? t->policy : scratch_policy_tape;
+    if (t) {
+      t->batch_size = b.size();
+      t->time = b.time();
+      t->mask = b.mask;
+      t->layers.resize(static_cast<std::size_t>(num_layers()));
+    }
+    // The encoder-output hook (side-tuning) reads the embedding output as the frozen
+    // embeddings produce it, before any policy changes it.
+    mat h0_local;
+    if constexpr (has_on_encoder_output_v<Policy>) (t ? t->h0 : h0_local) = h;
+    if constexpr (has_on_embeddings_v<Policy>) p.on_embeddings(h, ctx, pt);
+    layer_tape<Scalar> scratch;
+    for (index l = 0; l < num_layers(); ++l) {
+      layer_tape<Scalar>& lt = t ? t->layers[static_cast<std::size_t>(l)] : scratch;
+      h = layer_forward(l, std::move(h), b, p, ctx, lt, pt);
+    }
+    if (!m_weights->final_norm.empty())
+      ops::layer_norm_forward(h, m_weights->final_norm.gamma, m_weights->final_norm.beta, config().layer_norm_eps, h,
+                              t ? &t->final_norm : nullptr);
+    if constexpr (has_on_encoder_output_v<Policy>) p.on_encoder_output(t ? t->h0 : h0_local, h, ctx, pt);
+    return h;
+  }
+
+  template <typename Policy>
+  void linear_fwd(index l, linear_id id, const linear_weights<Scalar>& lw, const mat& x, mat& y, const Policy& p,
+                  const hook_context& ctx, layer_tape<Scalar>& lt, policy_tape_t<Policy>& pt) const {
+    const mat* w = &lw.weight;
+    if constexpr (has_on_weight_v<Policy>) {
+      if (p.transforms_weight(l, id)) {
+        mat& we = lt.w_eff[static_cast<std::size_t>(id)];
+        p.on_weight(l, id, lw.weight, we, pt);
+        w = &we;
+      }
+    }
+    ops::linear_forward(x, *w, lw.bias, y);
+    if constexpr (has_on_linear_v<Policy>) p.on_linear(l, id, x, y, ctx, pt);
+    (void)ctx;
+  }
+
+  template <typename Policy>
+  void linear_bwd(index l, linear_id id, const linear_weights<Scalar>& lw, const mat& x, const mat& dy, mat& dx,
+                  bool accumulate, Policy& p, const layer_tape<Scalar>& lt, const policy_tape_t<Policy>& pt) const {
+    const mat* w = &lw.weight;
+    if constexpr (has_on_weight_v<Policy>) {
+      if (p.transforms_weight(l, id)) {
+        w = &lt.w_eff[static_cast<std::size_t>(id)];
+        mat dw = dy.transpose() * x;  // gradient of the effective weight, handed to the policy
+        p.on_weight_backward(l, id, lw.weight, dw, pt);
+      }
+    }
+    ops::linear_backward_input(dy, *w, dx, accumulate);
+    if constexpr (has_on_linear_v<Policy>) p.on_linear_backward(l, id, dy, dx, pt);
+    (void)x;
+  }
+
+  /// Sub-layer output: policy hook, hidden dropout, policy hook.
+  template <typename Policy>
+  void sublayer_fwd(index l, sublayer s, mat& h, mat& drop_mask, const Policy& p, const hook_context& ctx,
+                    policy_tape_t<Policy>& pt) const {
+    if constexpr (has_on_sublayer_output_v<Policy>) p.on_sublayer_output(l, s, placement::pre_dropout, h, ctx, pt);
+    if (ctx.run_mode == mode::train && config().hidden_dropout > 0) {
+      ops::make_dropout_mask(h.rows(), h.cols(), config().hidden_dropout, require_rng(ctx.gen, "encoder::forward"),
+                             drop_mask);
+      h.array() *= drop_mask.array();
+    } else {
+      drop_mask.resize(0, 0);
+    }
+    if constexpr (has_on_sublayer_output_v<Policy>) p.on_sublayer_output(l, s, placement::post_dropout, h, ctx, pt);
+  }
+
+  template <typename Policy>
+  void sublayer_bwd(index l, sublayer s, mat& dh, const mat& drop_mask, Policy& p,
+                    const policy_tape_t<Policy>& pt) const {
+    if constexpr (has_on_sublayer_output_v<Policy>) p.on_sublayer_output_backward(l, s, placement::post_dropout, dh, pt);
+    if (drop_mask.size() != 0) dh.array() *= drop_mask.array();
+    if constexpr (has_on_sublayer_output_v<Policy>) p.on_sublayer_output_backward(l, s, placement::pre_dropout, dh, pt);
+    (void)l;
+    (void)s;
+  }
+
+  template <typename Policy>
+  mat layer_forward(index l, mat x, const batch& b, const Policy& p, const hook_context& ctx, layer_tape<Scalar>& lt,
+                    policy_tape_t<Policy>& pt) const {
+    const auto& W = m_weights->layers[static_cast<std::size_t>(l)];
+    const double eps = config().layer_norm_eps;
+    if constexpr (has_on_layer_input_v<Policy>) p.on_layer_input(l, x, ctx, pt);
+    lt.x = std::move(x);
+
+    // Attention block.
+    const mat* attn_in = &lt.x;
+    if constexpr (Arch::pre_norm) {
+      ops::layer_norm_forward(lt.x, W.attn_norm.gamma, W.attn_norm.beta, eps, lt.n1, &lt.norm1);
+      attn_in = &lt.n1;
+    }
+    linear_fwd(l, linear_id::query, W.query, *attn_in, lt.q, p, ctx, lt, pt);
+    linear_fwd(l, linear_id::key, W.key, *attn_in, lt.k, p, ctx, lt, pt);
+    linear_fwd(l, linear_id::value, W.value, *attn_in, lt.v, p, ctx, lt, pt);
+    ops::attention_shape shape{b.size(), b.time(), config().num_heads, 0};
+    if constexpr (has_kv_prefix_v<Policy>) {
+      shape.prefix = p.kv_prefix_length(l);
+      if (shape.prefix > 0) p.kv_prefix(l, lt.prefix_k, lt.prefix_v, ctx, pt);
+    }
+    const Scalar scale = Scalar(1) / std::sqrt(static_cast<Scalar>(W.attention_width() / config().num_heads));
+    const bool train = ctx.run_mode == mode::train;
+    const double attn_drop = train ? config().attention_dropout : 0.0;
+    ops::attention_forward(shape, lt.q, lt.k, lt.v, shape.prefix ? &lt.prefix_k : nullptr,
+                           shape.prefix ? &lt.prefix_v : nullptr, b.mask, scale, attn_drop,
+                           attn_drop > 0 ? &require_rng(ctx.gen, "encoder::forward") : nullptr, lt.ctx, &lt.attn);
+    mat a;
+    linear_fwd(l, linear_id::attn_out, W.attn_out, lt.ctx, a, p, ctx, lt, pt);
+    sublayer_fwd(l, sublayer::attention, a, lt.drop_attn, p, ctx, pt);
+    if (W.residual_proj.empty()) {
+      a += lt.x;
+    } else {
+      mat r;
+      ops::linear_forward(lt.x, W.residual_proj.weight, W.residual_proj.bias, r);
+      a += r;
+    }
+    if constexpr (Arch::pre_norm) {
+      lt.x1 = std::move(a);
+    } else {
+      ops::layer_norm_forward(a, W.attn_norm.gamma, W.attn_norm.beta, eps, lt.x1, &lt.norm1);
+    }
+
+    // Feed-forward block.
+    const mat* ffn_in = &lt.x1;
+    if constexpr (Arch::pre_norm) {
+      ops::layer_norm_forward(lt.x1, W.ffn_norm.gamma, W.ffn_norm.beta, eps, lt.n2, &lt.norm2);
+      ffn_in = &lt.n2;
+    }
+    linear_fwd(l, linear_id::ffn_in, W.ffn_in, *ffn_in, lt.u, p, ctx, lt, pt);
+    ops::activation_forward(config().hidden_act, lt.u, lt.g);
+    mat f;
+    linear_fwd(l, linear_id::ffn_out, W.ffn_out, lt.g, f, p, ctx, lt, pt);
+    sublayer_fwd(l, sublayer::ffn, f, lt.drop_ffn, p, ctx, pt);
+    f += lt.x1;
+    if constexpr (!Arch::pre_norm) {
+      ops::layer_norm_forward(f, W.ffn_norm.gamma, W.ffn_norm.beta, eps, f, &lt.norm2);
+    }
+    return f;
+  }
+
+  template <typename Policy>
+  mat layer_backward(index l, const mat& dy, Policy& p, const encoder_tape<Scalar, Policy>& t) const {
+    const auto& W = m_weights->layers[static_cast<std::size_t>(l)];
+    const auto& lt = t.layers[static_cast<std::size_t>(l)];
+    const auto& pt = t.policy;
+
+    // Feed-forward block.
+    mat dz2 = dy;
+    if constexpr (!Arch::pre_norm) ops::layer_norm_backward(dz2, W.ffn_norm.gamma, lt.norm2, dz2);
+    mat df = dz2;
+    sublayer_bwd(l, sublayer::ffn, df, lt.drop_ffn, p, pt);
+    mat dg;
+    linear_bwd(l, linear_id::ffn_out, W.ffn_out, lt.g, df, dg, false, p, lt, pt);
+    ops::activation_backward(config().hidden_act, lt.u, dg);
+    mat din;
+    linear_bwd(l, linear_id::ffn_in, W.ffn_in, Arch::pre_norm ? lt.n2 : lt.x1, dg, din, false, p, lt, pt);
+    mat dx1;
+    if constexpr (Arch::pre_norm) {
+      ops::layer_norm_backward(din, W.ffn_norm.gamma, lt.norm2, dx1);
+      dx1 += dz2;
+    } else {
+      dx1 = din + dz2;
+    }
+
+    // Attention block.
+    mat dz1 = std::move(dx1);
+    if constexpr (!Arch::pre_norm) ops::layer_norm_backward(dz1, W.attn_norm.gamma, lt.norm1, dz1);
+    mat da = dz1;
+    sublayer_bwd(l, sublayer::attention, da, lt.drop_attn, p, pt);
+    mat dctx;
+    linear_bwd(l, linear_id::attn_out, W.attn_out, lt.ctx, da, dctx, false, p, lt, pt);
+    ops::attention_shape shape{t.batch_size, t.time, config().num_heads, lt.prefix_k.rows()};
+    const Scalar scale = Scalar(1) / std::sqrt(static_cast<Scalar>(W.attention_width() / config().num_heads));
+    mat dq, dk, dv, dpk, dpv;
+    ops::attention_backward(shape, dctx, lt.q, lt.k, lt.v, shape.prefix ? &lt.prefix_k : nullptr,
+                            shape.prefix ? &lt.prefix_v : nullptr, lt.attn, scale, dq, dk, dv,
+                            shape.prefix ? &dpk : nullptr, shape.prefix ? &dpv : nullptr);
+    if constexpr (has_kv_prefix_v<Policy>) {
+      if (shape.prefix > 0) p.kv_prefix_backward(l, dpk, dpv, pt);
+    }
+    const mat& attn_in = Arch::pre_norm ? lt.n1 : lt.x;
+    mat dn;
+    linear_bwd(l, linear_id::query, W.query, attn_in, dq, dn, false, p, lt, pt);
+    linear_bwd(l, linear_id::key, W.key, attn_in, dk, dn, true, p, lt, pt);
+    linear_bwd(l, linear_id::value, W.value, attn_in, dv, dn, true, p, lt, pt);
+    mat dx;
+    if constexpr (Arch::pre_norm) {
+      ops::layer_norm_backward(dn, W.attn_norm.gamma, lt.norm1, dx);
+    } else {
+      dx = std::move(dn);
+    }
+    if (W.residual_proj.empty()) {
+      dx += dz1;
+    } else {
+      ops::linear_backward_input(dz1, W.residual_proj.weight, dx, true);
+    }
+    if constexpr (has_on_layer_input_v<Policy>) p.on_layer_input_backward(l, dx, pt);
+    return dx;
+  }
+
+  shared_weights<Scalar> m_weights;
+};
+
+}  // namespace peft
+
+#endif  // PEFT_MODEL_ENCODER_HPP

@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: Apache-2.0
+// The frozen encoder: input-gradients and every hook's gradients by finite differences (double),
+// frozen-means-frozen, shared weights, backward stopping, and bad input.
+#include <peft/peft.hpp>
+
+#include "gradcheck.hpp"
+#include "probe_policy.hpp"
+#include "test_common.hpp"
+
+using peft_test::check_gradient;
+using peft_test::dot_loss;
+using peft_test::random_matrix;
+
+namespace {
+
+peft::encoder_config small_config(const std::string& type) {
+  peft::encoder_config c;
+  c.model_type = type;
+  c.vocab_size = 30;
+  c.hidden_size = 16;
+  c.embedding_size = type == "use_lite" ? 8 : 16;
+  c.num_layers = 2;
+  c.num_heads = 2;
+  c.intermediate_size = 24;
+  c.max_positions = 16;
+  c.type_vocab_size = type == "use_lite" ? 0 : 2;
+  c.pad_token_id = type == "roberta" ? 1 : 0;
+  c.layer_norm_eps = type == "use_lite" ? 1e-6 : 1e-12;
+  c.hidden_act = type == "use_lite" ? peft::activation::relu : peft::activation::gelu_erf;
+  c.hidden_dropout = 0.2;
+  c.attention_dropout = 0.2;
+  return c;
+}
+
+peft::batch small_batch(std::int32_t pad, bool segments) {
+  std::vector<std::vector<std::int32_t>> ids = {{2, 5, 7, 9, 11, 3}, {2, 8, 3}, {2, 13, 17, 19, 3}};
+  std::vector<std::vector<std::int32_t>> seg = {{0, 0, 0, 1, 1, 1}, {0, 0, 1}, {0, 0, 0, 1, 1}};
+  return peft::make_batch(ids, pad, segments ? &seg : nullptr);
+}
+
+template <typename Arch>
+struct fixture {
+  std::string type;
+  peft::encoder<Arch, double> enc;
+  peft::batch b;
+  explicit fixture(const std::string& t)
+      : type(t),
+        enc(peft::random_encoder_weights<double>(small_config(t), 42)),
+        b(small_batch(t == "roberta" ? 1 : 0, t != "use_lite")) {}
+
+  peft_test::probe_policy<double> probe(peft::index prefix = 2) const {
+    std::vector<peft::index> in, att;
+    for (const auto& L : enc.weights().layers) {
+      in.push_back(L.input_width());
+      att.push_back(L.attention_width());
+    }
+    return {enc.num_layers(), enc.embedding_size(), in, att, enc.hidden_size(), prefix, 3};
+  }
+};
+
+// Mask out padded rows of the loss weights: their hidden states are not meaningful outputs.
+peft::matrix<double> loss_weights(const peft::batch& b, peft::index cols, std::uint64_t seed) {
+  peft::matrix<double> R = random_matrix<double>(b.rows(), cols, seed);
+  for (peft::index i = 0; i < b.size(); ++i)
+    for (peft::index t = 0; t < b.time(); ++t)
+      if (!b.mask(i, t)) R.row(i * b.time() + t).setZero();
+  return R;
+}
+
+template <typename Arch>
+void check_input_gradient(const std::string& type, peft::mode m) {
+  fixture<Arch> f(type);
+  const auto& enc = f.enc;
+  peft::rng g0(1);
+  peft::matrix<double> h0 = enc.embed(f.b, peft::mode::eval, &g0);
+  const auto R = loss_weights(f.b, enc.hidden_size(), 5);
+  peft::no_policy<double> none;
+  auto loss = [&] {
+    peft::rng gen(77);
+    return dot_loss(enc.forward_embedded(h0, f.b, none, m, nullptr, &gen), R);
+  };
+  peft::encoder_tape<double, peft::no_policy<double>> tape;
+  peft::rng gen(77);
+  enc.forward_embedded(h0, f.b, none, m, &tape, &gen);
+  peft::matrix<double> dh0 = enc.backward(R, none, tape, 0);
+  REQUIRE(dh0.rows() == h0.rows());
+  REQUIRE(dh0.cols() == h0.cols());
+  auto r = check_gradient(h0.data(), h0.size(), dh0.data(), loss, 1e-6);
+  INFO(type << " max abs err " << r.max_abs_err << " rel " << r.max_rel_err);
+  CHECK(r.max_abs_err < 1e-7);
+  CHECK(dh0.cwiseAbs().maxCoeff() > 1e-3);  // the check is not vacuous
+}
+
+template <typename Arch>
+void check_policy_gradient(const std::string& type) {
+  fixture<Arch> f(type);
+  auto p = f.probe();
+  const auto R = loss_weights(f.b, f.enc.hidden_size(), 6);
+  auto loss = [&] {
+    peft::rng gen(123);
+    return dot_loss(f.enc.forward(f.b, p, peft::mode::train, nullptr, &gen), R);
+  };
+  peft::encoder_tape<double, peft_test::probe_policy<double>> tape;
+  peft::rng gen(123);
+  f.enc.forward(f.b, p, peft::mode::train, &tape, &gen);
+  p.grad().setZero();
+  f.enc.backward(R, p, tape, 0);
+  auto r = check_gradient(p.theta().data(), p.theta().size(), p.grad().data(), loss, 1e-6, 400);
+  INFO(type << " policy params: max abs err " << r.max_abs_err << " rel " << r.max_rel_err);
+  CHECK(r.max_abs_err < 1e-7);
+  CHECK(p.grad().cwiseAbs().maxCoeff() > 1e-3);
+}
+
+}  // namespace
+
+TEST_CASE("encoder input-gradient matches finite differences", "[encoder][grad]") {
+  SECTION("bert eval") { check_input_gradient<peft::bert>("bert", peft::mode::eval); }
+  SECTION("bert train (dropout)") { check_input_gradient<peft::bert>("bert", peft::mode::train); }
+  SECTION("roberta train") { check_input_gradient<peft::roberta>("roberta", peft::mode::train); }
+  SECTION("use_lite eval") { check_input_gradient<peft::use_lite>("use_lite", peft::mode::eval); }
+  SECTION("use_lite train") { check_input_gradient<peft::use_lite>("use_lite", peft::mode::train); }
+}
+
+TEST_CASE("every hook's parameter gradient matches finite differences inside the encoder", "[encoder][grad]") {
+  SECTION("bert") { check_policy_gradient<peft::bert>("bert"); }
+  SECTION("roberta") { check_policy_gradient<peft::roberta>("roberta"); }
+  SECTION("use_lite") { check_policy_gradient<peft::use_lite>("use_lite"); }
+}
+
+TEST_CASE("hook traits detect exactly the implemented hooks", "[encoder][traits]") {
+  using P = peft_test::probe_policy<float>;
+  STATIC_REQUIRE(peft::has_on_embeddings_v<P>);
+  STATIC_REQUIRE(peft::has_on_layer_input_v<P>);
+  STATIC_REQUIRE(peft::has_kv_prefix_v<P>);
+  STATIC_REQUIRE(peft::has_on_weight_v<P>);
+  STATIC_REQUIRE(peft::has_on_linear_v<P>);
+  STATIC_REQUIRE(peft::has_on_sublayer_output_v<P>);
+  STATIC_REQUIRE(peft::has_on_encoder_output_v<P>);
+  using N = peft::no_policy<float>;
+  STATIC_REQUIRE_FALSE(peft::has_on_embeddings_v<N>);
+  STATIC_REQUIRE_FALSE(peft::has_kv_prefix_v<N>);
+  STATIC_REQUIRE_FALSE(peft::has_on_weight_v<N>);
+  STATIC_REQUIRE_FALSE(peft::has_on_sublayer_output_v<N>);
+}
+
+TEST_CASE("a zero probe policy leaves the output unchanged; the tape does not change results",
+          "[encoder]") {
+  fixture<peft::bert> f("bert");
+  auto p = f.probe(0);
+  p.theta().setZero();
+  p.use_weight = true;
+  const auto plain = f.enc.forward(f.b);
+  const auto with_policy = f.enc.forward(f.b, p);
+  CHECK((plain - with_policy).cwiseAbs().maxCoeff() == 0.0);
+  peft::encoder_tape<double, peft::no_policy<double>> tape;
+  const auto recorded = f.enc.forward(f.b, peft::no_policy<double>{}, peft::mode::eval, &tape);
+  CHECK(recorded == plain);
+}
+
+TEST_CASE("frozen weights are bitwise unchanged and shared", "[encoder][frozen]") {
+  auto w = peft::random_encoder_weights<double>(small_config("bert"), 9);
+  const peft::encoder_weights<double> copy = *w;
+  peft::shared_weights<double> shared = w;
+  w.reset();
+  peft::encoder<peft::bert, double> a(shared), b(shared);
+  CHECK(&a.weights() == &b.weights());
+  CHECK(&a.weights().word_embeddings(0, 0) == &b.weights().word_embeddings(0, 0));
+  CHECK(shared.use_count() == 3);
+  auto batch = small_batch(0, true);
+  peft::index L = a.num_layers();
+  std::vector<peft::index> in(size_t(L), 16), att(size_t(L), 16);
+  peft_test::probe_policy<double> p(L, 16, in, att, 16, 2, 4);
+  peft::encoder_tape<double, decltype(p)> tape;
+  peft::rng gen(1);
+  auto h = a.forward(batch, p, peft::mode::train, &tape, &gen);
+  a.backward(peft::matrix<double>::Ones(h.rows(), h.cols()), p, tape, 0);
+  const auto& now = a.weights();
+  CHECK(now.word_embeddings == copy.word_embeddings);
+  CHECK(now.position_embeddings == copy.position_embeddings);
+  for (size_t l = 0; l < copy.layers.size(); ++l) {
+    CHECK(now.layers[l].query.weight == copy.layers[l].query.weight);
+    CHECK(now.layers[l].value.weight == copy.layers[l].value.weight);
+    CHECK(now.layers[l].ffn_out.weight == copy.layers[l].ffn_out.weight);
+    CHECK(now.layers[l].attn_norm.gamma == copy.layers[l].attn_norm.gamma);
+  }
+  STATIC_REQUIRE(std::is_const_v<std::remove_reference_t<decltype(a.weights())>>);
+}
+
+namespace {
+/// Probe variant whose trainable hooks all live in the top layer.
+struct top_only : peft_test::probe_policy<double> {
+  using peft_test::probe_policy<double>::probe_policy;
+  peft::index lowest_layer(peft::index layers) const { return layers - 1; }
+};
+}  // namespace
+
+TEST_CASE("backward stops below the lowest trainable layer", "[encoder]") {
+  fixture<peft::bert> f("bert");
+  std::vector<peft::index> in(2, 16), att(2, 16);
+  top_only p(2, 16, in, att, 16, 2, 3);
+  peft::encoder_tape<double, top_only> tape;
+  f.enc.forward(f.b, p, peft::mode::eval, &tape);
+  const auto R = loss_weights(f.b, 16, 3);
+  p.grad().setZero();
+  auto d = f.enc.backward(R, p, tape);  // default stop: lowest_layer = 1
+  const peft::vector<double> top_grad = p.grad();
+  // The result is the gradient at layer 1's input; layer 0's parameters received nothing.
+  CHECK(d.rows() == f.b.rows());
+  p.grad().setZero();
+  f.enc.backward(R, p, tape, 0);
+  const peft::vector<double> full_grad = p.grad();
+  // Parameters of layer 1 and of the output hook agree; layer 0's / embeddings' are zero with the stop.
+  peft::index nonzero_full_only = 0;
+  for (peft::index i = 0; i < full_grad.size(); ++i) {
+    if (top_grad[i] != 0.0) CHECK(top_grad[i] == Approx(full_grad[i]).epsilon(1e-12));
+    if (top_grad[i] == 0.0 && full_grad[i] != 0.0) ++nonzero_full_only;
+  }
+  CHECK(nonzero_full_only > 0);
+}
+
+TEST_CASE("bad input is rejected with clear errors", "[encoder][errors]") {
+  fixture<peft::bert> f("bert");
+  auto b = f.b;
+  b.ids(0, 1) = 30;
+  CHECK_THROWS_WITH(f.enc.forward(b), Catch::Contains("token id expected in [0, 30), got 30"));
+  b = f.b;
+  b.mask.row(1).setZero();
+  CHECK_THROWS_WITH(f.enc.forward(b), Catch::Contains("sequence 1 has no real token"));
+  std::vector<std::vector<std::int32_t>> longseq(1, std::vector<std::int32_t>(17, 4));
+  CHECK_THROWS_WITH(f.enc.forward(peft::make_batch(longseq, 0)), Catch::Contains("sequence length expected <= 16, got 17"));
+  b = f.b;
+  b.mask.resize(1, 1);
+  CHECK_THROWS_AS(f.enc.forward(b), peft::invalid_argument);
+  b = f.b;
+  b.segments(0, 0) = 2;
+  CHECK_THROWS_WITH(f.enc.forward(b), Catch::Contains("segment id expected in [0, 2), got 2"));
+  CHECK_THROWS_WITH(f.enc.forward(f.b, peft::no_policy<double>{}, peft::mode::train),
+                    Catch::Contains("needs a random generator"));
+  CHECK_THROWS_AS(peft::make_batch({}, 0), peft::invalid_argument);
+  CHECK_THROWS_AS(peft::make_batch({{1, 2}, {}}, 0), peft::invalid_argument);
+  CHECK_THROWS_AS((peft::encoder<peft::roberta, double>(f.enc.shared())), peft::invalid_argument);
+  CHECK_THROWS_AS((peft::encoder<peft::bert, double>(nullptr)), peft::invalid_argument);
+  peft::encoder_tape<double, peft::no_policy<double>> empty;
+  peft::no_policy<double> none;
+  CHECK_THROWS_WITH(f.enc.backward(peft::matrix<double>::Zero(3, 16), none, empty), Catch::Contains("tape holds 0 layers"));
+}
