@@ -20,6 +20,7 @@ struct bert {
   static constexpr const char* name = "bert";
   static constexpr bool pre_norm = false;
   static constexpr position_kind positions = position_kind::learned;
+  static constexpr double embedding_scale = 1.0;
 };
 
 /// RoBERTa: BERT's layer with padding-offset position ids.
@@ -27,14 +28,19 @@ struct roberta {
   static constexpr const char* name = "roberta";
   static constexpr bool pre_norm = false;
   static constexpr position_kind positions = position_kind::learned_pad_offset;
+  static constexpr double embedding_scale = 1.0;
 };
 
-/// USE-lite (tensor2tensor encoder): pre-LayerNorm layers, ReLU, sinusoidal timing signal,
-/// embeddings scaled by sqrt(width), a residual projection where the width changes.
+/// USE-lite (tensor2tensor-style encoder): pre-LayerNorm layers, ReLU, sinusoidal timing
+/// signal, a residual projection where the width changes, no final LayerNorm.
+/// The pretrained graph adds the looked-up embedding twice (once inside AddTimingSignal's
+/// gather/scatter, once in Layer_0/add), so the layer input is `2 E[id] + signal`; see
+/// docs/use_lite.md step 4.
 struct use_lite {
   static constexpr const char* name = "use_lite";
   static constexpr bool pre_norm = true;
   static constexpr position_kind positions = position_kind::sinusoidal;
+  static constexpr double embedding_scale = 2.0;
 };
 
 }  // namespace peft

@@ -117,6 +117,7 @@ public:
           h.row(r) += W.token_type_embeddings.row(b.segments.size() ? b.segments(i, s) : 0);
       }
     }
+    if constexpr (Arch::embedding_scale != 1.0) h *= static_cast<Scalar>(Arch::embedding_scale);
     if constexpr (Arch::positions == position_kind::sinusoidal) add_timing_signal(h, B, T);
     if (!W.embedding_norm.empty())
       ops::layer_norm_forward(h, W.embedding_norm.gamma, W.embedding_norm.beta, config().layer_norm_eps, h,

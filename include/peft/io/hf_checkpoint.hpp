@@ -1,0 +1,463 @@
+// SPDX-License-Identifier: Apache-2.0
+#ifndef PEFT_IO_HF_CHECKPOINT_HPP
+#define PEFT_IO_HF_CHECKPOINT_HPP
+
+/// @file hf_checkpoint.hpp
+/// Hugging Face BERT / RoBERTa checkpoints (`config.json` + `model.safetensors`) to and from
+/// `encoder_weights`. Keys follow the `transformers` names, with or without the `bert.` /
+/// `roberta.` prefix (BertModel vs BertForMaskedLM checkpoints); old `gamma`/`beta` LayerNorm
+/// names are accepted. The pooler and the masked-LM head are optional, but a head that is
+/// present must be complete. Every tensor's presence and shape is checked against the config;
+/// keys the encoder does not use (`cls.seq_relationship.*`, `embeddings.position_ids`, ...)
+/// are ignored, except encoder layers beyond `num_hidden_layers`, which are an error.
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "../core/types.hpp"
+#include "../error.hpp"
+#include "../model/config.hpp"
+#include "../model/weights.hpp"
+#include "file_util.hpp"
+#include "safetensors.hpp"
+
+namespace peft {
+namespace detail {
+
+/// Appends a file name to a folder path.
+inline std::string join_path(const std::string& dir, const std::string& file) {
+  if (dir.empty()) return file;
+  return dir.back() == '/' ? dir + file : dir + "/" + file;
+}
+
+/// Reads an integer field of config.json; @p fallback is used when the key is absent and
+/// @p required is false. Values below @p min are rejected.
+inline index hf_config_int(const nlohmann::json& j, const std::string& at, const char* key, bool required,
+                           index fallback, index min) {
+  if (!j.contains(key) || j[key].is_null()) {
+    if (required) throw io_error(at + ": missing required key '" + key + "'");
+    return fallback;
+  }
+  const nlohmann::json& v = j[key];
+  if (!v.is_number_integer())
+    throw io_error(at + ": '" + key + "' expected an integer, got " + v.dump());
+  const auto x = v.is_number_unsigned() ? static_cast<std::int64_t>(v.get<std::uint64_t>()) : v.get<std::int64_t>();
+  if (x < min)
+    throw io_error(at + ": '" + key + "' expected >= " + std::to_string(min) + ", got " + std::to_string(x));
+  return static_cast<index>(x);
+}
+
+/// Reads a floating field of config.json in [lo, hi).
+inline double hf_config_double(const nlohmann::json& j, const std::string& at, const char* key, double fallback,
+                               double lo, double hi) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  const nlohmann::json& v = j[key];
+  if (!v.is_number()) throw io_error(at + ": '" + key + "' expected a number, got " + v.dump());
+  const double x = v.get<double>();
+  if (!(x >= lo && x < hi))
+    throw io_error(at + ": '" + key + "' expected in [" + std::to_string(lo) + ", " + std::to_string(hi) + "), got " +
+                   v.dump());
+  return x;
+}
+
+/// Hugging Face `hidden_act` string for peft's enum.
+inline const char* hf_activation_name(activation a) noexcept {
+  switch (a) {
+    case activation::gelu_erf: return "gelu";
+    case activation::gelu_tanh: return "gelu_new";
+    case activation::relu: return "relu";
+  }
+  return "gelu";
+}
+
+/// Checks what `read_hf_config` checks, for configs built in code.
+inline void check_hf_config(const encoder_config& c, const std::string& at) {
+  if (c.model_type != "bert" && c.model_type != "roberta")
+    throw invalid_argument(at + ": model_type expected 'bert' or 'roberta', got '" + c.model_type + "'");
+  const std::pair<const char*, index> positive[] = {{"vocab_size", c.vocab_size},
+                                                    {"hidden_size", c.hidden_size},
+                                                    {"num_hidden_layers", c.num_layers},
+                                                    {"num_attention_heads", c.num_heads},
+                                                    {"intermediate_size", c.intermediate_size},
+                                                    {"max_position_embeddings", c.max_positions}};
+  for (const auto& p : positive)
+    if (p.second < 1) throw invalid_argument(at + ": " + p.first + " expected >= 1, got " + std::to_string(p.second));
+  if (c.embedding_size != c.hidden_size)
+    throw invalid_argument(at + ": embedding_size expected hidden_size " + std::to_string(c.hidden_size) + ", got " +
+                           std::to_string(c.embedding_size));
+  if (c.hidden_size % c.num_heads != 0)
+    throw invalid_argument(at + ": hidden_size expected a multiple of num_attention_heads " +
+                           std::to_string(c.num_heads) + ", got " + std::to_string(c.hidden_size));
+  if (c.type_vocab_size < 0)
+    throw invalid_argument(at + ": type_vocab_size expected >= 0, got " + std::to_string(c.type_vocab_size));
+  if (c.pad_token_id < 0 || c.pad_token_id >= c.vocab_size)
+    throw invalid_argument(at + ": pad_token_id expected in [0, " + std::to_string(c.vocab_size) + "), got " +
+                           std::to_string(c.pad_token_id));
+  if (c.model_type == "roberta" && c.max_positions <= c.pad_token_id + 1)
+    throw invalid_argument(at + ": max_position_embeddings expected > pad_token_id + 1 = " +
+                           std::to_string(c.pad_token_id + 1) + " for roberta, got " + std::to_string(c.max_positions));
+  if (!(c.layer_norm_eps > 0) || !std::isfinite(c.layer_norm_eps))
+    throw invalid_argument(at + ": layer_norm_eps expected > 0, got " + std::to_string(c.layer_norm_eps));
+}
+
+/// Which optional part of a checkpoint a tensor belongs to.
+enum class hf_group { body, pooler, mlm };
+
+/// One expected tensor: its key (and an accepted older name), where it goes, and its shape.
+/// Built transiently per load/save; never stored.
+template <typename M, typename V>
+struct hf_slot {
+  std::string key;
+  std::string alt_key;  ///< older name also accepted on load ("" if none)
+  M* mat = nullptr;     ///< destination matrix, or
+  V* vec = nullptr;     ///< destination vector
+  index rows = 0, cols = 0;  ///< expected shape; cols == 0 for vectors
+  hf_group group = hf_group::body;
+};
+
+template <typename Scalar, bool Const>
+struct hf_slot_types {
+  using M = std::conditional_t<Const, const matrix<Scalar>, matrix<Scalar>>;
+  using V = std::conditional_t<Const, const vector<Scalar>, vector<Scalar>>;
+  using slot = hf_slot<M, V>;
+};
+
+/// Lists every tensor of a BERT/RoBERTa checkpoint for @p w (const or not) under the given
+/// body prefix ("", "bert." or "roberta."). `w.layers` must already have num_layers entries.
+template <typename Scalar, bool Const>
+std::vector<typename hf_slot_types<Scalar, Const>::slot> hf_slot_list(
+    std::conditional_t<Const, const encoder_weights<Scalar>, encoder_weights<Scalar>>& w, const std::string& prefix) {
+  using slot = typename hf_slot_types<Scalar, Const>::slot;
+  const encoder_config& c = w.config;
+  const index H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  std::vector<slot> s;
+  auto mat = [&](std::string key, auto& m, index r, index k, hf_group g = hf_group::body) {
+    slot x;
+    x.key = std::move(key);
+    x.mat = &m;
+    x.rows = r;
+    x.cols = k;
+    x.group = g;
+    s.push_back(std::move(x));
+  };
+  auto vec = [&](std::string key, auto& v, index n, hf_group g = hf_group::body, std::string alt = std::string()) {
+    slot x;
+    x.key = std::move(key);
+    x.alt_key = std::move(alt);
+    x.vec = &v;
+    x.rows = n;
+    x.group = g;
+    s.push_back(std::move(x));
+  };
+  auto lin = [&](const std::string& key, auto& l, index out, index in, hf_group g = hf_group::body) {
+    mat(key + ".weight", l.weight, out, in, g);
+    vec(key + ".bias", l.bias, out, g);
+  };
+  auto ln = [&](const std::string& key, auto& n, index width, hf_group g = hf_group::body) {
+    vec(key + ".weight", n.gamma, width, g, key + ".gamma");
+    vec(key + ".bias", n.beta, width, g, key + ".beta");
+  };
+
+  const std::string e = prefix + "embeddings.";
+  mat(e + "word_embeddings.weight", w.word_embeddings, V, H);
+  mat(e + "position_embeddings.weight", w.position_embeddings, c.max_positions, H);
+  if (c.type_vocab_size > 0) mat(e + "token_type_embeddings.weight", w.token_type_embeddings, c.type_vocab_size, H);
+  ln(e + "LayerNorm", w.embedding_norm, H);
+  for (std::size_t i = 0; i < w.layers.size(); ++i) {
+    const std::string l = prefix + "encoder.layer." + std::to_string(i) + ".";
+    auto& L = w.layers[i];
+    lin(l + "attention.self.query", L.query, H, H);
+    lin(l + "attention.self.key", L.key, H, H);
+    lin(l + "attention.self.value", L.value, H, H);
+    lin(l + "attention.output.dense", L.attn_out, H, H);
+    ln(l + "attention.output.LayerNorm", L.attn_norm, H);
+    lin(l + "intermediate.dense", L.ffn_in, I, H);
+    lin(l + "output.dense", L.ffn_out, H, I);
+    ln(l + "output.LayerNorm", L.ffn_norm, H);
+  }
+  lin(prefix + "pooler.dense", w.pooler, H, H, hf_group::pooler);
+  if (c.model_type == "roberta") {
+    lin("lm_head.dense", w.mlm_transform, H, H, hf_group::mlm);
+    ln("lm_head.layer_norm", w.mlm_norm, H, hf_group::mlm);
+    vec("lm_head.bias", w.mlm_bias, V, hf_group::mlm, "lm_head.decoder.bias");
+  } else {
+    lin("cls.predictions.transform.dense", w.mlm_transform, H, H, hf_group::mlm);
+    ln("cls.predictions.transform.LayerNorm", w.mlm_norm, H, hf_group::mlm);
+    vec("cls.predictions.bias", w.mlm_bias, V, hf_group::mlm, "cls.predictions.decoder.bias");
+  }
+  return s;
+}
+
+inline std::string shape_string(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+template <typename Slot>
+std::vector<std::int64_t> slot_shape(const Slot& s) {
+  if (s.mat) return {static_cast<std::int64_t>(s.rows), static_cast<std::int64_t>(s.cols)};
+  return {static_cast<std::int64_t>(s.rows)};
+}
+
+}  // namespace detail
+
+/// Reads a Hugging Face BERT or RoBERTa `config.json`.
+///
+/// Required keys: model_type ("bert" or "roberta"), vocab_size, hidden_size,
+/// num_hidden_layers, num_attention_heads, intermediate_size, max_position_embeddings.
+/// Optional (default): type_vocab_size (2), layer_norm_eps (1e-12), hidden_act ("gelu"),
+/// pad_token_id (0 for bert, 1 for roberta), hidden_dropout_prob and
+/// attention_probs_dropout_prob (0.1), position_embedding_type (must be "absolute").
+/// `embedding_size` is set to `hidden_size`.
+/// @throws peft::io_error naming the file and the key: unreadable or non-JSON file, missing
+///   or mistyped key, non-positive size, hidden_size not a multiple of num_attention_heads,
+///   unknown model_type or hidden_act
+inline encoder_config read_hf_config(const std::string& config_json_path) {
+  const std::string at = "read_hf_config: '" + config_json_path + "'";
+  const std::string text = detail::read_file(config_json_path, "read_hf_config");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw io_error(at + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!j.is_object()) throw io_error(at + ": expected a JSON object, got " + j.type_name());
+
+  encoder_config c;
+  if (!j.contains("model_type")) throw io_error(at + ": missing required key 'model_type'");
+  if (!j["model_type"].is_string()) throw io_error(at + ": 'model_type' expected a string, got " + j["model_type"].dump());
+  c.model_type = j["model_type"].get<std::string>();
+  if (c.model_type != "bert" && c.model_type != "roberta")
+    throw io_error(at + ": model_type expected 'bert' or 'roberta', got '" + c.model_type + "'");
+  const bool roberta = c.model_type == "roberta";
+
+  c.vocab_size = detail::hf_config_int(j, at, "vocab_size", true, 0, 1);
+  c.hidden_size = detail::hf_config_int(j, at, "hidden_size", true, 0, 1);
+  c.embedding_size = c.hidden_size;
+  c.num_layers = detail::hf_config_int(j, at, "num_hidden_layers", true, 0, 1);
+  c.num_heads = detail::hf_config_int(j, at, "num_attention_heads", true, 0, 1);
+  c.intermediate_size = detail::hf_config_int(j, at, "intermediate_size", true, 0, 1);
+  c.max_positions = detail::hf_config_int(j, at, "max_position_embeddings", true, 0, 1);
+  c.type_vocab_size = detail::hf_config_int(j, at, "type_vocab_size", false, 2, 0);
+  c.pad_token_id = detail::hf_config_int(j, at, "pad_token_id", false, roberta ? 1 : 0, 0);
+  c.layer_norm_eps = detail::hf_config_double(j, at, "layer_norm_eps", 1e-12, 0.0, 1.0);
+  if (!(c.layer_norm_eps > 0)) throw io_error(at + ": 'layer_norm_eps' expected > 0, got " + j["layer_norm_eps"].dump());
+  c.hidden_dropout = detail::hf_config_double(j, at, "hidden_dropout_prob", 0.1, 0.0, 1.0);
+  c.attention_dropout = detail::hf_config_double(j, at, "attention_probs_dropout_prob", 0.1, 0.0, 1.0);
+  if (j.contains("hidden_act")) {
+    if (!j["hidden_act"].is_string()) throw io_error(at + ": 'hidden_act' expected a string, got " + j["hidden_act"].dump());
+    try {
+      c.hidden_act = parse_activation(j["hidden_act"].get<std::string>());
+    } catch (const invalid_argument& e) {
+      throw io_error(at + ": " + e.what());
+    }
+  }
+  if (j.contains("position_embedding_type") && !j["position_embedding_type"].is_null() &&
+      j["position_embedding_type"] != "absolute")
+    throw io_error(at + ": position_embedding_type expected \"absolute\", got " + j["position_embedding_type"].dump());
+  if (j.contains("embedding_size") && j["embedding_size"] != j["hidden_size"])
+    throw io_error(at + ": embedding_size expected hidden_size " + std::to_string(c.hidden_size) + ", got " +
+                   j["embedding_size"].dump());
+  try {
+    detail::check_hf_config(c, at);
+  } catch (const invalid_argument& e) {
+    throw io_error(e.what());
+  }
+  return c;
+}
+
+/// Loads `dir/config.json` and `dir/model.safetensors` into shared, frozen encoder weights.
+///
+/// F16, BF16, F32 and F64 tensors are converted to @p Scalar (F64 into double is exact).
+/// A tied MLM decoder weight (`cls.predictions.decoder.weight`, `lm_head.decoder.weight`)
+/// is accepted if it equals the word embeddings.
+/// @tparam Scalar float or double
+/// @throws peft::io_error naming the file and key: a bad config (see `read_hf_config`); a
+///   missing tensor (with its expected shape); a tensor whose shape differs from the config
+///   (expected and found shapes); an incomplete pooler or MLM head; an integer dtype; an
+///   encoder layer beyond num_hidden_layers; an untied decoder.
+///   peft::numeric_error naming the key if a tensor holds NaN or infinity.
+template <typename Scalar>
+shared_weights<Scalar> load_hf_encoder(const std::string& dir) {
+  static_assert(is_supported_scalar_v<Scalar>, "load_hf_encoder: Scalar must be float or double");
+  const std::string model_path = detail::join_path(dir, "model.safetensors");
+  auto w = std::make_shared<encoder_weights<Scalar>>();
+  w->config = read_hf_config(detail::join_path(dir, "config.json"));
+  const encoder_config& c = w->config;
+
+  if (!std::filesystem::exists(model_path) && std::filesystem::exists(detail::join_path(dir, "pytorch_model.bin")))
+    throw io_error("load_hf_encoder: '" + model_path +
+                   "' not found; only pytorch_model.bin is present (convert it to safetensors first)");
+  const safetensors_file f = safetensors_file::open(model_path);
+  const std::string at = "load_hf_encoder: '" + model_path + "'";
+
+  // Find the body prefix: "bert." / "roberta." (…ForMaskedLM checkpoints) or none (…Model).
+  const std::string model_prefix = c.model_type + ".";
+  std::string prefix;
+  if (f.contains(model_prefix + "embeddings.word_embeddings.weight"))
+    prefix = model_prefix;
+  else if (f.contains("embeddings.word_embeddings.weight"))
+    prefix = "";
+  else {
+    std::string hint;
+    const std::string other = c.model_type == "bert" ? "roberta." : "bert.";
+    if (f.contains(other + "embeddings.word_embeddings.weight"))
+      hint = " (the file has '" + other + "' keys: does config.json's model_type match?)";
+    throw io_error(at + ": missing tensor '" + model_prefix + "embeddings.word_embeddings.weight' (with or without the '" +
+                   model_prefix + "' prefix), expected shape [" + std::to_string(c.vocab_size) + ", " +
+                   std::to_string(c.hidden_size) + "]" + hint);
+  }
+
+  // No encoder layer beyond the configured depth (a config/checkpoint mismatch).
+  const std::string layer_prefix = prefix + "encoder.layer.";
+  for (const auto& name : f.names()) {
+    if (name.compare(0, layer_prefix.size(), layer_prefix) != 0) continue;
+    const std::size_t dot = name.find('.', layer_prefix.size());
+    const std::string num = name.substr(layer_prefix.size(), dot == std::string::npos ? std::string::npos : dot - layer_prefix.size());
+    if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos || num.size() > 9) continue;
+    if (std::stol(num) >= c.num_layers)
+      throw io_error(at + ": tensor '" + name + "' belongs to layer " + num + " but config num_hidden_layers is " +
+                     std::to_string(c.num_layers));
+  }
+
+  w->layers.resize(static_cast<std::size_t>(c.num_layers));
+  auto slots = detail::hf_slot_list<Scalar, false>(*w, prefix);
+
+  auto present = [&](const auto& s) { return f.contains(s.key) || (!s.alt_key.empty() && f.contains(s.alt_key)); };
+  bool group_present[3] = {true, false, false};
+  std::string group_witness[3];
+  for (const auto& s : slots)
+    if (s.group != detail::hf_group::body && present(s)) {
+      group_present[static_cast<int>(s.group)] = true;
+      group_witness[static_cast<int>(s.group)] = f.contains(s.key) ? s.key : s.alt_key;
+    }
+
+  for (auto& s : slots) {
+    const int g = static_cast<int>(s.group);
+    if (!group_present[g]) continue;
+    const std::vector<std::int64_t> expected = detail::slot_shape(s);
+    std::string key = s.key;
+    if (!f.contains(key) && !s.alt_key.empty() && f.contains(s.alt_key)) key = s.alt_key;
+    if (!f.contains(key)) {
+      std::string why;
+      if (s.group != detail::hf_group::body)
+        why = " (the head is incomplete: '" + group_witness[g] + "' is present)";
+      throw io_error(at + ": missing tensor '" + s.key + "', expected shape " + detail::shape_string(expected) + why);
+    }
+    const tensor_info& ti = f.info(key);
+    if (ti.shape != expected)
+      throw io_error(at + ": tensor '" + key + "' shape expected " + detail::shape_string(expected) + ", got " +
+                     ti.shape_string());
+    std::vector<Scalar> v = f.load_values<Scalar>(key);
+    for (std::size_t i = 0; i < v.size(); ++i)
+      if (!std::isfinite(v[i]))
+        throw numeric_error(at + ": tensor '" + key + "' element " + std::to_string(i) + " expected finite, got " +
+                            std::to_string(v[i]));
+    if (s.mat)
+      *s.mat = const_matrix_map<Scalar>(v.data(), s.rows, s.cols);
+    else
+      *s.vec = Eigen::Map<const vector<Scalar>>(v.data(), s.rows);
+  }
+
+  // A saved MLM decoder weight must be the tied word-embedding matrix.
+  for (const char* decoder_key : {"cls.predictions.decoder.weight", "lm_head.decoder.weight"}) {
+    const std::string key = decoder_key;
+    if (!f.contains(key)) continue;
+    const tensor_info& ti = f.info(key);
+    const std::vector<std::int64_t> expected{static_cast<std::int64_t>(c.vocab_size),
+                                             static_cast<std::int64_t>(c.hidden_size)};
+    if (ti.shape != expected)
+      throw io_error(at + ": tensor '" + key + "' shape expected " + detail::shape_string(expected) + ", got " +
+                     ti.shape_string());
+    std::vector<Scalar> v = f.load_values<Scalar>(key);
+    if (!(const_matrix_map<Scalar>(v.data(), c.vocab_size, c.hidden_size).array() == w->word_embeddings.array()).all())
+      throw io_error(at + ": tensor '" + key +
+                     "' expected to equal the word embeddings (tied decoder), got different values; untied decoders "
+                     "are not supported");
+  }
+  return w;
+}
+
+/// Writes @p w as `dir/config.json` and `dir/model.safetensors` (each atomically), with
+/// the `bert.` / `roberta.` prefix and the `cls.predictions.*` / `lm_head.*` MLM head names
+/// of a …ForMaskedLM checkpoint. Tensors are F32 for float and F64 for double. Creates @p dir
+/// if needed. Heads that are empty are not written.
+/// @throws peft::invalid_argument if the config is not a valid BERT/RoBERTa config, a tensor's
+///   shape does not match it, a head is partly filled, or the weights have parts the format
+///   cannot hold (residual_proj, final_norm, sentence_dense); peft::io_error if writing fails
+template <typename Scalar>
+void save_hf_encoder(const std::string& dir, const encoder_weights<Scalar>& w) {
+  static_assert(is_supported_scalar_v<Scalar>, "save_hf_encoder: Scalar must be float or double");
+  const std::string at = "save_hf_encoder: '" + dir + "'";
+  const encoder_config& c = w.config;
+  detail::check_hf_config(c, at);
+  if (static_cast<index>(w.layers.size()) != c.num_layers)
+    throw invalid_argument(at + ": layers expected " + std::to_string(c.num_layers) + " (config num_layers), got " +
+                           std::to_string(w.layers.size()));
+  for (std::size_t i = 0; i < w.layers.size(); ++i)
+    if (!w.layers[i].residual_proj.empty())
+      throw invalid_argument(at + ": layer " + std::to_string(i) + " residual_proj expected empty for " + c.model_type +
+                             ", got a " + std::to_string(w.layers[i].residual_proj.weight.rows()) + "x" +
+                             std::to_string(w.layers[i].residual_proj.weight.cols()) + " matrix");
+  if (!w.final_norm.empty() || !w.sentence_dense.empty())
+    throw invalid_argument(at + ": final_norm and sentence_dense expected empty for " + c.model_type);
+
+  const auto slots = detail::hf_slot_list<Scalar, true>(w, c.model_type + ".");
+  auto filled = [](const auto& s) { return s.mat ? s.mat->size() != 0 : s.vec->size() != 0; };
+  bool group_present[3] = {true, false, false};
+  for (const auto& s : slots)
+    if (s.group != detail::hf_group::body && filled(s)) group_present[static_cast<int>(s.group)] = true;
+
+  safetensors_writer st;
+  for (const auto& s : slots) {
+    if (!group_present[static_cast<int>(s.group)]) continue;
+    const std::vector<std::int64_t> expected = detail::slot_shape(s);
+    std::vector<std::int64_t> got;
+    if (s.mat)
+      got = {static_cast<std::int64_t>(s.mat->rows()), static_cast<std::int64_t>(s.mat->cols())};
+    else
+      got = {static_cast<std::int64_t>(s.vec->size())};
+    if (got != expected)
+      throw invalid_argument(at + ": tensor '" + s.key + "' shape expected " + detail::shape_string(expected) +
+                             ", got " + detail::shape_string(got));
+    const Scalar* p = s.mat ? s.mat->data() : s.vec->data();
+    const std::size_t n = s.mat ? static_cast<std::size_t>(s.mat->size()) : static_cast<std::size_t>(s.vec->size());
+    st.add(s.key, expected, std::vector<Scalar>(p, p + n));
+  }
+  st.set_metadata("format", "pt");
+
+  nlohmann::json j;
+  j["model_type"] = c.model_type;
+  j["architectures"] = {c.model_type == "roberta" ? "RobertaForMaskedLM" : "BertForMaskedLM"};
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["num_hidden_layers"] = c.num_layers;
+  j["num_attention_heads"] = c.num_heads;
+  j["intermediate_size"] = c.intermediate_size;
+  j["max_position_embeddings"] = c.max_positions;
+  j["type_vocab_size"] = c.type_vocab_size;
+  j["layer_norm_eps"] = c.layer_norm_eps;
+  j["hidden_act"] = detail::hf_activation_name(c.hidden_act);
+  j["pad_token_id"] = c.pad_token_id;
+  j["hidden_dropout_prob"] = c.hidden_dropout;
+  j["attention_probs_dropout_prob"] = c.attention_dropout;
+  j["position_embedding_type"] = "absolute";
+
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw io_error(at + ": cannot create the folder: " + ec.message());
+  st.save(detail::join_path(dir, "model.safetensors"));
+  atomic_write(detail::join_path(dir, "config.json"), j.dump(2) + "\n");
+}
+
+}  // namespace peft
+
+#endif  // PEFT_IO_HF_CHECKPOINT_HPP
