@@ -9,6 +9,8 @@
 #include "version.hpp"
 #include "error.hpp"
 #include "core/types.hpp"
+#include "core/encoder_shape.hpp"
+#include "core/parameter.hpp"
 #include "core/random.hpp"
 #include "core/threading.hpp"
 #include "ops/activation.hpp"

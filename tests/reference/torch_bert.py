@@ -21,6 +21,7 @@ Folders written under OUTPUT_DIR:
 Each folder holds config.json, model.safetensors, the inputs and the expected outputs:
   inputs_ids.npy, inputs_mask.npy, token_type_ids.npy, position_ids.npy   int64 [B, T]
   hidden.npy [B, T, H], mlm_logits.npy [B, T, V], pooled.npy [B, H]        float32
+  hidden_seg0.npy [B, T, H]: hidden states with every token type 0 (peft-encode --ids)
   hidden_f64.npy, mlm_logits_f64.npy, pooled_f64.npy                       float64
   word_embeddings.npy [V, H] float32: the stored word embeddings, exactly
 The safetensors files are written with the standard library (struct + json) only.
@@ -311,6 +312,9 @@ def write_model(out_dir, cfg, w_full, storage_dtype, seed_inputs, extras=True):
     save("mlm_logits_f64.npy", logits, np.float64)
     save("pooled_f64.npy", pooled, np.float64)
     save("word_embeddings.npy", w["embeddings.word_embeddings.weight"], np.float32)
+    # peft-encode's --ids path has no segment input (all token types 0): its reference.
+    hidden_seg0, _, _ = forward(cfg, w, ids, mask, torch.zeros_like(types), positions)
+    save("hidden_seg0.npy", hidden_seg0, np.float32)
     assert torch.isfinite(hidden).all() and torch.isfinite(logits).all()
     return hidden
 

@@ -13,6 +13,7 @@
 #include <string>
 #include <utility>
 
+#include "../core/encoder_shape.hpp"
 #include "../core/random.hpp"
 #include "../core/types.hpp"
 #include "../ops/activation.hpp"
@@ -53,6 +54,24 @@ public:
   index hidden_size() const noexcept { return m_weights->layers.back().output_width(); }
   index embedding_size() const noexcept { return m_weights->word_embeddings.cols(); }
   index max_sequence_length() const noexcept { return config().max_sequence_length(); }
+
+  /// The sizes a policy needs to build its parameters for this encoder.
+  encoder_shape shape() const {
+    encoder_shape s;
+    s.model_type = config().model_type;
+    s.num_layers = num_layers();
+    s.num_heads = config().num_heads;
+    s.embedding_size = embedding_size();
+    s.hidden_size = hidden_size();
+    s.intermediate_size = m_weights->layers.front().ffn_in.out_features();
+    for (const auto& L : m_weights->layers) {
+      s.input_width.push_back(L.input_width());
+      s.attention_width.push_back(L.attention_width());
+      s.output_width.push_back(L.output_width());
+    }
+    s.backbone_parameters = m_weights->num_parameters();
+    return s;
+  }
 
   /// Throws invalid_argument unless `b` is a batch this encoder can run.
   void check_batch(const batch& b, const char* where) const {

@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: Apache-2.0
+// peft-encode: hidden states or sentence embeddings of a frozen encoder, as .npy.
+//
+//   peft-encode --model DIR (--input TEXT_FILE | --ids IDS.npy [--mask MASK.npy]) --output OUT.npy
+//               [--pool none|cls|mean|sentence] [--threads N]
+//
+// DIR is a Hugging Face folder (config.json, model.safetensors, vocab.txt or tokenizer.json)
+// or a USE-lite TF.js folder (model.json, shards, vocab.json). Bad input exits non-zero with
+// one line on stderr.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <peft/io/hf_checkpoint.hpp>
+#include <peft/io/npy.hpp>
+#include <peft/io/use_lite.hpp>
+#include <peft/peft.hpp>
+#include <peft/text/unigram.hpp>
+#include <peft/text/wordpiece.hpp>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* usage =
+    "usage: peft-encode --model DIR (--input TEXT_FILE | --ids IDS.npy [--mask MASK.npy]) --output OUT.npy\n"
+    "                   [--pool none|cls|mean|sentence] [--threads N]\n";
+
+struct options {
+  std::string model, input, ids, mask, output, pool;
+  int threads = 0;
+};
+
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+options parse(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << usage;
+      std::exit(0);
+    }
+    if (i + 1 >= argc) throw usage_error("option " + a + " needs a value");
+    const std::string v = argv[++i];
+    if (a == "--model") o.model = v;
+    else if (a == "--input") o.input = v;
+    else if (a == "--ids") o.ids = v;
+    else if (a == "--mask") o.mask = v;
+    else if (a == "--output") o.output = v;
+    else if (a == "--pool") o.pool = v;
+    else if (a == "--threads") {
+      try {
+        std::size_t used = 0;
+        o.threads = std::stoi(v, &used);
+        if (used != v.size() || o.threads < 1) throw std::invalid_argument(v);
+      } catch (const std::exception&) {
+        throw usage_error("--threads expects a positive integer, got '" + v + "'");
+      }
+    } else {
+      throw usage_error("unknown option " + a);
+    }
+  }
+  if (o.model.empty()) throw usage_error("--model is required");
+  if (o.output.empty()) throw usage_error("--output is required");
+  if (o.input.empty() == o.ids.empty()) throw usage_error("give exactly one of --input and --ids");
+  if (!o.mask.empty() && o.ids.empty()) throw usage_error("--mask goes with --ids");
+  return o;
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw peft::io_error("cannot open input file '" + path + "'");
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(line);
+  }
+  if (lines.empty()) throw peft::invalid_argument("input file '" + path + "' is empty (expected one input per line)");
+  return lines;
+}
+
+using tokenize_fn = std::function<std::vector<std::int32_t>(const std::string&, peft::index)>;
+
+/// Encodes `b` and pools it; returns rows of the output tensor ([B x H] or [B*T x H]).
+template <typename Arch>
+peft::matrix<float> encode_batch(const peft::encoder<Arch, float>& enc, const peft::batch& b, peft::pooling kind) {
+  const auto h = enc.forward(b);
+  return peft::pool(enc.weights(), h, b, kind);
+}
+
+template <typename Arch>
+int run(const options& o, peft::shared_weights<float> weights, const tokenize_fn& tokenize, std::int32_t pad_id,
+        peft::pooling kind) {
+  peft::encoder<Arch, float> enc(std::move(weights));
+  const peft::index H = enc.hidden_size();
+  constexpr peft::index chunk = 32;
+
+  // Collect the batch rows: ids and masks, padded per chunk.
+  std::vector<std::vector<std::int32_t>> seqs;
+  peft::id_matrix all_ids, all_mask;
+  if (!o.input.empty()) {
+    const auto lines = read_lines(o.input);
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      auto ids = tokenize(lines[i], enc.max_sequence_length());
+      if (ids.empty())
+        throw peft::invalid_argument("line " + std::to_string(i + 1) + " of '" + o.input +
+                                     "' has no tokens (empty input)");
+      seqs.push_back(std::move(ids));
+    }
+  } else {
+    all_ids = peft::read_npy_ids(o.ids);
+    if (all_ids.rows() == 0 || all_ids.cols() == 0)
+      throw peft::invalid_argument("'" + o.ids + "' is empty (expected [B, T] with B, T >= 1)");
+    if (!o.mask.empty()) {
+      all_mask = peft::read_npy_ids(o.mask);
+      if (all_mask.rows() != all_ids.rows() || all_mask.cols() != all_ids.cols())
+        throw peft::invalid_argument("mask shape [" + std::to_string(all_mask.rows()) + ", " +
+                                     std::to_string(all_mask.cols()) + "] does not match ids [" +
+                                     std::to_string(all_ids.rows()) + ", " + std::to_string(all_ids.cols()) + "]");
+    } else {
+      all_mask = peft::id_matrix::Ones(all_ids.rows(), all_ids.cols());
+    }
+  }
+  const peft::index B = seqs.empty() ? all_ids.rows() : static_cast<peft::index>(seqs.size());
+  peft::index T = all_ids.cols();
+  if (!seqs.empty())
+    for (const auto& s : seqs) T = std::max<peft::index>(T, static_cast<peft::index>(s.size()));
+
+  peft::tensor out;
+  out.shape = kind == peft::pooling::none ? std::vector<std::int64_t>{B, T, H} : std::vector<std::int64_t>{B, H};
+  out.data.assign(static_cast<std::size_t>(out.numel()), 0.0f);
+  for (peft::index start = 0; start < B; start += chunk) {
+    const peft::index n = std::min(chunk, B - start);
+    peft::batch b;
+    if (!seqs.empty()) {
+      std::vector<std::vector<std::int32_t>> part(seqs.begin() + start, seqs.begin() + start + n);
+      b = peft::make_batch(part, pad_id);
+    } else {
+      b.ids = all_ids.middleRows(start, n);
+      b.mask = all_mask.middleRows(start, n);
+    }
+    const auto rows = encode_batch(enc, b, kind);
+    for (peft::index i = 0; i < n; ++i) {
+      if (kind == peft::pooling::none) {
+        for (peft::index t = 0; t < b.time(); ++t) {
+          if (!b.mask(i, t)) continue;  // padding stays zero
+          float* dst = out.data.data() + ((start + i) * T + t) * H;
+          for (peft::index c = 0; c < H; ++c) dst[c] = rows(i * b.time() + t, c);
+        }
+      } else {
+        float* dst = out.data.data() + (start + i) * H;
+        for (peft::index c = 0; c < H; ++c) dst[c] = rows(i, c);
+      }
+    }
+  }
+  peft::write_npy(o.output, out);
+  return 0;
+}
+
+int main_impl(const options& o) {
+  if (o.threads > 0) peft::set_num_threads(o.threads);
+  if (!fs::is_directory(o.model)) throw peft::io_error("model folder '" + o.model + "' does not exist");
+  const fs::path dir(o.model);
+  if (fs::exists(dir / "model.json")) {
+    const auto kind = peft::parse_pooling(o.pool.empty() ? "sentence" : o.pool);
+    tokenize_fn tok;
+    if (!o.input.empty()) {
+      auto t = std::make_shared<peft::unigram_tokenizer>(
+          peft::unigram_tokenizer::from_vocab_json((dir / "vocab.json").string()));
+      tok = [t](const std::string& s, peft::index max_len) { return t->encode(s, max_len); };
+    }
+    return run<peft::use_lite>(o, peft::load_use_lite<float>(o.model), tok, 0, kind);
+  }
+  if (!fs::exists(dir / "config.json"))
+    throw peft::io_error("'" + o.model + "' has neither config.json (Hugging Face) nor model.json (USE-lite)");
+  const auto cfg = peft::read_hf_config((dir / "config.json").string());
+  const auto kind = peft::parse_pooling(o.pool.empty() ? "none" : o.pool);
+  tokenize_fn tok;
+  std::int32_t pad = static_cast<std::int32_t>(cfg.pad_token_id);
+  if (!o.input.empty()) {
+    std::shared_ptr<peft::wordpiece_tokenizer> t;
+    if (fs::exists(dir / "tokenizer.json"))
+      t = std::make_shared<peft::wordpiece_tokenizer>(
+          peft::wordpiece_tokenizer::from_tokenizer_json((dir / "tokenizer.json").string()));
+    else if (fs::exists(dir / "vocab.txt"))
+      t = std::make_shared<peft::wordpiece_tokenizer>(
+          peft::wordpiece_tokenizer::from_vocab_txt((dir / "vocab.txt").string()));
+    else
+      throw peft::io_error("'" + o.model + "' has no vocab.txt or tokenizer.json for --input (use --ids)");
+    pad = t->pad_id();
+    tok = [t](const std::string& s, peft::index max_len) { return t->encode(s, max_len); };
+  }
+  auto weights = peft::load_hf_encoder<float>(o.model);
+  if (cfg.model_type == "roberta") return run<peft::roberta>(o, weights, tok, pad, kind);
+  return run<peft::bert>(o, weights, tok, pad, kind);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  try {
+    o = parse(argc, argv);
+  } catch (const usage_error& e) {
+    std::cerr << "peft-encode: " << e.what() << "\n" << usage;
+    return 2;
+  }
+  try {
+    return main_impl(o);
+  } catch (const std::exception& e) {
+    std::cerr << "peft-encode: " << e.what() << "\n";
+    return 1;
+  }
+}
