@@ -1,0 +1,620 @@
+// SPDX-License-Identifier: Apache-2.0
+#ifndef PEFT_TEXT_WORDPIECE_HPP
+#define PEFT_TEXT_WORDPIECE_HPP
+
+/// @file wordpiece.hpp
+/// BERT's tokenizer: basic tokenisation (clean-up, CJK splitting, lower-casing with accent
+/// stripping, whitespace and punctuation splitting) then greedy longest-match-first WordPiece
+/// with `##` continuations, as Hugging Face `tokenizers` does it for BERT checkpoints
+/// (`BertNormalizer` + `BertPreTokenizer` + `WordPiece` + `TemplateProcessing`).
+///
+/// Special tokens written literally in the text ("It was [MASK].") are matched first, on the
+/// raw text, leftmost-longest, and map to their ids, as Hugging Face's added tokens do.
+///
+/// Known differences from tokenizers.js 0.2.0 (the test reference), where this class follows
+/// the Rust and Python BERT tokenizers instead: CJK ideographs outside the Basic Multilingual
+/// Plane (Extension B and later) are split into words of their own (tokenizers.js tests UTF-16
+/// code units and misses them), and unassigned code points are removed as control characters.
+
+#include <algorithm>
+#include <cstdint>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "../core/types.hpp"
+#include "../error.hpp"
+#include "unicode.hpp"
+
+namespace peft {
+
+/// Options of the BERT basic tokeniser and the WordPiece model.
+struct wordpiece_options {
+  bool clean_text = true;                ///< drop NUL, U+FFFD and control characters; whitespace to ' '
+  bool handle_chinese_chars = true;      ///< put spaces around CJK ideographs
+  bool lowercase = true;                 ///< full Unicode lower-casing
+  std::optional<bool> strip_accents;     ///< NFD and drop Mn marks; unset: follow `lowercase`
+  index max_input_chars_per_word = 100;  ///< longer words become the unknown token
+  std::string continuing_subword_prefix = "##";
+  std::string unk_token = "[UNK]";
+  std::string cls_token = "[CLS]";
+  std::string sep_token = "[SEP]";
+  std::string pad_token = "[PAD]";
+  std::string mask_token = "[MASK]";
+};
+
+/// A token matched verbatim in the text before normalisation (Hugging Face "added token").
+struct added_token {
+  std::string content;
+  std::int32_t id = 0;
+  bool lstrip = false;      ///< swallow whitespace on the left
+  bool rstrip = false;      ///< swallow whitespace on the right
+  bool normalized = false;  ///< match in the normalised text instead of the raw text
+};
+
+/// BERT WordPiece tokenizer.
+///
+/// Ids produced by encode() start with `[CLS]` and end with `[SEP]`; encode_pair() builds
+/// `[CLS] A [SEP] B [SEP]` with segment ids 0 for the first part and 1 for the second.
+class wordpiece_tokenizer {
+public:
+  /// Builds a tokenizer from the vocabulary in id order.
+  /// @throws peft::invalid_argument on an empty vocabulary, a duplicate or empty token, a
+  ///         missing special token, or max_input_chars_per_word < 1.
+  explicit wordpiece_tokenizer(std::vector<std::string> vocab, wordpiece_options options = {},
+                               std::vector<added_token> added = {})
+      : m_options(std::move(options)), m_vocab(std::move(vocab)) {
+    build("wordpiece_tokenizer::wordpiece_tokenizer", std::move(added));
+  }
+
+  /// Reads a `vocab.txt` (one token per line, id = line number - 1). The special tokens
+  /// `[PAD] [UNK] [CLS] [SEP] [MASK]` must be present; `lowercase` also turns on accent
+  /// stripping, as for `bert-base-uncased`.
+  /// @throws peft::io_error if the file cannot be read, is empty, holds invalid UTF-8, an empty
+  ///         line or a duplicate token (naming the file and line), or lacks a special token.
+  static wordpiece_tokenizer from_vocab_txt(const std::string& path, bool lowercase = true) {
+    static const char* where = "wordpiece_tokenizer::from_vocab_txt";
+    const std::string text = read_file(path, where);
+    std::vector<std::string> vocab;
+    std::unordered_map<std::string, std::size_t> line_of;
+    std::size_t pos = 0, line = 0;
+    while (pos < text.size()) {
+      std::size_t end = text.find('\n', pos);
+      if (end == std::string::npos) end = text.size();
+      std::string token = text.substr(pos, end - pos);
+      pos = end + 1;
+      ++line;
+      if (!token.empty() && token.back() == '\r') token.pop_back();
+      const std::string at = path + " line " + std::to_string(line);
+      if (token.empty())
+        throw io_error(std::string(where) + ": a token expected at " + at + ", got an empty line");
+      try {
+        unicode::decode_utf8(token);
+      } catch (const invalid_argument&) {
+        throw io_error(std::string(where) + ": valid UTF-8 expected at " + at + ", got invalid bytes");
+      }
+      auto [it, inserted] = line_of.emplace(token, line);
+      if (!inserted) {
+        throw io_error(std::string(where) + ": unique tokens expected, got \"" + token + "\" again at " + at +
+                       " (first at line " + std::to_string(it->second) + ")");
+      }
+      vocab.push_back(std::move(token));
+    }
+    if (vocab.empty())
+      throw io_error(std::string(where) + ": at least one token expected in " + path + ", got none");
+    wordpiece_options opt;
+    opt.lowercase = lowercase;
+    try {
+      return wordpiece_tokenizer(std::move(vocab), opt);
+    } catch (const invalid_argument& e) {
+      throw io_error(std::string(where) + ": " + path + ": " + e.what());
+    }
+  }
+
+  /// Reads a Hugging Face `tokenizer.json` whose model is WordPiece. Understood: normalizer
+  /// `BertNormalizer` (or null), pre-tokenizer `BertPreTokenizer`, post-processor
+  /// `TemplateProcessing` or `BertProcessing` (for the `[CLS]`/`[SEP]` names), `padding.pad_token`,
+  /// `added_tokens`, and the model's `vocab`, `unk_token`, `continuing_subword_prefix`,
+  /// `max_input_chars_per_word`. The mask token is `[MASK]`.
+  /// @throws peft::io_error on unreadable or malformed files, other model / normaliser /
+  ///         pre-tokeniser types, vocabularies whose ids are not 0..n-1, or missing special tokens.
+  static wordpiece_tokenizer from_tokenizer_json(const std::string& path) {
+    static const char* where = "wordpiece_tokenizer::from_tokenizer_json";
+    const std::string text = read_file(path, where);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+      throw io_error(std::string(where) + ": valid JSON expected in " + path + ", got " + e.what());
+    }
+    auto bad = [&](const std::string& what, const std::string& expected, const std::string& got) {
+      return io_error(std::string(where) + ": " + path + ": " + what + " expected " + expected + ", got " +
+                      got);
+    };
+    auto brief = [](const nlohmann::json& v) {
+      std::string s = v.dump();
+      return s.size() > 60 ? s.substr(0, 57) + "..." : s;
+    };
+    if (!j.is_object()) throw bad("top level", "an object", brief(j));
+    if (!j.contains("model") || !j["model"].is_object()) throw bad("\"model\"", "an object", "none");
+    const auto& model = j["model"];
+    if (model.contains("type") && model["type"] != "WordPiece") {
+      throw bad("model.type", "\"WordPiece\"", brief(model["type"]));
+    }
+    if (!model.contains("vocab") || !model["vocab"].is_object())
+      throw bad("model.vocab", "an object", "none");
+    wordpiece_options opt;
+    auto get_string = [&](const nlohmann::json& obj, const char* key, const std::string& name,
+                          std::string& out) {
+      if (!obj.contains(key) || obj[key].is_null()) return;
+      if (!obj[key].is_string()) throw bad(name, "a string", brief(obj[key]));
+      out = obj[key].get<std::string>();
+    };
+    auto get_bool = [&](const nlohmann::json& obj, const char* key, const std::string& name, bool& out) {
+      if (!obj.contains(key) || obj[key].is_null()) return;
+      if (!obj[key].is_boolean()) throw bad(name, "a boolean", brief(obj[key]));
+      out = obj[key].get<bool>();
+    };
+    get_string(model, "unk_token", "model.unk_token", opt.unk_token);
+    get_string(model, "continuing_subword_prefix", "model.continuing_subword_prefix",
+               opt.continuing_subword_prefix);
+    if (model.contains("max_input_chars_per_word") && !model["max_input_chars_per_word"].is_null()) {
+      if (!model["max_input_chars_per_word"].is_number_integer()) {
+        throw bad("model.max_input_chars_per_word", "an integer", brief(model["max_input_chars_per_word"]));
+      }
+      opt.max_input_chars_per_word = model["max_input_chars_per_word"].get<index>();
+    }
+    // Normaliser.
+    if (j.contains("normalizer") && !j["normalizer"].is_null()) {
+      const auto& n = j["normalizer"];
+      if (!n.is_object() || n.value("type", "") != "BertNormalizer") {
+        throw bad("normalizer.type", "\"BertNormalizer\" or a null normalizer", brief(n));
+      }
+      get_bool(n, "clean_text", "normalizer.clean_text", opt.clean_text);
+      get_bool(n, "handle_chinese_chars", "normalizer.handle_chinese_chars", opt.handle_chinese_chars);
+      get_bool(n, "lowercase", "normalizer.lowercase", opt.lowercase);
+      if (n.contains("strip_accents") && !n["strip_accents"].is_null()) {
+        bool s = false;
+        get_bool(n, "strip_accents", "normalizer.strip_accents", s);
+        opt.strip_accents = s;
+      }
+    } else {
+      opt.clean_text = opt.handle_chinese_chars = opt.lowercase = false;
+      opt.strip_accents = false;
+    }
+    if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) {
+      const auto& p = j["pre_tokenizer"];
+      if (!p.is_object() || p.value("type", "") != "BertPreTokenizer") {
+        throw bad("pre_tokenizer.type", "\"BertPreTokenizer\"", brief(p));
+      }
+    }
+    // Special-token names from the post-processor and padding.
+    if (j.contains("post_processor") && j["post_processor"].is_object()) {
+      const auto& pp = j["post_processor"];
+      const std::string type = pp.value("type", "");
+      if (type == "BertProcessing") {
+        if (pp.contains("cls") && pp["cls"].is_array() && !pp["cls"].empty() && pp["cls"][0].is_string())
+          opt.cls_token = pp["cls"][0].get<std::string>();
+        if (pp.contains("sep") && pp["sep"].is_array() && !pp["sep"].empty() && pp["sep"][0].is_string())
+          opt.sep_token = pp["sep"][0].get<std::string>();
+      } else if (type == "TemplateProcessing" && pp.contains("single") && pp["single"].is_array()) {
+        std::vector<std::string> specials;
+        for (const auto& item : pp["single"]) {
+          if (item.is_object() && item.contains("SpecialToken") && item["SpecialToken"].is_object() &&
+              item["SpecialToken"].contains("id") && item["SpecialToken"]["id"].is_string())
+            specials.push_back(item["SpecialToken"]["id"].get<std::string>());
+        }
+        if (specials.size() != 2) {
+          throw bad("post_processor.single", "two special tokens ([CLS] $A [SEP])",
+                    std::to_string(specials.size()));
+        }
+        opt.cls_token = specials[0];
+        opt.sep_token = specials[1];
+      }
+    }
+    if (j.contains("padding") && j["padding"].is_object())
+      get_string(j["padding"], "pad_token", "padding.pad_token", opt.pad_token);
+    // Vocabulary, by id.
+    const auto& v = model["vocab"];
+    std::vector<std::string> vocab(v.size());
+    std::vector<bool> seen(v.size(), false);
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      if (!it.value().is_number_integer())
+        throw bad("model.vocab[\"" + it.key() + "\"]", "an integer id", brief(it.value()));
+      const auto id = it.value().get<std::int64_t>();
+      if (id < 0 || id >= static_cast<std::int64_t>(v.size())) {
+        throw bad("model.vocab[\"" + it.key() + "\"]", "an id in [0, " + std::to_string(v.size()) + ")",
+                  std::to_string(id));
+      }
+      const auto k = static_cast<std::size_t>(id);
+      if (seen[k])
+        throw bad("model.vocab ids", "unique",
+                  "id " + std::to_string(id) + " for \"" + vocab[k] + "\" and \"" + it.key() + "\"");
+      seen[k] = true;
+      vocab[k] = it.key();
+    }
+    std::vector<added_token> added;
+    if (j.contains("added_tokens") && !j["added_tokens"].is_null()) {
+      if (!j["added_tokens"].is_array()) throw bad("added_tokens", "an array", brief(j["added_tokens"]));
+      std::size_t k = 0;
+      for (const auto& a : j["added_tokens"]) {
+        const std::string name = "added_tokens[" + std::to_string(k++) + "]";
+        if (!a.is_object() || !a.contains("content") || !a["content"].is_string() || !a.contains("id") ||
+            !a["id"].is_number_integer()) {
+          throw bad(name, "an object with string \"content\" and integer \"id\"", brief(a));
+        }
+        added_token t;
+        t.content = a["content"].get<std::string>();
+        const auto id = a["id"].get<std::int64_t>();
+        if (id < 0 || id > 0x7FFFFFFF)
+          throw bad(name + ".id", "a non-negative 32-bit id", std::to_string(id));
+        t.id = static_cast<std::int32_t>(id);
+        bool special = false;
+        get_bool(a, "special", name + ".special", special);
+        t.normalized = !special;
+        get_bool(a, "normalized", name + ".normalized", t.normalized);
+        get_bool(a, "lstrip", name + ".lstrip", t.lstrip);
+        get_bool(a, "rstrip", name + ".rstrip", t.rstrip);
+        added.push_back(std::move(t));
+      }
+    }
+    try {
+      return wordpiece_tokenizer(std::move(vocab), opt, std::move(added));
+    } catch (const invalid_argument& e) {
+      throw io_error(std::string(where) + ": " + path + ": " + e.what());
+    }
+  }
+
+  /// Word pieces of `text` (no special tokens added).
+  /// @throws peft::invalid_argument if `text` is not valid UTF-8.
+  std::vector<std::string> tokenize(std::string_view text) const {
+    std::vector<std::string> out;
+    run(text, "wordpiece_tokenizer::tokenize",
+        [&](std::string_view piece, std::int32_t) { out.emplace_back(piece); });
+    return out;
+  }
+
+  /// `[CLS] pieces [SEP]`, keeping the first `max_length - 2` pieces.
+  /// @throws peft::invalid_argument if `max_length < 2` or `text` is not valid UTF-8.
+  std::vector<std::int32_t> encode(std::string_view text, index max_length) const {
+    static const char* where = "wordpiece_tokenizer::encode";
+    if (max_length < 2) throw invalid_argument(detail::expected_got(where, "max_length", ">= 2", max_length));
+    std::vector<std::int32_t> ids = piece_ids(text, where);
+    const auto budget = static_cast<std::size_t>(max_length - 2);
+    if (ids.size() > budget) ids.resize(budget);
+    ids.insert(ids.begin(), m_cls);
+    ids.push_back(m_sep);
+    return ids;
+  }
+
+  /// `[CLS] A [SEP] B [SEP]` truncated to at most `max_length` ids with Hugging Face's
+  /// longest-first rule (see longest_first()) on a budget of `max_length - 3` pieces.
+  /// @param segments if non-null, receives the segment (token type) ids, 0 then 1.
+  /// @throws peft::invalid_argument if `max_length < 3` or a text is not valid UTF-8.
+  std::vector<std::int32_t> encode_pair(std::string_view a, std::string_view b, index max_length,
+                                        std::vector<std::int32_t>* segments = nullptr) const {
+    static const char* where = "wordpiece_tokenizer::encode_pair";
+    if (max_length < 3) throw invalid_argument(detail::expected_got(where, "max_length", ">= 3", max_length));
+    std::vector<std::int32_t> ia = piece_ids(a, where), ib = piece_ids(b, where);
+    const auto [na, nb] = longest_first(ia.size(), ib.size(), static_cast<std::size_t>(max_length - 3));
+    ia.resize(na);
+    ib.resize(nb);
+    std::vector<std::int32_t> ids;
+    ids.reserve(na + nb + 3);
+    ids.push_back(m_cls);
+    ids.insert(ids.end(), ia.begin(), ia.end());
+    ids.push_back(m_sep);
+    ids.insert(ids.end(), ib.begin(), ib.end());
+    ids.push_back(m_sep);
+    if (segments) {
+      segments->assign(ids.size(), 1);
+      std::fill(segments->begin(), segments->begin() + static_cast<std::ptrdiff_t>(na + 2), 0);
+    }
+    return ids;
+  }
+
+  /// Lengths (first, second) kept when two parts of `na` and `nb` pieces must fit in `budget`
+  /// (Hugging Face tokenizers' `TruncationStrategy::LongestFirst`): nothing is cut if they fit;
+  /// otherwise the longer part is cut to `budget - shorter` if that still leaves it at least as
+  /// long as the shorter one; otherwise both are cut, the shorter to `budget / 2` and the longer
+  /// to `budget - budget / 2` (with equal lengths the second part gets the extra piece).
+  static std::pair<std::size_t, std::size_t> longest_first(std::size_t na, std::size_t nb,
+                                                           std::size_t budget) {
+    if (na + nb <= budget) return {na, nb};
+    const bool swap = na > nb;
+    std::size_t n1 = swap ? nb : na, n2;  // n1: the shorter part
+    n2 = n1 > budget ? n1 : std::max(n1, budget - n1);
+    if (n1 + n2 > budget) {
+      n1 = budget / 2;
+      n2 = n1 + budget % 2;
+    }
+    if (swap) std::swap(n1, n2);
+    return {std::min(na, n1), std::min(nb, n2)};
+  }
+
+  /// Id of `token`. @throws peft::invalid_argument if it is not in the vocabulary.
+  std::int32_t token_to_id(std::string_view token) const {
+    auto it = m_ids.find(std::string(token));
+    if (it == m_ids.end()) {
+      throw invalid_argument("wordpiece_tokenizer::token_to_id: a vocabulary token expected, got \"" +
+                             std::string(token) + "\"");
+    }
+    return it->second;
+  }
+  /// Whether `token` is in the vocabulary.
+  bool contains(std::string_view token) const { return m_ids.count(std::string(token)) != 0; }
+  /// Token of `id`. @throws peft::invalid_argument if `id` is outside [0, vocab_size()).
+  const std::string& id_to_token(std::int32_t id) const {
+    if (id < 0 || static_cast<std::size_t>(id) >= m_vocab.size()) {
+      throw invalid_argument(detail::expected_got("wordpiece_tokenizer::id_to_token", "id in [0, vocab_size)",
+                                                  "[0, " + std::to_string(m_vocab.size()) + ")", id));
+    }
+    return m_vocab[static_cast<std::size_t>(id)];
+  }
+
+  index vocab_size() const noexcept { return static_cast<index>(m_vocab.size()); }
+  std::int32_t cls_id() const noexcept { return m_cls; }
+  std::int32_t sep_id() const noexcept { return m_sep; }
+  std::int32_t pad_id() const noexcept { return m_pad; }
+  std::int32_t mask_id() const noexcept { return m_mask; }
+  std::int32_t unk_id() const noexcept { return m_unk; }
+  const wordpiece_options& options() const noexcept { return m_options; }
+
+private:
+  static std::string read_file(const std::string& path, const char* where) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw io_error(std::string(where) + ": a readable file expected, got \"" + path + "\"");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (in.bad())
+      throw io_error(std::string(where) + ": a readable file expected, got a read error on \"" + path + "\"");
+    return ss.str();
+  }
+
+  void build(const char* where, std::vector<added_token> added) {
+    if (m_vocab.empty())
+      throw invalid_argument(std::string(where) + ": a non-empty vocabulary expected, got 0 tokens");
+    if (m_options.max_input_chars_per_word < 1) {
+      throw invalid_argument(detail::expected_got(where, "max_input_chars_per_word", ">= 1",
+                                                  m_options.max_input_chars_per_word));
+    }
+    // Added tokens may extend the vocabulary (ids past its end fill it up).
+    for (const auto& t : added) {
+      const auto id = static_cast<std::size_t>(t.id);
+      if (id >= m_vocab.size()) m_vocab.resize(id + 1);
+      if (m_vocab[id].empty()) m_vocab[id] = t.content;
+    }
+    m_ids.reserve(m_vocab.size());
+    for (std::size_t i = 0; i < m_vocab.size(); ++i) {
+      if (m_vocab[i].empty())
+        throw invalid_argument(std::string(where) + ": a token expected for id " + std::to_string(i) +
+                               ", got none");
+      if (!m_ids.emplace(m_vocab[i], static_cast<std::int32_t>(i)).second) {
+        throw invalid_argument(std::string(where) + ": unique tokens expected, got \"" + m_vocab[i] +
+                               "\" twice (id " + std::to_string(i) + ")");
+      }
+    }
+    auto special = [&](const std::string& token, const char* role) {
+      auto it = m_ids.find(token);
+      if (it == m_ids.end()) {
+        throw invalid_argument(std::string(where) + ": " + role + " token \"" + token +
+                               "\" expected in the vocabulary, got none");
+      }
+      return it->second;
+    };
+    m_unk = special(m_options.unk_token, "unknown");
+    m_cls = special(m_options.cls_token, "classifier");
+    m_sep = special(m_options.sep_token, "separator");
+    m_pad = special(m_options.pad_token, "padding");
+    m_mask = special(m_options.mask_token, "mask");
+    if (added.empty()) {
+      for (const std::string* s : {&m_options.pad_token, &m_options.unk_token, &m_options.cls_token,
+                                   &m_options.sep_token, &m_options.mask_token}) {
+        added.push_back({*s, m_ids.at(*s), false, false, false});
+      }
+    }
+    for (auto& t : added) {
+      if (t.content.empty())
+        throw invalid_argument(std::string(where) + ": non-empty added tokens expected, got an empty one");
+      if (t.normalized) t.content = unicode::encode_utf8(normalize(unicode::decode_utf8(t.content, where)));
+    }
+    m_added = std::move(added);
+  }
+
+  /// Sections of `text`: (piece, id) for an added token (id >= 0) or plain text (id == -1).
+  template <typename F>
+  void split_added(std::string_view text, bool normalized_pass, F&& emit) const {
+    std::vector<std::pair<std::string_view, std::int32_t>> parts;
+    std::vector<const added_token*> tokens_of;
+    std::size_t start = 0, i = 0;
+    while (i < text.size()) {
+      const added_token* best = nullptr;
+      for (const auto& t : m_added) {
+        if (t.normalized != normalized_pass) continue;
+        if (text.compare(i, t.content.size(), t.content) == 0 &&
+            (!best || t.content.size() > best->content.size()))
+          best = &t;
+      }
+      if (!best) {
+        ++i;
+        continue;
+      }
+      if (i > start) {
+        parts.emplace_back(text.substr(start, i - start), -1);
+        tokens_of.push_back(nullptr);
+      }
+      parts.emplace_back(text.substr(i, best->content.size()), best->id);
+      tokens_of.push_back(best);
+      i += best->content.size();
+      start = i;
+    }
+    if (start < text.size()) {
+      parts.emplace_back(text.substr(start), -1);
+      tokens_of.push_back(nullptr);
+    }
+    // lstrip / rstrip trim the neighbouring text sections.
+    for (std::size_t k = 0; k < parts.size(); ++k) {
+      if (!tokens_of[k]) continue;
+      if (tokens_of[k]->lstrip && k > 0 && parts[k - 1].second < 0)
+        parts[k - 1].first = trim(parts[k - 1].first, false);
+      if (tokens_of[k]->rstrip && k + 1 < parts.size() && parts[k + 1].second < 0)
+        parts[k + 1].first = trim(parts[k + 1].first, true);
+    }
+    for (const auto& [piece, id] : parts) {
+      if (!piece.empty()) emit(piece, id);
+    }
+  }
+
+  /// Removes White_Space from the start (`front`) or the end of valid UTF-8 `s`.
+  static std::string_view trim(std::string_view s, bool front) {
+    const std::u32string cps = unicode::decode_utf8(s);
+    std::size_t a = 0, b = cps.size();
+    if (front) {
+      while (a < b && unicode::is_whitespace(cps[a])) ++a;
+    } else {
+      while (b > a && unicode::is_whitespace(cps[b - 1])) --b;
+    }
+    std::size_t byte_a = 0, byte_b = 0;
+    for (std::size_t k = 0; k < cps.size(); ++k) {
+      std::string tmp;
+      unicode::append_utf8(tmp, cps[k]);
+      if (k < a) byte_a += tmp.size();
+      if (k < b) byte_b += tmp.size();
+    }
+    return s.substr(byte_a, byte_b - byte_a);
+  }
+
+  std::u32string normalize(std::u32string text) const {
+    if (m_options.clean_text) {
+      std::u32string out;
+      out.reserve(text.size());
+      for (char32_t c : text) {
+        if (c == 0 || c == 0xFFFD || unicode::is_control(c)) continue;
+        out.push_back(unicode::is_whitespace(c) ? U' ' : c);
+      }
+      text.swap(out);
+    }
+    if (m_options.handle_chinese_chars) {
+      std::u32string out;
+      out.reserve(text.size());
+      for (char32_t c : text) {
+        if (unicode::is_cjk(c)) {
+          out.push_back(U' ');
+          out.push_back(c);
+          out.push_back(U' ');
+        } else {
+          out.push_back(c);
+        }
+      }
+      text.swap(out);
+    }
+    if (m_options.lowercase) text = unicode::to_lower(text);
+    if (m_options.strip_accents.value_or(m_options.lowercase)) text = unicode::strip_accents(text);
+    return text;
+  }
+
+  /// Calls emit(piece, id) for every word piece of `text` (special tokens included).
+  template <typename F>
+  void run(std::string_view text, const char* where, F&& emit) const {
+    unicode::decode_utf8(text, where);  // validate once, up front
+    split_added(text, false, [&](std::string_view section, std::int32_t id) {
+      if (id >= 0) {
+        emit(section, id);
+        return;
+      }
+      const std::string normalized = unicode::encode_utf8(normalize(unicode::decode_utf8(section, where)));
+      split_added(normalized, true, [&](std::string_view sub, std::int32_t sub_id) {
+        if (sub_id >= 0) {
+          emit(sub, sub_id);
+        } else {
+          word_pieces(sub, emit);
+        }
+      });
+    });
+  }
+
+  /// BERT pre-tokenisation (whitespace and punctuation) then WordPiece, on normalised text.
+  template <typename F>
+  void word_pieces(std::string_view text, F& emit) const {
+    const std::u32string cps = unicode::decode_utf8(text);
+    std::string word, candidate;
+    std::vector<std::size_t> bounds;  // byte offset of every code point of `word`, plus the end
+    auto flush = [&]() {
+      if (bounds.empty()) return;
+      bounds.push_back(word.size());
+      wordpiece(word, bounds, candidate, emit);
+      word.clear();
+      bounds.clear();
+    };
+    for (char32_t c : cps) {
+      if (unicode::is_whitespace(c)) {
+        flush();
+      } else if (unicode::is_punctuation(c)) {
+        flush();
+        bounds.push_back(0);
+        unicode::append_utf8(word, c);
+        flush();
+      } else {
+        bounds.push_back(word.size());
+        unicode::append_utf8(word, c);
+      }
+    }
+    flush();
+  }
+
+  template <typename F>
+  void wordpiece(const std::string& word, const std::vector<std::size_t>& bounds, std::string& candidate,
+                 F& emit) const {
+    const std::size_t n = bounds.size() - 1;  // code points
+    if (n > static_cast<std::size_t>(m_options.max_input_chars_per_word)) {
+      emit(m_options.unk_token, m_unk);
+      return;
+    }
+    std::vector<std::pair<std::size_t, std::int32_t>> pieces;  // (end code point, id)
+    std::size_t start = 0;
+    while (start < n) {
+      std::size_t end = n;
+      std::int32_t found = -1;
+      for (; end > start; --end) {
+        candidate.clear();
+        if (start > 0) candidate += m_options.continuing_subword_prefix;
+        candidate.append(word, bounds[start], bounds[end] - bounds[start]);
+        auto it = m_ids.find(candidate);
+        if (it != m_ids.end()) {
+          found = it->second;
+          break;
+        }
+      }
+      if (found < 0) {
+        emit(m_options.unk_token, m_unk);
+        return;
+      }
+      pieces.emplace_back(end, found);
+      start = end;
+    }
+    for (const auto& p : pieces) emit(m_vocab[static_cast<std::size_t>(p.second)], p.second);
+  }
+
+  std::vector<std::int32_t> piece_ids(std::string_view text, const char* where) const {
+    std::vector<std::int32_t> ids;
+    run(text, where, [&](std::string_view, std::int32_t id) { ids.push_back(id); });
+    return ids;
+  }
+
+  wordpiece_options m_options;
+  std::vector<std::string> m_vocab;
+  std::unordered_map<std::string, std::int32_t> m_ids;
+  std::vector<added_token> m_added;
+  std::int32_t m_unk = 0, m_cls = 0, m_sep = 0, m_pad = 0, m_mask = 0;
+};
+
+}  // namespace peft
+
+#endif  // PEFT_TEXT_WORDPIECE_HPP
