@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+#ifndef PEFT_TRAIN_PROGRESS_HPP
+#define PEFT_TRAIN_PROGRESS_HPP
+
+/// @file progress.hpp
+/// Training progress for people and for tools: a one-line bar redrawn in place when the
+/// stream is a terminal (steps, loss, examples/s, ETA, plus any extra fields), plain log
+/// lines otherwise; and a CSV log of the training curve.
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../error.hpp"
+
+namespace peft {
+
+class progress {
+public:
+  /// @param total     steps expected (0 if unknown)
+  /// @param out       stream to write to (stdout by default)
+  /// @param every     without a terminal, print a line every `every` steps (and the last)
+  explicit progress(std::string label, long total, std::FILE* out = stdout, long every = 50)
+      : m_label(std::move(label)), m_total(total), m_out(out), m_every(every > 0 ? every : 1),
+        m_tty(::isatty(::fileno(out)) == 1), m_start(clock::now()) {}
+
+  /// Records step `step` (1-based) that saw `examples` examples; `fields` are extra
+  /// name/value pairs shown after the loss (e.g. session, phase, kept share).
+  void update(long step, double loss, long examples, const std::vector<std::pair<std::string, std::string>>& fields = {}) {
+    m_examples += examples;
+    const double secs = std::chrono::duration<double>(clock::now() - m_start).count();
+    const double rate = secs > 0 ? double(m_examples) / secs : 0.0;
+    const double eta = (m_total > 0 && step > 0) ? secs / double(step) * double(m_total - step) : 0.0;
+    std::string extra;
+    for (const auto& f : fields) extra += "  " + f.first + " " + f.second;
+    if (m_tty) {
+      const int width = 24;
+      const int filled = m_total > 0 ? int(double(width) * double(step) / double(m_total)) : 0;
+      std::string bar(static_cast<std::size_t>(filled), '#');
+      bar.resize(width, '.');
+      std::fprintf(m_out, "\r%s [%s] %ld/%ld  loss %.4f  %.0f ex/s  ETA %s%s\x1b[K", m_label.c_str(), bar.c_str(), step,
+                   m_total, loss, rate, format_seconds(eta).c_str(), extra.c_str());
+      if (m_total > 0 && step >= m_total) std::fprintf(m_out, "\n");
+      std::fflush(m_out);
+    } else if (step % m_every == 0 || (m_total > 0 && step >= m_total)) {
+      std::fprintf(m_out, "%s step %ld/%ld loss %.4f %.0f ex/s eta %s%s\n", m_label.c_str(), step, m_total, loss, rate,
+                   format_seconds(eta).c_str(), extra.c_str());
+      std::fflush(m_out);
+    }
+  }
+  /// Ends the bar's line (terminal) so later output starts on a fresh line.
+  void finish() {
+    if (m_tty) std::fprintf(m_out, "\n");
+  }
+  double seconds() const { return std::chrono::duration<double>(clock::now() - m_start).count(); }
+  long examples() const noexcept { return m_examples; }
+
+  static std::string format_seconds(double s) {
+    const long t = static_cast<long>(s + 0.5);
+    char buf[32];
+    if (t >= 3600)
+      std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else
+      std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+    return buf;
+  }
+
+private:
+  using clock = std::chrono::steady_clock;
+  std::string m_label;
+  long m_total;
+  std::FILE* m_out;
+  long m_every;
+  bool m_tty;
+  clock::time_point m_start;
+  long m_examples = 0;
+};
+
+/// Appends rows of a training curve to a CSV file with a fixed header.
+class csv_log {
+public:
+  csv_log() = default;
+  csv_log(const std::string& path, std::vector<std::string> columns) : m_columns(std::move(columns)) {
+    m_out.open(path, std::ios::trunc);
+    if (!m_out) throw io_error("csv_log: cannot open '" + path + "' for writing");
+    for (std::size_t i = 0; i < m_columns.size(); ++i) m_out << (i ? "," : "") << m_columns[i];
+    m_out << "\n";
+  }
+  bool is_open() const { return m_out.is_open(); }
+  void row(const std::vector<std::string>& values) {
+    if (!m_out.is_open()) return;
+    if (values.size() != m_columns.size())
+      throw invalid_argument("csv_log::row: columns expected " + std::to_string(m_columns.size()) + ", got " +
+                             std::to_string(values.size()));
+    for (std::size_t i = 0; i < values.size(); ++i) m_out << (i ? "," : "") << values[i];
+    m_out << "\n";
+    m_out.flush();
+  }
+
+private:
+  std::vector<std::string> m_columns;
+  std::ofstream m_out;
+};
+
+}  // namespace peft
+
+#endif  // PEFT_TRAIN_PROGRESS_HPP
