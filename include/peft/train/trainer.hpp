@@ -1,0 +1,316 @@
+// SPDX-License-Identifier: Apache-2.0
+#ifndef PEFT_TRAIN_TRAINER_HPP
+#define PEFT_TRAIN_TRAINER_HPP
+
+/// @file trainer.hpp
+/// Fine-tuning one task: a frozen encoder, a policy (any PEFT method, or `no_policy` for a
+/// head-only baseline) and a head (`classification_head` or `prompt_head`).
+///
+/// `task_model` runs forward/backward for a batch; `fit` is the training loop: shuffled
+/// batches per epoch, AdamW with a linear warm-up/decay schedule, global gradient-norm
+/// clipping, periodic evaluation (accuracy, macro-F1) with optional early stopping that
+/// keeps the best parameters, a progress bar and a CSV training curve. Results are
+/// deterministic for a given seed and thread count.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "../core/parameter.hpp"
+#include "../core/random.hpp"
+#include "../model/batch.hpp"
+#include "../model/encoder.hpp"
+#include "../optim/adam.hpp"
+#include "../optim/clip.hpp"
+#include "../optim/schedule.hpp"
+#include "heads.hpp"
+#include "losses.hpp"
+#include "progress.hpp"
+
+namespace peft {
+
+/// One example after tokenization.
+struct encoded_example {
+  std::vector<std::int32_t> ids;
+  std::vector<std::int32_t> segments;  ///< empty: all zero
+  index mask_pos = -1;                 ///< position of [MASK] for prompt heads, else -1
+  int label = -1;                      ///< class id, or -1 when unknown
+};
+
+/// A padded batch of encoded examples with their mask positions and labels.
+struct task_batch {
+  batch input;
+  std::vector<index> mask_pos;
+  std::vector<int> labels;
+};
+
+inline task_batch make_task_batch(const std::vector<encoded_example>& data, const std::vector<std::size_t>& rows,
+                                  std::int32_t pad_id) {
+  std::vector<std::vector<std::int32_t>> ids, segs;
+  bool with_segments = false;
+  task_batch tb;
+  for (auto r : rows) {
+    const auto& e = data.at(r);
+    ids.push_back(e.ids);
+    segs.push_back(e.segments.empty() ? std::vector<std::int32_t>(e.ids.size(), 0) : e.segments);
+    with_segments = with_segments || !e.segments.empty();
+    tb.mask_pos.push_back(e.mask_pos);
+    tb.labels.push_back(e.label);
+  }
+  tb.input = make_batch(ids, pad_id, with_segments ? &segs : nullptr);
+  return tb;
+}
+
+namespace detail {
+template <typename P, typename = void>
+struct has_stores : std::false_type {};
+template <typename P>
+struct has_stores<P, std::void_t<decltype(std::declval<P&>().stores())>> : std::true_type {};
+template <typename P, typename = void>
+struct has_store : std::false_type {};
+template <typename P>
+struct has_store<P, std::void_t<decltype(std::declval<P&>().parameters().blocks())>> : std::true_type {};
+}  // namespace detail
+
+/// Adds a policy's parameter stores (none for `no_policy`, several for `compose`) to `set`.
+template <typename Scalar, typename Policy>
+void add_policy_parameters(parameter_set<Scalar>& set, Policy& p) {
+  if constexpr (detail::has_stores<Policy>::value) {
+    for (auto* s : p.stores()) set.add(*s);
+  } else if constexpr (detail::has_store<Policy>::value) {
+    set.add(p.parameters());
+  } else {
+    (void)set;
+    (void)p;
+  }
+}
+
+template <typename Head>
+inline constexpr bool is_prompt_head_v = std::is_same_v<Head, prompt_head<typename Head::scalar_type>>;
+
+/// Encoder + policy + head of one task.
+template <typename Arch, typename Scalar, typename Policy, typename Head>
+class task_model {
+public:
+  using scalar_type = Scalar;
+  using mat = matrix<Scalar>;
+
+  task_model(const encoder<Arch, Scalar>& enc, Policy& policy, Head& head)
+      : m_enc(&enc), m_policy(&policy), m_head(&head) {}
+
+  const encoder<Arch, Scalar>& encoder_ref() const noexcept { return *m_enc; }
+  Policy& policy() noexcept { return *m_policy; }
+  Head& head() noexcept { return *m_head; }
+
+  /// Every trainable store: the policy's, then the head's.
+  parameter_set<Scalar> parameters() {
+    parameter_set<Scalar> set;
+    add_policy_parameters(set, *m_policy);
+    set.add(m_head->parameters());
+    return set;
+  }
+
+  /// Class logits `[B x C]` in evaluation mode.
+  mat predict(const task_batch& tb) const {
+    const mat h = m_enc->forward(tb.input, *m_policy);
+    return head_forward(h, tb, mode::eval, nullptr, nullptr);
+  }
+
+  /// One forward/backward pass: `loss(logits, d_logits)` returns the loss and fills its
+  /// gradient; parameter gradients accumulate (zero them first).
+  template <typename LossFn>
+  double forward_backward(const task_batch& tb, mode m, rng& gen, LossFn&& loss, mat* logits_out = nullptr) {
+    encoder_tape<Scalar, Policy> tape;
+    const mat h = m_enc->forward(tb.input, *m_policy, m, &tape, &gen);
+    typename Head::cache_type cache;
+    mat logits = head_forward(h, tb, m, &gen, &cache);
+    mat d_logits;
+    const double value = loss(logits, d_logits);
+    mat dh;
+    if constexpr (is_prompt_head_v<Head>) {
+      dh = m_head->backward(m_enc->weights(), d_logits, tb.input, cache);
+    } else {
+      dh = m_head->backward(m_enc->weights(), d_logits, tb.input, cache, m_enc->hidden_size());
+    }
+    if (lowest_trainable_layer(*m_policy, m_enc->num_layers()) < m_enc->num_layers() ||
+        has_on_encoder_output_v<Policy>)
+      m_enc->backward(dh, *m_policy, tape);
+    if (logits_out) *logits_out = std::move(logits);
+    return value;
+  }
+
+private:
+  mat head_forward(const mat& h, const task_batch& tb, mode m, rng* gen, typename Head::cache_type* cache) const {
+    if constexpr (is_prompt_head_v<Head>) {
+      (void)m;
+      (void)gen;
+      return m_head->forward(m_enc->weights(), h, tb.input, tb.mask_pos, cache);
+    } else {
+      return m_head->forward(m_enc->weights(), h, tb.input, m, gen, cache);
+    }
+  }
+
+  const encoder<Arch, Scalar>* m_enc;
+  Policy* m_policy;
+  Head* m_head;
+};
+
+/// Training-loop settings. Give `epochs` or `steps` (steps wins when both are set).
+struct fit_options {
+  int epochs = 10;
+  long steps = 0;
+  index batch_size = 8;
+  double lr = 1e-3;
+  double warmup_ratio = 0.0;
+  double weight_decay = 0.0;
+  double max_grad_norm = 1.0;    ///< <= 0 disables clipping
+  long eval_every = 0;           ///< steps between evaluations (0: at the end only)
+  int patience = 0;              ///< evaluations without improvement before stopping (0: never)
+  std::uint64_t seed = 1;
+  std::int32_t pad_id = 0;
+  std::string csv_path;          ///< training curve, empty for none
+  std::string label = "train";   ///< progress-bar label
+  bool show_progress = true;
+  std::FILE* progress_out = stdout;
+};
+
+/// Evaluation metrics on a labelled set.
+struct eval_result {
+  double accuracy = 0;
+  double macro_f1 = 0;
+  index examples = 0;
+};
+
+struct fit_result {
+  long steps = 0;
+  double seconds = 0;
+  double examples_per_second = 0;
+  double final_loss = 0;
+  eval_result best;      ///< best evaluation seen (the final one without eval_every)
+  long best_step = 0;
+};
+
+/// Predicted class of every example, in order, batched by `batch_size`.
+template <typename Model>
+std::vector<index> predict_classes(const Model& model, const std::vector<encoded_example>& data, index batch_size,
+                                   std::int32_t pad_id, std::vector<std::vector<double>>* probabilities = nullptr) {
+  std::vector<index> out;
+  // Sort by length so batches carry little padding; write results back in order.
+  std::vector<std::size_t> order(data.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return data[a].ids.size() < data[b].ids.size(); });
+  out.assign(data.size(), 0);
+  if (probabilities) probabilities->assign(data.size(), {});
+  for (std::size_t s = 0; s < order.size(); s += static_cast<std::size_t>(batch_size)) {
+    std::vector<std::size_t> rows(order.begin() + static_cast<std::ptrdiff_t>(s),
+                                  order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), s + std::size_t(batch_size))));
+    const auto logits = model.predict(make_task_batch(data, rows, pad_id));
+    const auto pred = argmax_rows(logits);
+    const auto p = softmax(logits);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      out[rows[i]] = pred[i];
+      if (probabilities) {
+        auto& row = (*probabilities)[rows[i]];
+        for (index c = 0; c < p.cols(); ++c) row.push_back(static_cast<double>(p(static_cast<index>(i), c)));
+      }
+    }
+  }
+  return out;
+}
+
+template <typename Model>
+eval_result evaluate(const Model& model, const std::vector<encoded_example>& data, index batch_size,
+                     std::int32_t pad_id) {
+  const auto pred = predict_classes(model, data, batch_size, pad_id);
+  std::vector<int> labels;
+  for (const auto& e : data) labels.push_back(e.label);
+  eval_result r;
+  r.examples = static_cast<index>(data.size());
+  r.accuracy = accuracy(pred, labels);
+  r.macro_f1 = macro_f1(pred, labels);
+  return r;
+}
+
+/// Trains `model` on `train` with cross-entropy; evaluates on `eval` (may be empty).
+template <typename Model>
+fit_result fit(Model& model, const std::vector<encoded_example>& train, const std::vector<encoded_example>& eval,
+               const fit_options& o) {
+  using Scalar = typename Model::scalar_type;
+  if (train.empty()) throw invalid_argument("fit: training set is empty");
+  if (o.batch_size < 1) throw invalid_argument("fit: batch size expected >= 1, got " + std::to_string(o.batch_size));
+  for (std::size_t i = 0; i < train.size(); ++i)
+    if (train[i].label < 0) throw invalid_argument("fit: training example " + std::to_string(i) + " has no label");
+  const long per_epoch = static_cast<long>((train.size() + std::size_t(o.batch_size) - 1) / std::size_t(o.batch_size));
+  const long total = o.steps > 0 ? o.steps : per_epoch * std::max(1, o.epochs);
+  auto set = model.parameters();
+  if (set.size() == 0) throw invalid_argument("fit: the model has no trainable parameters");
+  adamw_hyper hyper;
+  hyper.lr = o.lr;
+  hyper.weight_decay = o.weight_decay;
+  adamw<Scalar> opt(hyper);
+  opt.init(set);
+  const auto schedule = lr_schedule::linear(o.lr, static_cast<std::int64_t>(o.warmup_ratio * double(total)), total);
+  rng order_gen(o.seed), drop_gen(o.seed ^ 0x9e3779b97f4a7c15ULL);
+  csv_log log;
+  if (!o.csv_path.empty()) log = csv_log(o.csv_path, {"step", "epoch", "lr", "loss", "grad_norm", "eval_accuracy", "eval_macro_f1"});
+  progress bar(o.label, total, o.progress_out, std::max<long>(1, total / 10));
+
+  fit_result res;
+  vector<Scalar> best_params;
+  int stale = 0;
+  std::vector<std::size_t> order(train.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  long step = 0;
+  double loss_value = 0;
+  bool stop = false;
+  while (step < total && !stop) {
+    for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[order_gen.below(i)]);
+    for (std::size_t s = 0; s < order.size() && step < total && !stop; s += std::size_t(o.batch_size)) {
+      std::vector<std::size_t> rows(order.begin() + static_cast<std::ptrdiff_t>(s),
+                                    order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), s + std::size_t(o.batch_size))));
+      const auto tb = make_task_batch(train, rows, o.pad_id);
+      set.zero_grad();
+      loss_value = model.forward_backward(tb, mode::train, drop_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
+        return static_cast<double>(cross_entropy(z, tb.labels, dz));
+      });
+      const double norm = o.max_grad_norm > 0 ? clip_grad_norm(set, o.max_grad_norm) : 0.0;
+      const double lr = schedule.lr_at(step);
+      opt.step(set, lr);
+      ++step;
+      if (o.show_progress) bar.update(step, loss_value, static_cast<long>(rows.size()));
+      std::string acc_s, f1_s;
+      const bool do_eval = !eval.empty() && ((o.eval_every > 0 && step % o.eval_every == 0) || step == total);
+      if (do_eval) {
+        const auto r = evaluate(model, eval, std::max<index>(o.batch_size, 32), o.pad_id);
+        acc_s = std::to_string(r.accuracy);
+        f1_s = std::to_string(r.macro_f1);
+        if (res.best_step == 0 || r.accuracy > res.best.accuracy) {
+          res.best = r;
+          res.best_step = step;
+          stale = 0;
+          if (o.patience > 0) best_params = set.get_flat();
+        } else if (o.patience > 0 && ++stale >= o.patience) {
+          stop = true;
+        }
+      }
+      log.row({std::to_string(step), std::to_string(double(step) / double(per_epoch)), std::to_string(lr),
+               std::to_string(loss_value), std::to_string(norm), acc_s, f1_s});
+    }
+  }
+  if (o.show_progress) bar.finish();
+  if (o.patience > 0 && best_params.size() == set.size()) set.set_flat(best_params);
+  res.steps = step;
+  res.seconds = bar.seconds();
+  res.examples_per_second = res.seconds > 0 ? double(bar.examples()) / res.seconds : 0.0;
+  res.final_loss = loss_value;
+  return res;
+}
+
+}  // namespace peft
+
+#endif  // PEFT_TRAIN_TRAINER_HPP
