@@ -10,8 +10,10 @@
 ///
 /// The reader treats the file as hostile: every field of the header is checked before any
 /// tensor is read, and every problem throws `peft::io_error` naming the file and the tensor.
-/// Supported dtypes: F16, BF16, F32, F64 (read as float or double) and I32, I64 (read as
-/// integers). Tensor bytes are read on demand, so opening a large checkpoint is cheap.
+/// Supported dtypes: F16, BF16, F32, F64 (read as float or double), I32, I64 (read as
+/// integers) and U8, BOOL (bytes: read with `load_bytes`, as integers, or by `load` as exact
+/// float values; U8 holds e.g. bit-packed masks). Tensor bytes are read on demand, so opening
+/// a large checkpoint is cheap.
 
 #include <nlohmann/json.hpp>
 
@@ -34,9 +36,9 @@
 namespace peft {
 
 /// Element types peft reads from safetensors files.
-enum class safetensors_dtype { f16, bf16, f32, f64, i32, i64 };
+enum class safetensors_dtype { f16, bf16, f32, f64, i32, i64, u8, boolean };
 
-/// Name as written in the header ("F16", "BF16", "F32", "F64", "I32", "I64").
+/// Name as written in the header ("F16", "BF16", "F32", "F64", "I32", "I64", "U8", "BOOL").
 inline const char* to_string(safetensors_dtype d) noexcept {
   switch (d) {
     case safetensors_dtype::f16: return "F16";
@@ -45,6 +47,8 @@ inline const char* to_string(safetensors_dtype d) noexcept {
     case safetensors_dtype::f64: return "F64";
     case safetensors_dtype::i32: return "I32";
     case safetensors_dtype::i64: return "I64";
+    case safetensors_dtype::u8: return "U8";
+    case safetensors_dtype::boolean: return "BOOL";
   }
   return "?";
 }
@@ -58,14 +62,28 @@ inline std::size_t dtype_size(safetensors_dtype d) noexcept {
     case safetensors_dtype::i32: return 4;
     case safetensors_dtype::f64:
     case safetensors_dtype::i64: return 8;
+    case safetensors_dtype::u8:
+    case safetensors_dtype::boolean: return 1;
   }
   return 0;
 }
 
 /// True for F16, BF16, F32 and F64.
 inline bool is_floating(safetensors_dtype d) noexcept {
-  return d != safetensors_dtype::i32 && d != safetensors_dtype::i64;
+  return d == safetensors_dtype::f16 || d == safetensors_dtype::bf16 || d == safetensors_dtype::f32 ||
+         d == safetensors_dtype::f64;
 }
+
+/// True for U8 and BOOL (one byte per element).
+inline bool is_byte(safetensors_dtype d) noexcept {
+  return d == safetensors_dtype::u8 || d == safetensors_dtype::boolean;
+}
+
+/// A byte tensor (U8 or BOOL on disk), row-major.
+struct byte_tensor {
+  std::vector<std::int64_t> shape;
+  std::vector<std::uint8_t> data;
+};
 
 /// One header entry, validated.
 struct tensor_info {
@@ -155,7 +173,8 @@ inline float bfloat16_to_float(std::uint16_t b) noexcept {
 inline bool parse_safetensors_dtype(const std::string& s, safetensors_dtype& out) noexcept {
   static const std::pair<const char*, safetensors_dtype> table[] = {
       {"F16", safetensors_dtype::f16}, {"BF16", safetensors_dtype::bf16}, {"F32", safetensors_dtype::f32},
-      {"F64", safetensors_dtype::f64}, {"I32", safetensors_dtype::i32},   {"I64", safetensors_dtype::i64}};
+      {"F64", safetensors_dtype::f64}, {"I32", safetensors_dtype::i32},   {"I64", safetensors_dtype::i64},
+      {"U8", safetensors_dtype::u8},   {"BOOL", safetensors_dtype::boolean}};
   for (const auto& e : table)
     if (s == e.first) {
       out = e.second;
@@ -189,6 +208,12 @@ inline void convert_elements(safetensors_dtype dtype, const unsigned char* src, 
     case safetensors_dtype::i64:
       for (std::size_t i = 0; i < n; ++i)
         dst[i] = static_cast<T>(bit_cast<std::int64_t>(load_le<std::uint64_t>(src + 8 * i)));
+      break;
+    case safetensors_dtype::u8:
+      for (std::size_t i = 0; i < n; ++i) dst[i] = static_cast<T>(src[i]);
+      break;
+    case safetensors_dtype::boolean:
+      for (std::size_t i = 0; i < n; ++i) dst[i] = static_cast<T>(src[i] != 0 ? 1 : 0);
       break;
   }
 }
@@ -278,12 +303,27 @@ public:
   /// The `__metadata__` object (an empty object if the file has none); values are strings.
   const nlohmann::json& metadata() const noexcept { return m_metadata; }
 
-  /// Loads a floating-point tensor, converted to float.
-  /// @throws peft::io_error if the tensor is missing, has an integer dtype, or cannot be read
+  /// Loads a floating-point tensor, converted to float. U8 and BOOL tensors are accepted
+  /// too (their values 0..255 / 0..1 are exact in float).
+  /// @throws peft::io_error if the tensor is missing, has an I32/I64 dtype, or cannot be read
   tensor load(const std::string& name) const {
     tensor t;
-    t.shape = info(name).shape;
-    t.data = load_values<float>(name);
+    const tensor_info& ti = info(name);
+    t.shape = ti.shape;
+    t.data = is_byte(ti.dtype) ? read_converted<float>(ti) : load_values<float>(name);
+    return t;
+  }
+
+  /// Loads a U8 or BOOL tensor as bytes (BOOL as 0/1).
+  /// @throws peft::io_error if the tensor is missing, has another dtype, or cannot be read
+  byte_tensor load_bytes(const std::string& name) const {
+    const tensor_info& ti = info(name);
+    if (!is_byte(ti.dtype))
+      throw io_error("safetensors_file::load_bytes: tensor '" + name + "' in '" + m_path +
+                     "' dtype expected U8 or BOOL, got " + to_string(ti.dtype));
+    byte_tensor t;
+    t.shape = ti.shape;
+    t.data = read_converted<std::uint8_t>(ti);
     return t;
   }
 
@@ -301,13 +341,13 @@ public:
     return read_converted<Scalar>(ti);
   }
 
-  /// Loads an I32 or I64 tensor as 64-bit integers.
+  /// Loads an I32, I64, U8 or BOOL tensor as 64-bit integers.
   /// @throws peft::io_error if the tensor is missing, has a floating dtype, or cannot be read
   int_tensor load_integers(const std::string& name) const {
     const tensor_info& ti = info(name);
     if (is_floating(ti.dtype))
       throw io_error("safetensors_file::load_integers: tensor '" + name + "' in '" + m_path +
-                     "' dtype expected I32 or I64, got " + to_string(ti.dtype));
+                     "' dtype expected I32, I64, U8 or BOOL, got " + to_string(ti.dtype));
     int_tensor t;
     t.shape = ti.shape;
     t.data = read_converted<std::int64_t>(ti);
@@ -394,7 +434,7 @@ private:
       const json& dt = entry["dtype"];
       if (!dt.is_string()) throw io_error(at + ": dtype expected a string, got " + dt.type_name());
       if (!detail::parse_safetensors_dtype(dt.get<std::string>(), ti.dtype))
-        throw io_error(at + ": dtype expected one of F16, BF16, F32, F64, I32, I64, got '" + dt.get<std::string>() +
+        throw io_error(at + ": dtype expected one of F16, BF16, F32, F64, I32, I64, U8, BOOL, got '" + dt.get<std::string>() +
                        "'");
 
       const json& sh = entry["shape"];
@@ -469,7 +509,7 @@ private:
 
 /// Builds a safetensors file from tensors added one by one, then writes it atomically.
 ///
-/// Tensors are stored in sorted-name order, as F32, F64, I32 or I64 (little-endian); the
+/// Tensors are stored in sorted-name order, as F32, F64, I32, I64 or U8 (little-endian); the
 /// header lists `__metadata__` first, then the tensors, and is padded with spaces to a
 /// multiple of 8 bytes, as the reference writer does. The writer copies the data it is given.
 class safetensors_writer {
@@ -498,6 +538,11 @@ public:
   void add(const std::string& name, const std::vector<std::int64_t>& shape, const std::vector<std::int32_t>& data) {
     check(name, shape, data.size(), "add");
     add_raw(name, safetensors_dtype::i32, shape, data.data(), data.size());
+  }
+  /// Adds a U8 tensor (one byte per element, e.g. a bit-packed mask).
+  void add(const std::string& name, const std::vector<std::int64_t>& shape, const std::vector<std::uint8_t>& data) {
+    check(name, shape, data.size(), "add");
+    add_raw(name, safetensors_dtype::u8, shape, data.data(), data.size());
   }
 
   /// Sets a `__metadata__` entry (string to string).
@@ -552,7 +597,8 @@ private:
                std::size_t n) {
     entry e{dtype, shape, std::string()};
     e.bytes.reserve(n * sizeof(T));
-    using bits_t = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    using bits_t = std::conditional_t<sizeof(T) == 1, std::uint8_t,
+                                      std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>>;
     for (std::size_t i = 0; i < n; ++i) detail::store_le(e.bytes, detail::bit_cast<bits_t>(data[i]));
     m_entries.emplace(name, std::move(e));
   }

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "../core/encoder_shape.hpp"
 #include "../core/parameter.hpp"
 #include "policy_traits.hpp"
@@ -29,7 +31,7 @@ public:
   static constexpr const char* peft_type = "FULL_FINETUNE";
   struct tape_type {};
 
-  explicit full_finetune(const encoder_shape& shape) : m_layers(shape.num_layers) {
+  explicit full_finetune(const encoder_shape& shape) : m_shape(shape) {
     static const char* names[num_linear_ids] = {"attention.self.query", "attention.self.key", "attention.self.value",
                                                 "attention.output.dense", "intermediate.dense", "output.dense"};
     for (index l = 0; l < shape.num_layers; ++l)
@@ -39,6 +41,26 @@ public:
         m_params.add(base + ".weight", out, in, param_group::weight);
         m_params.add(base + ".bias", out, 1, param_group::bias);
       }
+  }
+
+  /// What rebuilds it: the method and the encoder shape it was made for.
+  nlohmann::json config_json() const {
+    return {{"peft_type", peft_type}, {"model_type", m_shape.model_type}, {"num_layers", m_shape.num_layers},
+            {"hidden_size", m_shape.hidden_size}, {"embedding_size", m_shape.embedding_size}};
+  }
+  /// @throws invalid_argument when `j` is for another method or encoder shape
+  static full_finetune from_config(const nlohmann::json& j, const encoder_shape& shape) {
+    auto check = [&](const char* key, const nlohmann::json& want) {
+      if (!j.contains(key) || j.at(key) != want)
+        throw invalid_argument(std::string("full_finetune::from_config: '") + key + "' expected " + want.dump() +
+                               ", got " + (j.contains(key) ? j.at(key).dump() : std::string("nothing")));
+    };
+    check("peft_type", peft_type);
+    check("model_type", shape.model_type);
+    check("num_layers", shape.num_layers);
+    check("hidden_size", shape.hidden_size);
+    check("embedding_size", shape.embedding_size);
+    return full_finetune(shape);
   }
 
   parameter_store<Scalar>& parameters() noexcept { return m_params; }
@@ -62,7 +84,7 @@ public:
 private:
   index block(index l, linear_id w) const noexcept { return 2 * (l * num_linear_ids + static_cast<index>(w)); }
 
-  index m_layers;
+  encoder_shape m_shape;
   parameter_store<Scalar> m_params;
 };
 

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: Apache-2.0
+#ifndef PEFT_IO_ADAPTER_CHECKPOINT_HPP
+#define PEFT_IO_ADAPTER_CHECKPOINT_HPP
+
+/// @file adapter_checkpoint.hpp
+/// Saving and loading a policy in the Hugging Face PEFT layout: a folder holding
+/// `adapter_config.json` (the policy's `config_json()` plus `"peft_version"` and a
+/// `"base_model"` object repeating the encoder-shape fields) and
+/// `adapter_model.safetensors` (F32 tensors named by their checkpoint keys, metadata
+/// `{"format": "pt"}`).
+///
+/// The tensors are the policy's `export_tensors()` when it has one, else every parameter
+/// block (see policies/policy_tensors.hpp). A `compose<...>` is saved like any policy: its
+/// config lists the members' configs and its tensor keys carry a `members.<i>.` prefix
+/// (see policies/compose.hpp).
+///
+/// Atomicity: both files are serialised in memory and written to temporary files first;
+/// only then is the weights file renamed into place (the previous one kept as a hard-linked
+/// backup), then the config; if the config cannot be put in place, the previous weights
+/// are restored. A save that fails therefore leaves a previous checkpoint in the folder
+/// unchanged (and no temporary files behind).
+///
+/// Double-precision policies are saved as F32 (the format the reference tools read); a
+/// loaded double policy then holds the float-rounded values.
+
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include "../core/encoder_shape.hpp"
+#include "../error.hpp"
+#include "../policies/policy_tensors.hpp"
+#include "../version.hpp"
+#include "file_util.hpp"
+#include "safetensors.hpp"
+
+namespace peft {
+
+/// File name of the configuration inside a checkpoint folder.
+inline constexpr const char* adapter_config_file = "adapter_config.json";
+/// File name of the tensors inside a checkpoint folder.
+inline constexpr const char* adapter_weights_file = "adapter_model.safetensors";
+
+/// The configuration `save_policy` writes for @p p: `p.config_json()` plus `"peft_version"`
+/// and `"base_model"` (`model_type`, `num_layers`, `hidden_size`, `embedding_size` copied from
+/// the config when present).
+template <class P>
+nlohmann::json checkpoint_config(const P& p) {
+  nlohmann::json cfg = p.config_json();
+  if (!cfg.is_object())
+    throw invalid_argument(std::string("checkpoint_config: config_json() of ") + P::peft_type +
+                           " expected a JSON object, got " + cfg.type_name());
+  cfg["peft_version"] = version_string;
+  nlohmann::json base = nlohmann::json::object();
+  for (const char* k : {"model_type", "num_layers", "hidden_size", "embedding_size"})
+    if (cfg.contains(k)) base[k] = cfg[k];
+  cfg["base_model"] = base;
+  return cfg;
+}
+
+/// Reads and parses `<dir>/adapter_config.json`.
+/// @throws peft::io_error naming the file if it is missing or not a JSON object
+inline nlohmann::json read_adapter_config(const std::string& dir) {
+  const std::string path = (std::filesystem::path(dir) / adapter_config_file).string();
+  const std::string text = detail::read_file(path, "read_adapter_config");
+  nlohmann::json cfg;
+  try {
+    cfg = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw io_error("read_adapter_config: '" + path + "' is not valid JSON: " + e.what());
+  }
+  if (!cfg.is_object())
+    throw io_error("read_adapter_config: '" + path + "' expected a JSON object, got " + cfg.type_name());
+  return cfg;
+}
+
+/// Reads every tensor of `<dir>/adapter_model.safetensors` as float.
+/// @throws peft::io_error naming the file and tensor
+inline std::map<std::string, tensor> read_adapter_tensors(const std::string& dir) {
+  const std::string path = (std::filesystem::path(dir) / adapter_weights_file).string();
+  const auto f = safetensors_file::open(path);
+  std::map<std::string, tensor> out;
+  for (const auto& name : f.names()) out.emplace(name, f.load(name));
+  return out;
+}
+
+namespace detail {
+
+/// Removes a file if it exists, ignoring errors (cleanup paths only).
+inline void remove_quietly(const std::string& path) noexcept {
+  std::error_code ec;
+  std::filesystem::remove(path, ec);
+}
+
+/// Writes the two files of a checkpoint as described in the file comment.
+inline void write_checkpoint_files(const std::string& dir, const std::string& config_bytes,
+                                   const std::string& weights_bytes) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+    throw io_error("save_policy: '" + dir + "' exists and is not a folder");
+  fs::create_directories(dir, ec);
+  if (ec) throw io_error("save_policy: cannot create folder '" + dir + "': " + ec.message());
+  const std::string cfg_path = (fs::path(dir) / adapter_config_file).string();
+  const std::string wts_path = (fs::path(dir) / adapter_weights_file).string();
+
+  // Stage both files first: any failure here leaves the folder as it was.
+  atomic_file_writer weights(wts_path);
+  weights.write(weights_bytes);
+  atomic_file_writer config(cfg_path);
+  config.write(config_bytes);
+
+  // Keep the previous weights until the config is in place too.
+  const std::string backup = wts_path + ".bak." + std::to_string(process_id());
+  remove_quietly(backup);
+  bool have_backup = false;
+  if (fs::exists(wts_path, ec)) {
+    fs::create_hard_link(wts_path, backup, ec);
+    if (ec) {
+      ec.clear();
+      fs::copy_file(wts_path, backup, fs::copy_options::overwrite_existing, ec);
+    }
+    if (ec) throw io_error("save_policy: cannot back up '" + wts_path + "' before replacing it: " + ec.message());
+    have_backup = true;
+  }
+  try {
+    weights.commit();
+  } catch (...) {
+    if (have_backup) remove_quietly(backup);
+    throw;
+  }
+  try {
+    config.commit();
+  } catch (...) {
+    if (have_backup) {
+      fs::rename(backup, wts_path, ec);
+    } else {
+      remove_quietly(wts_path);
+    }
+    throw;
+  }
+  if (have_backup) remove_quietly(backup);
+}
+
+}  // namespace detail
+
+namespace detail {
+template <typename P, typename = void>
+struct has_export_dtypes : std::false_type {};
+template <typename P>
+struct has_export_dtypes<P, std::void_t<decltype(std::declval<const P&>().export_dtypes())>> : std::true_type {};
+}  // namespace detail
+
+/// The on-disk dtype a policy asks for tensor @p name ("F32" unless `export_dtypes()` says otherwise).
+template <class P>
+std::string saved_dtype(const P& p, const std::string& name) {
+  if constexpr (detail::has_export_dtypes<P>::value) {
+    const auto d = p.export_dtypes();
+    const auto it = d.find(name);
+    if (it != d.end()) return it->second;
+  } else {
+    (void)p;
+    (void)name;
+  }
+  return "F32";
+}
+
+/// Saves @p p into folder @p dir (created if needed) as `adapter_config.json` +
+/// `adapter_model.safetensors`.
+/// @tparam P a policy with `config_json()`, `peft_type` and `parameters()` or `export_tensors()`
+/// @throws peft::numeric_error naming the tensor if a value is NaN or infinite (nothing is written);
+///   peft::io_error naming the file if writing fails (a previous checkpoint is then unchanged)
+template <class P>
+void save_policy(const std::string& dir, const P& p) {
+  const nlohmann::json cfg = checkpoint_config(p);
+  const auto tensors = policy_tensors(p);
+  safetensors_writer w;
+  for (const auto& kv : tensors) {
+    for (std::size_t i = 0; i < kv.second.data.size(); ++i)
+      if (!std::isfinite(kv.second.data[i]))
+        throw numeric_error("save_policy: tensor '" + kv.first + "' value expected finite, got " +
+                            std::to_string(kv.second.data[i]) + " at element " + std::to_string(i) +
+                            " (nothing was written to '" + dir + "')");
+    if (saved_dtype(p, kv.first) == "U8") {
+      // Byte tensors (e.g. a bit-packed mask) are stored one byte per value.
+      std::vector<std::uint8_t> bytes(kv.second.data.size());
+      for (std::size_t i = 0; i < bytes.size(); ++i) {
+        const float v = kv.second.data[i];
+        if (v < 0 || v > 255 || v != static_cast<float>(static_cast<int>(v)))
+          throw invalid_argument("save_policy: tensor '" + kv.first + "' is U8 but holds " + std::to_string(v));
+        bytes[i] = static_cast<std::uint8_t>(v);
+      }
+      w.add(kv.first, kv.second.shape, bytes);
+    } else {
+      w.add(kv.first, kv.second);
+    }
+  }
+  w.set_metadata("format", "pt");
+  detail::write_checkpoint_files(dir, cfg.dump(2) + "\n", w.serialize());
+}
+
+/// Loads a policy saved by `save_policy` for an encoder of shape @p shape.
+/// @throws peft::io_error naming the file for a missing or malformed file;
+///   peft::invalid_argument naming the field when the checkpoint is for another method or
+///   another encoder shape (from `P::from_config`), or naming the tensor when the tensor set
+///   differs from the one the config implies (missing, unexpected or mis-shaped)
+template <class P>
+P load_policy(const std::string& dir, const encoder_shape& shape) {
+  const nlohmann::json cfg = read_adapter_config(dir);
+  const std::string cfg_path = (std::filesystem::path(dir) / adapter_config_file).string();
+  if (!cfg.contains("peft_type") || !cfg["peft_type"].is_string())
+    throw invalid_argument("load_policy: '" + cfg_path + "' field 'peft_type' expected \"" + P::peft_type +
+                           "\", got " + (cfg.contains("peft_type") ? cfg["peft_type"].dump() : "nothing"));
+  if (cfg["peft_type"].get<std::string>() != P::peft_type)
+    throw invalid_argument("load_policy: '" + cfg_path + "' field 'peft_type' expected \"" + P::peft_type +
+                           "\", got \"" + cfg["peft_type"].get<std::string>() + "\"");
+  P p = P::from_config(cfg, shape);
+  const auto tensors = read_adapter_tensors(dir);
+  const std::string wts_path = (std::filesystem::path(dir) / adapter_weights_file).string();
+  set_policy_tensors(p, tensors, "load_policy: '" + wts_path + "'");
+  return p;
+}
+
+}  // namespace peft
+
+#endif  // PEFT_IO_ADAPTER_CHECKPOINT_HPP

@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: Apache-2.0
+// compose<...>: hooks in order (backward reversed), FD-checked inside the encoder with a LiST
+// adapter plus a policy using every hook; parameter concatenation; checkpoints.
+#include <peft/io/adapter_checkpoint.hpp>
+#include <peft/policies/bottleneck_adapter.hpp>
+#include <peft/policies/compose.hpp>
+
+#include <filesystem>
+
+#include "adapter_test_util.hpp"
+#include "probe_policy.hpp"
+
+using peft::bottleneck_adapter;
+using peft::bottleneck_config;
+using peft::compose;
+using namespace peft_test;
+
+namespace {
+
+template <typename Enc>
+probe_policy<double> make_probe(const Enc& enc, peft::index prefix) {
+  std::vector<peft::index> in, att;
+  for (const auto& L : enc.weights().layers) {
+    in.push_back(L.input_width());
+    att.push_back(L.attention_width());
+  }
+  return {enc.num_layers(), enc.embedding_size(), in, att, enc.hidden_size(), prefix, 3};
+}
+
+template <typename Arch>
+void fd_list_plus_probe(const std::string& type) {
+  small_model<Arch> m(type);
+  bottleneck_adapter<double> a(m.enc.shape(), bottleneck_config::list(4), 1);
+  randomise(a.parameters().values(), 0.3, 2);
+  compose<bottleneck_adapter<double>, probe_policy<double>> c(a, make_probe(m.enc, 2));
+  auto& av = c.get<0>().parameters();
+  auto r1 = check_policy_in_encoder(m.enc, m.b, c, av.values(), av.grads());
+  // (The probe's encoder-output side path reads the embeddings without passing a gradient
+  // back, as side-tuning does, so the input gradient is checked in the next test case.)
+  INFO(type << " adapter: abs " << r1.params.max_abs_err);
+  CHECK(r1.params.max_abs_err < 1e-7);
+  CHECK(r1.max_param_grad > 1e-3);
+  auto r2 = check_policy_in_encoder(m.enc, m.b, c, c.get<1>().theta(), c.get<1>().grad());
+  INFO(type << " probe: abs " << r2.params.max_abs_err);
+  CHECK(r2.params.max_abs_err < 1e-7);
+  CHECK(r2.max_param_grad > 1e-3);
+}
+
+}  // namespace
+
+TEST_CASE("compose exposes exactly the hooks its members have", "[compose][traits]") {
+  using A = bottleneck_adapter<double>;
+  using AA = compose<A, A>;
+  STATIC_REQUIRE(peft::has_on_sublayer_output_v<AA>);
+  STATIC_REQUIRE_FALSE(peft::has_kv_prefix_v<AA>);
+  STATIC_REQUIRE_FALSE(peft::has_on_weight_v<AA>);
+  STATIC_REQUIRE_FALSE(peft::has_on_embeddings_v<AA>);
+  STATIC_REQUIRE(peft::has_lowest_layer_v<AA>);
+  using AP = compose<A, probe_policy<double>>;
+  STATIC_REQUIRE(peft::has_kv_prefix_v<AP>);
+  STATIC_REQUIRE(peft::has_on_weight_v<AP>);
+  STATIC_REQUIRE(peft::has_on_linear_v<AP>);
+  STATIC_REQUIRE(peft::has_on_encoder_output_v<AP>);
+  STATIC_REQUIRE(std::is_same_v<peft::policy_tape_t<AA>, std::tuple<A::tape_type, A::tape_type>>);
+}
+
+TEST_CASE("LiST adapter + every-hook policy in one encoder: gradients match finite differences",
+          "[compose][grad]") {
+  SECTION("bert") { fd_list_plus_probe<peft::bert>("bert"); }
+  SECTION("use_lite") { fd_list_plus_probe<peft::use_lite>("use_lite"); }
+}
+
+TEST_CASE("the same adapter type at two placements composes; parameters concatenate", "[compose][params]") {
+  small_model<peft::bert> m("bert");
+  const auto shape = m.enc.shape();
+  auto lc = bottleneck_config::list(4);
+  lc.adapter_name = "list";
+  auto hc = bottleneck_config::houlsby(3);
+  hc.adapter_name = "houlsby";
+  hc.layers = {1};
+  using A = bottleneck_adapter<double>;
+  compose<A, A> c(A(shape, lc, 1), A(shape, hc, 2));
+  randomise(c.get<0>().parameters().values(), 0.3, 3);
+  randomise(c.get<1>().parameters().values(), 0.3, 4);
+  CHECK(c.lowest_layer(2) == 0);
+  CHECK(compose<A>(A(shape, hc, 2)).lowest_layer(2) == 1);
+  auto stores = c.stores();
+  REQUIRE(stores.size() == 2);
+  CHECK(stores[0] == &c.get<0>().parameters());
+  auto set = c.parameters();
+  CHECK(set.num_stores() == 2);
+  CHECK(set.size() == c.get<0>().num_parameters() + c.get<1>().num_parameters());
+  CHECK(c.num_parameters() == set.size());
+  CHECK(c.num_parameters() == 2 * 2 * 2 * 16 * 4 + 2 * (2 * 16 * 3 + 3 + 16));
+  // FD over the flat concatenation.
+  peft::vector<double> flat = set.get_flat();
+  const auto R = loss_weights<double>(m.b, 16, 5);
+  auto loss = [&] {
+    set.set_flat(flat);
+    peft::rng gen(9);
+    return dot_loss(m.enc.forward(m.b, c, peft::mode::train, nullptr, &gen), R);
+  };
+  peft::encoder_tape<double, compose<A, A>> tape;
+  peft::rng gen(9);
+  m.enc.forward(m.b, c, peft::mode::train, &tape, &gen);
+  set.zero_grad();
+  m.enc.backward(R, c, tape);
+  const peft::vector<double> g = set.get_flat_grad();
+  auto r = check_gradient(flat.data(), flat.size(), g.data(), loss, 1e-6, 300);
+  INFO("flat abs err " << r.max_abs_err);
+  CHECK(r.max_abs_err < 1e-7);
+  // Input gradient through both members.
+  auto r2 = check_policy_in_encoder(m.enc, m.b, c, c.get<1>().parameters().values(), c.get<1>().parameters().grads());
+  INFO("member 1 abs err " << r2.params.max_abs_err << "; input abs err " << r2.input.max_abs_err);
+  CHECK(r2.params.max_abs_err < 1e-7);
+  CHECK(r2.input.max_abs_err < 1e-7);
+  CHECK(r2.max_input_grad > 1e-3);
+  // A single-member composition is the member.
+  A alone(shape, lc, 1);
+  compose<A> one(alone);
+  CHECK(m.enc.forward(m.b, one) == m.enc.forward(m.b, alone));
+}
+
+TEST_CASE("two members transforming the same frozen weight are rejected", "[compose][errors]") {
+  small_model<peft::bert> m("bert");
+  compose<probe_policy<double>, probe_policy<double>> c(make_probe(m.enc, 1), make_probe(m.enc, 1));
+  CHECK_THROWS_WITH(m.enc.forward(m.b, c), Catch::Contains("2 members transform the query weight of layer 0"));
+  c.get<1>().use_weight = false;
+  CHECK_NOTHROW(m.enc.forward(m.b, c));
+}
+
+TEST_CASE("compose save/load round trip with prefixed keys", "[compose][io]") {
+  small_model<peft::use_lite, float> m("use_lite");
+  const auto shape = m.enc.shape();
+  using A = bottleneck_adapter<float>;
+  auto hc = bottleneck_config::houlsby(3);
+  hc.layers = {1};
+  compose<A, A> c(A(shape, bottleneck_config::list(4), 1), A(shape, hc, 2));
+  peft::rng g(3);
+  for (auto* s : c.stores())
+    for (peft::index i = 0; i < s->size(); ++i) s->values()[i] = static_cast<float>(g.normal() * 0.2);
+  const std::string dir = scratch_dir("compose_io");
+  peft::save_policy(dir, c);
+  const auto file = peft::safetensors_file::open(dir + "/adapter_model.safetensors");
+  CHECK(file.contains("members.0.encoder.layer.0.attention.output.adapters.default.adapter_down.0.weight"));
+  CHECK(file.contains("members.1.encoder.layer.1.output.adapters.default.adapter_up.bias"));
+  CHECK(file.size() == 8 + 8);
+  auto back = peft::load_policy<compose<A, A>>(dir, shape);
+  CHECK(back.get<0>().parameters().values() == c.get<0>().parameters().values());
+  CHECK(back.get<1>().parameters().values() == c.get<1>().parameters().values());
+  CHECK(m.enc.forward(m.b, back) == m.enc.forward(m.b, c));
+  const auto cfg = peft::read_adapter_config(dir);
+  CHECK(cfg["members"].size() == 2);
+  CHECK(cfg["members"][1]["layers"] == nlohmann::json::array({1}));
+  CHECK_THROWS_WITH((peft::load_policy<compose<A>>(dir, shape)), Catch::Contains("'members' expected 1 entries, got 2"));
+  std::filesystem::remove_all(dir);
+}

@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: Apache-2.0
+// LoRA: gradients by finite differences inside the encoder, identity at init, frozen weights,
+// parameter blocks, copies, checkpoints, merge/unmerge, and a step on the real USE-lite.
+#include <peft/io/adapter_checkpoint.hpp>
+#include <peft/io/use_lite.hpp>
+#include <peft/peft.hpp>
+#include <peft/policies/lora.hpp>
+#include <peft/policies/mask_tuning.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "adapter_test_util.hpp"
+#include "gradcheck.hpp"
+#include "test_common.hpp"
+
+using peft::linear_id;
+using peft::lora;
+using peft::lora_config;
+using peft_test::loss_weights;
+using peft_test::same_weights;
+using peft_test::small_model;
+
+namespace {
+
+lora_config all_linears(peft::index r, double alpha, double dropout) {
+  lora_config c;
+  c.r = r;
+  c.lora_alpha = alpha;
+  c.lora_dropout = dropout;
+  c.target_modules = {linear_id::query,    linear_id::key,    linear_id::value,
+                      linear_id::attn_out, linear_id::ffn_in, linear_id::ffn_out};
+  return c;
+}
+
+template <typename Arch>
+void check_lora_gradients(const std::string& type) {
+  small_model<Arch> m(type);
+  lora<double> p(m.enc.shape(), all_linears(3, 6.0, 0.25), 5);
+  peft_test::randomise(p.parameters().values(), 0.3, 17);  // B != 0 so every path is exercised
+  auto r =
+      peft_test::check_policy_in_encoder(m.enc, m.b, p, p.parameters().values(), p.parameters().grads(), 300);
+  INFO(type << ": params max abs err " << r.params.max_abs_err << " (rel " << r.params.max_rel_err
+            << "), input " << r.input.max_abs_err << " (rel " << r.input.max_rel_err << ")");
+  CHECK(r.params.max_abs_err < 1e-7);
+  CHECK(r.input.max_abs_err < 1e-7);
+  CHECK(r.max_param_grad > 1e-3);
+  CHECK(r.max_input_grad > 1e-3);
+}
+
+}  // namespace
+
+TEST_CASE("LoRA gradients match finite differences inside the encoder (dropout on)", "[lora][grad]") {
+  SECTION("bert") { check_lora_gradients<peft::bert>("bert"); }
+  SECTION("use_lite") { check_lora_gradients<peft::use_lite>("use_lite"); }
+}
+
+TEST_CASE("LoRA with B = 0 leaves the encoder output unchanged", "[lora][init]") {
+  small_model<peft::bert> m("bert");
+  lora<double> p(m.enc.shape(), all_linears(4, 8.0, 0.0), 1);
+  // A is Kaiming-uniform with a = sqrt(5): U(-1/sqrt(in), 1/sqrt(in)); B is zero.
+  const auto A = p.parameters().value(0);
+  CHECK(A.cwiseAbs().maxCoeff() <= 1.0 / std::sqrt(16.0));
+  CHECK(A.cwiseAbs().maxCoeff() > 0.5 / std::sqrt(16.0));
+  CHECK(p.parameters().value(1).cwiseAbs().maxCoeff() == 0.0);
+  const auto plain = m.enc.forward(m.b);
+  CHECK((m.enc.forward(m.b, p) - plain).cwiseAbs().maxCoeff() == 0.0);
+  small_model<peft::use_lite> u("use_lite");
+  lora<double> q(u.enc.shape(), all_linears(4, 8.0, 0.0), 1);
+  CHECK((u.enc.forward(u.b, q) - u.enc.forward(u.b)).cwiseAbs().maxCoeff() == 0.0);
+}
+
+TEST_CASE("LoRA parameters() holds exactly the lora_A / lora_B blocks", "[lora][params]") {
+  small_model<peft::bert> m("bert");
+  lora<double> p(m.enc.shape(), lora_config{}, 0);  // peft defaults: r 8, query + value, every layer
+  const auto& blocks = p.parameters().blocks();
+  REQUIRE(blocks.size() == 8);
+  const char* want[] = {"base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight",
+                        "base_model.model.bert.encoder.layer.0.attention.self.query.lora_B.weight",
+                        "base_model.model.bert.encoder.layer.0.attention.self.value.lora_A.weight",
+                        "base_model.model.bert.encoder.layer.0.attention.self.value.lora_B.weight",
+                        "base_model.model.bert.encoder.layer.1.attention.self.query.lora_A.weight",
+                        "base_model.model.bert.encoder.layer.1.attention.self.query.lora_B.weight",
+                        "base_model.model.bert.encoder.layer.1.attention.self.value.lora_A.weight",
+                        "base_model.model.bert.encoder.layer.1.attention.self.value.lora_B.weight"};
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    CHECK(blocks[i].name == want[i]);
+    CHECK(blocks[i].group == peft::param_group::weight);
+    CHECK(blocks[i].size() == 8 * 16);
+  }
+  CHECK(blocks[0].rows == 8);
+  CHECK(blocks[0].cols == 16);
+  CHECK(blocks[1].rows == 16);
+  CHECK(blocks[1].cols == 8);
+  CHECK(p.num_parameters() == 8 * 128);
+  CHECK(p.scaling() == 1.0);
+  CHECK(p.lowest_layer(2) == 0);
+
+  // Chosen layers and linears; USE-lite's layer 0 is narrower than its output.
+  small_model<peft::use_lite> u("use_lite");
+  const auto s = u.enc.shape();
+  lora_config c;
+  c.r = 2;
+  c.target_modules = {linear_id::ffn_out, linear_id::key};
+  c.layers_to_transform = std::vector<peft::index>{0};
+  lora<double> q(s, c, 0);
+  REQUIRE(q.parameters().num_blocks() == 4);
+  CHECK(q.parameters().block(0).name ==
+        "base_model.model.use_lite.encoder.layer.0.attention.self.key.lora_A.weight");
+  CHECK(q.parameters().block(0).cols == s.input_width[0]);
+  CHECK(q.parameters().block(1).rows == s.attention_width[0]);
+  CHECK(q.parameters().block(2).name ==
+        "base_model.model.use_lite.encoder.layer.0.output.dense.lora_A.weight");
+  CHECK(q.parameters().block(2).cols == s.intermediate_size);
+  CHECK(q.parameters().block(3).rows == s.output_width[0]);
+  CHECK(q.has_path(0, linear_id::key));
+  CHECK_FALSE(q.has_path(1, linear_id::key));
+  CHECK_FALSE(q.has_path(0, linear_id::query));
+
+  // BERT-base with peft's defaults: 294,912 trainable parameters (0.27% of the backbone).
+  lora<float> base(peft_test::bert_base_shape(), lora_config{}, 0);
+  CHECK(base.num_parameters() == 294912);
+}
+
+TEST_CASE("LoRA training leaves the frozen weights bitwise unchanged; only LoRA moves", "[lora][frozen]") {
+  small_model<peft::bert> m("bert");
+  const peft::encoder_weights<double> before = m.enc.weights();
+  lora<double> p(m.enc.shape(), all_linears(2, 4.0, 0.1), 3);
+  const lora<double> untouched = p;
+  const auto R = loss_weights<double>(m.b, 16, 1);
+  const peft::vector<double> start = p.parameters().values();
+  double first = 0, last = 0;
+  for (int step = 0; step < 4; ++step) {
+    peft::encoder_tape<double, lora<double>> tape;
+    peft::rng gen(static_cast<std::uint64_t>(step));
+    const double l = peft_test::dot_loss(m.enc.forward(m.b, p, peft::mode::train, &tape, &gen), R);
+    if (step == 0) first = l;
+    last = l;
+    p.parameters().zero_grad();
+    m.enc.backward(R, p, tape);
+    p.parameters().values() -= 0.05 * p.parameters().grads();
+  }
+  CHECK(same_weights(before, m.enc.weights()));
+  CHECK((p.parameters().values() - start).cwiseAbs().maxCoeff() > 0);
+  CHECK(untouched.parameters().values() == start);
+  INFO("loss " << first << " -> " << last);
+  CHECK(last < first);
+}
+
+TEST_CASE("LoRA copies are independent", "[lora]") {
+  small_model<peft::bert> m("bert");
+  lora<double> a(m.enc.shape(), lora_config{}, 2);
+  const peft::vector<double> keep = a.parameters().values();
+  auto b = a;
+  b.parameters().values().array() += 1.0;
+  b.parameters().grads().setOnes();
+  CHECK(a.parameters().values() == keep);
+  CHECK(a.parameters().grads().cwiseAbs().maxCoeff() == 0.0);
+  CHECK(b.parameters().values() != keep);
+}
+
+TEST_CASE("LoRA merge gives the policy's outputs; unmerge restores the copy exactly", "[lora][merge]") {
+  small_model<peft::bert, float> m("bert");
+  const peft::encoder_weights<float> original = m.enc.weights();
+  auto c = all_linears(4, 16.0, 0.1);
+  c.layers_to_transform = std::vector<peft::index>{1};
+  lora<float> p(m.enc.shape(), c, 7);
+  peft::rng g(5);
+  for (peft::index i = 0; i < p.num_parameters(); ++i)
+    p.parameters().values()[i] = static_cast<float>(g.normal() * 0.2);
+
+  auto merged = p.merge(m.enc.weights());
+  CHECK(same_weights(original, m.enc.weights()));  // the shared frozen weights are untouched
+  CHECK(merged->layers[1].query.weight != original.layers[1].query.weight);
+  CHECK(merged->layers[0].query.weight == original.layers[0].query.weight);
+  peft::encoder<peft::bert, float> merged_enc(merged);
+  const auto with_policy = m.enc.forward(m.b, p);
+  const auto with_merge = merged_enc.forward(m.b);
+  const double diff = (with_policy - with_merge).cwiseAbs().maxCoeff();
+  INFO("max |policy - merged| = " << diff);
+  CHECK(diff < 1e-5);
+
+  p.unmerge(*merged, m.enc.weights());
+  CHECK(same_weights(original, *merged));
+  CHECK(same_weights(original, m.enc.weights()));
+  CHECK(merged_enc.forward(m.b) == m.enc.forward(m.b));
+
+  small_model<peft::use_lite, float> u("use_lite");
+  CHECK_THROWS_WITH(p.merge(u.enc.weights()),
+                    Catch::Contains("lora::merge: weights model_type expected 'bert'"));
+  auto narrow = peft_test::small_config("bert");
+  narrow.intermediate_size = 20;
+  CHECK_THROWS_WITH(p.merge(*peft::random_encoder_weights<float>(narrow, 1)),
+                    Catch::Contains("layer 1 ffn_in weight shape expected [24, 16], got [20, 16]"));
+}
+
+TEST_CASE("LoRA save/load round trip and rejected checkpoints", "[lora][io]") {
+  small_model<peft::bert, float> m("bert");
+  auto c = all_linears(3, 6.0, 0.1);
+  c.layers_to_transform = std::vector<peft::index>{1};
+  lora<float> a(m.enc.shape(), c, 9);
+  peft::rng g(1);
+  for (peft::index i = 0; i < a.num_parameters(); ++i)
+    a.parameters().values()[i] = static_cast<float>(g.normal() * 0.2);
+  const std::string dir = peft_test::scratch_dir("lora_io");
+  peft::save_policy(dir, a);
+  auto b = peft::load_policy<lora<float>>(dir, m.enc.shape());
+  CHECK(b.parameters().values() == a.parameters().values());
+  CHECK(b.config().layers_to_transform == c.layers_to_transform);
+  CHECK(b.config().target_modules.size() == 6);
+  CHECK(b.scaling() == a.scaling());
+  CHECK(m.enc.forward(m.b, b) == m.enc.forward(m.b, a));
+
+  const auto j = peft::read_adapter_config(dir);
+  CHECK(j["peft_type"] == "LORA");
+  CHECK(j["r"] == 3);
+  CHECK(j["lora_alpha"] == 6.0);
+  const auto f = peft::safetensors_file::open(dir + "/adapter_model.safetensors");
+  CHECK(f.info("base_model.model.bert.encoder.layer.1.intermediate.dense.lora_A.weight").shape ==
+        std::vector<std::int64_t>{3, 16});
+  CHECK(f.info("base_model.model.bert.encoder.layer.1.intermediate.dense.lora_B.weight").shape ==
+        std::vector<std::int64_t>{24, 3});
+
+  small_model<peft::use_lite, float> other("use_lite");
+  CHECK_THROWS_WITH(peft::load_policy<lora<float>>(dir, other.enc.shape()),
+                    Catch::Contains("'model_type' expected \"use_lite\""));
+  auto deeper = m.enc.shape();
+  deeper.num_layers = 3;
+  CHECK_THROWS_WITH(peft::load_policy<lora<float>>(dir, deeper), Catch::Contains("'num_layers' expected 3"));
+  CHECK_THROWS_WITH(peft::load_policy<peft::mask_tuning<float>>(dir, m.enc.shape()),
+                    Catch::Contains("'peft_type' expected \"MASK_TUNING\", got \"LORA\""));
+  {
+    auto j2 = j;
+    j2["r"] = 4;
+    std::ofstream(dir + "/adapter_config.json") << j2.dump();
+    CHECK_THROWS_WITH(peft::load_policy<lora<float>>(dir, m.enc.shape()),
+                      Catch::Contains("lora_A.weight' shape expected [4, 16], got [3, 16]"));
+  }
+  {
+    auto j2 = j;
+    j2["target_modules"] = {"query", "pooler"};
+    std::ofstream(dir + "/adapter_config.json") << j2.dump();
+    CHECK_THROWS_WITH(peft::load_policy<lora<float>>(dir, m.enc.shape()), Catch::Contains("'pooler'"));
+  }
+  {
+    auto j2 = j;
+    j2["target_modules"] = {"query"};
+    std::ofstream(dir + "/adapter_config.json") << j2.dump();
+    CHECK_THROWS_WITH(peft::load_policy<lora<float>>(dir, m.enc.shape()),
+                      Catch::Contains("unexpected tensor"));
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("LoRA bad hyper-parameters throw, naming the field", "[lora][errors]") {
+  const auto s = small_model<peft::bert>("bert").enc.shape();
+  lora_config c;
+  c.r = 0;
+  CHECK_THROWS_WITH(lora<double>(s, c, 0), Catch::Contains("r expected > 0, got 0"));
+  c = lora_config{};
+  c.lora_dropout = 1.0;
+  CHECK_THROWS_WITH(lora<double>(s, c, 0), Catch::Contains("lora_dropout expected in [0, 1)"));
+  c = lora_config{};
+  c.lora_alpha = std::nan("");
+  CHECK_THROWS_WITH(lora<double>(s, c, 0), Catch::Contains("lora_alpha expected finite"));
+  c = lora_config{};
+  c.target_modules.clear();
+  CHECK_THROWS_WITH(lora<double>(s, c, 0), Catch::Contains("target_modules expected at least 1"));
+  c = lora_config{};
+  c.layers_to_transform = std::vector<peft::index>{0, 2};
+  CHECK_THROWS_WITH(lora<double>(s, c, 0),
+                    Catch::Contains("layers_to_transform entry expected in [0, 2), got 2"));
+  CHECK_THROWS_WITH(peft::parse_linear_id("dense", "test"), Catch::Contains("got 'dense'"));
+}
+
+TEST_CASE("LoRA on the real USE-lite encoder: one step lowers the loss", "[lora][use_lite]") {
+  peft::encoder<peft::use_lite, float> enc(peft::load_use_lite<float>(peft_test::use_lite_dir()));
+  const auto shape = enc.shape();
+  lora<float> p(shape, all_linears(4, 8.0, 0.0), 1);
+  // Layer 0 reads 256 and its Q/K/V are 256 wide; its attention output writes 512.
+  CHECK(p.parameters().block(0).cols == shape.input_width[0]);
+  CHECK(p.parameters().block(1).rows == shape.attention_width[0]);
+  CHECK(p.parameters().block(7).rows == shape.output_width[0]);
+  auto b = peft::make_batch({{5, 120, 431, 77, 9}, {5, 300, 9}}, 0);
+  const auto R = loss_weights<float>(b, enc.hidden_size(), 2);
+  auto loss = [&] { return peft_test::dot_loss(enc.forward(b, p), R); };
+  const double before = loss();
+  peft::encoder_tape<float, lora<float>> tape;
+  peft::rng gen(4);
+  enc.forward(b, p, peft::mode::train, &tape, &gen);
+  p.parameters().zero_grad();
+  enc.backward(R, p, tape);
+  const double gnorm = p.parameters().grads().norm();
+  REQUIRE(gnorm > 0);
+  p.parameters().values() -= static_cast<float>(1e-2 / gnorm) * p.parameters().grads();
+  const double after = loss();
+  INFO("loss " << before << " -> " << after << ", |grad| " << gnorm);
+  CHECK(after < before);
+}
