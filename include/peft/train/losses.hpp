@@ -1,0 +1,384 @@
+// SPDX-License-Identifier: Apache-2.0
+#ifndef PEFT_TRAIN_LOSSES_HPP
+#define PEFT_TRAIN_LOSSES_HPP
+
+/// @file losses.hpp
+/// Classification losses over logits `[batch x classes]` with their gradients, and metrics.
+///
+/// - `cross_entropy`: hard labels; the batch mean of `l_i = -log softmax(z_i)[y_i]`
+///   (`F.cross_entropy`), or `sum_i w_i l_i` when per-example weights are given.
+/// - `kl_div`: soft labels, `l_i = KL(q_i || p_i) = sum_c q_ic (log q_ic - log p_ic)` with
+///   `p_i = softmax(z_i)` (LiST's `F.kl_div(log_softmax(z), q, reduction='none').sum(-1)`,
+///   0 log 0 = 0), batch mean or `sum_i w_i l_i`.
+///
+/// Each writes d loss / d logits into `d_logits` (resized) and returns the loss. A loss or
+/// gradient that is not finite throws `peft::numeric_error` naming the example, so training
+/// stops instead of corrupting parameters; `d_logits` is then left unchanged.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "../core/types.hpp"
+#include "../error.hpp"
+
+namespace peft {
+
+namespace detail {
+
+inline std::string num_string(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  return std::to_string(v);
+}
+
+template <typename Derived>
+void check_logits(const char* where, const Eigen::MatrixBase<Derived>& z) {
+  if (z.rows() <= 0) throw invalid_argument(expected_got(where, "batch size (logit rows)", "> 0", z.rows()));
+  if (z.cols() <= 0)
+    throw invalid_argument(expected_got(where, "number of classes (logit columns)", "> 0", z.cols()));
+}
+
+template <typename Int>
+void check_labels(const char* where, const std::vector<Int>& labels, index batch, index classes) {
+  static_assert(std::is_integral_v<Int>, "peft losses: labels must be integers");
+  if (static_cast<index>(labels.size()) != batch)
+    throw invalid_argument(expected_got(where, "labels size (logit rows)", batch, labels.size()));
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    const auto y = static_cast<std::int64_t>(labels[i]);
+    if (y < 0 || y >= classes)
+      throw invalid_argument(std::string(where) + ": label of example " + std::to_string(i) +
+                             " expected in [0, " + std::to_string(classes) + "), got " + std::to_string(y));
+  }
+}
+
+template <typename Scalar>
+void check_weights(const char* where, const vector<Scalar>& w, index batch) {
+  if (w.size() != batch)
+    throw invalid_argument(expected_got(where, "weights size (logit rows)", batch, w.size()));
+  for (index i = 0; i < w.size(); ++i)
+    if (!std::isfinite(w[i]) || w[i] < 0)
+      throw invalid_argument(std::string(where) + ": weight of example " + std::to_string(i) +
+                             " expected finite and >= 0, got " + num_string(static_cast<double>(w[i])));
+}
+
+/// Row-wise log-softmax of z, shifted by the row maximum (scalar loops: std::exp / std::log).
+template <typename Derived>
+matrix<typename Derived::Scalar> log_softmax_rows(const Eigen::MatrixBase<Derived>& z) {
+  using S = typename Derived::Scalar;
+  matrix<S> out(z.rows(), z.cols());
+  for (index i = 0; i < z.rows(); ++i) {
+    S mx = z(i, 0);
+    for (index c = 1; c < z.cols(); ++c) mx = std::max(mx, z(i, c));
+    S sum = 0;
+    for (index c = 0; c < z.cols(); ++c) sum += std::exp(z(i, c) - mx);
+    const S lse = mx + std::log(sum);
+    for (index c = 0; c < z.cols(); ++c) out(i, c) = z(i, c) - lse;
+  }
+  return out;
+}
+
+/// Element-wise exp of a matrix (scalar loop).
+template <typename Scalar>
+matrix<Scalar> exp_of(const matrix<Scalar>& x) {
+  matrix<Scalar> out(x.rows(), x.cols());
+  for (index i = 0; i < x.size(); ++i) out.data()[i] = std::exp(x.data()[i]);
+  return out;
+}
+
+/// Throws numeric_error for the first non-finite per-example loss or gradient entry.
+template <typename Scalar>
+void check_finite_loss(const char* where, const vector<Scalar>& per_example, const matrix<Scalar>& grad) {
+  for (index i = 0; i < per_example.size(); ++i)
+    if (!std::isfinite(per_example[i]))
+      throw numeric_error(std::string(where) + ": loss is " +
+                          num_string(static_cast<double>(per_example[i])) + " at example " +
+                          std::to_string(i) + " (logits or targets not finite?)");
+  for (index i = 0; i < grad.rows(); ++i)
+    for (index c = 0; c < grad.cols(); ++c)
+      if (!std::isfinite(grad(i, c)))
+        throw numeric_error(std::string(where) + ": gradient is " +
+                            num_string(static_cast<double>(grad(i, c))) + " at example " + std::to_string(i) +
+                            ", class " + std::to_string(c));
+}
+
+template <typename Derived, typename Int>
+typename Derived::Scalar cross_entropy_impl(const char* where, const Eigen::MatrixBase<Derived>& logits,
+                                            const std::vector<Int>& labels,
+                                            const vector<typename Derived::Scalar>* weights,
+                                            matrix<typename Derived::Scalar>& d_logits) {
+  using S = typename Derived::Scalar;
+  check_logits(where, logits);
+  const index n = logits.rows(), c = logits.cols();
+  check_labels(where, labels, n, c);
+  if (weights) check_weights(where, *weights, n);
+  const matrix<S> lp = log_softmax_rows(logits);
+  vector<S> per(n);
+  matrix<S> g = exp_of(lp);
+  double total = 0;
+  for (index i = 0; i < n; ++i) {
+    const index y = static_cast<index>(labels[static_cast<std::size_t>(i)]);
+    per[i] = -lp(i, y);
+    g(i, y) -= S(1);
+    const double wi = weights ? static_cast<double>((*weights)[i]) : 1.0 / static_cast<double>(n);
+    g.row(i) *= static_cast<S>(wi);
+    total += wi * static_cast<double>(per[i]);
+  }
+  check_finite_loss(where, per, g);
+  d_logits = std::move(g);
+  return static_cast<S>(total);
+}
+
+template <typename Scalar>
+void check_teacher(const char* where, const matrix<Scalar>& q, index n, index c) {
+  if (q.rows() != n || q.cols() != c)
+    throw invalid_argument(std::string(where) + ": teacher probabilities shape expected [" +
+                           std::to_string(n) + ", " + std::to_string(c) + "] (the logits), got [" +
+                           std::to_string(q.rows()) + ", " + std::to_string(q.cols()) + "]");
+  for (index i = 0; i < n; ++i) {
+    double sum = 0;
+    for (index k = 0; k < c; ++k) {
+      const double v = static_cast<double>(q(i, k));
+      if (!std::isfinite(v))
+        throw numeric_error(std::string(where) + ": teacher probability is " + num_string(v) +
+                            " at example " + std::to_string(i) + ", class " + std::to_string(k));
+      if (v < 0)
+        throw invalid_argument(std::string(where) + ": teacher probability of example " + std::to_string(i) +
+                               ", class " + std::to_string(k) + " expected >= 0, got " + std::to_string(v));
+      sum += v;
+    }
+    if (std::abs(sum - 1.0) > 1e-3)
+      throw invalid_argument(std::string(where) + ": teacher probabilities of example " + std::to_string(i) +
+                             " expected to sum to 1, got " + std::to_string(sum));
+  }
+}
+
+template <typename Derived, typename DerivedQ>
+typename Derived::Scalar kl_div_impl(const char* where, const Eigen::MatrixBase<Derived>& logits,
+                                     const Eigen::MatrixBase<DerivedQ>& teacher,
+                                     const vector<typename Derived::Scalar>* weights,
+                                     matrix<typename Derived::Scalar>& d_logits) {
+  using S = typename Derived::Scalar;
+  static_assert(std::is_same_v<S, typename DerivedQ::Scalar>,
+                "peft::kl_div: logits and teacher scalar types differ");
+  check_logits(where, logits);
+  const index n = logits.rows(), c = logits.cols();
+  const matrix<S> q = teacher;
+  check_teacher(where, q, n, c);
+  if (weights) check_weights(where, *weights, n);
+  const matrix<S> lp = log_softmax_rows(logits);
+  const matrix<S> p = exp_of(lp);
+  vector<S> per(n);
+  matrix<S> g(n, c);
+  double total = 0;
+  for (index i = 0; i < n; ++i) {
+    S li = 0, qsum = 0;
+    for (index k = 0; k < c; ++k) {
+      const S qk = q(i, k);
+      qsum += qk;
+      if (qk > 0) li += qk * (std::log(qk) - lp(i, k));
+    }
+    per[i] = li;
+    // d l_i / d z_k = (sum_c q_c) p_k - q_k
+    const double wi = weights ? static_cast<double>((*weights)[i]) : 1.0 / static_cast<double>(n);
+    g.row(i) = static_cast<S>(wi) * (qsum * p.row(i) - q.row(i));
+    total += wi * static_cast<double>(li);
+  }
+  check_finite_loss(where, per, g);
+  d_logits = std::move(g);
+  return static_cast<S>(total);
+}
+
+}  // namespace detail
+
+/// Row-wise softmax, numerically stable (`[batch x classes]`).
+template <typename Derived>
+matrix<typename Derived::Scalar> softmax(const Eigen::MatrixBase<Derived>& logits) {
+  detail::check_logits("softmax", logits);
+  return detail::exp_of(detail::log_softmax_rows(logits));
+}
+
+/// Row-wise log-softmax, numerically stable (`z - max - log sum exp(z - max)`).
+template <typename Derived>
+matrix<typename Derived::Scalar> log_softmax(const Eigen::MatrixBase<Derived>& logits) {
+  detail::check_logits("log_softmax", logits);
+  return detail::log_softmax_rows(logits);
+}
+
+/// Mean cross-entropy over the batch, `(1/B) sum_i -log softmax(z_i)[y_i]` (`F.cross_entropy`).
+/// @param logits   `[B x C]`
+/// @param labels   B class ids in [0, C)
+/// @param d_logits receives d loss / d logits, `[B x C]`
+/// @throws invalid_argument for an empty batch, a size mismatch or a label out of range
+/// @throws numeric_error if a loss or gradient entry is not finite ("loss is NaN at example i")
+template <typename Derived, typename Int>
+typename Derived::Scalar cross_entropy(const Eigen::MatrixBase<Derived>& logits,
+                                       const std::vector<Int>& labels,
+                                       matrix<typename Derived::Scalar>& d_logits) {
+  return detail::cross_entropy_impl("cross_entropy", logits, labels, nullptr, d_logits);
+}
+
+/// Weighted cross-entropy, `sum_i w_i l_i` (no normalisation: pass w_i = 1/B for the mean).
+/// @param weights B finite weights >= 0
+template <typename Derived, typename Int>
+typename Derived::Scalar cross_entropy(const Eigen::MatrixBase<Derived>& logits,
+                                       const std::vector<Int>& labels,
+                                       const vector<typename Derived::Scalar>& weights,
+                                       matrix<typename Derived::Scalar>& d_logits) {
+  return detail::cross_entropy_impl("cross_entropy", logits, labels, &weights, d_logits);
+}
+
+/// Per-example cross-entropy `l_i` (no reduction, no gradient).
+template <typename Derived, typename Int>
+vector<typename Derived::Scalar> cross_entropy_per_example(const Eigen::MatrixBase<Derived>& logits,
+                                                           const std::vector<Int>& labels) {
+  using S = typename Derived::Scalar;
+  const char* where = "cross_entropy_per_example";
+  detail::check_logits(where, logits);
+  detail::check_labels(where, labels, logits.rows(), logits.cols());
+  const matrix<S> lp = detail::log_softmax_rows(logits);
+  vector<S> per(logits.rows());
+  for (index i = 0; i < per.size(); ++i)
+    per[i] = -lp(i, static_cast<index>(labels[static_cast<std::size_t>(i)]));
+  detail::check_finite_loss(where, per, matrix<S>(0, 0));
+  return per;
+}
+
+/// Mean over the batch of KL(q_i || softmax(z_i)), the soft-label distillation loss of LiST.
+/// @param logits   student logits `[B x C]`
+/// @param teacher  teacher probabilities `[B x C]`, rows >= 0 summing to 1 (within 1e-3)
+/// @param d_logits receives d loss / d logits, `[B x C]`
+/// @throws invalid_argument for an empty batch, a shape mismatch or rows that are not distributions
+/// @throws numeric_error if a teacher entry, loss or gradient entry is not finite
+template <typename Derived, typename DerivedQ>
+typename Derived::Scalar kl_div(const Eigen::MatrixBase<Derived>& logits,
+                                const Eigen::MatrixBase<DerivedQ>& teacher,
+                                matrix<typename Derived::Scalar>& d_logits) {
+  return detail::kl_div_impl("kl_div", logits, teacher, nullptr, d_logits);
+}
+
+/// Weighted soft-label loss, `sum_i w_i KL(q_i || p_i)` (LiST's `L_U` with re-weighting).
+template <typename Derived, typename DerivedQ>
+typename Derived::Scalar kl_div(const Eigen::MatrixBase<Derived>& logits,
+                                const Eigen::MatrixBase<DerivedQ>& teacher,
+                                const vector<typename Derived::Scalar>& weights,
+                                matrix<typename Derived::Scalar>& d_logits) {
+  return detail::kl_div_impl("kl_div", logits, teacher, &weights, d_logits);
+}
+
+/// Per-example KL(q_i || p_i) (no reduction, no gradient).
+template <typename Derived, typename DerivedQ>
+vector<typename Derived::Scalar> kl_div_per_example(const Eigen::MatrixBase<Derived>& logits,
+                                                    const Eigen::MatrixBase<DerivedQ>& teacher) {
+  using S = typename Derived::Scalar;
+  vector<S> w = vector<S>::Zero(logits.rows());
+  const matrix<S> unused;
+  const char* where = "kl_div_per_example";
+  detail::check_logits(where, logits);
+  const matrix<S> q = teacher;
+  detail::check_teacher(where, q, logits.rows(), logits.cols());
+  const matrix<S> lp = detail::log_softmax_rows(logits);
+  for (index i = 0; i < logits.rows(); ++i)
+    for (index k = 0; k < logits.cols(); ++k)
+      if (q(i, k) > 0) w[i] += q(i, k) * (std::log(q(i, k)) - lp(i, k));
+  detail::check_finite_loss(where, w, unused);
+  return w;
+}
+
+/// Index of the largest logit of each row (first one on ties).
+/// @throws numeric_error if a row contains NaN
+template <typename Derived>
+std::vector<index> argmax_rows(const Eigen::MatrixBase<Derived>& logits) {
+  detail::check_logits("argmax_rows", logits);
+  std::vector<index> out(static_cast<std::size_t>(logits.rows()));
+  for (index i = 0; i < logits.rows(); ++i) {
+    if (logits.row(i).hasNaN())
+      throw numeric_error("argmax_rows: logits of example " + std::to_string(i) +
+                          " expected finite, got NaN");
+    index k = 0;
+    logits.row(i).maxCoeff(&k);
+    out[static_cast<std::size_t>(i)] = k;
+  }
+  return out;
+}
+
+namespace detail {
+template <typename IntP, typename IntL>
+void check_pred_labels(const char* where, const std::vector<IntP>& pred, const std::vector<IntL>& labels) {
+  static_assert(std::is_integral_v<IntP> && std::is_integral_v<IntL>,
+                "peft metrics: labels must be integers");
+  if (pred.empty()) throw invalid_argument(std::string(where) + ": predictions expected non-empty, got 0");
+  if (pred.size() != labels.size())
+    throw invalid_argument(expected_got(where, "labels size (predictions)", pred.size(), labels.size()));
+  for (std::size_t i = 0; i < pred.size(); ++i) {
+    const auto p = static_cast<std::int64_t>(pred[i]), y = static_cast<std::int64_t>(labels[i]);
+    if (p < 0)
+      throw invalid_argument(std::string(where) + ": prediction " + std::to_string(i) +
+                             " expected >= 0, got " + std::to_string(p));
+    if (y < 0)
+      throw invalid_argument(std::string(where) + ": label " + std::to_string(i) + " expected >= 0, got " +
+                             std::to_string(y));
+  }
+}
+}  // namespace detail
+
+/// Fraction of predictions equal to the labels.
+/// @throws invalid_argument for empty or mismatched inputs or negative ids
+template <typename IntP, typename IntL>
+double accuracy(const std::vector<IntP>& predictions, const std::vector<IntL>& labels) {
+  detail::check_pred_labels("accuracy", predictions, labels);
+  std::size_t hit = 0;
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    hit += static_cast<std::int64_t>(predictions[i]) == static_cast<std::int64_t>(labels[i]) ? 1 : 0;
+  return static_cast<double>(hit) / static_cast<double>(labels.size());
+}
+
+/// Accuracy of the argmax of `logits` (`[B x C]`); labels must lie in [0, C).
+template <typename Derived, typename Int>
+double accuracy(const Eigen::MatrixBase<Derived>& logits, const std::vector<Int>& labels) {
+  detail::check_logits("accuracy", logits);
+  detail::check_labels("accuracy", labels, logits.rows(), logits.cols());
+  return accuracy(argmax_rows(logits), labels);
+}
+
+/// Macro-averaged F1, `mean_c 2 TP_c / (2 TP_c + FP_c + FN_c)`, over the classes that occur in
+/// the labels or the predictions (scikit-learn's `f1_score(average='macro')`).
+/// @throws invalid_argument for empty or mismatched inputs or negative ids
+template <typename IntP, typename IntL>
+double macro_f1(const std::vector<IntP>& predictions, const std::vector<IntL>& labels) {
+  detail::check_pred_labels("macro_f1", predictions, labels);
+  std::set<std::int64_t> classes;
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    classes.insert(static_cast<std::int64_t>(labels[i]));
+    classes.insert(static_cast<std::int64_t>(predictions[i]));
+  }
+  double sum = 0;
+  for (const auto c : classes) {
+    std::size_t tp = 0, fp = 0, fn = 0;
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      const bool p = static_cast<std::int64_t>(predictions[i]) == c,
+                 y = static_cast<std::int64_t>(labels[i]) == c;
+      tp += p && y;
+      fp += p && !y;
+      fn += !p && y;
+    }
+    sum += 2.0 * static_cast<double>(tp) / static_cast<double>(2 * tp + fp + fn);
+  }
+  return sum / static_cast<double>(classes.size());
+}
+
+/// Macro-F1 of the argmax of `logits` (`[B x C]`); labels must lie in [0, C).
+template <typename Derived, typename Int>
+double macro_f1(const Eigen::MatrixBase<Derived>& logits, const std::vector<Int>& labels) {
+  detail::check_logits("macro_f1", logits);
+  detail::check_labels("macro_f1", labels, logits.rows(), logits.cols());
+  return macro_f1(argmax_rows(logits), labels);
+}
+
+}  // namespace peft
+
+#endif  // PEFT_TRAIN_LOSSES_HPP
