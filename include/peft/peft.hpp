@@ -3,8 +3,9 @@
 #define PEFT_PEFT_HPP
 
 /// @file peft.hpp
-/// Umbrella header: everything in peft except the xtensor-based `.npy` reader
-/// (`#include <peft/io/npy.hpp>` and link `peft::npy` for that).
+/// Umbrella header: the core, ops, encoder, policies, optimizers, training, text and data
+/// pieces. File formats live in `peft/io/` and are included on their own (the xtensor-based
+/// `.npy` reader needs the `peft::npy` target).
 
 #include "version.hpp"
 #include "error.hpp"
@@ -19,6 +20,15 @@
 #include "ops/layer_norm.hpp"
 #include "ops/linear.hpp"
 #include "policies/policy_traits.hpp"
+#include "policies/adapter_fusion.hpp"
+#include "policies/bottleneck_adapter.hpp"
+#include "policies/compose.hpp"
+#include "policies/full_finetune.hpp"
+#include "policies/lora.hpp"
+#include "policies/mask_tuning.hpp"
+#include "policies/prefix_tuning.hpp"
+#include "policies/side_tuning.hpp"
+#include "optim/optim.hpp"
 #include "model/arch.hpp"
 #include "model/batch.hpp"
 #include "model/config.hpp"
@@ -27,5 +37,15 @@
 #include "model/tape.hpp"
 #include "model/encoder.hpp"
 #include "model/heads.hpp"
+#include "model/pooling.hpp"
+#include "train/heads.hpp"
+#include "train/losses.hpp"
+#include "train/progress.hpp"
+#include "train/trainer.hpp"
+#include "text/unicode.hpp"
+#include "text/wordpiece.hpp"
+#include "text/unigram.hpp"
+#include "text/prompt.hpp"
+#include "data/data.hpp"
 
 #endif  // PEFT_PEFT_HPP

@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: Apache-2.0
+// peft-predict: predictions of a task saved by peft-train --save.
+//
+//   peft-predict --model DIR --adapter OUTDIR --input FILE [--output PRED.jsonl] [--threads N]
+//
+// Writes one JSON object per input row, {"label": ..., "scores": {label: probability, ...}},
+// to --output (or stdout), and prints the accuracy (to stderr when predictions go to stdout)
+// when every input row has a label.
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+
+#include "task_common.hpp"
+
+namespace {
+
+constexpr const char* usage =
+    "usage: peft-predict --model DIR --adapter OUTDIR --input FILE [--output PRED.jsonl] [--threads N]\n";
+
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct options {
+  std::string model, adapter, input, output;
+  int threads = 0;
+};
+
+options parse(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << usage;
+      std::exit(0);
+    }
+    if (i + 1 >= argc) throw usage_error("option " + a + " needs a value");
+    const std::string v = argv[++i];
+    if (a == "--model") o.model = v;
+    else if (a == "--adapter") o.adapter = v;
+    else if (a == "--input") o.input = v;
+    else if (a == "--output") o.output = v;
+    else if (a == "--threads") {
+      try {
+        o.threads = std::stoi(v);
+      } catch (const std::exception&) {
+        o.threads = 0;
+      }
+      if (o.threads < 1) throw usage_error("--threads expects a positive integer, got '" + v + "'");
+    } else {
+      throw usage_error("unknown option " + a);
+    }
+  }
+  if (o.model.empty() || o.adapter.empty() || o.input.empty())
+    throw usage_error("--model, --adapter and --input are required");
+  return o;
+}
+
+int run(const options& o) {
+  if (o.threads > 0) peft::set_num_threads(o.threads);
+  if (!task::fs::exists(task::task_file(o.adapter)))
+    throw peft::io_error("'" + o.adapter + "' is not a peft-train checkpoint (no task.json)");
+  const auto s = task::task_settings::from_json(
+      nlohmann::json::parse(peft::detail::read_file(task::task_file(o.adapter), "peft-predict"), nullptr, false));
+  const auto labels = peft::label_map::load(task::labels_file(o.adapter));
+  const auto m = task::load_model(o.model);
+  if (m.model_type != s.model_type)
+    throw peft::invalid_argument("the checkpoint was trained on a '" + s.model_type + "' model, but '" + o.model +
+                                 "' is '" + m.model_type + "'");
+  std::optional<peft::prompt_template> tmpl;
+  std::optional<peft::verbalizer> verb;
+  if (!s.template_spec.empty()) {
+    tmpl.emplace(s.template_spec);
+    verb.emplace(peft::verbalizer::parse(*m.wordpiece, s.verbalizer_spec, labels.labels()));
+  }
+  const auto data = task::encode(m, s, peft::read_dataset(o.input), labels, tmpl, false);
+  const auto r = task::predict_task(m, s, labels.size(), verb ? verb->ids() : std::vector<std::int32_t>{}, o.adapter, data);
+  std::ostringstream out;
+  std::size_t right = 0, labelled = 0;
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    nlohmann::json scores = nlohmann::json::object();
+    for (std::size_t c = 0; c < r.probabilities[i].size(); ++c)
+      scores[labels.label(static_cast<std::int32_t>(c))] = r.probabilities[i][c];
+    out << nlohmann::json{{"label", labels.label(static_cast<std::int32_t>(r.predictions[i]))}, {"scores", scores}}.dump()
+        << "\n";
+    if (data[i].label >= 0) {
+      ++labelled;
+      right += r.predictions[i] == data[i].label;
+    }
+  }
+  if (o.output.empty()) {
+    std::cout << out.str();
+  } else {
+    peft::atomic_write(o.output, out.str());
+  }
+  if (labelled == data.size() && labelled > 0) {
+    const double acc = double(right) / double(labelled);
+    (o.output.empty() ? std::cerr : std::cout) << nlohmann::json{{"accuracy", acc}, {"examples", labelled}}.dump()
+                                               << std::endl;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  try {
+    o = parse(argc, argv);
+  } catch (const usage_error& e) {
+    std::cerr << "peft-predict: " << e.what() << "\n" << usage;
+    return 2;
+  }
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::cerr << "peft-predict: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: Apache-2.0
+// peft-train: fine-tune one task with any PEFT method over a frozen encoder.
+//
+//   peft-train --model DIR --method METHOD --train TRAIN --test TEST [--unlabeled POOL]
+//              [--shots K --seed S] [--epochs N | --steps N] [--lr X] [--batch N]
+//              [--template T --verbalizer L1=w1,L2=w2] [--save OUTDIR] [--threads N]
+//
+// METHOD: head, full, houlsby, pfeiffer, list-adapter, prefix, mask, side, lora.
+// The last line on stdout is one JSON object with the test metrics and costs.
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "task_common.hpp"
+
+namespace {
+
+constexpr const char* usage =
+    "usage: peft-train --model DIR --method METHOD --train TRAIN --test TEST [--unlabeled POOL]\n"
+    "                  [--shots K --seed S] [--epochs N | --steps N] [--lr X] [--batch N]\n"
+    "                  [--template T --verbalizer L1=w1,L2=w2] [--save OUTDIR] [--threads N]\n"
+    "methods: head full houlsby pfeiffer list-adapter prefix mask side lora\n";
+
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct options {
+  std::string model, method, train, test, unlabeled, tmpl, verbalizer, save;
+  long shots = 0, epochs = 0, steps = 0, batch = 8;
+  std::uint64_t seed = 1;
+  double lr = 0;
+  int threads = 0;
+};
+
+long to_long(const std::string& flag, const std::string& v, long min) {
+  try {
+    std::size_t used = 0;
+    const long x = std::stol(v, &used);
+    if (used == v.size() && x >= min) return x;
+  } catch (const std::exception&) {
+  }
+  throw usage_error(flag + " expects an integer >= " + std::to_string(min) + ", got '" + v + "'");
+}
+
+options parse(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << usage;
+      std::exit(0);
+    }
+    if (i + 1 >= argc) throw usage_error("option " + a + " needs a value");
+    const std::string v = argv[++i];
+    if (a == "--model") o.model = v;
+    else if (a == "--method") o.method = v;
+    else if (a == "--train") o.train = v;
+    else if (a == "--test") o.test = v;
+    else if (a == "--unlabeled") o.unlabeled = v;
+    else if (a == "--template") o.tmpl = v;
+    else if (a == "--verbalizer") o.verbalizer = v;
+    else if (a == "--save") o.save = v;
+    else if (a == "--shots") o.shots = to_long(a, v, 1);
+    else if (a == "--seed") o.seed = static_cast<std::uint64_t>(to_long(a, v, 0));
+    else if (a == "--epochs") o.epochs = to_long(a, v, 1);
+    else if (a == "--steps") o.steps = to_long(a, v, 1);
+    else if (a == "--batch") o.batch = to_long(a, v, 1);
+    else if (a == "--threads") o.threads = static_cast<int>(to_long(a, v, 1));
+    else if (a == "--lr") {
+      try {
+        o.lr = std::stod(v);
+      } catch (const std::exception&) {
+        throw usage_error("--lr expects a number, got '" + v + "'");
+      }
+      if (!(o.lr > 0)) throw usage_error("--lr must be > 0");
+    } else {
+      throw usage_error("unknown option " + a);
+    }
+  }
+  for (auto [flag, val] : {std::pair{"--model", &o.model}, {"--method", &o.method}, {"--train", &o.train}, {"--test", &o.test}})
+    if (val->empty()) throw usage_error(std::string(flag) + " is required");
+  if (o.epochs && o.steps) throw usage_error("give --epochs or --steps, not both");
+  if (o.tmpl.empty() != o.verbalizer.empty()) throw usage_error("--template and --verbalizer go together");
+  return o;
+}
+
+int run(const options& o) {
+  if (o.threads > 0) peft::set_num_threads(o.threads);
+  const auto m = task::load_model(o.model);
+  task::default_lr(o.method);  // validates the method name early
+  peft::dataset train_data = peft::read_dataset(o.train);
+  const peft::dataset test_data = peft::read_dataset(o.test);
+  const auto labels = peft::label_map::from_dataset(train_data);
+  if (o.shots > 0) {
+    peft::few_shot_options fo;
+    fo.shots = static_cast<std::size_t>(o.shots);
+    fo.seed = o.seed;
+    train_data = peft::subset(train_data, peft::sample_few_shot(train_data, fo).labeled);
+  }
+  if (!o.unlabeled.empty()) peft::read_dataset(o.unlabeled);  // validated here; used by `list` (LiST)
+  task::task_settings s;
+  s.method = o.method;
+  s.model_type = m.model_type;
+  s.template_spec = o.tmpl;
+  s.verbalizer_spec = o.verbalizer;
+  s.pooling = peft::to_string(peft::default_pool_kind(m.model_type));
+  std::optional<peft::prompt_template> tmpl;
+  std::optional<peft::verbalizer> verb;
+  if (!o.tmpl.empty()) {
+    if (!m.wordpiece || !m.weights->has_mlm_head())
+      throw peft::invalid_argument("--template needs a masked-LM checkpoint with a WordPiece vocabulary (got " +
+                                   m.model_type + ")");
+    tmpl.emplace(o.tmpl);
+    verb.emplace(peft::verbalizer::parse(*m.wordpiece, o.verbalizer, labels.labels()));
+  }
+  const auto train = task::encode(m, s, train_data, labels, tmpl, true);
+  const auto test = task::encode(m, s, test_data, labels, tmpl, true);
+  peft::fit_options f;
+  f.epochs = o.epochs ? static_cast<int>(o.epochs) : 20;
+  f.steps = o.steps;
+  f.batch_size = o.batch;
+  f.lr = o.lr > 0 ? o.lr : task::default_lr(o.method);
+  f.seed = o.seed;
+  f.pad_id = m.pad_id;
+  f.label = o.method;
+  f.progress_out = stderr;  // stdout's last line is the JSON result
+  const auto r = task::train_task(m, s, labels.size(), verb ? verb->ids() : std::vector<std::int32_t>{}, train, test, f,
+                                  o.seed, o.save);
+  if (!o.save.empty()) labels.save(task::labels_file(o.save));
+  nlohmann::json out = {{"method", o.method},
+                        {"accuracy", r.accuracy},
+                        {"macro_f1", r.macro_f1},
+                        {"trainable_params", r.trainable_params},
+                        {"backbone_params", r.backbone_params},
+                        {"train_seconds", r.train_seconds},
+                        {"examples_per_second", r.examples_per_second}};
+  std::cout << out.dump() << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  try {
+    o = parse(argc, argv);
+  } catch (const usage_error& e) {
+    std::cerr << "peft-train: " << e.what() << "\n" << usage;
+    return 2;
+  }
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::cerr << "peft-train: " << e.what() << "\n";
+    return 1;
+  }
+}

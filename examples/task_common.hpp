@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: Apache-2.0
+// Shared by peft-train, peft-predict and peft-demo: loading a model folder, the method
+// registry (method name -> policy type and defaults), encoding a data set for a task, and
+// the task checkpoint (policy + head + label map + task settings).
+#ifndef PEFT_EXAMPLES_TASK_COMMON_HPP
+#define PEFT_EXAMPLES_TASK_COMMON_HPP
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <peft/data/data.hpp>
+#include <peft/io/adapter_checkpoint.hpp>
+#include <peft/io/file_util.hpp>
+#include <peft/io/hf_checkpoint.hpp>
+#include <peft/io/safetensors.hpp>
+#include <peft/io/use_lite.hpp>
+#include <peft/peft.hpp>
+#include <peft/policies/bottleneck_adapter.hpp>
+#include <peft/policies/full_finetune.hpp>
+#include <peft/policies/lora.hpp>
+#include <peft/policies/mask_tuning.hpp>
+#include <peft/policies/prefix_tuning.hpp>
+#include <peft/policies/side_tuning.hpp>
+#include <peft/text/prompt.hpp>
+#include <peft/text/unigram.hpp>
+#include <peft/text/wordpiece.hpp>
+#include <peft/train/trainer.hpp>
+
+namespace task {
+
+namespace fs = std::filesystem;
+
+/// A model folder: weights plus the tokenizer that goes with them.
+struct model_files {
+  std::string dir;
+  std::string model_type;  ///< bert, roberta, use_lite
+  peft::shared_weights<float> weights;
+  std::shared_ptr<peft::wordpiece_tokenizer> wordpiece;  ///< HF folders with vocab.txt / tokenizer.json
+  std::shared_ptr<peft::unigram_tokenizer> unigram;      ///< USE-lite
+  std::int32_t pad_id = 0;
+};
+
+inline model_files load_model(const std::string& dir) {
+  if (!fs::is_directory(dir)) throw peft::io_error("model folder '" + dir + "' does not exist");
+  model_files m;
+  m.dir = dir;
+  const fs::path p(dir);
+  if (fs::exists(p / "model.json")) {
+    m.model_type = "use_lite";
+    m.weights = peft::load_use_lite<float>(dir);
+    m.unigram = std::make_shared<peft::unigram_tokenizer>(peft::unigram_tokenizer::from_vocab_json((p / "vocab.json").string()));
+    return m;
+  }
+  if (!fs::exists(p / "config.json"))
+    throw peft::io_error("'" + dir + "' has neither config.json (Hugging Face) nor model.json (USE-lite)");
+  m.weights = peft::load_hf_encoder<float>(dir);
+  m.model_type = m.weights->config.model_type;
+  if (fs::exists(p / "tokenizer.json"))
+    m.wordpiece = std::make_shared<peft::wordpiece_tokenizer>(peft::wordpiece_tokenizer::from_tokenizer_json((p / "tokenizer.json").string()));
+  else if (fs::exists(p / "vocab.txt"))
+    m.wordpiece = std::make_shared<peft::wordpiece_tokenizer>(peft::wordpiece_tokenizer::from_vocab_txt((p / "vocab.txt").string()));
+  else
+    throw peft::io_error("'" + dir + "' has no vocab.txt or tokenizer.json (a WordPiece tokenizer is needed)");
+  m.pad_id = m.wordpiece->pad_id();
+  return m;
+}
+
+/// Calls `f(Arch{})` with the architecture tag of `model_type`.
+template <typename F>
+decltype(auto) with_arch(const std::string& model_type, F&& f) {
+  if (model_type == "use_lite") return f(peft::use_lite{});
+  if (model_type == "roberta") return f(peft::roberta{});
+  if (model_type == "bert") return f(peft::bert{});
+  throw peft::invalid_argument("unknown model_type '" + model_type + "'");
+}
+
+/// The methods peft-train knows, with the learning rate each defaults to.
+inline const std::vector<std::pair<std::string, double>>& methods() {
+  static const std::vector<std::pair<std::string, double>> m = {
+      {"head", 1e-2},   {"full", 1e-4},    {"houlsby", 1e-3}, {"pfeiffer", 1e-3}, {"list-adapter", 1e-3},
+      {"prefix", 1e-2}, {"mask", 1e-2},    {"side", 1e-3},    {"lora", 1e-3}};
+  return m;
+}
+inline double default_lr(const std::string& method) {
+  for (const auto& [name, lr] : methods())
+    if (name == method) return lr;
+  std::string known;
+  for (const auto& m : methods()) known += (known.empty() ? "" : ", ") + m.first;
+  throw peft::invalid_argument("unknown method '" + method + "' (expected one of " + known + ")");
+}
+
+/// Calls `f(policy)` with a freshly initialised policy for `method`, or with a policy loaded
+/// from `load_dir` when given.
+template <typename F>
+decltype(auto) with_policy(const std::string& method, const peft::encoder_shape& shape, std::uint64_t seed,
+                           const std::string& load_dir, F&& f) {
+  const bool load = !load_dir.empty();
+  if (method == "head") {
+    peft::no_policy<float> p;
+    return f(p);
+  }
+  if (method == "full") {
+    auto p = load ? peft::load_policy<peft::full_finetune<float>>(load_dir, shape) : peft::full_finetune<float>(shape);
+    return f(p);
+  }
+  if (method == "houlsby" || method == "pfeiffer" || method == "list-adapter") {
+    const auto cfg = method == "houlsby"    ? peft::bottleneck_config::houlsby()
+                     : method == "pfeiffer" ? peft::bottleneck_config::pfeiffer()
+                                            : peft::bottleneck_config::list();
+    auto p = load ? peft::load_policy<peft::bottleneck_adapter<float>>(load_dir, shape)
+                  : peft::bottleneck_adapter<float>(shape, cfg, seed);
+    return f(p);
+  }
+  if (method == "prefix") {
+    auto p = load ? peft::load_policy<peft::prefix_tuning<float>>(load_dir, shape)
+                  : peft::prefix_tuning<float>(shape, peft::prefix_tuning_config{}, seed);
+    return f(p);
+  }
+  if (method == "mask") {
+    auto p = load ? peft::load_policy<peft::mask_tuning<float>>(load_dir, shape)
+                  : peft::mask_tuning<float>(shape, peft::mask_tuning_config{}, seed);
+    return f(p);
+  }
+  if (method == "side") {
+    auto p = load ? peft::load_policy<peft::side_tuning<float>>(load_dir, shape)
+                  : peft::side_tuning<float>(shape, peft::side_tuning_config{}, seed);
+    return f(p);
+  }
+  if (method == "lora") {
+    auto p = load ? peft::load_policy<peft::lora<float>>(load_dir, shape)
+                  : peft::lora<float>(shape, peft::lora_config{}, seed);
+    return f(p);
+  }
+  default_lr(method);  // throws with the list of known methods
+  throw peft::invalid_argument("unknown method '" + method + "'");
+}
+
+/// How a task turns text into model input.
+struct task_settings {
+  std::string method;
+  std::string model_type;
+  std::string template_spec;    ///< prompt template, empty for a classification head
+  std::string verbalizer_spec;  ///< "label=word,..." with a template
+  std::string pooling;          ///< classification head's pooling
+  peft::index max_length = 128;
+
+  nlohmann::json to_json() const {
+    return {{"method", method},          {"model_type", model_type}, {"template", template_spec},
+            {"verbalizer", verbalizer_spec}, {"pooling", pooling},   {"max_length", max_length}};
+  }
+  static task_settings from_json(const nlohmann::json& j) {
+    task_settings s;
+    try {
+      s.method = j.at("method").get<std::string>();
+      s.model_type = j.at("model_type").get<std::string>();
+      s.template_spec = j.at("template").get<std::string>();
+      s.verbalizer_spec = j.at("verbalizer").get<std::string>();
+      s.pooling = j.at("pooling").get<std::string>();
+      s.max_length = j.at("max_length").get<peft::index>();
+    } catch (const nlohmann::json::exception& e) {
+      throw peft::io_error(std::string("task.json: ") + e.what());
+    }
+    return s;
+  }
+};
+
+/// Tokenizes `data` for the task; labels through `labels` (unlabelled rows get -1).
+inline std::vector<peft::encoded_example> encode(const model_files& m, const task_settings& s, const peft::dataset& data,
+                                                 const peft::label_map& labels,
+                                                 const std::optional<peft::prompt_template>& tmpl, bool require_labels) {
+  std::vector<peft::encoded_example> out;
+  const peft::index max_len = std::min<peft::index>(s.max_length, m.weights->config.max_sequence_length());
+  for (const auto& e : data) {
+    peft::encoded_example x;
+    if (tmpl) {
+      const auto enc = e.text_b ? tmpl->apply(*m.wordpiece, e.text, *e.text_b, max_len) : tmpl->apply(*m.wordpiece, e.text, max_len);
+      x.ids = enc.ids;
+      x.segments = enc.segments;
+      x.mask_pos = enc.mask_position;
+    } else if (m.unigram) {
+      x.ids = m.unigram->encode(e.text, max_len);
+      if (x.ids.empty()) throw peft::invalid_argument("line " + std::to_string(e.line) + ": text has no tokens");
+    } else if (e.text_b) {
+      x.ids = m.wordpiece->encode_pair(e.text, *e.text_b, max_len, &x.segments);
+    } else {
+      x.ids = m.wordpiece->encode(e.text, max_len);
+    }
+    if (e.label) {
+      x.label = labels.id(*e.label);
+    } else if (require_labels) {
+      throw peft::invalid_argument("line " + std::to_string(e.line) + ": example has no label");
+    }
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+/// Files of a saved task (peft-train --save).
+inline std::string task_file(const std::string& dir) { return (fs::path(dir) / "task.json").string(); }
+inline std::string head_file(const std::string& dir) { return (fs::path(dir) / "head.safetensors").string(); }
+inline std::string labels_file(const std::string& dir) { return (fs::path(dir) / "labels.json").string(); }
+
+template <typename Head>
+void save_head(const std::string& dir, const Head& head) {
+  peft::save_safetensors(head_file(dir), peft::store_tensors(head.parameters()), {{"format", "pt"}});
+}
+template <typename Head>
+void load_head(const std::string& dir, Head& head) {
+  const auto f = peft::safetensors_file::open(head_file(dir));
+  std::map<std::string, peft::tensor> t;
+  for (const auto& n : f.names()) t[n] = f.load(n);
+  peft::load_store_tensors(head.parameters(), t, "load_head: '" + head_file(dir) + "'");
+}
+
+/// What training or predicting one task produced.
+struct run_result {
+  double accuracy = 0;
+  double macro_f1 = 0;
+  peft::index trainable_params = 0;
+  peft::index backbone_params = 0;
+  double train_seconds = 0;
+  double examples_per_second = 0;
+  std::vector<peft::index> predictions;           ///< per test example
+  std::vector<std::vector<double>> probabilities;  ///< per test example, per class
+};
+
+/// Trains `settings.method` on `train` (labels in [0, classes)), evaluates on `test`, and
+/// saves the task to `save_dir` when it is not empty. `label_words` selects a prompt head
+/// (masked-LM checkpoints) instead of a classification head. Compiled once, in
+/// task_runtime.cpp, for every architecture and method.
+run_result train_task(const model_files& m, const task_settings& settings, peft::index classes,
+                      const std::vector<std::int32_t>& label_words, const std::vector<peft::encoded_example>& train,
+                      const std::vector<peft::encoded_example>& test, const peft::fit_options& fit, std::uint64_t seed,
+                      const std::string& save_dir);
+
+/// Predicts `data` with a task saved by train_task.
+run_result predict_task(const model_files& m, const task_settings& settings, peft::index classes,
+                        const std::vector<std::int32_t>& label_words, const std::string& task_dir,
+                        const std::vector<peft::encoded_example>& data);
+
+}  // namespace task
+
+#endif

@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: Apache-2.0
+// The one translation unit that instantiates the trainer for every architecture x method x
+// head, shared by peft-train, peft-predict and peft-demo (so that work is compiled once).
+#include "task_common.hpp"
+
+namespace task {
+
+namespace {
+
+template <typename Model>
+void fill_predictions(const Model& model, const std::vector<peft::encoded_example>& data, std::int32_t pad,
+                      run_result& r) {
+  r.predictions = peft::predict_classes(model, data, 64, pad, &r.probabilities);
+  std::vector<int> labels;
+  bool labelled = !data.empty();
+  for (const auto& e : data) {
+    labels.push_back(e.label);
+    labelled = labelled && e.label >= 0;
+  }
+  if (labelled) {
+    r.accuracy = peft::accuracy(r.predictions, labels);
+    r.macro_f1 = peft::macro_f1(r.predictions, labels);
+  }
+}
+
+/// Calls f(encoder, policy, head) for the task's architecture, method and head kind.
+template <typename F>
+run_result dispatch(const model_files& m, const task_settings& s, peft::index classes,
+                    const std::vector<std::int32_t>& label_words, std::uint64_t seed, const std::string& load_dir,
+                    F&& f) {
+  return with_arch(m.model_type, [&](auto arch) -> run_result {
+    using Arch = decltype(arch);
+    peft::encoder<Arch, float> enc(m.weights);
+    const std::string policy_dir = s.method == "head" ? std::string() : load_dir;
+    return with_policy(s.method, enc.shape(), seed, policy_dir, [&](auto& policy) -> run_result {
+      if constexpr (std::is_same_v<Arch, peft::bert>) {
+        if (!label_words.empty()) {
+          peft::prompt_head<float> head(*m.weights, label_words);
+          return f(enc, policy, head);
+        }
+      }
+      if (!label_words.empty())
+        throw peft::invalid_argument("prompt-based fine-tuning needs a BERT masked-LM checkpoint (got " + m.model_type +
+                                     ")");
+      peft::classification_head<float> head(enc.hidden_size(), classes, peft::parse_pool_kind(s.pooling), 0.1, seed);
+      return f(enc, policy, head);
+    });
+  });
+}
+
+}  // namespace
+
+run_result train_task(const model_files& m, const task_settings& s, peft::index classes,
+                      const std::vector<std::int32_t>& label_words, const std::vector<peft::encoded_example>& train,
+                      const std::vector<peft::encoded_example>& test, const peft::fit_options& fit, std::uint64_t seed,
+                      const std::string& save_dir) {
+  return dispatch(m, s, classes, label_words, seed, "", [&](const auto& enc, auto& policy, auto& head) {
+    using Policy = std::decay_t<decltype(policy)>;
+    peft::task_model model(enc, policy, head);
+    const auto fr = peft::fit(model, train, {}, fit);
+    run_result r;
+    fill_predictions(model, test, m.pad_id, r);
+    r.trainable_params = model.parameters().size();
+    r.backbone_params = enc.shape().backbone_parameters;
+    r.train_seconds = fr.seconds;
+    r.examples_per_second = fr.examples_per_second;
+    if (!save_dir.empty()) {
+      fs::create_directories(save_dir);
+      if constexpr (!std::is_same_v<Policy, peft::no_policy<float>>) peft::save_policy(save_dir, policy);
+      save_head(save_dir, head);
+      peft::atomic_write(task_file(save_dir), s.to_json().dump(2) + "\n");
+    }
+    return r;
+  });
+}
+
+run_result predict_task(const model_files& m, const task_settings& s, peft::index classes,
+                        const std::vector<std::int32_t>& label_words, const std::string& task_dir,
+                        const std::vector<peft::encoded_example>& data) {
+  return dispatch(m, s, classes, label_words, 0, task_dir, [&](const auto& enc, auto& policy, auto& head) {
+    load_head(task_dir, head);
+    run_result r;
+    fill_predictions(peft::task_model(enc, policy, head), data, m.pad_id, r);
+    return r;
+  });
+}
+
+}  // namespace task
