@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
                 epochs);
 
     std::vector<row> rows;
-    rows.push_back({"frozen + nearest centroid", {}, 0, 0});
+    rows.push_back({"centroid (no training)", {}, 0, 0});
     for (const auto& name : methods) rows.push_back({name, {}, 0, 0});
     for (int seed = 1; seed <= seeds; ++seed) {
       peft::few_shot_options fo;
@@ -140,6 +140,7 @@ int main(int argc, char** argv) {
         f.epochs = epochs;
         f.batch_size = 8;
         f.lr = task::default_lr(methods[k]);
+        f.head_lr = task::default_lr("head");
         f.seed = std::uint64_t(seed);
         f.show_progress = false;
         task::task_settings ts = s;
@@ -173,7 +174,7 @@ int main(int argc, char** argv) {
         "set terminal pngcairo size 900,480\nset output '" + out_dir + "/demo.png'\n"
         "set title 'USE-lite, " + domain + ", " + std::to_string(shots) + " labels/class, " + std::to_string(seeds) +
         " seeds'\nset ylabel 'test accuracy (%)'\nset yrange [40:100]\nset style fill solid 0.6\nset boxwidth 0.6\n"
-        "set xtics rotate by -30\nset grid ytics\nunset key\n"
+        "set xtics rotate by -30\nset grid ytics\nunset key\nset offsets 0.6, 0.6, 0, 0\n"
         "plot '" + out_dir + "/demo.dat' using 0:2:3:xtic(1) with boxerrorbars lc rgb '#3a6ea5'\n";
     peft::atomic_write(out_dir + "/demo.gp", plot);
     if (std::system(("command -v gnuplot >/dev/null 2>&1 && gnuplot '" + out_dir + "/demo.gp' 2>/dev/null").c_str()) == 0)

@@ -121,6 +121,7 @@ int run(const options& o) {
   f.steps = o.steps;
   f.batch_size = o.batch;
   f.lr = o.lr > 0 ? o.lr : task::default_lr(o.method);
+  f.head_lr = o.lr > 0 ? 0.0 : task::default_lr("head");  // a fresh head learns at the head's rate
   f.seed = o.seed;
   f.pad_id = m.pad_id;
   f.label = o.method;

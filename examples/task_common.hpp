@@ -82,8 +82,8 @@ decltype(auto) with_arch(const std::string& model_type, F&& f) {
 /// The methods peft-train knows, with the learning rate each defaults to.
 inline const std::vector<std::pair<std::string, double>>& methods() {
   static const std::vector<std::pair<std::string, double>> m = {
-      {"head", 1e-2},   {"full", 1e-4},    {"houlsby", 1e-3}, {"pfeiffer", 1e-3}, {"list-adapter", 1e-3},
-      {"prefix", 1e-2}, {"mask", 1e-2},    {"side", 1e-3},    {"lora", 1e-3}};
+      {"head", 3e-2},   {"full", 1e-4},    {"houlsby", 1e-3}, {"pfeiffer", 1e-3}, {"list-adapter", 1e-3},
+      {"prefix", 3e-3}, {"mask", 1e-2},    {"side", 1e-3},    {"lora", 1e-3}};
   return m;
 }
 inline double default_lr(const std::string& method) {

