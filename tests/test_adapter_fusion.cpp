@@ -6,7 +6,7 @@
 
 #include <filesystem>
 
-#include "adapter_test_util.hpp"
+#include "small_model.hpp"
 
 using peft::adapter_fusion;
 using peft::adapter_fusion_config;

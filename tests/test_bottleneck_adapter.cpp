@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "adapter_test_util.hpp"
+#include "small_model.hpp"
 
 using peft::bottleneck_adapter;
 using peft::bottleneck_config;

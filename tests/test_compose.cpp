@@ -7,7 +7,7 @@
 
 #include <filesystem>
 
-#include "adapter_test_util.hpp"
+#include "small_model.hpp"
 #include "probe_policy.hpp"
 
 using peft::bottleneck_adapter;

@@ -5,38 +5,16 @@
 
 #include "gradcheck.hpp"
 #include "probe_policy.hpp"
+#include "small_model.hpp"
 #include "test_common.hpp"
 
 using peft_test::check_gradient;
 using peft_test::dot_loss;
 using peft_test::random_matrix;
+using peft_test::small_batch;
+using peft_test::small_config;
 
 namespace {
-
-peft::encoder_config small_config(const std::string& type) {
-  peft::encoder_config c;
-  c.model_type = type;
-  c.vocab_size = 30;
-  c.hidden_size = 16;
-  c.embedding_size = type == "use_lite" ? 8 : 16;
-  c.num_layers = 2;
-  c.num_heads = 2;
-  c.intermediate_size = 24;
-  c.max_positions = 16;
-  c.type_vocab_size = type == "use_lite" ? 0 : 2;
-  c.pad_token_id = type == "roberta" ? 1 : 0;
-  c.layer_norm_eps = type == "use_lite" ? 1e-6 : 1e-12;
-  c.hidden_act = type == "use_lite" ? peft::activation::relu : peft::activation::gelu_erf;
-  c.hidden_dropout = 0.2;
-  c.attention_dropout = 0.2;
-  return c;
-}
-
-peft::batch small_batch(std::int32_t pad, bool segments) {
-  std::vector<std::vector<std::int32_t>> ids = {{2, 5, 7, 9, 11, 3}, {2, 8, 3}, {2, 13, 17, 19, 3}};
-  std::vector<std::vector<std::int32_t>> seg = {{0, 0, 0, 1, 1, 1}, {0, 0, 1}, {0, 0, 0, 1, 1}};
-  return peft::make_batch(ids, pad, segments ? &seg : nullptr);
-}
 
 template <typename Arch>
 struct fixture {
@@ -58,22 +36,13 @@ struct fixture {
   }
 };
 
-// Mask out padded rows of the loss weights: their hidden states are not meaningful outputs.
-peft::matrix<double> loss_weights(const peft::batch& b, peft::index cols, std::uint64_t seed) {
-  peft::matrix<double> R = random_matrix<double>(b.rows(), cols, seed);
-  for (peft::index i = 0; i < b.size(); ++i)
-    for (peft::index t = 0; t < b.time(); ++t)
-      if (!b.mask(i, t)) R.row(i * b.time() + t).setZero();
-  return R;
-}
-
 template <typename Arch>
 void check_input_gradient(const std::string& type, peft::mode m) {
   fixture<Arch> f(type);
   const auto& enc = f.enc;
   peft::rng g0(1);
   peft::matrix<double> h0 = enc.embed(f.b, peft::mode::eval, &g0);
-  const auto R = loss_weights(f.b, enc.hidden_size(), 5);
+  const auto R = peft_test::loss_weights<double>(f.b, enc.hidden_size(), 5);
   peft::no_policy<double> none;
   auto loss = [&] {
     peft::rng gen(77);
@@ -95,7 +64,7 @@ template <typename Arch>
 void check_policy_gradient(const std::string& type) {
   fixture<Arch> f(type);
   auto p = f.probe();
-  const auto R = loss_weights(f.b, f.enc.hidden_size(), 6);
+  const auto R = peft_test::loss_weights<double>(f.b, f.enc.hidden_size(), 6);
   auto loss = [&] {
     peft::rng gen(123);
     return dot_loss(f.enc.forward(f.b, p, peft::mode::train, nullptr, &gen), R);
@@ -200,7 +169,7 @@ TEST_CASE("backward stops below the lowest trainable layer", "[encoder]") {
   top_only p(2, 16, in, att, 16, 2, 3);
   peft::encoder_tape<double, top_only> tape;
   f.enc.forward(f.b, p, peft::mode::eval, &tape);
-  const auto R = loss_weights(f.b, 16, 3);
+  const auto R = peft_test::loss_weights<double>(f.b, 16, 3);
   p.grad().setZero();
   auto d = f.enc.backward(R, p, tape);  // default stop: lowest_layer = 1
   const peft::vector<double> top_grad = p.grad();

@@ -5,27 +5,13 @@
 #include <peft/policies/full_finetune.hpp>
 
 #include "gradcheck.hpp"
+#include "small_model.hpp"
 #include "test_common.hpp"
 
 namespace {
-peft::encoder_config cfg(const std::string& type) {
-  peft::encoder_config c;
-  c.model_type = type;
-  c.vocab_size = 30;
-  c.hidden_size = 16;
-  c.embedding_size = type == "use_lite" ? 8 : 16;
-  c.num_layers = 2;
-  c.num_heads = 2;
-  c.intermediate_size = 24;
-  c.max_positions = 16;
-  c.type_vocab_size = type == "use_lite" ? 0 : 2;
-  c.hidden_act = type == "use_lite" ? peft::activation::relu : peft::activation::gelu_erf;
-  return c;
-}
-
 template <typename Arch>
 void check(const std::string& type) {
-  peft::encoder<Arch, double> enc(peft::random_encoder_weights<double>(cfg(type), 3));
+  peft::encoder<Arch, double> enc(peft::random_encoder_weights<double>(peft_test::small_config(type), 3));
   const auto before = enc.weights();
   peft::full_finetune<double> p(enc.shape());
   const auto b = peft::make_batch({{2, 5, 7, 9, 3}, {2, 8, 3}}, 0);

@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "adapter_test_util.hpp"
+#include "small_model.hpp"
 #include "gradcheck.hpp"
 #include "test_common.hpp"
 

@@ -14,7 +14,7 @@
 #include <fstream>
 #include <functional>
 
-#include "adapter_test_util.hpp"
+#include "small_model.hpp"
 #include "gradcheck.hpp"
 #include "test_common.hpp"
 

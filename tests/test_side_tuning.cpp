@@ -15,31 +15,15 @@
 #include <peft/policies/side_tuning.hpp>
 
 #include "gradcheck.hpp"
+#include "small_model.hpp"
 
 using peft_test::check_gradient;
 using peft_test::dot_loss;
 using peft_test::random_matrix;
+using peft_test::small_config;
 
 namespace {
 
-peft::encoder_config small_config(const std::string& type, double dropout = 0.2) {
-  peft::encoder_config c;
-  c.model_type = type;
-  c.vocab_size = 30;
-  c.hidden_size = 16;
-  c.embedding_size = type == "use_lite" ? 8 : 16;
-  c.num_layers = 2;
-  c.num_heads = 2;
-  c.intermediate_size = 24;
-  c.max_positions = 16;
-  c.type_vocab_size = type == "use_lite" ? 0 : 2;
-  c.pad_token_id = 0;
-  c.layer_norm_eps = type == "use_lite" ? 1e-6 : 1e-12;
-  c.hidden_act = type == "use_lite" ? peft::activation::relu : peft::activation::gelu_erf;
-  c.hidden_dropout = dropout;
-  c.attention_dropout = dropout;
-  return c;
-}
 
 peft::batch small_batch(bool segments) {
   std::vector<std::vector<std::int32_t>> ids = {{2, 5, 7, 9, 11, 3}, {2, 8, 3}, {2, 13, 17, 19, 3}};

@@ -7,6 +7,7 @@
 #include <peft/train/heads.hpp>
 
 #include "gradcheck.hpp"
+#include "small_model.hpp"
 #include "test_common.hpp"
 
 using peft_test::check_gradient;
@@ -14,17 +15,8 @@ using peft_test::random_matrix;
 
 namespace {
 peft::encoder_config cfg(const std::string& type) {
-  peft::encoder_config c;
-  c.model_type = type;
-  c.vocab_size = 30;
-  c.hidden_size = 16;
-  c.embedding_size = type == "use_lite" ? 8 : 16;
+  auto c = peft_test::small_config(type);
   c.num_layers = 1;
-  c.num_heads = 2;
-  c.intermediate_size = 24;
-  c.max_positions = 16;
-  c.type_vocab_size = type == "use_lite" ? 0 : 2;
-  c.hidden_act = type == "use_lite" ? peft::activation::relu : peft::activation::gelu_erf;
   return c;
 }
 peft::batch batch3() { return peft::make_batch({{2, 5, 7, 9, 3}, {2, 8, 3}, {2, 13, 17, 3}}, 0); }

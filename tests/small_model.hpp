@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Small encoders, batches and checks shared by the adapter, fusion, compose and checkpoint tests.
-#ifndef PEFT_TESTS_ADAPTER_TEST_UTIL_HPP
-#define PEFT_TESTS_ADAPTER_TEST_UTIL_HPP
+// Small random encoders, batches and loss weights shared by the encoder, policy and head tests.
+#ifndef PEFT_TESTS_SMALL_MODEL_HPP
+#define PEFT_TESTS_SMALL_MODEL_HPP
 
 #include <peft/peft.hpp>
 
@@ -13,8 +13,8 @@
 
 namespace peft_test {
 
-/// Small encoder configs (as tests/test_encoder.cpp): 2 layers, hidden 16, embedding 8 for USE-lite.
-inline peft::encoder_config small_config(const std::string& type) {
+/// Small encoder configs: 2 layers, hidden 16 (embedding 8 for USE-lite), vocab 30.
+inline peft::encoder_config small_config(const std::string& type, double dropout = 0.2) {
   peft::encoder_config c;
   c.model_type = type;
   c.vocab_size = 30;
@@ -28,8 +28,8 @@ inline peft::encoder_config small_config(const std::string& type) {
   c.pad_token_id = type == "roberta" ? 1 : 0;
   c.layer_norm_eps = type == "use_lite" ? 1e-6 : 1e-12;
   c.hidden_act = type == "use_lite" ? peft::activation::relu : peft::activation::gelu_erf;
-  c.hidden_dropout = 0.2;
-  c.attention_dropout = 0.2;
+  c.hidden_dropout = dropout;
+  c.attention_dropout = dropout;
   return c;
 }
 
