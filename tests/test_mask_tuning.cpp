@@ -320,7 +320,7 @@ TEST_CASE("mask-tuning save/load round trip and rejected checkpoints", "[mask][i
   if (f.info(key).dtype == peft::safetensors_dtype::u8) {
     CHECK(static_cast<double>(file_bytes - f.data_start()) == bits / 8);
   } else {
-    WARN("save_policy stored the packed mask as "
+    FAIL("save_policy stored the packed mask as "
          << peft::to_string(f.info(key).dtype) << " ("
          << (static_cast<double>(file_bytes - f.data_start()) * 8 / bits)
          << " bits per weight); honour export_dtypes() to get 1 bit");
