@@ -26,6 +26,7 @@
 #include "policies/full_finetune.hpp"
 #include "policies/lora.hpp"
 #include "policies/mask_tuning.hpp"
+#include "policies/modular_prompt.hpp"
 #include "policies/prefix_tuning.hpp"
 #include "policies/side_tuning.hpp"
 #include "optim/optim.hpp"
