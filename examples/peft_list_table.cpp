@@ -81,7 +81,9 @@ void time_meta_reweight(Trainer& trainer, const std::vector<peft::encoded_exampl
   std::vector<std::size_t> rows, meta;
   for (std::size_t i = 0; i < std::size_t(o.unlabelled_batch) && i < pool.size(); ++i) rows.push_back(i);
   for (std::size_t i = 0; i < std::size_t(o.meta_batch) && i < labelled.size(); ++i) meta.push_back(i * 2 % labelled.size());
-  const auto q = peft::softmax(model.predict(peft::make_task_batch(pool, rows, 0)));
+  // Soft labels that disagree with the model (its own, reversed): with its own predictions the
+  // KL gradients would vanish and there would be nothing to compare.
+  const peft::matrix<float> q = peft::softmax(model.predict(peft::make_task_batch(pool, rows, 0))).rowwise().reverse();
   std::vector<double> ms;
   std::vector<peft::meta_weights> out;
   for (auto method : {peft::reweight_method::per_example, peft::reweight_method::directional}) {
