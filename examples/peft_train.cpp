@@ -180,17 +180,17 @@ int run(const options& o) {
     lo.student_head_lr = head_lr;
     r = task::train_list_task(m, s, labels.size(), words, train, pool, test, lo, o.save);
   } else {
-  peft::fit_options f;
-  f.epochs = o.epochs ? static_cast<int>(o.epochs) : 20;
-  f.steps = o.steps;
-  f.batch_size = o.batch ? o.batch : 8;
-  f.lr = o.lr > 0 ? o.lr : task::default_lr(o.method);
-  f.head_lr = o.head_lr > 0 ? o.head_lr : o.lr > 0 ? 0.0 : task::default_lr("head");  // a fresh head: the head's rate
-  f.seed = o.seed;
-  f.pad_id = m.pad_id;
-  f.label = o.method;
-  f.progress_out = stderr;  // stdout's last line is the JSON result
-  r = task::train_task(m, s, labels.size(), words, train, test, f, o.seed, o.save);
+    peft::fit_options f;
+    f.epochs = o.epochs ? static_cast<int>(o.epochs) : 20;
+    f.steps = o.steps;
+    f.batch_size = o.batch ? o.batch : 8;
+    f.lr = o.lr > 0 ? o.lr : task::default_lr(o.method);
+    f.head_lr = o.head_lr > 0 ? o.head_lr : o.lr > 0 ? 0.0 : task::default_lr("head");  // a fresh head: the head's rate
+    f.seed = o.seed;
+    f.pad_id = m.pad_id;
+    f.label = o.method;
+    f.progress_out = stderr;  // stdout's last line is the JSON result
+    r = task::train_task(m, s, labels.size(), words, train, test, f, o.seed, o.save);
   }
   if (!o.save.empty()) labels.save(task::labels_file(o.save));
   nlohmann::json out = {{"method", o.method},
