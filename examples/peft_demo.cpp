@@ -26,30 +26,16 @@
 
 namespace {
 
+using task::mean;
+using task::split_list;
+using task::stddev;
+
 struct row {
   std::string method;
   std::vector<double> acc;
   peft::index params = 0;
   double seconds = 0;
 };
-
-double mean(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / double(v.size()); }
-double stddev(const std::vector<double>& v) {
-  if (v.size() < 2) return 0.0;
-  const double m = mean(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / double(v.size() - 1));
-}
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 /// Nearest class centroid of the frozen sentence embeddings: the no-training floor.
 double centroid_accuracy(const peft::encoder<peft::use_lite, float>& enc, const std::vector<peft::encoded_example>& train,

@@ -5,6 +5,7 @@
 #ifndef PEFT_EXAMPLES_TASK_COMMON_HPP
 #define PEFT_EXAMPLES_TASK_COMMON_HPP
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -34,6 +35,34 @@
 namespace task {
 
 namespace fs = std::filesystem;
+
+/// Comma-separated list, empty items dropped ("a,,b" -> {"a", "b"}).
+inline std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::string item;
+  for (char c : s + ",") {
+    if (c != ',') {
+      item += c;
+    } else if (!item.empty()) {
+      out.push_back(item);
+      item.clear();
+    }
+  }
+  return out;
+}
+inline double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return s / double(v.size());
+}
+/// Sample standard deviation (n - 1), 0 for fewer than two values.
+inline double stddev(const std::vector<double>& v) {
+  if (v.size() < 2) return 0.0;
+  const double m = mean(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / double(v.size() - 1));
+}
 
 /// A model folder: weights plus the tokenizer that goes with them.
 struct model_files {

@@ -139,6 +139,7 @@ meta_weights meta_reweight(Model& model, const std::vector<encoded_example>& poo
   res.scores.assign(n, 0.0);
 
   if (o.method == reweight_method::per_example) {
+    const vector<double> g_meta = g.template cast<double>();
     for (std::size_t i = 0; i < n; ++i) {
       const task_batch one = make_task_batch(pool, {rows[i]}, pad_id);
       const matrix<S> qi = q.row(static_cast<index>(i));
@@ -147,7 +148,7 @@ meta_weights meta_reweight(Model& model, const std::vector<encoded_example>& poo
       model.forward_backward(one, mode::eval, unused, [&](const matrix<S>& z, matrix<S>& dz) {
         return static_cast<double>(kl_div(z, qi, one_weight, dz));
       });
-      res.scores[i] = static_cast<double>(g.template cast<double>().dot(set.get_flat_grad().template cast<double>()));
+      res.scores[i] = g_meta.dot(set.get_flat_grad().template cast<double>());
     }
     set.zero_grad();
   } else {
