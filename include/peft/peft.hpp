@@ -44,6 +44,7 @@
 #include "train/progress.hpp"
 #include "train/trainer.hpp"
 #include "train/self_training.hpp"
+#include "train/mpmp.hpp"
 #include "text/unicode.hpp"
 #include "text/wordpiece.hpp"
 #include "text/unigram.hpp"

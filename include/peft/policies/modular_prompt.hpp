@@ -77,6 +77,10 @@
 
 namespace peft {
 
+/// First placeholder token id of the reserved prompt positions (the reference's inputs hold
+/// ids 1000..1049 there; see `insert_prompt_placeholders` in `train/mpmp.hpp`).
+inline constexpr std::int32_t mpmp_placeholder_id = 1000;
+
 /// Hyper-parameters of `modular_prompt` (defaults: the reference code's).
 struct modular_prompt_config {
   index num_modules = 8;         ///< M, prompt modules per layer (`n_prompts`)
