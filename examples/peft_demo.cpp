@@ -73,7 +73,8 @@ int main(int argc, char** argv) {
   int seeds = 5, shots = 16, epochs = 20, threads = 1;
   std::vector<std::string> methods;
   for (const auto& m : task::methods())
-    if (m.first != "list") methods.push_back(m.first);  // LiST needs an unlabelled pool: peft-list-table
+    // LiST needs an unlabelled pool (peft-list-table); MPMP a prompt library (peft-mpmp-table).
+    if (m.first != "list" && m.first != "mpmp") methods.push_back(m.first);
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
     if (a == "--assets") assets = v;

@@ -11,6 +11,14 @@
 //   --teacher-epochs 50 --teacher-lr 5e-6 --sessions 6 --student-steps 1000
 //   --warmup-fraction 0.6 --finetune-epochs 50 --student-lr 1e-4 --batch 4
 //   --unlabeled-batch 16 --meta-batch 4 --reweight 1 --re-init 1 --meta-method directional
+// `mpmp` is MPMP downstream tuning: a fresh router over a pre-trained prompt library
+// (peft-mpmp-pretrain) or over prompts from scratch, in explicit stages; defaults are the
+// reference's (Hzfinfdu/MPMP Deep/downstream_run.py, deepbbt.py):
+//   --mpmp-library LIB --mpmp-head TASK --stage router|prompts|both --blackbox 0|1
+//   --router-epochs 500 --prompt-epochs 500 --router-lr 3e-3 --prompt-lr 2e-5 --batch (full)
+//   --router-budget 100 --prompt-budget 3000 --dev DEV
+//   from scratch: --prompt-tokens 50 --modules 8 --intrinsic-dim 300 --shallow 0|1
+// With --shots and no --dev, the dev set is K more per class from the training file.
 // The last line on stdout is one JSON object with the test metrics and costs.
 #include <cstdio>
 #include <iostream>
@@ -24,25 +32,33 @@ constexpr const char* usage =
     "usage: peft-train --model DIR --method METHOD --train TRAIN --test TEST [--unlabeled POOL]\n"
     "                  [--shots K --seed S] [--epochs N | --steps N] [--lr X] [--batch N]\n"
     "                  [--template T --verbalizer L1=w1,L2=w2] [--save OUTDIR] [--threads N]\n"
-    "methods: head full houlsby pfeiffer list-adapter prefix mask side lora list\n"
+    "methods: head full houlsby pfeiffer list-adapter prefix mask side lora list mpmp\n"
     "LiST (method list, needs --unlabeled; defaults are the reference's):\n"
     "  --teacher-epochs 50 --teacher-lr 5e-6 --sessions 6 --student-steps 1000 --warmup-fraction 0.6\n"
     "  --finetune-epochs 50 --student-lr 1e-4 --batch 4 --unlabeled-batch 16 --meta-batch 4\n"
     "  --reweight 1 (0: KD only) --re-init 1 (0: student starts from the teacher)\n"
-    "  --meta-method directional|per-example --head-lr X (fresh classification head; default 3e-2)\n";
+    "  --meta-method directional|per-example --head-lr X (fresh classification head; default 3e-2)\n"
+    "MPMP (method mpmp; defaults are the reference's):\n"
+    "  --mpmp-library LIB (from peft-mpmp-pretrain; none: prompts from scratch) --mpmp-head TASK\n"
+    "  --stage router|prompts|both --blackbox 0|1 --dev DEV (default with --shots: K more per class)\n"
+    "  --router-epochs 500 --prompt-epochs 500 --router-lr 3e-3 --prompt-lr 2e-5 --eval-every 25\n"
+    "  --router-budget 100 --prompt-budget 3000 (black-box)\n"
+    "  from scratch: --prompt-tokens 50 --modules 8 --intrinsic-dim 300 --shallow 0|1\n";
 
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
 struct options {
-  std::string model, method, train, test, unlabeled, tmpl, verbalizer, save;
+  std::string model, method, train, test, unlabeled, tmpl, verbalizer, save, dev;
   long shots = 0, epochs = 0, steps = 0, batch = 0;
   std::uint64_t seed = 1;
   double lr = 0;
   int threads = 0;
   peft::list_options list;
   double head_lr = 0;
+  task::mpmp_settings mpmp;
+  bool mpmp_flags = false;  // any MPMP-only option given
 };
 
 double to_double(const std::string& flag, const std::string& v, double min, double max) {
@@ -102,6 +118,29 @@ options parse(int argc, char** argv) {
     else if (a == "--meta-batch") o.list.meta_batch = to_long(a, v, 1);
     else if (a == "--reweight") o.list.reweight = to_long(a, v, 0) != 0;
     else if (a == "--re-init") o.list.re_init = to_long(a, v, 0) != 0;
+    else if (a == "--dev") o.dev = v;
+    else if (a == "--mpmp-library") o.mpmp.library = v, o.mpmp_flags = true;
+    else if (a == "--mpmp-head") o.mpmp.library_head = v, o.mpmp_flags = true;
+    else if (a == "--stage") {
+      try {
+        o.mpmp.tune.stage = peft::parse_mpmp_stage(v);
+      } catch (const peft::error& e) {
+        throw usage_error(std::string("--stage: ") + e.what());
+      }
+      o.mpmp_flags = true;
+    }
+    else if (a == "--blackbox") o.mpmp.blackbox = to_long(a, v, 0) != 0, o.mpmp_flags = true;
+    else if (a == "--router-epochs") o.mpmp.tune.router_epochs = static_cast<int>(to_long(a, v, 0)), o.mpmp_flags = true;
+    else if (a == "--prompt-epochs") o.mpmp.tune.prompt_epochs = static_cast<int>(to_long(a, v, 0)), o.mpmp_flags = true;
+    else if (a == "--router-lr") o.mpmp.tune.router_lr = to_double(a, v, 1e-12, 10), o.mpmp_flags = true;
+    else if (a == "--prompt-lr") o.mpmp.tune.prompt_lr = to_double(a, v, 1e-12, 10), o.mpmp_flags = true;
+    else if (a == "--eval-every") o.mpmp.tune.eval_every = static_cast<int>(to_long(a, v, 1)), o.mpmp_flags = true;
+    else if (a == "--router-budget") o.mpmp.bbt.router_budget = to_long(a, v, 0), o.mpmp_flags = true;
+    else if (a == "--prompt-budget") o.mpmp.bbt.prompt_budget = to_long(a, v, 0), o.mpmp_flags = true;
+    else if (a == "--prompt-tokens") o.mpmp.scratch.num_prompt_tokens = to_long(a, v, 1), o.mpmp_flags = true;
+    else if (a == "--modules") o.mpmp.scratch.num_modules = to_long(a, v, 1), o.mpmp_flags = true;
+    else if (a == "--intrinsic-dim") o.mpmp.scratch.intrinsic_dim = to_long(a, v, 1), o.mpmp_flags = true;
+    else if (a == "--shallow") o.mpmp.scratch.deep = to_long(a, v, 0) == 0, o.mpmp_flags = true;
     else if (a == "--meta-method") {
       try {
         o.list.meta.method = peft::parse_reweight_method(v);
@@ -128,6 +167,21 @@ options parse(int argc, char** argv) {
   if (o.method == "list" && (o.lr > 0 || o.epochs || o.steps))
     throw usage_error("method list takes --teacher-lr/--student-lr and --teacher-epochs/--student-steps/--finetune-epochs, "
                       "not --lr/--epochs/--steps");
+  if (o.method != "mpmp" && (o.mpmp_flags || !o.dev.empty()))
+    throw usage_error("the MPMP options (--mpmp-library, --stage, --blackbox, --dev, ...) go with --method mpmp");
+  if (o.method == "mpmp") {
+    if (o.lr > 0 || o.epochs || o.steps)
+      throw usage_error("method mpmp takes --router-lr/--prompt-lr and --router-epochs/--prompt-epochs, not --lr/--epochs/--steps");
+    if (!o.tmpl.empty()) throw usage_error("method mpmp uses a classification head (no --template)");
+    if (!o.mpmp.library.empty() && (o.mpmp.scratch.num_prompt_tokens != peft::modular_prompt_config{}.num_prompt_tokens ||
+                                    o.mpmp.scratch.num_modules != peft::modular_prompt_config{}.num_modules ||
+                                    o.mpmp.scratch.intrinsic_dim != peft::modular_prompt_config{}.intrinsic_dim ||
+                                    !o.mpmp.scratch.deep))
+      throw usage_error("--prompt-tokens/--modules/--intrinsic-dim/--shallow describe prompts from scratch; a library has its own");
+    o.mpmp.bbt.router_init_points =
+        std::min<peft::index>(o.mpmp.bbt.router_init_points, std::max<peft::index>(1, o.mpmp.bbt.router_budget));
+    if (o.mpmp.blackbox && o.mpmp.library.empty()) throw usage_error("--blackbox 1 needs --mpmp-library (a pre-trained A and head)");
+  }
   return o;
 }
 
@@ -138,11 +192,21 @@ int run(const options& o) {
   peft::dataset train_data = peft::read_dataset(o.train);
   const peft::dataset test_data = peft::read_dataset(o.test);
   const auto labels = peft::label_map::from_dataset(train_data);
+  peft::dataset dev_data;
+  if (!o.dev.empty()) dev_data = peft::read_dataset(o.dev);
   if (o.shots > 0) {
     peft::few_shot_options fo;
     fo.shots = static_cast<std::size_t>(o.shots);
     fo.seed = o.seed;
-    train_data = peft::subset(train_data, peft::sample_few_shot(train_data, fo).labeled);
+    const auto split = peft::sample_few_shot(train_data, fo);
+    if (o.method == "mpmp" && o.dev.empty()) {
+      // MPMP keeps the best-by-dev parameters; the reference's dev set is as large as the
+      // training set, so take K more per class from the rest of the file.
+      const auto rest = peft::subset(train_data, split.unlabeled);
+      fo.seed = o.seed ^ 0xd3e5eedULL;
+      dev_data = peft::subset(rest, peft::sample_few_shot(rest, fo).labeled);
+    }
+    train_data = peft::subset(train_data, split.labeled);
   }
   peft::dataset pool_data;
   if (!o.unlabeled.empty()) pool_data = peft::read_dataset(o.unlabeled);  // used by `list` (LiST)
@@ -152,6 +216,19 @@ int run(const options& o) {
   s.template_spec = o.tmpl;
   s.verbalizer_spec = o.verbalizer;
   s.pooling = peft::to_string(peft::default_pool_kind(m.model_type));
+  if (o.method == "mpmp") {
+    if (!o.mpmp.library.empty()) {
+      const auto info = peft::read_mpmp_library_info(o.mpmp.library);
+      const auto cfg = peft::read_adapter_config(o.mpmp.library);
+      if (!cfg.contains("num_prompt_tokens") || !cfg["num_prompt_tokens"].is_number_integer())
+        throw peft::io_error("'" + o.mpmp.library + "/adapter_config.json': field 'num_prompt_tokens' expected an "
+                             "integer (is this an MPMP library from peft-mpmp-pretrain?)");
+      s.prompt_tokens = cfg["num_prompt_tokens"].get<peft::index>();
+      s.placeholder_id = info.placeholder_id;
+    } else {
+      s.prompt_tokens = o.mpmp.scratch.num_prompt_tokens;
+    }
+  }
   std::optional<peft::prompt_template> tmpl;
   std::optional<peft::verbalizer> verb;
   if (!o.tmpl.empty()) {
@@ -165,7 +242,15 @@ int run(const options& o) {
   const auto test = task::encode(m, s, test_data, labels, tmpl, true);
   const auto words = verb ? verb->ids() : std::vector<std::int32_t>{};
   task::run_result r;
-  if (o.method == "list") {
+  if (o.method == "mpmp") {
+    const auto dev = task::encode(m, s, dev_data, labels, tmpl, true);
+    task::mpmp_settings ms = o.mpmp;
+    if (o.batch) ms.tune.batch_size = o.batch;
+    ms.tune.progress_out = stderr;
+    ms.bbt.progress_out = stderr;
+    if (o.head_lr > 0) ms.fresh_head_lr = o.head_lr;
+    r = task::train_mpmp_task(m, s, labels, train, dev, test, ms, o.seed, o.save);
+  } else if (o.method == "list") {
     // Labels in the pool are ignored (LiST's unlabelled data is a training set with labels removed).
     for (auto& e : pool_data) e.label.reset();
     const auto pool = task::encode(m, s, pool_data, labels, tmpl, false);
@@ -209,6 +294,17 @@ int run(const options& o) {
                                  {"kept", rep.mean_kept},
                                  {"accuracy", rep.eval_accuracy},
                                  {"seconds", rep.seconds}});
+  }
+  if (o.method == "mpmp") {
+    out["library_head"] = r.mpmp_head;
+    out["stages"] = nlohmann::json::array();
+    for (const auto& st : r.mpmp_stages)
+      out["stages"].push_back({{"stage", st.name},
+                               {"trainable_params", st.trainable_params},
+                               {"steps", st.steps},
+                               {"start_dev_accuracy", st.start_dev_accuracy},
+                               {"best_dev_accuracy", st.best_dev_accuracy},
+                               {"seconds", st.seconds}});
   }
   std::cout << out.dump() << std::endl;
   return 0;

@@ -18,6 +18,7 @@
 #include <peft/io/adapter_checkpoint.hpp>
 #include <peft/io/file_util.hpp>
 #include <peft/io/hf_checkpoint.hpp>
+#include <peft/io/mpmp_library.hpp>
 #include <peft/io/safetensors.hpp>
 #include <peft/io/use_lite.hpp>
 #include <peft/peft.hpp>
@@ -30,6 +31,7 @@
 #include <peft/text/prompt.hpp>
 #include <peft/text/unigram.hpp>
 #include <peft/text/wordpiece.hpp>
+#include <peft/train/mpmp.hpp>
 #include <peft/train/trainer.hpp>
 
 namespace task {
@@ -112,7 +114,8 @@ decltype(auto) with_arch(const std::string& model_type, F&& f) {
 inline const std::vector<std::pair<std::string, double>>& methods() {
   static const std::vector<std::pair<std::string, double>> m = {
       {"head", 3e-2},   {"full", 1e-4},    {"houlsby", 1e-3}, {"pfeiffer", 1e-3}, {"list-adapter", 1e-3},
-      {"prefix", 3e-3}, {"mask", 1e-2},    {"side", 1e-3},    {"lora", 1e-3},     {"list", 5e-6}};
+      {"prefix", 3e-3}, {"mask", 1e-2},    {"side", 1e-3},    {"lora", 1e-3},     {"list", 5e-6},
+      {"mpmp", 3e-3}};
   return m;
 }
 inline double default_lr(const std::string& method) {
@@ -165,6 +168,12 @@ decltype(auto) with_policy(const std::string& method, const peft::encoder_shape&
                   : peft::lora<float>(shape, peft::lora_config{}, seed);
     return f(p);
   }
+  if (method == "mpmp") {
+    // Fresh MPMP prompts are built by train_mpmp_task (from a library or from scratch).
+    if (!load) throw peft::invalid_argument("method mpmp: with_policy only loads a saved task (train with train_mpmp_task)");
+    auto p = peft::load_policy<peft::modular_prompt<float>>(load_dir, shape);
+    return f(p);
+  }
   default_lr(method);  // throws with the list of known methods
   throw peft::invalid_argument("unknown method '" + method + "'");
 }
@@ -177,10 +186,17 @@ struct task_settings {
   std::string verbalizer_spec;  ///< "label=word,..." with a template
   std::string pooling;          ///< classification head's pooling
   peft::index max_length = 128;
+  peft::index prompt_tokens = 0;  ///< MPMP: placeholders inserted after the first token
+  std::int32_t placeholder_id = peft::mpmp_placeholder_id;
 
   nlohmann::json to_json() const {
-    return {{"method", method},          {"model_type", model_type}, {"template", template_spec},
-            {"verbalizer", verbalizer_spec}, {"pooling", pooling},   {"max_length", max_length}};
+    nlohmann::json j = {{"method", method},          {"model_type", model_type}, {"template", template_spec},
+                        {"verbalizer", verbalizer_spec}, {"pooling", pooling},   {"max_length", max_length}};
+    if (prompt_tokens > 0) {
+      j["prompt_tokens"] = prompt_tokens;
+      j["placeholder_id"] = placeholder_id;
+    }
+    return j;
   }
   static task_settings from_json(const nlohmann::json& j) {
     task_settings s;
@@ -191,6 +207,8 @@ struct task_settings {
       s.verbalizer_spec = j.at("verbalizer").get<std::string>();
       s.pooling = j.at("pooling").get<std::string>();
       s.max_length = j.at("max_length").get<peft::index>();
+      s.prompt_tokens = j.value("prompt_tokens", peft::index(0));
+      s.placeholder_id = j.value("placeholder_id", peft::mpmp_placeholder_id);
     } catch (const nlohmann::json::exception& e) {
       throw peft::io_error(std::string("task.json: ") + e.what());
     }
@@ -203,7 +221,11 @@ inline std::vector<peft::encoded_example> encode(const model_files& m, const tas
                                                  const peft::label_map& labels,
                                                  const std::optional<peft::prompt_template>& tmpl, bool require_labels) {
   std::vector<peft::encoded_example> out;
-  const peft::index max_len = std::min<peft::index>(s.max_length, m.weights->config.max_sequence_length());
+  // MPMP placeholders take n of the positions; the text keeps the rest.
+  const peft::index max_len = std::min<peft::index>(s.max_length, m.weights->config.max_sequence_length()) - s.prompt_tokens;
+  if (max_len < 2)
+    throw peft::invalid_argument("max_length " + std::to_string(s.max_length) + " leaves no room for text after " +
+                                 std::to_string(s.prompt_tokens) + " prompt placeholders");
   for (const auto& e : data) {
     peft::encoded_example x;
     if (tmpl) {
@@ -219,6 +241,7 @@ inline std::vector<peft::encoded_example> encode(const model_files& m, const tas
     } else {
       x.ids = m.wordpiece->encode(e.text, max_len);
     }
+    if (s.prompt_tokens > 0) peft::insert_prompt_placeholders(x, s.prompt_tokens, s.placeholder_id);
     if (e.label) {
       x.label = labels.id(*e.label);
     } else if (require_labels) {
@@ -258,6 +281,8 @@ struct run_result {
   std::vector<std::vector<double>> probabilities;  ///< per test example, per class
   double teacher_accuracy = -1;                     ///< LiST: the phase-0 model on the test set
   std::vector<peft::list_session_report> sessions;  ///< LiST: one report per session
+  std::vector<peft::mpmp_stage_report> mpmp_stages;  ///< MPMP: one report per stage
+  std::string mpmp_head;                            ///< MPMP: library task whose head was used
 };
 
 /// Trains `settings.method` on `train` (labels in [0, classes)), evaluates on `test`, and
@@ -276,6 +301,26 @@ run_result train_list_task(const model_files& m, const task_settings& settings, 
                            const std::vector<std::int32_t>& label_words, const std::vector<peft::encoded_example>& train,
                            const std::vector<peft::encoded_example>& pool, const std::vector<peft::encoded_example>& test,
                            const peft::list_options& list, const std::string& save_dir);
+
+/// MPMP downstream settings for train_mpmp_task.
+struct mpmp_settings {
+  std::string library;             ///< pre-trained prompt library folder; empty: prompts from scratch
+  std::string library_head;        ///< library task whose head to start from; empty: by label names
+  peft::modular_prompt_config scratch;  ///< config of the from-scratch prompts (no library)
+  bool blackbox = false;           ///< gradient-free tuning (BO on the router, CMA-ES on z)
+  peft::mpmp_tune_options tune;
+  peft::mpmp_blackbox_options bbt;
+  double fresh_head_lr = 3e-2;     ///< a fresh head (no library head matches) in every stage
+};
+
+/// MPMP downstream tuning (method `mpmp`): a fresh router over the library's prompts (or
+/// prompts from scratch), then `settings.tune.stage` (or black-box tuning); the head starts
+/// from the library task with the same label names when there is one. `dev` picks the kept
+/// parameters (may be empty). Saves like train_task.
+run_result train_mpmp_task(const model_files& m, const task_settings& settings, const peft::label_map& labels,
+                           const std::vector<peft::encoded_example>& train, const std::vector<peft::encoded_example>& dev,
+                           const std::vector<peft::encoded_example>& test, const mpmp_settings& mpmp,
+                           std::uint64_t seed, const std::string& save_dir);
 
 /// Predicts `data` with a task saved by train_task.
 run_result predict_task(const model_files& m, const task_settings& settings, peft::index classes,

@@ -118,6 +118,96 @@ run_result train_list_task(const model_files& m, const task_settings& s, peft::i
   });
 }
 
+run_result train_mpmp_task(const model_files& m, const task_settings& s, const peft::label_map& labels,
+                           const std::vector<peft::encoded_example>& train, const std::vector<peft::encoded_example>& dev,
+                           const std::vector<peft::encoded_example>& test, const mpmp_settings& mp, std::uint64_t seed,
+                           const std::string& save_dir) {
+  return with_arch(m.model_type, [&](auto arch) -> run_result {
+    using Arch = decltype(arch);
+    const peft::encoder<Arch, float> enc(m.weights);
+    const auto shape = enc.shape();
+    const auto classes = static_cast<peft::index>(labels.size());
+    peft::classification_head<float> head(enc.hidden_size(), classes, peft::parse_pool_kind(s.pooling), 0.1, seed);
+    std::optional<peft::modular_prompt<float>> policy;
+    run_result r;
+    bool fresh_head = true;
+    if (!mp.library.empty()) {
+      const auto info = peft::read_mpmp_library_info(mp.library);
+      policy.emplace(peft::load_mpmp_library_policy<float>(mp.library, shape));
+      if (policy->config().num_prompt_tokens != s.prompt_tokens || info.placeholder_id != s.placeholder_id)
+        throw peft::invalid_argument("train_mpmp_task: the data has " + std::to_string(s.prompt_tokens) +
+                                     " placeholders from id " + std::to_string(s.placeholder_id) + ", the library expects " +
+                                     std::to_string(policy->config().num_prompt_tokens) + " from id " +
+                                     std::to_string(info.placeholder_id));
+      std::string tasks;
+      for (const auto& t : info.tasks) tasks += (tasks.empty() ? "" : ", ") + t.name;
+      const peft::index t = mp.library_head.empty() ? info.head_for(labels.labels()) : info.find(mp.library_head);
+      if (!mp.library_head.empty() && t < 0)
+        throw peft::invalid_argument("library '" + mp.library + "' has no task '" + mp.library_head + "' (tasks: " + tasks + ")");
+      if (t >= 0) {
+        const auto& lt = info.tasks[static_cast<std::size_t>(t)];
+        if (static_cast<peft::index>(lt.labels.size()) != classes || lt.pooling != s.pooling)
+          throw peft::invalid_argument("library task '" + lt.name + "' has " + std::to_string(lt.labels.size()) +
+                                       " labels and pooling " + lt.pooling + ", the task " + std::to_string(classes) +
+                                       " labels and pooling " + s.pooling);
+        peft::load_mpmp_library_head(mp.library, lt.name, head);
+        fresh_head = false;
+        r.mpmp_head = lt.name;
+      }
+      policy->reset_router(1, seed);  // the reference's fresh router for the new task
+    } else {
+      policy.emplace(shape, mp.scratch, seed);
+    }
+    if (mp.blackbox) {
+      if (fresh_head)
+        throw peft::invalid_argument("black-box tuning keeps the head frozen and needs a library head for these labels "
+                                     "(give --mpmp-library with a task of the same labels, or --mpmp-head)");
+      auto o = mp.bbt;
+      o.seed = seed;
+      o.pad_id = m.pad_id;
+      const auto br = peft::mpmp_blackbox(enc, *policy, head, train, dev, o);
+      peft::mpmp_stage_report a, b;
+      a.name = "router (BO)";
+      a.trainable_params = br.router_dimension;
+      a.steps = br.router_evaluations;
+      a.start_dev_accuracy = br.start_dev_accuracy;
+      a.best_dev_accuracy = br.router_dev_accuracy;
+      b.start_dev_accuracy = br.router_dev_accuracy;
+      a.final_loss = br.router_loss;
+      b.name = "z (CMA-ES)";
+      b.trainable_params = br.prompt_dimension * policy->num_slots();
+      b.steps = br.prompt_evaluations;
+      b.best_dev_accuracy = br.dev_accuracy;
+      b.final_loss = br.prompt_loss;
+      r.mpmp_stages = {a, b};
+      r.trainable_params = br.router_dimension + br.prompt_dimension * policy->num_slots();
+      r.train_seconds = br.seconds;
+    } else {
+      auto o = mp.tune;
+      o.seed = seed;
+      o.pad_id = m.pad_id;
+      if (fresh_head) {  // a fresh head learns in every stage, at a fresh head's rate
+        o.router_stage_head = true;
+        o.router_stage_head_lr = mp.fresh_head_lr;
+        o.head_lr = mp.fresh_head_lr;
+      }
+      const auto tr = peft::mpmp_tune(enc, *policy, head, train, dev, o);
+      r.mpmp_stages = tr.stages;
+      r.trainable_params = tr.stages.empty() ? 0 : tr.stages.back().trainable_params;
+      r.train_seconds = tr.seconds;
+    }
+    fill_predictions(peft::task_model(enc, *policy, head), test, m.pad_id, r);
+    r.backbone_params = shape.backbone_parameters;
+    if (!save_dir.empty()) {
+      fs::create_directories(save_dir);
+      peft::save_policy(save_dir, *policy);
+      save_head(save_dir, head);
+      peft::atomic_write(task_file(save_dir), s.to_json().dump(2) + "\n");
+    }
+    return r;
+  });
+}
+
 run_result predict_task(const model_files& m, const task_settings& s, peft::index classes,
                         const std::vector<std::int32_t>& label_words, const std::string& task_dir,
                         const std::vector<peft::encoded_example>& data) {

