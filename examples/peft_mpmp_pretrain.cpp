@@ -21,15 +21,15 @@
 
 namespace {
 
+using task::to_double;
+using task::to_long;
+using task::usage_error;
+
 constexpr const char* usage =
     "usage: peft-mpmp-pretrain --model DIR --task NAME=TRAIN[,DEV] [--task ...] --save LIB\n"
     "                          [--steps 2000] [--batch 32] [--router-lr 5e-4] [--prompt-lr 1e-4] [--head-lr 1e-3]\n"
     "                          [--prompt-tokens 50] [--modules 8] [--intrinsic-dim 300] [--shallow 0|1]\n"
     "                          [--dev-fraction 0.1] [--eval-every N] [--max-length 128] [--seed 1] [--threads N]\n";
-
-struct usage_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 struct task_spec {
   std::string name, train, dev;
@@ -44,26 +44,6 @@ struct options {
   long max_length = 128;
   int threads = 0;
 };
-
-double to_double(const std::string& flag, const std::string& v, double min, double max) {
-  try {
-    std::size_t used = 0;
-    const double x = std::stod(v, &used);
-    if (used == v.size() && x >= min && x <= max) return x;
-  } catch (const std::exception&) {
-  }
-  throw usage_error(flag + " expects a number in [" + std::to_string(min) + ", " + std::to_string(max) + "], got '" + v + "'");
-}
-
-long to_long(const std::string& flag, const std::string& v, long min) {
-  try {
-    std::size_t used = 0;
-    const long x = std::stol(v, &used);
-    if (used == v.size() && x >= min) return x;
-  } catch (const std::exception&) {
-  }
-  throw usage_error(flag + " expects an integer >= " + std::to_string(min) + ", got '" + v + "'");
-}
 
 options parse(int argc, char** argv) {
   options o;

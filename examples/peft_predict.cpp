@@ -18,9 +18,7 @@ namespace {
 constexpr const char* usage =
     "usage: peft-predict --model DIR --adapter OUTDIR --input FILE [--output PRED.jsonl] [--threads N]\n";
 
-struct usage_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using task::usage_error;
 
 struct options {
   std::string model, adapter, input, output;

@@ -28,6 +28,10 @@
 
 namespace {
 
+using task::to_double;
+using task::to_long;
+using task::usage_error;
+
 constexpr const char* usage =
     "usage: peft-train --model DIR --method METHOD --train TRAIN --test TEST [--unlabeled POOL]\n"
     "                  [--shots K --seed S] [--epochs N | --steps N] [--lr X] [--batch N]\n"
@@ -45,10 +49,6 @@ constexpr const char* usage =
     "  --router-budget 100 --prompt-budget 3000 (black-box)\n"
     "  from scratch: --prompt-tokens 50 --modules 8 --intrinsic-dim 300 --shallow 0|1\n";
 
-struct usage_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 struct options {
   std::string model, method, train, test, unlabeled, tmpl, verbalizer, save, dev;
   long shots = 0, epochs = 0, steps = 0, batch = 0;
@@ -60,27 +60,6 @@ struct options {
   task::mpmp_settings mpmp;
   bool mpmp_flags = false;  // any MPMP-only option given
 };
-
-double to_double(const std::string& flag, const std::string& v, double min, double max) {
-  try {
-    std::size_t used = 0;
-    const double x = std::stod(v, &used);
-    if (used == v.size() && x >= min && x <= max) return x;
-  } catch (const std::exception&) {
-  }
-  throw usage_error(flag + " expects a number in [" + std::to_string(min) + ", " + std::to_string(max) + "], got '" +
-                    v + "'");
-}
-
-long to_long(const std::string& flag, const std::string& v, long min) {
-  try {
-    std::size_t used = 0;
-    const long x = std::stol(v, &used);
-    if (used == v.size() && x >= min) return x;
-  } catch (const std::exception&) {
-  }
-  throw usage_error(flag + " expects an integer >= " + std::to_string(min) + ", got '" + v + "'");
-}
 
 options parse(int argc, char** argv) {
   options o;

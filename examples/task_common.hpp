@@ -10,6 +10,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,36 @@
 namespace task {
 
 namespace fs = std::filesystem;
+
+/// A bad command line: the programs print it with their usage text and exit with status 2.
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// The number in option @p flag's value @p v, which must lie in [min, max].
+/// @throws usage_error naming the flag, the range and the value
+inline double to_double(const std::string& flag, const std::string& v, double min, double max) {
+  try {
+    std::size_t used = 0;
+    const double x = std::stod(v, &used);
+    if (used == v.size() && x >= min && x <= max) return x;
+  } catch (const std::exception&) {
+  }
+  throw usage_error(flag + " expects a number in [" + std::to_string(min) + ", " + std::to_string(max) + "], got '" +
+                    v + "'");
+}
+
+/// The integer in option @p flag's value @p v, which must be >= min.
+/// @throws usage_error naming the flag, the bound and the value
+inline long to_long(const std::string& flag, const std::string& v, long min) {
+  try {
+    std::size_t used = 0;
+    const long x = std::stol(v, &used);
+    if (used == v.size() && x >= min) return x;
+  } catch (const std::exception&) {
+  }
+  throw usage_error(flag + " expects an integer >= " + std::to_string(min) + ", got '" + v + "'");
+}
 
 /// Comma-separated list, empty items dropped ("a,,b" -> {"a", "b"}).
 inline std::vector<std::string> split_list(const std::string& s) {
