@@ -8,6 +8,9 @@ router-only tuning (exactly layers x modules parameters, library untouched), two
 results-table program; and bad input.
 
 usage: check_mpmp.py PEFT_MPMP_PRETRAIN PEFT_TRAIN PEFT_PREDICT PEFT_MPMP_TABLE USE_LITE_DIST ASSETS_DIR SCRATCH
+
+With PEFT_EXAMPLES_QUICK=1 (set by `scripts/test --sanitize`) pre-training is shorter and the test
+file smaller; every check still runs.
 """
 import hashlib
 import json
@@ -17,6 +20,7 @@ import subprocess
 import sys
 
 pretrain_exe, train_exe, predict_exe, table_exe, use_lite, assets, scratch = sys.argv[1:8]
+quick = os.environ.get("PEFT_EXAMPLES_QUICK") == "1"
 os.makedirs(scratch, exist_ok=True)
 failures = []
 
@@ -63,12 +67,12 @@ chat = json.load(open(os.path.join(assets, "wink-naive-bayes-text-classifier", "
 yelp = write("yelp", sentiment("yelp")[:160])
 intent = write("intent", [{"text": s["text"], "label": s["intent"]} for s in chat][:120])
 amazon = sentiment("amazon")
-amazon_train, amazon_test = write("amazon_train", amazon[:300]), write("amazon_test", amazon[300:420])
+amazon_train, amazon_test = write("amazon_train", amazon[:300]), write("amazon_test", amazon[300:340 if quick else 420])
 
 lib = os.path.join(scratch, "library")
-pre = [pretrain_exe, "--model", use_lite, "--task", "yelp=" + yelp, "--task", "intent=" + intent, "--steps", "24",
+pre = [pretrain_exe, "--model", use_lite, "--task", "yelp=" + yelp, "--task", "intent=" + intent, "--steps", "8" if quick else "24",
        "--batch", "16", "--prompt-tokens", "4", "--modules", "4", "--intrinsic-dim", "16", "--max-length", "32",
-       "--prompt-lr", "1e-3", "--router-lr", "5e-3", "--eval-every", "12", "--save", lib]
+       "--prompt-lr", "1e-3", "--router-lr", "5e-3", "--eval-every", "4" if quick else "12", "--save", lib]
 r = run(pre)
 check(r.returncode == 0, "peft-mpmp-pretrain runs (%s)" % r.stderr.strip()[-300:])
 if r.returncode == 0:

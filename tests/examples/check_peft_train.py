@@ -8,6 +8,8 @@ For several methods: train on 16 labelled Yelp sentences per class (a few epochs
 peft-predict on the same test file must reproduce the accuracy peft-train printed, exactly.
 Malformed data, an unknown label at predict time and a checkpoint from another model must be
 rejected with one clear line on stderr.
+With PEFT_EXAMPLES_QUICK=1 (set by `scripts/test --sanitize`) training is one epoch on 4 shots
+and the test file has 40 sentences: the same checks, less arithmetic.
 """
 import json
 import os
@@ -16,6 +18,8 @@ import sys
 
 train_exe, predict_exe, use_lite, assets, bert_dir, scratch = sys.argv[1:7]
 os.makedirs(scratch, exist_ok=True)
+quick = os.environ.get("PEFT_EXAMPLES_QUICK") == "1"
+n_test = 40 if quick else 120
 failures = []
 
 
@@ -29,24 +33,24 @@ def run(*args):
     return subprocess.run(list(args), capture_output=True, text=True, timeout=900)
 
 
-# A test file of 120 Yelp sentences (JSONL, string labels), disjoint from nothing in particular:
-# the few-shot sample is drawn from the full Yelp file, so some overlap is possible; this test
-# checks reproduction, not generalisation.
+# A test file of 120 (quick: 40) Yelp sentences (JSONL, string labels), disjoint from nothing in
+# particular: the few-shot sample is drawn from the full Yelp file, so some overlap is possible;
+# this test checks reproduction, not generalisation.
 yelp = json.load(open(os.path.join(assets, "sentiment", "test", "fixtures", "yelp.json")))
 yelp = [e for e in yelp if e.get("class") is not None and e["text"].strip()]
 test_path = os.path.join(scratch, "test.jsonl")
 with open(test_path, "w") as f:
-    for e in yelp[-120:]:
+    for e in yelp[-n_test:]:
         f.write(json.dumps({"text": e["text"], "label": "pos" if e["class"] == 1 else "neg"}) + "\n")
 train_path = os.path.join(scratch, "train.jsonl")
 with open(train_path, "w") as f:
-    for e in yelp[:-120]:
+    for e in yelp[:-n_test]:
         f.write(json.dumps({"text": e["text"], "label": "pos" if e["class"] == 1 else "neg"}) + "\n")
 
 for method in ["head", "list-adapter", "lora", "prefix", "side"]:
     out = os.path.join(scratch, "ckpt_" + method)
     r = run(train_exe, "--model", use_lite, "--method", method, "--train", train_path, "--test", test_path,
-            "--shots", "16", "--seed", "3", "--epochs", "3", "--save", out)
+            "--shots", "4" if quick else "16", "--seed", "3", "--epochs", "1" if quick else "3", "--save", out)
     last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
     try:
         res = json.loads(last)
@@ -65,7 +69,7 @@ for method in ["head", "list-adapter", "lora", "prefix", "side"]:
     acc = json.loads(p.stdout.strip().splitlines()[-1])["accuracy"]
     check(acc == res["accuracy"], "%s: peft-predict accuracy %.4f == peft-train's %.4f" % (method, acc, res["accuracy"]))
     rows = [json.loads(l) for l in open(preds)]
-    check(len(rows) == 120 and all(abs(sum(x["scores"].values()) - 1) < 1e-5 and x["label"] in ("neg", "pos") for x in rows),
+    check(len(rows) == n_test and all(abs(sum(x["scores"].values()) - 1) < 1e-5 and x["label"] in ("neg", "pos") for x in rows),
           "%s: one prediction per line with label and probabilities" % method)
 
 # Bad input.
