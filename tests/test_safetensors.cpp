@@ -394,6 +394,60 @@ TEST_CASE("hostile safetensors files are rejected with a message naming the prob
   }
 }
 
+TEST_CASE("read_limits bound what a header may make the reader allocate", "[safetensors][limits]") {
+  const std::string eight(8, '\0');
+  const std::string dir = peft_test::scratch_dir("st_limits");
+  SECTION("header length over the limit, and the limit is configurable") {
+    const std::string path = dir + "/h.safetensors";
+    const std::string header = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+    write_bytes(path, raw_file(header, eight));
+    peft::read_limits small;
+    small.max_header_bytes = 16;
+    CHECK_THROWS_MSG(peft::safetensors_file::open(path, small), peft::io_error,
+                     Contains("max_header_bytes") && Contains(std::to_string(header.size())));
+    CHECK(peft::safetensors_file::open(path).size() == 1);
+    // A declared length of 2^63 is refused before anything is allocated for it.
+    CHECK_THAT(open_error(le<std::uint64_t>(std::uint64_t(1) << 63) + "{}"), Contains("expected at most"));
+  }
+  SECTION("more tensors than the limit") {
+    const std::string path = dir + "/n.safetensors";
+    write_bytes(path, tiny_file({{"a", "F32", "[1]", std::string(4, '\0')},
+                                 {"b", "F32", "[1]", std::string(4, '\0')},
+                                 {"c", "F32", "[1]", std::string(4, '\0')}}));
+    peft::read_limits two;
+    two.max_tensors = 2;
+    CHECK_THROWS_MSG(peft::safetensors_file::open(path, two), peft::io_error,
+                     Contains("3 entries") && Contains("max_tensors"));
+    two.max_tensors = 3;
+    CHECK(peft::safetensors_file::open(path, two).size() == 3);
+  }
+  SECTION("a load that would allocate more than max_tensor_bytes") {
+    // 4 F16 values = 8 bytes on disk, 32 bytes as double.
+    const std::string path = dir + "/t.safetensors";
+    write_bytes(path, tiny_file({{"h", "F16", "[4]", eight}}));
+    peft::read_limits lim;
+    lim.max_tensor_bytes = 16;
+    const auto f = peft::safetensors_file::open(path, lim);
+    CHECK(f.load("h").data.size() == 4);  // 16 bytes as float: at the limit
+    CHECK_THROWS_MSG(f.load_values<double>("h"), peft::io_error,
+                     Contains("'h'") && Contains("32 bytes") && Contains("max_tensor_bytes"));
+  }
+  SECTION("JSON nested past max_json_depth is refused, however deep") {
+    const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+    CHECK_THAT(open_error(raw_file(R"({"a":{"dtype":"F32","shape":)" + deep + R"(,"data_offsets":[0,0]}})")),
+               Contains("nested deeper than 128"));
+    CHECK_THAT(open_error(raw_file(R"({"__metadata__":{"x":)" + deep + "}}")), Contains("nested deeper"));
+  }
+  SECTION("a file that changes after open is detected before its bytes are read") {
+    const std::string path = dir + "/c.safetensors";
+    write_bytes(path, tiny_file({{"a", "F32", "[2]", eight}}));
+    const auto f = peft::safetensors_file::open(path);
+    // Truncated in place (same inode): reading the mapping past the new end would fault.
+    fs::resize_file(path, 8);
+    CHECK_THROWS_MSG(f.load("a"), peft::io_error, Contains("changed since it was opened"));
+  }
+}
+
 TEST_CASE("a failed save leaves the previous file intact", "[safetensors][atomic]") {
   const std::string dir = peft_test::scratch_dir("st_atomic");
   const std::string path = dir + "/model.safetensors";

@@ -11,6 +11,7 @@
 #include "error.hpp"
 #include "core/types.hpp"
 #include "core/encoder_shape.hpp"
+#include "core/limits.hpp"
 #include "core/parameter.hpp"
 #include "core/random.hpp"
 #include "core/threading.hpp"

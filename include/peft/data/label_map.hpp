@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../core/types.hpp"
+#include "../core/limits.hpp"
 #include "../error.hpp"
 #include "../io/file_util.hpp"
 #include "dataset.hpp"
@@ -199,7 +200,7 @@ public:
     const std::string text = detail::read_file(path, where);
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(text);
+      j = detail::parse_json_limited(text, std::string(where) + ": " + path);
     } catch (const nlohmann::json::exception& e) {
       throw io_error(std::string(where) + ": valid JSON expected in " + path + ", got " + e.what());
     }

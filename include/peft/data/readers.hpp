@@ -36,6 +36,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../core/limits.hpp"
 #include "../error.hpp"
 #include "../io/file_util.hpp"
 #include "dataset.hpp"
@@ -283,7 +284,7 @@ inline nlohmann::json data_parse_json_file(const std::string& path, const char* 
                    " of the file");
   }
   try {
-    return nlohmann::json::parse(content);
+    return detail::parse_json_limited(content, std::string(where) + ": " + path);
   } catch (const nlohmann::json::exception& e) {
     throw io_error(std::string(where) + ": " + path + ": valid JSON expected, got " + e.what());
   }
@@ -308,7 +309,7 @@ inline dataset read_jsonl(const std::string& path) {
     const std::string at = detail::data_at(where, path, "line", number);
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(line);
+      j = detail::parse_json_limited(line, at.substr(0, at.size() - 2));  // `at` ends in ": "
     } catch (const nlohmann::json::exception& e) {
       throw io_error(at + "valid JSON expected, got " + e.what());
     }

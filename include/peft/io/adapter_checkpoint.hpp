@@ -20,6 +20,12 @@
 /// are restored. A save that fails therefore leaves a previous checkpoint in the folder
 /// unchanged (and no temporary files behind).
 ///
+/// A save killed between the two renames (SIGKILL, power loss) cannot restore anything, so the
+/// config records a digest of its weights file (`"peft_weights_fnv1a64"`). A loader that finds
+/// new weights next to the old config recognises the mismatch and loads the hard-linked backup
+/// that matches the config instead: the previous checkpoint, intact. The next successful save
+/// removes backups and temporary files such a kill left behind. One writer per folder.
+///
 /// Double-precision policies are saved as F32 (the format the reference tools read); a
 /// loaded double policy then holds the float-rounded values.
 
@@ -36,6 +42,7 @@
 #include <utility>
 
 #include "../core/encoder_shape.hpp"
+#include "../core/limits.hpp"
 #include "../error.hpp"
 #include "../policies/policy_tensors.hpp"
 #include "../version.hpp"
@@ -73,7 +80,7 @@ inline nlohmann::json read_adapter_config(const std::string& dir) {
   const std::string text = detail::read_file(path, "read_adapter_config");
   nlohmann::json cfg;
   try {
-    cfg = nlohmann::json::parse(text);
+    cfg = detail::parse_json_limited(text, "read_adapter_config: '" + path + "'");
   } catch (const nlohmann::json::exception& e) {
     throw io_error("read_adapter_config: '" + path + "' is not valid JSON: " + e.what());
   }
@@ -82,14 +89,70 @@ inline nlohmann::json read_adapter_config(const std::string& dir) {
   return cfg;
 }
 
-/// Reads every tensor of `<dir>/adapter_model.safetensors` as float.
-/// @throws peft::io_error naming the file and tensor
-inline std::map<std::string, tensor> read_adapter_tensors(const std::string& dir) {
-  const std::string path = (std::filesystem::path(dir) / adapter_weights_file).string();
+namespace detail {
+
+/// Key of the weights digest in `adapter_config.json`.
+inline constexpr const char* weights_digest_key = "peft_weights_fnv1a64";
+
+/// FNV-1a (64-bit) of @p size bytes, as 16 lower-case hex digits. Not cryptographic: it tells
+/// which of a checkpoint's weights files belongs to its config after an interrupted save.
+inline std::string fnv1a64_hex(const unsigned char* data, std::uint64_t size) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (std::uint64_t i = 0; i < size; ++i) {
+    h ^= data[i];
+    h *= 0x100000001b3ull;
+  }
+  static const char* digits = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 0xfu];
+  return out;
+}
+
+/// Digest of a file's bytes (mapped read-only).
+inline std::string file_fnv1a64(const std::string& path) {
+  const mapped_file m(path, "load_policy");
+  return fnv1a64_hex(m.data(), m.size());
+}
+
+/// The weights file of checkpoint @p dir that belongs to @p cfg: the backup of the previous
+/// weights whose digest the config records, when a save was interrupted between its two
+/// renames, and `adapter_model.safetensors` otherwise. (Weights edited by another tool match
+/// no digest; they are loaded as they are and checked tensor by tensor against the config.)
+inline std::string matching_weights_file(const std::string& dir, const nlohmann::json& cfg) {
+  namespace fs = std::filesystem;
+  const std::string path = (fs::path(dir) / adapter_weights_file).string();
+  const auto it = cfg.find(weights_digest_key);
+  if (it == cfg.end()) return path;  // written by another tool: nothing to compare
+  if (!it->is_string())
+    throw io_error("load_policy: '" + (fs::path(dir) / adapter_config_file).string() + "' field '" +
+                   weights_digest_key + "' expected a string, got " + it->type_name());
+  const std::string want = it->get<std::string>();
+  std::error_code ec;
+  if (fs::exists(path, ec) && file_fnv1a64(path) == want) return path;
+  const std::string prefix = std::string(adapter_weights_file) + ".bak.";
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) == 0 && e.is_regular_file(ec) && file_fnv1a64(e.path().string()) == want)
+      return e.path().string();
+  }
+  return path;
+}
+
+/// Reads every tensor of one safetensors file as float.
+inline std::map<std::string, tensor> read_all_tensors(const std::string& path) {
   const auto f = safetensors_file::open(path);
   std::map<std::string, tensor> out;
   for (const auto& name : f.names()) out.emplace(name, f.load(name));
   return out;
+}
+
+}  // namespace detail
+
+/// Reads every tensor of `<dir>/adapter_model.safetensors` as float (whatever config is there;
+/// `load_policy` also checks that the weights belong to the config).
+/// @throws peft::io_error naming the file and tensor
+inline std::map<std::string, tensor> read_adapter_tensors(const std::string& dir) {
+  return detail::read_all_tensors((std::filesystem::path(dir) / adapter_weights_file).string());
 }
 
 namespace detail {
@@ -148,6 +211,19 @@ inline void write_checkpoint_files(const std::string& dir, const std::string& co
     throw;
   }
   if (have_backup) remove_quietly(backup);
+  // The folder is consistent again: drop what earlier, killed saves left behind (their
+  // backups, and temporary files of processes that no longer exist).
+  const std::string wts_name = adapter_weights_file, cfg_name = adapter_config_file;
+  std::vector<fs::path> stale;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    for (const std::string& base : {wts_name, cfg_name}) {
+      if (name.compare(0, base.size() + 5, base + ".bak.") == 0) stale.push_back(e.path());
+      if (name.compare(0, base.size() + 5, base + ".tmp.") == 0 && !process_alive(name.substr(base.size() + 5)))
+        stale.push_back(e.path());
+    }
+  }
+  for (const auto& p : stale) remove_quietly(p.string());
 }
 
 }  // namespace detail
@@ -204,7 +280,11 @@ void save_policy(const std::string& dir, const P& p) {
     }
   }
   w.set_metadata("format", "pt");
-  detail::write_checkpoint_files(dir, cfg.dump(2) + "\n", w.serialize());
+  const std::string weights = w.serialize();
+  nlohmann::json stamped = cfg;
+  stamped[detail::weights_digest_key] =
+      detail::fnv1a64_hex(reinterpret_cast<const unsigned char*>(weights.data()), weights.size());
+  detail::write_checkpoint_files(dir, stamped.dump(2) + "\n", weights);
 }
 
 /// Loads a policy saved by `save_policy` for an encoder of shape @p shape.
@@ -223,9 +303,8 @@ P load_policy(const std::string& dir, const encoder_shape& shape) {
     throw invalid_argument("load_policy: '" + cfg_path + "' field 'peft_type' expected \"" + P::peft_type +
                            "\", got \"" + cfg["peft_type"].get<std::string>() + "\"");
   P p = P::from_config(cfg, shape);
-  const auto tensors = read_adapter_tensors(dir);
-  const std::string wts_path = (std::filesystem::path(dir) / adapter_weights_file).string();
-  set_policy_tensors(p, tensors, "load_policy: '" + wts_path + "'");
+  const std::string wts_path = detail::matching_weights_file(dir, cfg);
+  set_policy_tensors(p, detail::read_all_tensors(wts_path), "load_policy: '" + wts_path + "'");
   return p;
 }
 

@@ -3,7 +3,7 @@
 #define PEFT_IO_FILE_UTIL_HPP
 
 /// @file file_util.hpp
-/// Whole-file binary reads and crash-safe writes. Every peft writer saves through
+/// Whole-file binary reads, read-only memory maps and crash-safe writes. Every peft writer saves through
 /// `atomic_file_writer`: the bytes go to `path + ".tmp.<pid>"`, are flushed to disk with
 /// `fsync`, and only then renamed over `path`. A save that fails at any point removes its
 /// temporary file and leaves the previous contents of `path` untouched.
@@ -18,6 +18,8 @@
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #define PEFT_IO_POSIX 1
@@ -41,6 +43,18 @@ inline long process_id() noexcept {
   return static_cast<long>(::getpid());
 #else
   return static_cast<long>(::_getpid());
+#endif
+}
+
+/// Whether the process whose decimal id is @p pid still exists (true when unsure, so that
+/// callers never delete a live writer's temporary file).
+inline bool process_alive(const std::string& pid) noexcept {
+  if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) return true;
+#if PEFT_IO_POSIX
+  const auto id = static_cast<::pid_t>(std::stol(pid));
+  return id <= 0 || ::kill(id, 0) == 0 || errno != ESRCH;
+#else
+  return true;
 #endif
 }
 
@@ -70,6 +84,111 @@ inline std::uint64_t file_size(const std::string& path, const char* where = "pef
   if (size < 0) throw io_error(std::string(where) + ": cannot determine the size of '" + path + "'");
   return static_cast<std::uint64_t>(size);
 }
+
+/// A whole file mapped read-only (`PROT_READ`, private), for readers that look at parts of a
+/// large file: nothing is read until a page is touched, and the mapping can never write back.
+/// Off POSIX the file is read into memory instead. Not copyable; movable.
+///
+/// A mapped file that another process truncates makes later reads of the lost pages fault
+/// (SIGBUS); `check_unchanged()` compares the file's size and modification time with those
+/// seen at open, so readers can call it before touching the data.
+class mapped_file {
+public:
+  /// Opens and maps @p path.
+  /// @throws peft::io_error naming @p path if it cannot be opened, inspected or mapped
+  explicit mapped_file(std::string path, const char* where = "peft::detail::mapped_file") : m_path(std::move(path)) {
+#if PEFT_IO_POSIX
+    m_fd = ::open(m_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (m_fd < 0) {
+      const int err = errno;
+      throw io_error(std::string(where) + ": cannot open '" + m_path + "' for reading: " + errno_string(err));
+    }
+    struct ::stat st;
+    if (::fstat(m_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(m_fd);
+      throw io_error(std::string(where) + ": '" + m_path + "' is not a regular file");
+    }
+    m_size = static_cast<std::uint64_t>(st.st_size);
+    m_mtime_ns = mtime_ns(st);
+    if (m_size > 0) {
+      void* p = ::mmap(nullptr, static_cast<std::size_t>(m_size), PROT_READ, MAP_PRIVATE, m_fd, 0);
+      if (p == MAP_FAILED) {
+        const int err = errno;
+        ::close(m_fd);
+        throw io_error(std::string(where) + ": cannot map '" + m_path + "': " + errno_string(err));
+      }
+      m_data = static_cast<const unsigned char*>(p);
+    }
+#else
+    m_copy = read_file(m_path, where);
+    m_size = m_copy.size();
+    m_data = reinterpret_cast<const unsigned char*>(m_copy.data());
+#endif
+  }
+  mapped_file(const mapped_file&) = delete;
+  mapped_file& operator=(const mapped_file&) = delete;
+  mapped_file(mapped_file&& other) noexcept
+      : m_path(std::move(other.m_path)),
+        m_data(std::exchange(other.m_data, nullptr)),
+        m_size(std::exchange(other.m_size, 0)),
+#if PEFT_IO_POSIX
+        m_fd(std::exchange(other.m_fd, -1)),
+        m_mtime_ns(other.m_mtime_ns) {
+  }
+#else
+        m_copy(std::move(other.m_copy)) {
+    m_data = reinterpret_cast<const unsigned char*>(m_copy.data());
+  }
+#endif
+  mapped_file& operator=(mapped_file&&) = delete;
+  ~mapped_file() {
+#if PEFT_IO_POSIX
+    if (m_data) ::munmap(const_cast<unsigned char*>(m_data), static_cast<std::size_t>(m_size));
+    if (m_fd >= 0) ::close(m_fd);
+#endif
+  }
+
+  /// First byte (nullptr for an empty file).
+  const unsigned char* data() const noexcept { return m_data; }
+  /// Size in bytes when opened.
+  std::uint64_t size() const noexcept { return m_size; }
+  const std::string& path() const noexcept { return m_path; }
+
+  /// @throws peft::io_error naming the file if its size or modification time changed since it
+  ///   was opened (reading it then could fault or return a mix of old and new bytes)
+  void check_unchanged(const char* where) const {
+#if PEFT_IO_POSIX
+    struct ::stat st;
+    if (::fstat(m_fd, &st) != 0 || static_cast<std::uint64_t>(st.st_size) != m_size || mtime_ns(st) != m_mtime_ns)
+      throw io_error(std::string(where) + ": '" + m_path + "' changed since it was opened (" +
+                     std::to_string(m_size) + " bytes then, " + std::to_string(static_cast<long long>(st.st_size)) +
+                     " now)");
+#else
+    (void)where;
+#endif
+  }
+
+private:
+#if PEFT_IO_POSIX
+  static long long mtime_ns(const struct ::stat& st) noexcept {
+#if defined(__APPLE__)
+    return static_cast<long long>(st.st_mtimespec.tv_sec) * 1000000000LL + st.st_mtimespec.tv_nsec;
+#else
+    return static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
+#endif
+  }
+#endif
+
+  std::string m_path;
+  const unsigned char* m_data = nullptr;
+  std::uint64_t m_size = 0;
+#if PEFT_IO_POSIX
+  int m_fd = -1;
+  long long m_mtime_ns = 0;
+#else
+  std::string m_copy;
+#endif
+};
 
 }  // namespace detail
 

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "../core/types.hpp"
+#include "../core/limits.hpp"
 #include "../error.hpp"
 #include "../model/config.hpp"
 #include "../model/weights.hpp"
@@ -219,13 +220,14 @@ std::vector<std::int64_t> slot_shape(const Slot& s) {
 /// `embedding_size` is set to `hidden_size`.
 /// @throws peft::io_error naming the file and the key: unreadable or non-JSON file, missing
 ///   or mistyped key, non-positive size, hidden_size not a multiple of num_attention_heads,
-///   unknown model_type or hidden_act
+///   unknown model_type or hidden_act, JSON nested too deeply, or sizes declaring more
+///   parameters than `read_limits::max_model_parameters`
 inline encoder_config read_hf_config(const std::string& config_json_path) {
   const std::string at = "read_hf_config: '" + config_json_path + "'";
   const std::string text = detail::read_file(config_json_path, "read_hf_config");
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(text);
+    j = detail::parse_json_limited(text, at);
   } catch (const nlohmann::json::exception& e) {
     throw io_error(at + ": not valid JSON (" + e.what() + ")");
   }
@@ -271,6 +273,16 @@ inline encoder_config read_hf_config(const std::string& config_json_path) {
   } catch (const invalid_argument& e) {
     throw io_error(e.what());
   }
+  // The weights these sizes declare are allocated when the checkpoint loads; refuse a config
+  // no machine could hold before anyone allocates for it (long double: no overflow).
+  const long double h = static_cast<long double>(c.hidden_size), ffn = static_cast<long double>(c.intermediate_size);
+  const long double params =
+      static_cast<long double>(c.vocab_size + c.max_positions + c.type_vocab_size) * h +
+      static_cast<long double>(c.num_layers) * (4 * h * h + 2 * h * ffn + 9 * h + ffn);
+  const std::uint64_t limit = default_read_limits().max_model_parameters;
+  if (params > static_cast<long double>(limit))
+    throw io_error(at + ": the sizes declare about " + std::to_string(static_cast<double>(params)) +
+                   " parameters, over the limit of " + std::to_string(limit) + " (read_limits::max_model_parameters)");
   return c;
 }
 

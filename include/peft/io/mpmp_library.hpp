@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../core/limits.hpp"
 #include "../error.hpp"
 #include "../policies/modular_prompt.hpp"
 #include "../policies/policy_tensors.hpp"
@@ -129,7 +130,7 @@ inline mpmp_library_info read_mpmp_library_info(const std::string& dir) {
   const std::string where = "read_mpmp_library_info: '" + path + "'";
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(detail::read_file(path, "read_mpmp_library_info"));
+    j = detail::parse_json_limited(detail::read_file(path, "read_mpmp_library_info"), where);
   } catch (const nlohmann::json::exception& e) {
     throw io_error(where + ": not valid JSON (" + e.what() + ")");
   }

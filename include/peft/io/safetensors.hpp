@@ -12,8 +12,10 @@
 /// tensor is read, and every problem throws `peft::io_error` naming the file and the tensor.
 /// Supported dtypes: F16, BF16, F32, F64 (read as float or double), I32, I64 (read as
 /// integers) and U8, BOOL (bytes: read with `load_bytes`, as integers, or by `load` as exact
-/// float values; U8 holds e.g. bit-packed masks). Tensor bytes are read on demand, so opening
-/// a large checkpoint is cheap.
+/// float values; U8 holds e.g. bit-packed masks). The file is memory-mapped read-only and a
+/// tensor's bytes are converted on demand, so opening a large checkpoint is cheap. Declared
+/// sizes are checked against `peft::read_limits` (header bytes, tensor count, JSON depth, the
+/// bytes a load would allocate) before anything is allocated for them.
 
 #include <nlohmann/json.hpp>
 
@@ -23,12 +25,14 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "../core/limits.hpp"
 #include "../core/types.hpp"
 #include "../error.hpp"
 #include "file_util.hpp"
@@ -112,9 +116,6 @@ struct int_tensor {
 };
 
 namespace detail {
-
-/// Largest header the reader accepts, as in the reference implementation.
-inline constexpr std::uint64_t safetensors_max_header = 100000000;
 
 /// Reads an unsigned little-endian integer of type U from @p p, whatever the host order.
 template <typename U>
@@ -233,43 +234,39 @@ inline bool json_to_u64(const nlohmann::json& j, std::uint64_t& out) noexcept {
 
 }  // namespace detail
 
-/// A validated, open safetensors file. Tensor bytes are read from disk on each `load`.
+/// A validated, open safetensors file, mapped read-only; each `load` converts one tensor's
+/// bytes from the mapping.
 ///
-/// Copyable and cheap to copy (it holds the path and the parsed header only).
+/// Copyable and cheap to copy (copies share the mapping and hold the parsed header).
 class safetensors_file {
 public:
-  /// Reads and validates the header of @p path.
+  /// Maps @p path and validates its header against @p limits.
   /// @throws peft::io_error naming the file and, where one is at fault, the tensor: unreadable
-  ///   file; header length absurd (> 100 MB) or past the end of the file; header not JSON or
-  ///   not an object; an entry without dtype/shape/data_offsets, with an unknown dtype, a
-  ///   negative or overflowing shape, offsets out of range, reversed, overlapping or leaving
-  ///   bytes uncovered, or a byte size other than numel x dtype size; duplicate names.
-  static safetensors_file open(const std::string& path) {
+  ///   file; header length over `limits.max_header_bytes` or past the end of the file; header
+  ///   not JSON, not an object, nested deeper than `limits.max_json_depth` or with more than
+  ///   `limits.max_tensors` entries; an entry without dtype/shape/data_offsets, with an unknown
+  ///   dtype, a negative or overflowing shape, offsets out of range, reversed, overlapping or
+  ///   leaving bytes uncovered, or a byte size other than numel x dtype size; duplicate names.
+  static safetensors_file open(const std::string& path, const read_limits& limits = default_read_limits()) {
     safetensors_file f;
     f.m_path = path;
+    f.m_limits = limits;
     const std::string where = "safetensors_file::open: '" + path + "'";
-    std::ifstream in(path, std::ios::binary | std::ios::ate);
-    if (!in) throw io_error(where + ": cannot open file for reading");
-    const std::streamoff size = in.tellg();
-    if (size < 0) throw io_error(where + ": cannot determine the file size");
-    const auto file_size = static_cast<std::uint64_t>(size);
+    f.m_map = std::make_shared<const detail::mapped_file>(path, "safetensors_file::open");
+    const std::uint64_t file_size = f.m_map->size();
     if (file_size < 8)
       throw io_error(where + ": file size expected at least 8 bytes (header length), got " +
                      std::to_string(file_size));
-    in.seekg(0);
-    unsigned char len_bytes[8];
-    if (!in.read(reinterpret_cast<char*>(len_bytes), 8)) throw io_error(where + ": cannot read the header length");
-    const std::uint64_t header_len = detail::load_le<std::uint64_t>(len_bytes);
-    if (header_len > detail::safetensors_max_header)
-      throw io_error(where + ": header length expected at most " + std::to_string(detail::safetensors_max_header) +
-                     " bytes, got " + std::to_string(header_len) + " (not a safetensors file?)");
+    const std::uint64_t header_len = detail::load_le<std::uint64_t>(f.m_map->data());
+    if (header_len > limits.max_header_bytes)
+      throw io_error(where + ": header length expected at most " + std::to_string(limits.max_header_bytes) +
+                     " bytes (read_limits::max_header_bytes), got " + std::to_string(header_len) +
+                     " (not a safetensors file?)");
     if (header_len > file_size - 8)
       throw io_error(where + ": header length " + std::to_string(header_len) + " exceeds the " +
                      std::to_string(file_size - 8) + " bytes that follow it (truncated file?)");
     if (header_len == 0) throw io_error(where + ": header is empty (length 0)");
-    std::string header(static_cast<std::size_t>(header_len), '\0');
-    if (!in.read(&header[0], static_cast<std::streamsize>(header_len)))
-      throw io_error(where + ": cannot read the " + std::to_string(header_len) + "-byte header");
+    const std::string header(reinterpret_cast<const char*>(f.m_map->data()) + 8, static_cast<std::size_t>(header_len));
     f.m_data_start = 8 + header_len;
     f.parse_header(header, file_size - f.m_data_start, where);
     return f;
@@ -363,18 +360,16 @@ private:
   template <typename T>
   std::vector<T> read_converted(const tensor_info& ti) const {
     const auto n = static_cast<std::size_t>(ti.numel());
-    const auto nbytes = static_cast<std::size_t>(ti.end - ti.begin);
+    // numel <= 2^59 (checked at open), so this cannot overflow.
+    const std::uint64_t out_bytes = static_cast<std::uint64_t>(ti.numel()) * sizeof(T);
+    if (out_bytes > m_limits.max_tensor_bytes)
+      throw io_error("safetensors_file::load: tensor '" + ti.name + "' in '" + m_path + "' (shape " +
+                     ti.shape_string() + ") would need " + std::to_string(out_bytes) + " bytes, over the limit of " +
+                     std::to_string(m_limits.max_tensor_bytes) + " (read_limits::max_tensor_bytes)");
     std::vector<T> out(n);
-    if (nbytes == 0) return out;
-    std::ifstream in(m_path, std::ios::binary);
-    if (!in) throw io_error("safetensors_file::load: cannot reopen '" + m_path + "' to read '" + ti.name + "'");
-    std::vector<unsigned char> raw(nbytes);
-    in.seekg(static_cast<std::streamoff>(m_data_start + ti.begin));
-    if (!in || !in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(nbytes)))
-      throw io_error("safetensors_file::load: reading tensor '" + ti.name + "' (" + std::to_string(nbytes) +
-                     " bytes at offset " + std::to_string(m_data_start + ti.begin) + ") from '" + m_path +
-                     "' failed (file changed since it was opened?)");
-    detail::convert_elements(ti.dtype, raw.data(), n, out.data());
+    if (ti.end == ti.begin) return out;
+    m_map->check_unchanged("safetensors_file::load");
+    detail::convert_elements(ti.dtype, m_map->data() + m_data_start + ti.begin, n, out.data());
     return out;
   }
 
@@ -383,7 +378,12 @@ private:
     // Duplicate keys are legal JSON but ambiguous; nlohmann keeps the last, so detect them here.
     std::vector<std::set<std::string>> open_objects;
     std::string duplicate, duplicate_parent, current_top;
+    const int max_depth = m_limits.max_json_depth;
     auto callback = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
+      if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+          depth >= max_depth)
+        throw io_error(where + ": header JSON nested deeper than " + std::to_string(max_depth) +
+                       " levels (read_limits::max_json_depth)");
       if (event == json::parse_event_t::object_start) {
         open_objects.emplace_back();
       } else if (event == json::parse_event_t::object_end) {
@@ -405,6 +405,9 @@ private:
       throw io_error(where + ": header is not valid JSON (" + e.what() + ")");
     }
     if (!j.is_object()) throw io_error(where + ": header expected a JSON object, got " + j.type_name());
+    if (j.size() > m_limits.max_tensors + (j.contains("__metadata__") ? 1 : 0))
+      throw io_error(where + ": header declares " + std::to_string(j.size()) + " entries, over the limit of " +
+                     std::to_string(m_limits.max_tensors) + " tensors (read_limits::max_tensors)");
     if (!duplicate.empty()) {
       if (duplicate_parent.empty()) throw io_error(where + ": duplicate tensor name '" + duplicate + "' in header");
       throw io_error(where + ": duplicate key '" + duplicate + "' in the header entry of '" + duplicate_parent + "'");
@@ -502,6 +505,8 @@ private:
   }
 
   std::string m_path;
+  std::shared_ptr<const detail::mapped_file> m_map;  // shared by copies
+  read_limits m_limits;
   std::uint64_t m_data_start = 0;
   std::map<std::string, tensor_info> m_tensors;
   nlohmann::json m_metadata;

@@ -30,6 +30,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../core/types.hpp"
+#include "../core/limits.hpp"
 #include "../error.hpp"
 #include "file_util.hpp"
 
@@ -69,7 +70,8 @@ public:
 
     nlohmann::json doc;
     try {
-      doc = nlohmann::json::parse(detail::read_file(m.m_json_path, where));
+      doc = detail::parse_json_limited(detail::read_file(m.m_json_path, where),
+                                          std::string(where) + ": '" + m.m_json_path + "'");
     } catch (const nlohmann::json::exception& e) {
       throw io_error(std::string(where) + ": '" + m.m_json_path + "' is not valid JSON: " + e.what());
     }

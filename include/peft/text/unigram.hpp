@@ -40,6 +40,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../core/types.hpp"
+#include "../core/limits.hpp"
 #include "../error.hpp"
 #include "unicode.hpp"
 
@@ -84,7 +85,7 @@ public:
     ss << in.rdbuf();
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(ss.str());
+      j = detail::parse_json_limited(ss.str(), std::string(where) + ": " + path);
     } catch (const nlohmann::json::exception& e) {
       throw io_error(std::string(where) + ": valid JSON expected in " + path + ", got " + e.what());
     }

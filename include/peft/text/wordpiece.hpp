@@ -30,6 +30,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../core/types.hpp"
+#include "../core/limits.hpp"
 #include "../error.hpp"
 #include "unicode.hpp"
 
@@ -130,7 +131,7 @@ public:
     const std::string text = read_file(path, where);
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(text);
+      j = detail::parse_json_limited(text, std::string(where) + ": " + path);
     } catch (const nlohmann::json::exception& e) {
       throw io_error(std::string(where) + ": valid JSON expected in " + path + ", got " + e.what());
     }

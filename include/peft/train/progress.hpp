@@ -11,13 +11,13 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "../error.hpp"
+#include "../io/file_util.hpp"
 
 namespace peft {
 
@@ -82,30 +82,36 @@ private:
   long m_examples = 0;
 };
 
-/// Appends rows of a training curve to a CSV file with a fixed header.
+/// Writes a training curve to a CSV file with a fixed header, one row at a time. Each row
+/// rewrites the whole (small) file through `atomic_write`, so a crash or kill leaves the
+/// previous complete curve, never a torn line; the previous file stays until the first write.
 class csv_log {
 public:
   csv_log() = default;
-  csv_log(const std::string& path, std::vector<std::string> columns) : m_columns(std::move(columns)) {
-    m_out.open(path, std::ios::trunc);
-    if (!m_out) throw io_error("csv_log: cannot open '" + path + "' for writing");
-    for (std::size_t i = 0; i < m_columns.size(); ++i) m_out << (i ? "," : "") << m_columns[i];
-    m_out << "\n";
+  /// @throws peft::io_error naming @p path if it cannot be written
+  csv_log(const std::string& path, std::vector<std::string> columns) : m_path(path), m_columns(std::move(columns)) {
+    for (std::size_t i = 0; i < m_columns.size(); ++i) m_text += (i ? "," : "") + m_columns[i];
+    m_text += "\n";
+    atomic_write(m_path, m_text);
   }
-  bool is_open() const { return m_out.is_open(); }
+  bool is_open() const { return !m_path.empty(); }
+  /// @throws peft::invalid_argument for a row of the wrong width; peft::io_error if the
+  ///   write fails (the file then holds the rows before this one)
   void row(const std::vector<std::string>& values) {
-    if (!m_out.is_open()) return;
+    if (m_path.empty()) return;
     if (values.size() != m_columns.size())
       throw invalid_argument("csv_log::row: columns expected " + std::to_string(m_columns.size()) + ", got " +
                              std::to_string(values.size()));
-    for (std::size_t i = 0; i < values.size(); ++i) m_out << (i ? "," : "") << values[i];
-    m_out << "\n";
-    m_out.flush();
+    std::string line;
+    for (std::size_t i = 0; i < values.size(); ++i) line += (i ? "," : "") + values[i];
+    atomic_write(m_path, m_text + line + "\n");
+    m_text += line + "\n";
   }
 
 private:
+  std::string m_path;
   std::vector<std::string> m_columns;
-  std::ofstream m_out;
+  std::string m_text;
 };
 
 }  // namespace peft
