@@ -7,6 +7,12 @@
 /// `const`; a policy (see policy_traits.hpp) plugs into its hook points. The backward pass
 /// computes input-gradients only (never a frozen weight's gradient) and stops below the
 /// lowest layer the policy trains.
+///
+/// Numeric faults (see core/numerics.hpp): what a policy injects (`on_embeddings` and
+/// `on_layer_input` outputs, `kv_prefix` vectors) and the `h0` given to `forward_embedded`
+/// are always checked for NaN/Inf. In check mode (`peft::check_numerics()`) the output of
+/// every op of the forward pass and every gradient of the backward pass is checked too, and
+/// the first non-finite one throws `peft::numeric_error` naming the layer and the op.
 
 #include <cmath>
 #include <memory>
@@ -14,6 +20,7 @@
 #include <utility>
 
 #include "../core/encoder_shape.hpp"
+#include "../core/numerics.hpp"
 #include "../core/random.hpp"
 #include "../core/types.hpp"
 #include "../ops/activation.hpp"
@@ -138,9 +145,12 @@ public:
     }
     if constexpr (Arch::embedding_scale != 1.0) h *= static_cast<Scalar>(Arch::embedding_scale);
     if constexpr (Arch::positions == position_kind::sinusoidal) add_timing_signal(h, B, T);
-    if (!W.embedding_norm.empty())
+    check_op(h, "encoder::embed", -1, "embedding sum (word + position + segment)");
+    if (!W.embedding_norm.empty()) {
       ops::layer_norm_forward(h, W.embedding_norm.gamma, W.embedding_norm.beta, config().layer_norm_eps, h,
                               t ? &t->emb_norm : nullptr);
+      check_op(h, "encoder::embed", -1, "embedding LayerNorm output");
+    }
     if (m == mode::train && config().hidden_dropout > 0) {
       mat local;
       mat& mask = t ? t->drop_emb : local;
@@ -172,6 +182,8 @@ public:
 
   /// Forward pass from a given embedding output `h0` (`[B*T x E]`), e.g. for prompt tuning
   /// or for an input-gradient check. The batch supplies the mask (its ids are not read).
+  /// @throws invalid_argument for shapes that do not match the batch
+  /// @throws numeric_error if `h0` holds a NaN or an infinity (always checked)
   template <typename Policy>
   mat forward_embedded(const mat& h0, const batch& b, const Policy& p, mode m = mode::eval,
                        nondeduced_t<encoder_tape<Scalar, Policy>>* t = nullptr, rng* gen = nullptr) const {
@@ -181,6 +193,7 @@ public:
                              std::to_string(h0.cols()) + "]");
     if (b.mask.rows() != b.size() || b.mask.cols() != b.time())
       throw invalid_argument("encoder::forward_embedded: batch mask shape does not match its ids");
+    detail::check_finite(h0, "encoder::forward_embedded: h0");
     return run_layers(mat(h0), b, p, m, t, gen);
   }
 
@@ -189,6 +202,10 @@ public:
   /// `stop_layer` (for 0: the embedding output, before on_embeddings). Layers below
   /// `stop_layer` are not visited. The default stop is the policy's lowest trainable layer.
   /// Assumes `forward` recorded `t` with the same policy and an unchanged policy state.
+  /// In check mode, `d_out`, every intermediate gradient and, when the policy exposes them
+  /// through `parameters()`, its parameter gradients are checked for NaN/Inf.
+  /// @throws invalid_argument for a tape or gradient that does not match
+  /// @throws numeric_error in check mode, naming the first non-finite gradient
   template <typename Policy>
   mat backward(const mat& d_out, Policy& p, const encoder_tape<Scalar, Policy>& t, index stop_layer = -1) const {
     const index L = num_layers();
@@ -201,18 +218,110 @@ public:
                              ", " + std::to_string(d_out.cols()) + "]");
     if (stop_layer < 0) stop_layer = lowest_trainable_layer(p, L);
     if (stop_layer > L) stop_layer = L;
+    constexpr const char* where = "encoder::backward";
+    check_op(d_out, where, -1, "output gradient (d_out)");
     mat dh = d_out;
-    if constexpr (has_on_encoder_output_v<Policy>) p.on_encoder_output_backward(dh, t.policy);
-    if (!m_weights->final_norm.empty() && stop_layer < L)
+    if constexpr (has_on_encoder_output_v<Policy>) {
+      p.on_encoder_output_backward(dh, t.policy);
+      check_op(dh, where, -1, "policy on_encoder_output_backward gradient");
+    }
+    if (!m_weights->final_norm.empty() && stop_layer < L) {
       ops::layer_norm_backward(dh, m_weights->final_norm.gamma, t.final_norm, dh);
+      check_op(dh, where, -1, "final LayerNorm input gradient");
+    }
     for (index l = L - 1; l >= stop_layer; --l) dh = layer_backward(l, dh, p, t);
     if constexpr (has_on_embeddings_v<Policy>) {
-      if (stop_layer == 0) p.on_embeddings_backward(dh, t.policy);
+      if (stop_layer == 0) {
+        p.on_embeddings_backward(dh, t.policy);
+        check_op(dh, where, -1, "policy on_embeddings_backward gradient");
+      }
     }
+    if (check_numerics()) check_policy_grads(p);
     return dh;
   }
 
 private:
+  /// A check-mode site: when check mode is on, throws numeric_error naming
+  /// "where: [layer l ]parts..." and the first non-finite entry of @p m. The name is built
+  /// only on failure; with check mode off the site costs one relaxed atomic load.
+  template <typename Derived, typename... Parts>
+  static void check_op(const Eigen::DenseBase<Derived>& m, const char* where, index l,
+                       const Parts&... parts) {
+    if (check_numerics()) detail::check_finite_lazy(m, [&] { return op_name(where, l, parts...); });
+  }
+
+  /// As check_op, but always on (for what a policy injects).
+  template <typename Derived, typename... Parts>
+  static void check_always(const Eigen::DenseBase<Derived>& m, const char* where, index l,
+                           const Parts&... parts) {
+    detail::check_finite_lazy(m, [&] { return op_name(where, l, parts...); });
+  }
+
+  template <typename... Parts>
+  static std::string op_name(const char* where, index l, const Parts&... parts) {
+    std::string s = std::string(where) + ": ";
+    if (l >= 0) s += "layer " + std::to_string(l) + " ";
+    ((s += parts), ...);
+    return s;
+  }
+
+  static const char* sublayer_name(sublayer sl) noexcept {
+    return sl == sublayer::attention ? "attention" : "FFN";
+  }
+
+  /// Check mode: a linear map's output, and on failure which of its operands is not finite.
+  template <typename Derived>
+  static void check_linear_output(index l, linear_id id, const mat& x, const mat& w, bool policy_weight,
+                                  const Derived& bias, const mat& y) {
+    const detail::non_finite_entry e = detail::first_non_finite(y);
+    if (!e.found) return;
+    std::string cause;
+    detail::non_finite_entry c = detail::first_non_finite(w);
+    if (c.found) {
+      cause = std::string(policy_weight ? "the effective " : "the frozen ") + peft::to_string(id) +
+              " weight holds " + detail::finite_or_not(c.value) + " at row " + std::to_string(c.row) +
+              ", column " + std::to_string(c.col);
+    } else if ((c = detail::first_non_finite(bias)).found) {
+      cause = std::string("the frozen ") + peft::to_string(id) + " bias holds " +
+              detail::finite_or_not(c.value) + " at row " + std::to_string(c.row);
+    } else if ((c = detail::first_non_finite(x)).found) {
+      cause = "its input holds " + detail::finite_or_not(c.value) + " at row " + std::to_string(c.row) +
+              ", column " + std::to_string(c.col);
+    } else {
+      cause = "overflow from finite operands";
+    }
+    throw numeric_error(
+        detail::non_finite_message(op_name("encoder::forward", l, peft::to_string(id), " output"), e) + " (" +
+        cause + ")");
+  }
+
+  /// Check mode, end of backward: the gradients of the policy's parameters, when the policy
+  /// exposes them (`parameters()` returning a parameter_store or a parameter_set).
+  template <typename Policy>
+  static void check_policy_grads(Policy& p) {
+    if constexpr (params_are_store<Policy>::value) {
+      detail::check_finite_grads(p.parameters(), "encoder::backward");
+    } else if constexpr (params_are_set<Policy>::value) {
+      auto set = p.parameters();
+      for (std::size_t i = 0; i < set.num_stores(); ++i)
+        detail::check_finite_grads(set.store(i), "encoder::backward");
+    } else {
+      (void)p;
+    }
+  }
+
+  /// Whether `parameters()` gives a parameter_store (`blocks()`) or a parameter_set (`num_stores()`).
+  template <typename P, typename = void>
+  struct params_are_store : std::false_type {};
+  template <typename P>
+  struct params_are_store<P, std::void_t<decltype(std::declval<P&>().parameters().blocks())>>
+      : std::true_type {};
+  template <typename P, typename = void>
+  struct params_are_set : std::false_type {};
+  template <typename P>
+  struct params_are_set<P, std::void_t<decltype(std::declval<P&>().parameters().num_stores())>>
+      : std::true_type {};
+
   static rng& require_rng(rng* gen, const char* where) {
     if (!gen)
       throw invalid_argument(std::string(where) + ": train mode with dropout needs a random generator (got null)");
@@ -291,16 +400,24 @@ private:
     // embeddings produce it, before any policy changes it.
     mat h0_local;
     if constexpr (has_on_encoder_output_v<Policy>) (t ? t->h0 : h0_local) = h;
-    if constexpr (has_on_embeddings_v<Policy>) p.on_embeddings(h, ctx, pt);
+    if constexpr (has_on_embeddings_v<Policy>) {
+      p.on_embeddings(h, ctx, pt);
+      check_always(h, "encoder::forward", -1, "policy on_embeddings output");
+    }
     layer_tape<Scalar> scratch;
     for (index l = 0; l < num_layers(); ++l) {
       layer_tape<Scalar>& lt = t ? t->layers[static_cast<std::size_t>(l)] : scratch;
       h = layer_forward(l, std::move(h), b, p, ctx, lt, pt);
     }
-    if (!m_weights->final_norm.empty())
+    if (!m_weights->final_norm.empty()) {
       ops::layer_norm_forward(h, m_weights->final_norm.gamma, m_weights->final_norm.beta, config().layer_norm_eps, h,
                               t ? &t->final_norm : nullptr);
-    if constexpr (has_on_encoder_output_v<Policy>) p.on_encoder_output(t ? t->h0 : h0_local, h, ctx, pt);
+      check_op(h, "encoder::forward", -1, "final LayerNorm output");
+    }
+    if constexpr (has_on_encoder_output_v<Policy>) {
+      p.on_encoder_output(t ? t->h0 : h0_local, h, ctx, pt);
+      check_op(h, "encoder::forward", -1, "policy on_encoder_output output");
+    }
     return h;
   }
 
@@ -312,11 +429,17 @@ private:
       if (p.transforms_weight(l, id)) {
         mat& we = lt.w_eff[static_cast<std::size_t>(id)];
         p.on_weight(l, id, lw.weight, we, pt);
+        check_op(we, "encoder::forward", l, peft::to_string(id),
+                 " effective weight (policy on_weight output)");
         w = &we;
       }
     }
     ops::linear_forward(x, *w, lw.bias, y);
-    if constexpr (has_on_linear_v<Policy>) p.on_linear(l, id, x, y, ctx, pt);
+    if (check_numerics()) check_linear_output(l, id, x, *w, w != &lw.weight, lw.bias, y);
+    if constexpr (has_on_linear_v<Policy>) {
+      p.on_linear(l, id, x, y, ctx, pt);
+      check_op(y, "encoder::forward", l, peft::to_string(id), ": policy on_linear output");
+    }
     (void)ctx;
   }
 
@@ -328,11 +451,17 @@ private:
       if (p.transforms_weight(l, id)) {
         w = &lt.w_eff[static_cast<std::size_t>(id)];
         mat dw = dy.transpose() * x;  // gradient of the effective weight, handed to the policy
+        check_op(dw, "encoder::backward", l, peft::to_string(id), " effective weight gradient");
         p.on_weight_backward(l, id, lw.weight, dw, pt);
       }
     }
     ops::linear_backward_input(dy, *w, dx, accumulate);
-    if constexpr (has_on_linear_v<Policy>) p.on_linear_backward(l, id, dy, dx, pt);
+    check_op(dx, "encoder::backward", l, peft::to_string(id),
+             accumulate ? " input gradient (accumulated)" : " input gradient");
+    if constexpr (has_on_linear_v<Policy>) {
+      p.on_linear_backward(l, id, dy, dx, pt);
+      check_op(dx, "encoder::backward", l, peft::to_string(id), ": policy on_linear_backward input gradient");
+    }
     (void)x;
   }
 
@@ -340,7 +469,11 @@ private:
   template <typename Policy>
   void sublayer_fwd(index l, sublayer s, mat& h, mat& drop_mask, const Policy& p, const hook_context& ctx,
                     policy_tape_t<Policy>& pt) const {
-    if constexpr (has_on_sublayer_output_v<Policy>) p.on_sublayer_output(l, s, placement::pre_dropout, h, ctx, pt);
+    if constexpr (has_on_sublayer_output_v<Policy>) {
+      p.on_sublayer_output(l, s, placement::pre_dropout, h, ctx, pt);
+      check_op(h, "encoder::forward", l, sublayer_name(s),
+               ": policy on_sublayer_output (pre_dropout) output");
+    }
     if (ctx.run_mode == mode::train && config().hidden_dropout > 0) {
       ops::make_dropout_mask(h.rows(), h.cols(), config().hidden_dropout, require_rng(ctx.gen, "encoder::forward"),
                              drop_mask);
@@ -348,15 +481,27 @@ private:
     } else {
       drop_mask.resize(0, 0);
     }
-    if constexpr (has_on_sublayer_output_v<Policy>) p.on_sublayer_output(l, s, placement::post_dropout, h, ctx, pt);
+    if constexpr (has_on_sublayer_output_v<Policy>) {
+      p.on_sublayer_output(l, s, placement::post_dropout, h, ctx, pt);
+      check_op(h, "encoder::forward", l, sublayer_name(s),
+               ": policy on_sublayer_output (post_dropout) output");
+    }
   }
 
   template <typename Policy>
   void sublayer_bwd(index l, sublayer s, mat& dh, const mat& drop_mask, Policy& p,
                     const policy_tape_t<Policy>& pt) const {
-    if constexpr (has_on_sublayer_output_v<Policy>) p.on_sublayer_output_backward(l, s, placement::post_dropout, dh, pt);
+    if constexpr (has_on_sublayer_output_v<Policy>) {
+      p.on_sublayer_output_backward(l, s, placement::post_dropout, dh, pt);
+      check_op(dh, "encoder::backward", l, sublayer_name(s),
+               ": policy on_sublayer_output_backward (post_dropout) gradient");
+    }
     if (drop_mask.size() != 0) dh.array() *= drop_mask.array();
-    if constexpr (has_on_sublayer_output_v<Policy>) p.on_sublayer_output_backward(l, s, placement::pre_dropout, dh, pt);
+    if constexpr (has_on_sublayer_output_v<Policy>) {
+      p.on_sublayer_output_backward(l, s, placement::pre_dropout, dh, pt);
+      check_op(dh, "encoder::backward", l, sublayer_name(s),
+               ": policy on_sublayer_output_backward (pre_dropout) gradient");
+    }
     (void)l;
     (void)s;
   }
@@ -366,13 +511,18 @@ private:
                     policy_tape_t<Policy>& pt) const {
     const auto& W = m_weights->layers[static_cast<std::size_t>(l)];
     const double eps = config().layer_norm_eps;
-    if constexpr (has_on_layer_input_v<Policy>) p.on_layer_input(l, x, ctx, pt);
+    constexpr const char* where = "encoder::forward";
+    if constexpr (has_on_layer_input_v<Policy>) {
+      p.on_layer_input(l, x, ctx, pt);
+      check_always(x, where, l, "policy on_layer_input output");
+    }
     lt.x = std::move(x);
 
     // Attention block.
     const mat* attn_in = &lt.x;
     if constexpr (Arch::pre_norm) {
       ops::layer_norm_forward(lt.x, W.attn_norm.gamma, W.attn_norm.beta, eps, lt.n1, &lt.norm1);
+      check_op(lt.n1, where, l, "attention LayerNorm output");
       attn_in = &lt.n1;
     }
     linear_fwd(l, linear_id::query, W.query, *attn_in, lt.q, p, ctx, lt, pt);
@@ -381,14 +531,32 @@ private:
     ops::attention_shape shape{b.size(), b.time(), config().num_heads, 0};
     if constexpr (has_kv_prefix_v<Policy>) {
       shape.prefix = p.kv_prefix_length(l);
-      if (shape.prefix > 0) p.kv_prefix(l, lt.prefix_k, lt.prefix_v, ctx, pt);
+      if (shape.prefix > 0) {
+        p.kv_prefix(l, lt.prefix_k, lt.prefix_v, ctx, pt);
+        check_always(lt.prefix_k, where, l, "prefix keys (policy kv_prefix output)");
+        check_always(lt.prefix_v, where, l, "prefix values (policy kv_prefix output)");
+      }
     }
     const Scalar scale = Scalar(1) / std::sqrt(static_cast<Scalar>(W.attention_width() / config().num_heads));
     const bool train = ctx.run_mode == mode::train;
     const double attn_drop = train ? config().attention_dropout : 0.0;
+    ops::attention_fault scores;
+    const bool checking = check_numerics();
     ops::attention_forward(shape, lt.q, lt.k, lt.v, shape.prefix ? &lt.prefix_k : nullptr,
                            shape.prefix ? &lt.prefix_v : nullptr, b.mask, scale, attn_drop,
-                           attn_drop > 0 ? &require_rng(ctx.gen, "encoder::forward") : nullptr, lt.ctx, &lt.attn);
+                           attn_drop > 0 ? &require_rng(ctx.gen, "encoder::forward") : nullptr, lt.ctx,
+                           &lt.attn, checking ? &scores : nullptr);
+    if (checking) {
+      if (scores.found)
+        throw numeric_error(
+            op_name(where, l, "attention scores") + ": expected finite, got " +
+            detail::finite_or_not(scores.value) + " at sequence " + std::to_string(scores.sequence) +
+            ", head " + std::to_string(scores.head) + ", query " + std::to_string(scores.query) + ", " +
+            (scores.key < shape.prefix ? "prefix key " : "key ") +
+            std::to_string(scores.key < shape.prefix ? scores.key : scores.key - shape.prefix));
+      check_op(lt.attn.probs, where, l, "attention probabilities (softmax output)");
+      check_op(lt.ctx, where, l, "attention context");
+    }
     mat a;
     linear_fwd(l, linear_id::attn_out, W.attn_out, lt.ctx, a, p, ctx, lt, pt);
     sublayer_fwd(l, sublayer::attention, a, lt.drop_attn, p, ctx, pt);
@@ -397,28 +565,36 @@ private:
     } else {
       mat r;
       ops::linear_forward(lt.x, W.residual_proj.weight, W.residual_proj.bias, r);
+      check_op(r, where, l, "residual projection output");
       a += r;
     }
     if constexpr (Arch::pre_norm) {
       lt.x1 = std::move(a);
+      check_op(lt.x1, where, l, "attention residual sum");
     } else {
       ops::layer_norm_forward(a, W.attn_norm.gamma, W.attn_norm.beta, eps, lt.x1, &lt.norm1);
+      check_op(lt.x1, where, l, "attention residual + LayerNorm output");
     }
 
     // Feed-forward block.
     const mat* ffn_in = &lt.x1;
     if constexpr (Arch::pre_norm) {
       ops::layer_norm_forward(lt.x1, W.ffn_norm.gamma, W.ffn_norm.beta, eps, lt.n2, &lt.norm2);
+      check_op(lt.n2, where, l, "FFN LayerNorm output");
       ffn_in = &lt.n2;
     }
     linear_fwd(l, linear_id::ffn_in, W.ffn_in, *ffn_in, lt.u, p, ctx, lt, pt);
     ops::activation_forward(config().hidden_act, lt.u, lt.g);
+    check_op(lt.g, where, l, "FFN activation output");
     mat f;
     linear_fwd(l, linear_id::ffn_out, W.ffn_out, lt.g, f, p, ctx, lt, pt);
     sublayer_fwd(l, sublayer::ffn, f, lt.drop_ffn, p, ctx, pt);
     f += lt.x1;
     if constexpr (!Arch::pre_norm) {
       ops::layer_norm_forward(f, W.ffn_norm.gamma, W.ffn_norm.beta, eps, f, &lt.norm2);
+      check_op(f, where, l, "FFN residual + LayerNorm output");
+    } else {
+      check_op(f, where, l, "FFN residual sum");
     }
     return f;
   }
@@ -428,15 +604,20 @@ private:
     const auto& W = m_weights->layers[static_cast<std::size_t>(l)];
     const auto& lt = t.layers[static_cast<std::size_t>(l)];
     const auto& pt = t.policy;
+    constexpr const char* where = "encoder::backward";
 
     // Feed-forward block.
     mat dz2 = dy;
-    if constexpr (!Arch::pre_norm) ops::layer_norm_backward(dz2, W.ffn_norm.gamma, lt.norm2, dz2);
+    if constexpr (!Arch::pre_norm) {
+      ops::layer_norm_backward(dz2, W.ffn_norm.gamma, lt.norm2, dz2);
+      check_op(dz2, where, l, "FFN LayerNorm input gradient");
+    }
     mat df = dz2;
     sublayer_bwd(l, sublayer::ffn, df, lt.drop_ffn, p, pt);
     mat dg;
     linear_bwd(l, linear_id::ffn_out, W.ffn_out, lt.g, df, dg, false, p, lt, pt);
     ops::activation_backward(config().hidden_act, lt.u, dg);
+    check_op(dg, where, l, "FFN activation input gradient");
     mat din;
     linear_bwd(l, linear_id::ffn_in, W.ffn_in, Arch::pre_norm ? lt.n2 : lt.x1, dg, din, false, p, lt, pt);
     mat dx1;
@@ -446,10 +627,14 @@ private:
     } else {
       dx1 = din + dz2;
     }
+    check_op(dx1, where, l, "FFN block input gradient");
 
     // Attention block.
     mat dz1 = std::move(dx1);
-    if constexpr (!Arch::pre_norm) ops::layer_norm_backward(dz1, W.attn_norm.gamma, lt.norm1, dz1);
+    if constexpr (!Arch::pre_norm) {
+      ops::layer_norm_backward(dz1, W.attn_norm.gamma, lt.norm1, dz1);
+      check_op(dz1, where, l, "attention LayerNorm input gradient");
+    }
     mat da = dz1;
     sublayer_bwd(l, sublayer::attention, da, lt.drop_attn, p, pt);
     mat dctx;
@@ -460,8 +645,15 @@ private:
     ops::attention_backward(shape, dctx, lt.q, lt.k, lt.v, shape.prefix ? &lt.prefix_k : nullptr,
                             shape.prefix ? &lt.prefix_v : nullptr, lt.attn, scale, dq, dk, dv,
                             shape.prefix ? &dpk : nullptr, shape.prefix ? &dpv : nullptr);
+    check_op(dq, where, l, "attention query gradient");
+    check_op(dk, where, l, "attention key gradient");
+    check_op(dv, where, l, "attention value gradient");
     if constexpr (has_kv_prefix_v<Policy>) {
-      if (shape.prefix > 0) p.kv_prefix_backward(l, dpk, dpv, pt);
+      if (shape.prefix > 0) {
+        check_op(dpk, where, l, "prefix key gradient");
+        check_op(dpv, where, l, "prefix value gradient");
+        p.kv_prefix_backward(l, dpk, dpv, pt);
+      }
     }
     const mat& attn_in = Arch::pre_norm ? lt.n1 : lt.x;
     mat dn;
@@ -479,7 +671,11 @@ private:
     } else {
       ops::linear_backward_input(dz1, W.residual_proj.weight, dx, true);
     }
-    if constexpr (has_on_layer_input_v<Policy>) p.on_layer_input_backward(l, dx, pt);
+    check_op(dx, where, l, "attention block input gradient");
+    if constexpr (has_on_layer_input_v<Policy>) {
+      p.on_layer_input_backward(l, dx, pt);
+      check_op(dx, where, l, "policy on_layer_input_backward gradient");
+    }
     return dx;
   }
 

@@ -36,11 +36,12 @@ Scalar gelu_tanh_grad(Scalar x) {
 }
 }  // namespace detail
 
-/// y = act(u), element-wise. `y` may alias `u`.
+/// y = act(u), element-wise. `y` may alias `u`. A NaN input gives a NaN output.
 template <typename Scalar>
 void activation_forward(activation act, const matrix<Scalar>& u, matrix<Scalar>& y) {
   switch (act) {
-    case activation::relu: y = u.cwiseMax(Scalar(0)); break;
+    // Not cwiseMax: Eigen's vectorised max may return 0 for a NaN input, silently zeroing it.
+    case activation::relu: y = u.unaryExpr([](Scalar x) { return x < Scalar(0) ? Scalar(0) : x; }); break;
     case activation::gelu_erf: y = u.unaryExpr([](Scalar x) { return detail::gelu_erf(x); }); break;
     case activation::gelu_tanh: y = u.unaryExpr([](Scalar x) { return detail::gelu_tanh(x); }); break;
   }

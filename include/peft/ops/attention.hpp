@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "../core/random.hpp"
 #include "../core/types.hpp"
@@ -33,13 +34,27 @@ struct attention_cache {
   matrix<Scalar> drop_mask;  ///< dropout scale per probability, empty in eval mode
 };
 
+/// The first non-finite attention score (before the softmax), for numeric checks.
+struct attention_fault {
+  bool found = false;
+  index sequence = 0;
+  index head = 0;
+  index query = 0;
+  index key = 0;  ///< column of the score: keys `[0, prefix)` are prefix keys
+  double value = 0;
+};
+
 /// ctx = softmax(scale * q k^T + mask) v per (sequence, head).
 /// `pk`/`pv` are `[prefix x d]` (shared by the batch) or null when `shape.prefix == 0`.
+/// When `score_check` is non-null, every score (masked keys included) is checked before the
+/// softmax and the first non-finite one (in sequence, head, query, key order) is reported
+/// there; the caller decides whether to throw (no exception leaves the parallel loop).
 template <typename Scalar>
 void attention_forward(const attention_shape& shape, const matrix<Scalar>& q, const matrix<Scalar>& k,
                        const matrix<Scalar>& v, const nondeduced_t<matrix<Scalar>>* pk,
-                       const nondeduced_t<matrix<Scalar>>* pv, const id_matrix& mask, nondeduced_t<Scalar> scale, double dropout, rng* gen, matrix<Scalar>& ctx,
-                       nondeduced_t<attention_cache<Scalar>>* cache) {
+                       const nondeduced_t<matrix<Scalar>>* pv, const id_matrix& mask,
+                       nondeduced_t<Scalar> scale, double dropout, rng* gen, matrix<Scalar>& ctx,
+                       nondeduced_t<attention_cache<Scalar>>* cache, attention_fault* score_check = nullptr) {
   const index B = shape.batch, T = shape.time, H = shape.heads, P = shape.prefix;
   const index d = q.cols(), dh = d / H, S = P + T;
   PEFT_ASSERT(d % H == 0 && q.rows() == B * T && k.rows() == B * T && v.rows() == B * T);
@@ -58,6 +73,8 @@ void attention_forward(const attention_shape& shape, const matrix<Scalar>& q, co
   matrix<Scalar> local_mask;
   if (drop && !cache) make_dropout_mask(B * H * T, S, dropout, *gen, local_mask);
   const matrix<Scalar>& drop_mask = cache ? cache->drop_mask : local_mask;
+  std::vector<attention_fault> faults;  // one slot per (sequence, head), only when checking
+  if (score_check) faults.resize(static_cast<std::size_t>(B * H));
 
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static)
@@ -70,6 +87,15 @@ void attention_forward(const attention_shape& shape, const matrix<Scalar>& q, co
     auto pr = probs.block(bh * T, 0, T, S);
     if (P > 0) pr.leftCols(P).noalias() = (qb * pk->middleCols(h * dh, dh).transpose()) * scale;
     pr.rightCols(T).noalias() = (qb * kb.transpose()) * scale;
+    if (score_check && !pr.allFinite()) {
+      attention_fault& f = faults[static_cast<std::size_t>(bh)];
+      for (index i = 0; i < T && !f.found; ++i)
+        for (index j = 0; j < S; ++j)
+          if (!std::isfinite(pr(i, j))) {
+            f = attention_fault{true, b, h, i, j, static_cast<double>(pr(i, j))};
+            break;
+          }
+    }
     for (index i = 0; i < T; ++i) {
       Scalar mx = -std::numeric_limits<Scalar>::infinity();
       for (index j = 0; j < S; ++j)
@@ -91,6 +117,14 @@ void attention_forward(const attention_shape& shape, const matrix<Scalar>& q, co
       out.noalias() = pr.rightCols(T) * vb;
       if (P > 0) out.noalias() += pr.leftCols(P) * pv->middleCols(h * dh, dh);
     }
+  }
+  if (score_check) {
+    *score_check = attention_fault{};
+    for (const auto& f : faults)
+      if (f.found) {
+        *score_check = f;
+        break;
+      }
   }
 }
 
