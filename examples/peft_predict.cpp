@@ -59,8 +59,14 @@ int run(const options& o) {
   if (o.threads > 0) peft::set_num_threads(o.threads);
   if (!task::fs::exists(task::task_file(o.adapter)))
     throw peft::io_error("'" + o.adapter + "' is not a peft-train checkpoint (no task.json)");
-  const auto s = task::task_settings::from_json(
-      nlohmann::json::parse(peft::detail::read_file(task::task_file(o.adapter), "peft-predict"), nullptr, false));
+  nlohmann::json settings;
+  try {
+    settings = peft::detail::parse_json_limited(peft::detail::read_file(task::task_file(o.adapter), "peft-predict"),
+                                                "peft-predict: '" + task::task_file(o.adapter) + "'");
+  } catch (const nlohmann::json::exception& e) {
+    throw peft::io_error("peft-predict: '" + task::task_file(o.adapter) + "' is not valid JSON: " + e.what());
+  }
+  const auto s = task::task_settings::from_json(settings);
   const auto labels = peft::label_map::load(task::labels_file(o.adapter));
   const auto m = task::load_model(o.model);
   if (m.model_type != s.model_type)
