@@ -39,6 +39,9 @@ struct read_limits {
   std::uint64_t max_tensor_bytes = std::uint64_t(16) << 30;
   /// Largest encoder a config.json may declare, in parameters (embeddings + layers).
   std::uint64_t max_model_parameters = std::uint64_t(20) * 1000 * 1000 * 1000;
+  /// Most values one policy's parameter store may hold (each also gets a gradient), whether
+  /// its sizes come from an adapter_config.json or from code. 2^31 - 1 floats are 8 GB.
+  std::uint64_t max_policy_parameters = 0x7FFFFFFF;
 };
 
 /// The process-wide limits every loader uses. Modify before reading files concurrently.

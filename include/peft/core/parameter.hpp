@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "limits.hpp"
 #include "types.hpp"
 
 namespace peft {
@@ -59,6 +60,13 @@ public:
                              std::to_string(rows) + ", " + std::to_string(cols) + "]");
     for (const auto& b : m_blocks)
       if (b.name == name) throw invalid_argument("parameter_store::add: duplicate block name '" + name + "'");
+    // Sizes often come from a config file: refuse an overflowing or absurd size before
+    // allocating (values and gradients) for it.
+    const auto limit = static_cast<index>(default_read_limits().max_policy_parameters);
+    if (rows > limit / cols || rows * cols > limit - m_values.size())
+      throw invalid_argument("parameter_store::add: block '" + name + "' of shape [" + std::to_string(rows) + ", " +
+                             std::to_string(cols) + "] would take the store past " + std::to_string(limit) +
+                             " parameters (read_limits::max_policy_parameters)");
     param_block b{std::move(name), m_values.size(), rows, cols, group};
     const index n = m_values.size() + b.size();
     m_values.conservativeResize(n);

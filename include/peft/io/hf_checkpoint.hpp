@@ -275,14 +275,16 @@ inline encoder_config read_hf_config(const std::string& config_json_path) {
   }
   // The weights these sizes declare are allocated when the checkpoint loads; refuse a config
   // no machine could hold before anyone allocates for it (long double: no overflow).
-  const long double h = static_cast<long double>(c.hidden_size), ffn = static_cast<long double>(c.intermediate_size);
-  const long double params =
-      static_cast<long double>(c.vocab_size + c.max_positions + c.type_vocab_size) * h +
-      static_cast<long double>(c.num_layers) * (4 * h * h + 2 * h * ffn + 9 * h + ffn);
+  // Each size is converted before any arithmetic (their int64 sum could overflow) and the
+  // estimate is never converted back unless it is within the (uint64) limit.
+  const auto ld = [](index v) { return static_cast<long double>(v); };
+  const long double h = ld(c.hidden_size), ffn = ld(c.intermediate_size);
+  const long double params = (ld(c.vocab_size) + ld(c.max_positions) + ld(c.type_vocab_size)) * h +
+                             ld(c.num_layers) * (4 * h * h + 2 * h * ffn + 9 * h + ffn);
   const std::uint64_t limit = default_read_limits().max_model_parameters;
-  if (params > static_cast<long double>(limit))
-    throw io_error(at + ": the sizes declare about " + std::to_string(static_cast<double>(params)) +
-                   " parameters, over the limit of " + std::to_string(limit) + " (read_limits::max_model_parameters)");
+  if (!(params <= static_cast<long double>(limit)))
+    throw io_error(at + ": the sizes declare more than " + std::to_string(limit) +
+                   " parameters (read_limits::max_model_parameters)");
   return c;
 }
 

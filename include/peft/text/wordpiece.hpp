@@ -386,9 +386,15 @@ private:
       throw invalid_argument(detail::expected_got(where, "max_input_chars_per_word", ">= 1",
                                                   m_options.max_input_chars_per_word));
     }
-    // Added tokens may extend the vocabulary (ids past its end fill it up).
+    // Added tokens may extend the vocabulary (ids past its end fill it up). Every id needs a
+    // token, so an id beyond vocabulary + added tokens leaves a gap: refuse it before resizing.
+    const std::size_t max_size = m_vocab.size() + added.size();
     for (const auto& t : added) {
       const auto id = static_cast<std::size_t>(t.id);
+      if (id >= max_size)
+        throw invalid_argument(std::string(where) + ": added token '" + t.content + "' id expected < " +
+                               std::to_string(max_size) + " (" + std::to_string(m_vocab.size()) + " tokens + " +
+                               std::to_string(added.size()) + " added), got " + std::to_string(id));
       if (id >= m_vocab.size()) m_vocab.resize(id + 1);
       if (m_vocab[id].empty()) m_vocab[id] = t.content;
     }
