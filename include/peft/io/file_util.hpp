@@ -3,10 +3,10 @@
 #define PEFT_IO_FILE_UTIL_HPP
 
 /// @file file_util.hpp
-/// Whole-file binary reads, read-only memory maps and crash-safe writes. Every peft writer saves through
-/// `atomic_file_writer`: the bytes go to `path + ".tmp.<pid>"`, are flushed to disk with
-/// `fsync`, and only then renamed over `path`. A save that fails at any point removes its
-/// temporary file and leaves the previous contents of `path` untouched.
+/// Whole-file binary reads, read-only memory maps and crash-safe writes. Every peft writer
+/// saves through `atomic_file_writer`: the bytes go to `path + ".tmp.<pid>"`, are flushed to
+/// disk with `fsync`, and only then renamed over `path`. A save that fails at any point removes
+/// its temporary file and leaves the previous contents of `path` untouched.
 
 #include <cerrno>
 #include <cstdint>
