@@ -70,15 +70,16 @@ amazon = sentiment("amazon")
 amazon_train, amazon_test = write("amazon_train", amazon[:300]), write("amazon_test", amazon[300:340 if quick else 420])
 
 lib = os.path.join(scratch, "library")
-pre = [pretrain_exe, "--model", use_lite, "--task", "yelp=" + yelp, "--task", "intent=" + intent, "--steps", "8" if quick else "24",
+steps = 8 if quick else 24
+pre = [pretrain_exe, "--model", use_lite, "--task", "yelp=" + yelp, "--task", "intent=" + intent, "--steps", str(steps),
        "--batch", "16", "--prompt-tokens", "4", "--modules", "4", "--intrinsic-dim", "16", "--max-length", "32",
        "--prompt-lr", "1e-3", "--router-lr", "5e-3", "--eval-every", "4" if quick else "12", "--save", lib]
 r = run(pre)
 check(r.returncode == 0, "peft-mpmp-pretrain runs (%s)" % r.stderr.strip()[-300:])
 if r.returncode == 0:
     res = last_json(r)
-    check([t["name"] for t in res["tasks"]] == ["yelp", "intent"] and sum(t["steps"] for t in res["tasks"]) == 24,
-          "both upstream tasks drawn, 24 steps in all: %s" % res["tasks"])
+    check([t["name"] for t in res["tasks"]] == ["yelp", "intent"] and sum(t["steps"] for t in res["tasks"]) == steps,
+          "both upstream tasks drawn, %d steps in all: %s" % (steps, res["tasks"]))
     check(all(0 <= t["dev_accuracy"] <= 1 for t in res["tasks"]), "dev accuracy per task")
     check(res["router_parameters_per_task"] == 2 * 4, "router: 2 layers x 4 modules per task")
     for f in ("library.json", "heads.safetensors", "adapter_config.json", "adapter_model.safetensors"):
