@@ -199,10 +199,9 @@ int run(const options& o) {
     if (!o.mpmp.library.empty()) {
       const auto info = peft::read_mpmp_library_info(o.mpmp.library);
       const auto cfg = peft::read_adapter_config(o.mpmp.library);
-      if (!cfg.contains("num_prompt_tokens") || !cfg["num_prompt_tokens"].is_number_integer())
+      if (!cfg.contains("num_prompt_tokens") || !peft::detail::json_to_integer(cfg["num_prompt_tokens"], s.prompt_tokens))
         throw peft::io_error("'" + o.mpmp.library + "/adapter_config.json': field 'num_prompt_tokens' expected an "
                              "integer (is this an MPMP library from peft-mpmp-pretrain?)");
-      s.prompt_tokens = cfg["num_prompt_tokens"].get<peft::index>();
       s.placeholder_id = info.placeholder_id;
     } else {
       s.prompt_tokens = o.mpmp.scratch.num_prompt_tokens;

@@ -237,9 +237,16 @@ struct task_settings {
       s.template_spec = j.at("template").get<std::string>();
       s.verbalizer_spec = j.at("verbalizer").get<std::string>();
       s.pooling = j.at("pooling").get<std::string>();
-      s.max_length = j.at("max_length").get<peft::index>();
-      s.prompt_tokens = j.value("prompt_tokens", peft::index(0));
-      s.placeholder_id = j.value("placeholder_id", peft::mpmp_placeholder_id);
+      // Integers range-checked: get<index> would convert a float or a wide integer unchecked.
+      auto integer = [&](const char* key, auto& out, bool required) {
+        if (!j.contains(key) && !required) return;
+        if (!peft::detail::json_to_integer(j.at(key), out))
+          throw peft::io_error(std::string("task.json: field '") + key + "' expected an integer in range, got " +
+                               j.at(key).dump().substr(0, 60));
+      };
+      integer("max_length", s.max_length, true);
+      integer("prompt_tokens", s.prompt_tokens, false);
+      integer("placeholder_id", s.placeholder_id, false);
     } catch (const nlohmann::json::exception& e) {
       throw peft::io_error(std::string("task.json: ") + e.what());
     }

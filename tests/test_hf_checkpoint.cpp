@@ -182,7 +182,7 @@ TEST_CASE("read_hf_config rejects bad configs naming the key", "[hf][config][err
   CHECK_THAT(error_for("nolayers", x), Contains("missing required key 'num_hidden_layers'"));
   x = c;
   x["intermediate_size"] = "256";
-  CHECK_THAT(error_for("str", x), Contains("'intermediate_size' expected an integer, got \"256\""));
+  CHECK_THAT(error_for("str", x), Contains("'intermediate_size' expected an integer below 2^63, got \"256\""));
   x = c;
   x["vocab_size"] = 0;
   CHECK_THAT(error_for("zero", x), Contains("'vocab_size' expected >= 1, got 0"));

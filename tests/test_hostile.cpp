@@ -12,12 +12,17 @@
 #include <peft/io/hf_checkpoint.hpp>
 #include <peft/io/mpmp_library.hpp>
 #include <peft/io/tfjs.hpp>
+#include <peft/policies/policy_config.hpp>
+#include <peft/text/prompt.hpp>
 #include <peft/text/unigram.hpp>
 #include <peft/text/wordpiece.hpp>
 
 #include <filesystem>
+#include <cstdint>
 #include <fstream>
+#include <limits>
 #include <string>
+#include <vector>
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
@@ -137,4 +142,48 @@ TEST_CASE("vocabularies with invalid UTF-8 are rejected naming the file", "[host
   write_file(dir + "/tokenizer.json", "{\"model\": {\"vocab\": {\"\xED\xA0\x80\": 0}}}");
   CHECK_THAT(io_error_of([&] { peft::wordpiece_tokenizer::from_tokenizer_json(dir + "/tokenizer.json"); }),
              Contains("tokenizer.json"));
+}
+
+TEST_CASE("integers read from files are range-checked before any conversion", "[hostile][json]") {
+  // The found-by-fuzzing class of bug: nlohmann's get<int>() on 1e300 is a float-to-int
+  // conversion out of range (undefined behaviour), and on 2^40 a silent truncation.
+  using nlohmann::json;
+  std::int32_t i32 = 7;
+  CHECK(peft::detail::json_to_integer(json(2147483647), i32));
+  CHECK(i32 == 2147483647);
+  CHECK(peft::detail::json_to_integer(json(-2147483648LL), i32));
+  CHECK(i32 == std::numeric_limits<std::int32_t>::min());
+  i32 = 7;
+  CHECK_FALSE(peft::detail::json_to_integer(json(2147483648LL), i32));
+  CHECK_FALSE(peft::detail::json_to_integer(json(-2147483649LL), i32));
+  CHECK_FALSE(peft::detail::json_to_integer(json(1e300), i32));
+  CHECK_FALSE(peft::detail::json_to_integer(json(3.0), i32));  // a float, even a whole one
+  CHECK_FALSE(peft::detail::json_to_integer(json("3"), i32));
+  CHECK(i32 == 7);  // untouched on failure
+  std::int64_t i64 = 0;
+  CHECK_FALSE(peft::detail::json_to_integer(json::parse("18446744073709551615"), i64));
+  CHECK(peft::detail::json_to_integer(json::parse("9223372036854775807"), i64));
+  CHECK(i64 == std::numeric_limits<std::int64_t>::max());
+  std::uint32_t u32 = 0;
+  CHECK_FALSE(peft::detail::json_to_integer(json(-1), u32));
+  CHECK(peft::detail::json_to_integer(json(4294967295LL), u32));
+  CHECK(u32 == 4294967295u);
+
+  // A policy config's integer arrays and fields.
+  const json cfg = json::parse(R"({"layers": [0, 1e300], "size": 18446744073709551615, "ok": [1, 2]})");
+  CHECK_THROWS_AS(peft::config_field<std::vector<peft::index>>(cfg, "layers", "cfg"), peft::invalid_argument);
+  CHECK_THROWS_WITH(peft::config_field<std::vector<peft::index>>(cfg, "layers", "cfg"),
+                    Contains("field 'layers'") && Contains("1e+300"));
+  CHECK_THROWS_AS(peft::config_field<peft::index>(cfg, "size", "cfg"), peft::invalid_argument);
+  CHECK_THROWS_WITH(peft::config_field<peft::index>(cfg, "size", "cfg"),
+                    Contains("field 'size'") && Contains("out of range"));
+  CHECK(peft::config_field<std::vector<peft::index>>(cfg, "ok", "cfg") == std::vector<peft::index>{1, 2});
+
+  // A verbalizer's stored ids (the fuzz input tests/data/fuzz/prompt/crash-verbalizer-id-float-cast).
+  const peft::wordpiece_tokenizer tok({"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "great", "terrible"});
+  CHECK(peft::verbalizer::from_json(tok, json::parse(R"({"words": ["great", "terrible"], "ids": [5, 6]})")).ids() ==
+        std::vector<std::int32_t>{5, 6});
+  const json bad_ids = json::parse(R"({"words": ["great", "terrible"], "ids": [5, 6.9e22]})");
+  CHECK_THROWS_AS(peft::verbalizer::from_json(tok, bad_ids), peft::invalid_argument);
+  CHECK_THROWS_WITH(peft::verbalizer::from_json(tok, bad_ids), Contains("\"ids\" expected an array of 32-bit integers"));
 }

@@ -14,8 +14,10 @@
 /// used by every loader; set it once at start-up, before files are read on other threads.
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -71,6 +73,32 @@ inline nlohmann::json parse_json_limited(std::string_view text, const std::strin
     return true;
   };
   return nlohmann::json::parse(text.begin(), text.end(), guard);
+}
+
+/// Reads @p j as the integer type T when it is a JSON integer that T can hold exactly.
+/// nlohmann's `get<T>()` converts a float or an out-of-range integer without a check (a float
+/// beyond T's range is undefined behaviour), so every integer a file supplies goes through here.
+/// @return false, leaving @p out alone, for a non-integer or a value outside T's range
+template <typename T>
+bool json_to_integer(const nlohmann::json& j, T& out) noexcept {
+  static_assert(std::is_integral_v<T> && !std::is_same_v<T, bool>, "json_to_integer: T must be an integer type");
+  if (j.is_number_unsigned()) {
+    const auto v = j.get<std::uint64_t>();
+    if (v > static_cast<std::uint64_t>(std::numeric_limits<T>::max())) return false;
+    out = static_cast<T>(v);
+    return true;
+  }
+  if (!j.is_number_integer()) return false;
+  const auto v = j.get<std::int64_t>();
+  if constexpr (std::is_unsigned_v<T>) {
+    if (v < 0 || static_cast<std::uint64_t>(v) > static_cast<std::uint64_t>(std::numeric_limits<T>::max())) return false;
+  } else {
+    if (v < static_cast<std::int64_t>(std::numeric_limits<T>::min()) ||
+        v > static_cast<std::int64_t>(std::numeric_limits<T>::max()))
+      return false;
+  }
+  out = static_cast<T>(v);
+  return true;
 }
 
 }  // namespace detail

@@ -47,9 +47,9 @@ inline index hf_config_int(const nlohmann::json& j, const std::string& at, const
     return fallback;
   }
   const nlohmann::json& v = j[key];
-  if (!v.is_number_integer())
-    throw io_error(at + ": '" + key + "' expected an integer, got " + v.dump());
-  const auto x = v.is_number_unsigned() ? static_cast<std::int64_t>(v.get<std::uint64_t>()) : v.get<std::int64_t>();
+  std::int64_t x = 0;
+  if (!detail::json_to_integer(v, x))
+    throw io_error(at + ": '" + key + "' expected an integer below 2^63, got " + v.dump());
   if (x < min)
     throw io_error(at + ": '" + key + "' expected >= " + std::to_string(min) + ", got " + std::to_string(x));
   return static_cast<index>(x);

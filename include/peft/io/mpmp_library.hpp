@@ -140,10 +140,8 @@ inline mpmp_library_info read_mpmp_library_info(const std::string& dir) {
       throw io_error(where + ": field 'format' expected \"peft-mpmp-library\", got " + j.at("format").dump());
     const nlohmann::json& pid = j.at("placeholder_id");
     // get<int32_t> on a float or a wide integer would convert out of range (undefined).
-    if (!pid.is_number_integer() || pid.get<std::int64_t>() < 0 || pid.get<std::int64_t>() > 0x7FFFFFFF ||
-        (pid.is_number_unsigned() && pid.get<std::uint64_t>() > 0x7FFFFFFFu))
+    if (!detail::json_to_integer(pid, info.placeholder_id) || info.placeholder_id < 0)
       throw io_error(where + ": field 'placeholder_id' expected an integer in [0, 2^31), got " + pid.dump());
-    info.placeholder_id = static_cast<std::int32_t>(pid.get<std::int64_t>());
     for (const auto& t : j.at("tasks")) {
       mpmp_library_task task;
       task.name = t.at("name").get<std::string>();

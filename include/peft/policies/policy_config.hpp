@@ -11,8 +11,11 @@
 #include <nlohmann/json.hpp>
 
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "../core/encoder_shape.hpp"
+#include "../core/limits.hpp"
 #include "../core/types.hpp"
 #include "../error.hpp"
 
@@ -26,7 +29,16 @@ inline void write_shape_fields(nlohmann::json& j, const encoder_shape& s) {
   j["embedding_size"] = s.embedding_size;
 }
 
-/// Reads field @p key of @p j as T.
+namespace detail {
+/// True for std::vector of an integer type (such fields are read element by element, range-checked).
+template <typename T>
+struct is_integer_vector : std::false_type {};
+template <typename E, typename A>
+struct is_integer_vector<std::vector<E, A>>
+    : std::bool_constant<std::is_integral_v<E> && !std::is_same_v<E, bool>> {};
+}  // namespace detail
+
+/// Reads field @p key of @p j as T. Integers (alone or in arrays) must fit T exactly.
 /// @throws peft::invalid_argument "<where>: field '<key>' expected <what>, got <json>"
 template <typename T>
 T config_field(const nlohmann::json& j, const char* key, const std::string& where) {
@@ -46,10 +58,25 @@ T config_field(const nlohmann::json& j, const char* key, const std::string& wher
     ok = true;
   }
   if (!ok) throw invalid_argument(where + ": field '" + key + "' has the wrong type, got " + v.dump());
-  try {
-    return v.get<T>();
-  } catch (const nlohmann::json::exception& e) {
-    throw invalid_argument(where + ": field '" + key + "' cannot be read: " + e.what());
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    T out{};
+    if (!detail::json_to_integer(v, out))
+      throw invalid_argument(where + ": field '" + key + "' is out of range for its integer type, got " + v.dump());
+    return out;
+  } else if constexpr (detail::is_integer_vector<T>::value) {
+    T out;
+    bool in_range = v.is_array();
+    for (std::size_t i = 0; in_range && i < v.size(); ++i) in_range = detail::json_to_integer(v[i], out.emplace_back());
+    if (!in_range)
+      throw invalid_argument(where + ": field '" + key + "' expected an array of integers in range, got " +
+                             v.dump().substr(0, 80));
+    return out;
+  } else {
+    try {
+      return v.get<T>();
+    } catch (const nlohmann::json::exception& e) {
+      throw invalid_argument(where + ": field '" + key + "' cannot be read: " + e.what());
+    }
   }
 }
 

@@ -52,6 +52,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../core/limits.hpp"
 #include "../core/types.hpp"
 #include "../error.hpp"
 #include "unicode.hpp"
@@ -470,12 +471,15 @@ public:
     verbalizer v(tok, std::move(words));
     if (j.contains("ids")) {
       std::vector<std::int32_t> stored;
-      try {
-        stored = j["ids"].get<std::vector<std::int32_t>>();
-      } catch (const nlohmann::json::exception&) {
-        throw invalid_argument(std::string(where) + ": \"ids\" expected an array of integers, got " +
-                               j["ids"].dump().substr(0, 60));
-      }
+      const auto& ids = j["ids"];
+      // Each id range-checked: get<std::vector<int32_t>> would convert a float or a wide
+      // integer without a check (undefined for a float beyond int32's range).
+      bool ok = ids.is_array();
+      for (std::size_t i = 0; ok && i < ids.size(); ++i)
+        ok = detail::json_to_integer(ids[i], stored.emplace_back());
+      if (!ok)
+        throw invalid_argument(std::string(where) + ": \"ids\" expected an array of 32-bit integers, got " +
+                               ids.dump().substr(0, 60));
       if (stored != v.ids()) {
         throw invalid_argument(std::string(where) + ": label-word ids expected " + j["ids"].dump() +
                                " (as stored), got " + nlohmann::json(v.ids()).dump() +

@@ -167,10 +167,9 @@ public:
     get_string(model, "continuing_subword_prefix", "model.continuing_subword_prefix",
                opt.continuing_subword_prefix);
     if (model.contains("max_input_chars_per_word") && !model["max_input_chars_per_word"].is_null()) {
-      if (!model["max_input_chars_per_word"].is_number_integer()) {
+      if (!detail::json_to_integer(model["max_input_chars_per_word"], opt.max_input_chars_per_word)) {
         throw bad("model.max_input_chars_per_word", "an integer", brief(model["max_input_chars_per_word"]));
       }
-      opt.max_input_chars_per_word = model["max_input_chars_per_word"].get<index>();
     }
     // Normaliser.
     if (j.contains("normalizer") && !j["normalizer"].is_null()) {
