@@ -18,6 +18,8 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -98,6 +100,18 @@ bool json_to_integer(const nlohmann::json& j, T& out) noexcept {
       return false;
   }
   out = static_cast<T>(v);
+  return true;
+}
+
+/// Reads @p j as an array of integers of type T, each checked as by the scalar overload.
+/// @return false, leaving @p out alone, unless @p j is an array whose every entry fits T
+template <typename T>
+bool json_to_integer(const nlohmann::json& j, std::vector<T>& out) {
+  if (!j.is_array()) return false;
+  std::vector<T> values(j.size());
+  for (std::size_t i = 0; i < values.size(); ++i)
+    if (!json_to_integer(j[i], values[i])) return false;
+  out = std::move(values);
   return true;
 }
 

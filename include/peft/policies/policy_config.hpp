@@ -65,9 +65,7 @@ T config_field(const nlohmann::json& j, const char* key, const std::string& wher
     return out;
   } else if constexpr (detail::is_integer_vector<T>::value) {
     T out;
-    bool in_range = v.is_array();
-    for (std::size_t i = 0; in_range && i < v.size(); ++i) in_range = detail::json_to_integer(v[i], out.emplace_back());
-    if (!in_range)
+    if (!detail::json_to_integer(v, out))
       throw invalid_argument(where + ": field '" + key + "' expected an array of integers in range, got " +
                              v.dump().substr(0, 80));
     return out;

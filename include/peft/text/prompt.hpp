@@ -474,10 +474,7 @@ public:
       const auto& ids = j["ids"];
       // Each id range-checked: get<std::vector<int32_t>> would convert a float or a wide
       // integer without a check (undefined for a float beyond int32's range).
-      bool ok = ids.is_array();
-      for (std::size_t i = 0; ok && i < ids.size(); ++i)
-        ok = detail::json_to_integer(ids[i], stored.emplace_back());
-      if (!ok)
+      if (!detail::json_to_integer(ids, stored))
         throw invalid_argument(std::string(where) + ": \"ids\" expected an array of 32-bit integers, got " +
                                ids.dump().substr(0, 60));
       if (stored != v.ids()) {
