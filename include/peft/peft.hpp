@@ -12,6 +12,7 @@
 #include "core/types.hpp"
 #include "core/encoder_shape.hpp"
 #include "core/limits.hpp"
+#include "core/memory.hpp"
 #include "core/numerics.hpp"
 #include "core/parameter.hpp"
 #include "core/random.hpp"

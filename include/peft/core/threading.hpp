@@ -14,12 +14,21 @@
 
 #include "../error.hpp"
 
+#if defined(PEFT_OPENBLAS)
+// OpenBLAS (CMake option PEFT_BLAS) keeps its own thread pool for the matrix products.
+extern "C" void openblas_set_num_threads(int num_threads);
+#endif
+
 namespace peft {
 
-/// Sets the number of threads used by GEMMs (Eigen) and by peft's parallel loops.
+/// Sets the number of threads used by GEMMs (Eigen, or OpenBLAS with PEFT_BLAS) and by
+/// peft's parallel loops.
 inline void set_num_threads(int n) {
   if (n < 1) throw invalid_argument("set_num_threads: thread count expected >= 1, got " + std::to_string(n));
   Eigen::setNbThreads(n);
+#if defined(PEFT_OPENBLAS)
+  openblas_set_num_threads(n);
+#endif
 #if defined(_OPENMP)
   omp_set_num_threads(n);
 #endif

@@ -7,34 +7,11 @@
 
 #include <cmath>
 
+#include <unsupported/Eigen/SpecialFunctions>  // vectorised erf for Eigen arrays
+
 #include "../core/types.hpp"
 
 namespace peft::ops {
-
-namespace detail {
-template <typename Scalar>
-Scalar gelu_erf(Scalar x) {
-  return Scalar(0.5) * x * (Scalar(1) + std::erf(x * Scalar(0.70710678118654752440)));
-}
-template <typename Scalar>
-Scalar gelu_erf_grad(Scalar x) {
-  const Scalar cdf = Scalar(0.5) * (Scalar(1) + std::erf(x * Scalar(0.70710678118654752440)));
-  const Scalar pdf = std::exp(Scalar(-0.5) * x * x) * Scalar(0.39894228040143267794);
-  return cdf + x * pdf;
-}
-template <typename Scalar>
-Scalar gelu_tanh(Scalar x) {
-  const Scalar k = Scalar(0.79788456080286535588);
-  return Scalar(0.5) * x * (Scalar(1) + std::tanh(k * (x + Scalar(0.044715) * x * x * x)));
-}
-template <typename Scalar>
-Scalar gelu_tanh_grad(Scalar x) {
-  const Scalar k = Scalar(0.79788456080286535588);
-  const Scalar t = std::tanh(k * (x + Scalar(0.044715) * x * x * x));
-  return Scalar(0.5) * (Scalar(1) + t) +
-         Scalar(0.5) * x * (Scalar(1) - t * t) * k * (Scalar(1) + Scalar(3 * 0.044715) * x * x);
-}
-}  // namespace detail
 
 /// y = act(u), element-wise. `y` may alias `u`. A NaN input gives a NaN output.
 template <typename Scalar>
@@ -42,8 +19,17 @@ void activation_forward(activation act, const matrix<Scalar>& u, matrix<Scalar>&
   switch (act) {
     // Not cwiseMax: Eigen's vectorised max may return 0 for a NaN input, silently zeroing it.
     case activation::relu: y = u.unaryExpr([](Scalar x) { return x < Scalar(0) ? Scalar(0) : x; }); break;
-    case activation::gelu_erf: y = u.unaryExpr([](Scalar x) { return detail::gelu_erf(x); }); break;
-    case activation::gelu_tanh: y = u.unaryExpr([](Scalar x) { return detail::gelu_tanh(x); }); break;
+    // Whole-array expressions, so that erf/tanh/exp vectorise (float; double stays scalar
+    // libm). GELU(x) = x Phi(x) with Phi(x) = (1 + erf(x / sqrt 2)) / 2, or its tanh form.
+    case activation::gelu_erf:
+      y = (Scalar(0.5) * u.array() * (Scalar(1) + (u.array() * Scalar(0.70710678118654752440)).erf())).matrix();
+      break;
+    case activation::gelu_tanh: {
+      const Scalar k = Scalar(0.79788456080286535588);
+      const auto x = u.array();
+      y = (Scalar(0.5) * x * (Scalar(1) + (k * (x + Scalar(0.044715) * x * x * x)).tanh())).matrix();
+      break;
+    }
   }
 }
 
@@ -53,12 +39,20 @@ void activation_backward(activation act, const matrix<Scalar>& u, matrix<Scalar>
   PEFT_ASSERT(u.rows() == dy.rows() && u.cols() == dy.cols());
   switch (act) {
     case activation::relu: dy = (u.array() > Scalar(0)).select(dy, Scalar(0)); break;
-    case activation::gelu_erf:
-      dy.array() *= u.unaryExpr([](Scalar x) { return detail::gelu_erf_grad(x); }).array();
+    case activation::gelu_erf: {  // Phi(x) + x phi(x)
+      const auto x = u.array();
+      dy.array() *= Scalar(0.5) * (Scalar(1) + (x * Scalar(0.70710678118654752440)).erf()) +
+                    x * ((Scalar(-0.5) * x * x).exp() * Scalar(0.39894228040143267794));
       break;
-    case activation::gelu_tanh:
-      dy.array() *= u.unaryExpr([](Scalar x) { return detail::gelu_tanh_grad(x); }).array();
+    }
+    case activation::gelu_tanh: {
+      const Scalar k = Scalar(0.79788456080286535588);
+      const auto x = u.array();
+      const auto t = (k * (x + Scalar(0.044715) * x * x * x)).tanh();
+      dy.array() *= Scalar(0.5) * (Scalar(1) + t) +
+                    Scalar(0.5) * x * (Scalar(1) - t * t) * k * (Scalar(1) + Scalar(3 * 0.044715) * x * x);
       break;
+    }
   }
 }
 

@@ -96,17 +96,25 @@ void attention_forward(const attention_shape& shape, const matrix<Scalar>& q, co
             break;
           }
     }
+    // Row-wise softmax over the visible keys, vectorised (exp on whole rows). Masked keys
+    // get exactly 0 whatever their score; a NaN score makes its row NaN, as before.
+    Eigen::Array<bool, 1, Eigen::Dynamic> visible(S);
+    bool all_visible = true;
+    for (index j = 0; j < S; ++j) {
+      visible(j) = j < P || mask(b, j - P) != 0;
+      all_visible = all_visible && visible(j);
+    }
+    const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
     for (index i = 0; i < T; ++i) {
-      Scalar mx = -std::numeric_limits<Scalar>::infinity();
-      for (index j = 0; j < S; ++j)
-        if (j < P || mask(b, j - P) != 0) mx = std::max(mx, pr(i, j));
-      Scalar sum = 0;
-      for (index j = 0; j < S; ++j) {
-        const Scalar e = (j < P || mask(b, j - P) != 0) ? std::exp(pr(i, j) - mx) : Scalar(0);
-        pr(i, j) = e;
-        sum += e;
+      auto row = pr.row(i).array();
+      if (all_visible) {
+        const Scalar mx = row.maxCoeff();
+        row = (row - mx).exp();
+      } else {
+        const Scalar mx = visible.select(row, neg_inf).maxCoeff();
+        row = visible.select((row - mx).exp(), Scalar(0));
       }
-      pr.row(i) /= sum;
+      row /= row.sum();
     }
     auto out = ctx.block(b * T, h * dh, T, dh);
     if (drop) {

@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: Apache-2.0
+#ifndef PEFT_CORE_MEMORY_HPP
+#define PEFT_CORE_MEMORY_HPP
+
+/// @file memory.hpp
+/// Process-wide allocator settings for training and batched inference, applied only when
+/// the caller asks (`peft::keep_freed_memory()`); peft never changes them by itself.
+///
+/// Why: every step allocates the same activation buffers again (tens of MB each at BERT
+/// shapes). glibc's malloc serves blocks that large with a fresh `mmap` and returns them
+/// to the kernel on `free`, so every step touches new pages and pays a page fault per 4 KiB;
+/// on a virtual machine that cost was half of a MiniLM adapter-training step
+/// (benchmarks/README.md). Raising the mmap threshold to glibc's maximum and the trim
+/// threshold far above it keeps freed blocks in the heap for the next step. The price is
+/// that the process keeps its peak heap until it exits.
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+namespace peft {
+
+/// Keeps freed blocks of up to 32 MiB in the process heap for reuse instead of returning
+/// them to the kernel (glibc only; elsewhere a no-op). Returns whether the settings took.
+inline bool keep_freed_memory() {
+#if defined(__GLIBC__)
+  // 32 MiB is glibc's largest mmap threshold on 64-bit (HEAP_MAX_SIZE / 2); blocks above it
+  // are mmapped whatever we ask. The trim threshold and top pad keep the heap from shrinking.
+  const bool mmap_ok = mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1;
+  const bool trim_ok = mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+  const bool pad_ok = mallopt(M_TOP_PAD, 64 * 1024 * 1024) == 1;
+  return mmap_ok && trim_ok && pad_ok;
+#else
+  return false;
+#endif
+}
+
+}  // namespace peft
+
+#endif  // PEFT_CORE_MEMORY_HPP
