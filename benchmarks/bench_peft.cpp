@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: Apache-2.0
+// peft's side of benchmarks/compare_torch: one configuration per process, timed, with the
+// process's peak RSS, printed as one JSON line. The PyTorch side (bench_torch.py) builds the
+// same model, batch and policies; compare_torch runs the two alternately.
+//
+//   bench_peft --config bert-base|minilm --mode infer|train --method M
+//              [--batch 16] [--seq 128] [--steps 5] [--warmup 1] [--threads 2] [--seed 0]
+//
+// Methods: none (inference), houlsby, top2-houlsby, list-adapter, prefix (16 virtual tokens),
+// lora (rank 8 on Q and V), mask, side, full. Weights are random (the speed of a BERT-shaped
+// encoder does not depend on the values); dropout 0.1 everywhere, as in the PyTorch script.
+// A training step is what peft::fit does per batch: zero the gradients, forward, cross
+// entropy on a CLS classification head, backward, AdamW.
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <peft/peft.hpp>
+#include <peft/policies/bottleneck_adapter.hpp>
+#include <peft/policies/full_finetune.hpp>
+#include <peft/policies/lora.hpp>
+#include <peft/policies/mask_tuning.hpp>
+#include <peft/policies/prefix_tuning.hpp>
+#include <peft/policies/side_tuning.hpp>
+#include <peft/train/trainer.hpp>
+
+namespace {
+
+struct options {
+  std::string config = "minilm";
+  std::string mode = "train";
+  std::string method = "houlsby";
+  peft::index batch = 16;
+  peft::index seq = 128;
+  long steps = 5;
+  long warmup = 1;
+  int threads = 2;
+  std::uint64_t seed = 0;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+  std::cerr << "bench_peft: " << why
+            << "\nusage: bench_peft --config bert-base|minilm --mode infer|train --method M [--batch N] [--seq N]"
+               " [--steps N] [--warmup N] [--threads N] [--seed N]\n";
+  std::exit(2);
+}
+
+options parse(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (i + 1 >= argc) usage("option " + a + " needs a value");
+    const std::string v = argv[++i];
+    try {
+      if (a == "--config") o.config = v;
+      else if (a == "--mode") o.mode = v;
+      else if (a == "--method") o.method = v;
+      else if (a == "--batch") o.batch = std::stol(v);
+      else if (a == "--seq") o.seq = std::stol(v);
+      else if (a == "--steps") o.steps = std::stol(v);
+      else if (a == "--warmup") o.warmup = std::stol(v);
+      else if (a == "--threads") o.threads = std::stoi(v);
+      else if (a == "--seed") o.seed = std::stoull(v);
+      else usage("unknown option " + a);
+    } catch (const std::logic_error&) {
+      usage("option " + a + " expects a number, got '" + v + "'");
+    }
+  }
+  if (o.config != "bert-base" && o.config != "minilm") usage("--config expects bert-base or minilm");
+  if (o.mode != "infer" && o.mode != "train") usage("--mode expects infer or train");
+  if (o.batch < 1 || o.seq < 2 || o.steps < 1 || o.warmup < 0 || o.threads < 1) usage("sizes must be positive");
+  return o;
+}
+
+/// BERT-base (12 x 768, FFN 3072) or MiniLM (6 x 384, FFN 1536) shape, BERT vocabulary.
+peft::encoder_config shape_of(const std::string& name) {
+  peft::encoder_config c;
+  c.model_type = "bert";
+  c.vocab_size = 30522;
+  c.max_positions = 512;
+  c.type_vocab_size = 2;
+  c.num_heads = 12;
+  c.hidden_dropout = 0.1;
+  c.attention_dropout = 0.1;
+  c.hidden_act = peft::activation::gelu_erf;
+  const bool base = name == "bert-base";
+  c.hidden_size = base ? 768 : 384;
+  c.embedding_size = c.hidden_size;
+  c.num_layers = base ? 12 : 6;
+  c.intermediate_size = base ? 3072 : 1536;
+  return c;
+}
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+using clock_type = std::chrono::steady_clock;
+
+/// Times `steps` calls of `step` after `warmup` untimed ones; prints the JSON line.
+template <typename Step>
+int run_timed(const options& o, Step&& step) {
+  for (long i = 0; i < o.warmup; ++i) step();
+  const auto t0 = clock_type::now();
+  for (long i = 0; i < o.steps; ++i) step();
+  const double seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+  const double tokens = double(o.batch) * double(o.seq) * double(o.steps);
+  std::printf("{\"tokens_per_s\": %.3f, \"peak_rss_mb\": %.1f, \"steps\": %ld, \"seconds\": %.4f}\n",
+              tokens / seconds, peak_rss_mb(), o.steps, seconds);
+  return 0;
+}
+
+template <typename Policy>
+int train_with(const options& o, const peft::encoder<peft::bert, float>& enc, Policy& policy,
+               const peft::task_batch& tb) {
+  peft::classification_head<float> head(enc.hidden_size(), 2, peft::pool_kind::cls, 0.1, o.seed + 1);
+  peft::task_model model(enc, policy, head);
+  auto set = model.parameters();
+  std::cerr << "bench_peft: " << o.method << " trains " << set.size() << " parameters\n";
+  peft::adamw_hyper hyper;
+  hyper.lr = 1e-3;
+  peft::adamw<float> opt(hyper);
+  opt.init(set);
+  peft::rng drop_gen(o.seed ^ 0x9e3779b97f4a7c15ULL);
+  return run_timed(o, [&] {
+    set.zero_grad();
+    model.forward_backward(tb, peft::mode::train, drop_gen, [&](const peft::matrix<float>& z, peft::matrix<float>& dz) {
+      return static_cast<double>(peft::cross_entropy(z, tb.labels, dz));
+    });
+    opt.step(set, hyper.lr);
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const options o = parse(argc, argv);
+  peft::set_num_threads(o.threads);
+  if (!peft::keep_freed_memory()) std::cerr << "bench_peft: the allocator settings did not take\n";
+  const auto cfg = shape_of(o.config);
+  const peft::encoder<peft::bert, float> enc(peft::random_encoder_weights<float>(cfg, o.seed, 0.02));
+  const peft::encoder_shape shape = enc.shape();
+
+  // Random ids (not the special ones), every position real, random labels in {0, 1}.
+  peft::rng gen(o.seed + 7);
+  std::vector<peft::encoded_example> rows(static_cast<std::size_t>(o.batch));
+  std::vector<std::size_t> pick;
+  for (auto& r : rows) {
+    r.ids.resize(static_cast<std::size_t>(o.seq));
+    for (auto& id : r.ids) id = static_cast<std::int32_t>(1000 + gen.below(std::uint64_t(cfg.vocab_size - 1000)));
+    r.label = static_cast<int>(gen.below(2));
+    pick.push_back(pick.size());
+  }
+  const peft::task_batch tb = peft::make_task_batch(rows, pick, 0);
+
+  if (o.mode == "infer") {
+    if (o.method != "none") usage("--mode infer measures the plain encoder: --method none");
+    return run_timed(o, [&] {
+      const auto h = enc.forward(tb.input);
+      if (!(h(0, 0) == h(0, 0))) std::cerr << "bench_peft: NaN in the output\n";
+    });
+  }
+  const std::string& m = o.method;
+  if (m == "houlsby" || m == "top2-houlsby" || m == "list-adapter") {
+    auto c = m == "list-adapter" ? peft::bottleneck_config::list() : peft::bottleneck_config::houlsby();
+    if (m == "top2-houlsby") c.layers = {cfg.num_layers - 2, cfg.num_layers - 1};
+    peft::bottleneck_adapter<float> p(shape, c, o.seed);
+    return train_with(o, enc, p, tb);
+  }
+  if (m == "prefix") {
+    peft::prefix_tuning_config c;
+    c.num_virtual_tokens = 16;
+    peft::prefix_tuning<float> p(shape, c, o.seed);
+    return train_with(o, enc, p, tb);
+  }
+  if (m == "lora") {
+    peft::lora<float> p(shape, peft::lora_config{}, o.seed);
+    return train_with(o, enc, p, tb);
+  }
+  if (m == "mask") {
+    peft::mask_tuning<float> p(shape, peft::mask_tuning_config{}, o.seed);
+    return train_with(o, enc, p, tb);
+  }
+  if (m == "side") {
+    peft::side_tuning<float> p(shape, peft::side_tuning_config{}, o.seed);
+    return train_with(o, enc, p, tb);
+  }
+  if (m == "full") {
+    peft::full_finetune<float> p(shape);
+    return train_with(o, enc, p, tb);
+  }
+  usage("unknown --method " + m);
+} catch (const std::exception& e) {
+  std::cerr << "bench_peft: " << e.what() << "\n";
+  return 1;
+}
