@@ -187,6 +187,33 @@ TEST_CASE("backward stops below the lowest trainable layer", "[encoder]") {
   CHECK(nonzero_full_only > 0);
 }
 
+TEST_CASE("a tape recording from the lowest trainable layer keeps nothing below it, same gradients",
+          "[encoder]") {
+  fixture<peft::bert> f("bert");
+  std::vector<peft::index> in(2, 16), att(2, 16);
+  top_only p(2, 16, in, att, 16, 2, 3);
+  const auto R = peft_test::loss_weights<double>(f.b, 16, 3);
+  peft::encoder_tape<double, top_only> full, top;
+  top.record_from = 1;
+  peft::rng g1(9), g2(9);  // train mode: dropout must draw the same masks in both passes
+  const auto h_full = f.enc.forward(f.b, p, peft::mode::train, &full, &g1);
+  const auto h_top = f.enc.forward(f.b, p, peft::mode::train, &top, &g2);
+  CHECK(h_full == h_top);
+  CHECK(full.layers[0].x.size() > 0);
+  CHECK(top.layers[0].x.size() == 0);  // layer 0 ran but kept no activations
+  CHECK(top.layers[1].x.size() > 0);
+  p.grad().setZero();
+  const auto d_full = f.enc.backward(R, p, full);
+  const peft::vector<double> grad_full = p.grad();
+  p.grad().setZero();
+  const auto d_top = f.enc.backward(R, p, top);
+  CHECK(d_full == d_top);
+  CHECK(p.grad() == grad_full);
+  // Going lower than the tape kept is refused, naming both layers.
+  CHECK_THROWS_WITH(f.enc.backward(R, p, top, 0),
+                    Catch::Contains("keeps layers from 1") && Catch::Contains("down to layer 0"));
+}
+
 TEST_CASE("bad input is rejected with clear errors", "[encoder][errors]") {
   fixture<peft::bert> f("bert");
   auto b = f.b;

@@ -14,6 +14,7 @@
 /// every op of the forward pass and every gradient of the backward pass is checked too, and
 /// the first non-finite one throws `peft::numeric_error` naming the layer and the op.
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -218,6 +219,9 @@ public:
                              ", " + std::to_string(d_out.cols()) + "]");
     if (stop_layer < 0) stop_layer = lowest_trainable_layer(p, L);
     if (stop_layer > L) stop_layer = L;
+    if (stop_layer < L && stop_layer < t.record_from)
+      throw invalid_argument("encoder::backward: the tape keeps layers from " + std::to_string(t.record_from) +
+                             " (record_from), cannot back-propagate down to layer " + std::to_string(stop_layer));
     constexpr const char* where = "encoder::backward";
     check_op(d_out, where, -1, "output gradient (d_out)");
     mat dh = d_out;
@@ -405,8 +409,10 @@ private:
       check_always(h, "encoder::forward", -1, "policy on_embeddings output");
     }
     layer_tape<Scalar> scratch;
+    // Layers below record_from share the scratch tape: nothing of theirs outlives the pass.
+    const index first_kept = t ? std::clamp<index>(t->record_from, 0, num_layers()) : num_layers();
     for (index l = 0; l < num_layers(); ++l) {
-      layer_tape<Scalar>& lt = t ? t->layers[static_cast<std::size_t>(l)] : scratch;
+      layer_tape<Scalar>& lt = l >= first_kept ? t->layers[static_cast<std::size_t>(l)] : scratch;
       h = layer_forward(l, std::move(h), b, p, ctx, lt, pt);
     }
     if (!m_weights->final_norm.empty()) {

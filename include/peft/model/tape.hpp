@@ -49,6 +49,10 @@ struct encoder_tape {
   std::vector<layer_tape<Scalar>> layers;
   ops::layer_norm_cache<Scalar> final_norm;
   policy_tape_t<Policy> policy;          ///< whatever the policy recorded
+  /// Set before the forward pass: layers below it run but keep nothing, and `backward` can
+  /// stop no lower than it. Trainers set it to the policy's lowest trainable layer (frozen
+  /// lower layers then cost a forward pass only, and no activation memory); 0 keeps all.
+  index record_from = 0;
 };
 
 }  // namespace peft

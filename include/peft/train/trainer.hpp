@@ -125,6 +125,8 @@ public:
   template <typename LossFn>
   double forward_backward(const task_batch& tb, mode m, rng& gen, LossFn&& loss, mat* logits_out = nullptr) {
     encoder_tape<Scalar, Policy> tape;
+    const index lowest = lowest_trainable_layer(*m_policy, m_enc->num_layers());
+    tape.record_from = lowest;  // frozen layers below the policy keep no activations
     const mat h = m_enc->forward(tb.input, *m_policy, m, &tape, &gen);
     typename Head::cache_type cache;
     mat logits = head_forward(h, tb, m, &gen, &cache);
@@ -136,8 +138,7 @@ public:
     } else {
       dh = m_head->backward(m_enc->weights(), d_logits, tb.input, cache, m_enc->hidden_size());
     }
-    if (lowest_trainable_layer(*m_policy, m_enc->num_layers()) < m_enc->num_layers() ||
-        has_on_encoder_output_v<Policy>)
+    if (lowest < m_enc->num_layers() || has_on_encoder_output_v<Policy>)
       m_enc->backward(dh, *m_policy, tape);
     if (logits_out) *logits_out = std::move(logits);
     return value;
