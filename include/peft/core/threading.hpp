@@ -15,8 +15,7 @@
 #include "../error.hpp"
 
 #if defined(PEFT_OPENBLAS)
-// OpenBLAS (CMake option PEFT_BLAS) keeps its own thread pool for the matrix products.
-extern "C" void openblas_set_num_threads(int num_threads);
+#include <cblas.h>  // OpenBLAS (CMake option PEFT_BLAS) keeps its own thread pool
 #endif
 
 namespace peft {
