@@ -166,6 +166,7 @@ options parse(int argc, char** argv) {
 
 int run(const options& o) {
   if (o.threads > 0) peft::set_num_threads(o.threads);
+  peft::keep_freed_memory();  // activation buffers are reused across steps, not re-faulted
   const auto m = task::load_model(o.model);
   task::default_lr(o.method);  // validates the method name early
   peft::dataset train_data = peft::read_dataset(o.train);

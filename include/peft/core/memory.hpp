@@ -10,9 +10,9 @@
 /// shapes). glibc's malloc serves blocks that large with a fresh `mmap` and returns them
 /// to the kernel on `free`, so every step touches new pages and pays a page fault per 4 KiB;
 /// on a virtual machine that cost was half of a MiniLM adapter-training step
-/// (benchmarks/README.md). Raising the mmap threshold to glibc's maximum and the trim
-/// threshold far above it keeps freed blocks in the heap for the next step. The price is
-/// that the process keeps its peak heap until it exits.
+/// (benchmarks/README.md). Raising the mmap threshold to glibc's maximum and turning heap
+/// trimming off keeps freed blocks in the heap for the next step. The price is that the process
+/// keeps its peak heap until it exits.
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -25,9 +25,11 @@ namespace peft {
 inline bool keep_freed_memory() {
 #if defined(__GLIBC__)
   // 32 MiB is glibc's largest mmap threshold on 64-bit (HEAP_MAX_SIZE / 2); blocks above it
-  // are mmapped whatever we ask. The trim threshold and top pad keep the heap from shrinking.
+  // are mmapped whatever we ask.
   const bool mmap_ok = mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1;
-  const bool trim_ok = mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+  // -1: never trim. A finite threshold (an int, so at most 2 GiB) is exceeded by the free
+  // space a BERT-base training tape leaves when it is released, and the heap then shrinks.
+  const bool trim_ok = mallopt(M_TRIM_THRESHOLD, -1) == 1;
   const bool pad_ok = mallopt(M_TOP_PAD, 64 * 1024 * 1024) == 1;
   return mmap_ok && trim_ok && pad_ok;
 #else
