@@ -5,6 +5,7 @@
 #include <peft/io/file_util.hpp>
 #include <peft/io/use_lite.hpp>
 #include <peft/peft.hpp>
+#include <peft/policies/bottleneck_adapter.hpp>
 #include <peft/text/unigram.hpp>
 #include <peft/train/trainer.hpp>
 
@@ -87,6 +88,55 @@ TEST_CASE("training is deterministic for a seed", "[trainer][real]") {
   };
   const auto a = run(), b = run();
   CHECK(a == b);
+}
+
+TEST_CASE("the allocator settings change no training result and a top-layer tape gives full-tape gradients", "[trainer][real]") {
+  auto& f = shared();
+  // Adapters on the top layer only: the trainer's tape keeps nothing of layer 0.
+  auto run = [&] {
+    auto cfg = peft::bottleneck_config::houlsby(16);
+    cfg.layers = {1};
+    peft::bottleneck_adapter<float> adapter(f.enc.shape(), cfg, 5);
+    peft::classification_head<float> head(512, 2, peft::pool_kind::sentence, 0.1, 1);
+    peft::task_model model(f.enc, adapter, head);
+    peft::fit(model, f.data.train, {}, quiet(2, 1e-2));
+    return peft::vector<float>(adapter.parameters().values());
+  };
+  const auto before = run();
+#if defined(__GLIBC__)
+  CHECK(peft::keep_freed_memory());
+#endif
+  const auto after = run();
+  CHECK(before == after);
+  // The same step through a full tape gives the same gradients as the trainer's.
+  auto cfg = peft::bottleneck_config::houlsby(16);
+  cfg.layers = {1};
+  peft::bottleneck_adapter<float> adapter(f.enc.shape(), cfg, 5);
+  peft::classification_head<float> head(512, 2, peft::pool_kind::sentence, 0.0, 1);
+  peft::task_model model(f.enc, adapter, head);
+  std::vector<std::size_t> rows = {0, 1, 2, 3};
+  const auto tb = peft::make_task_batch(f.data.train, rows, 0);
+  auto set = model.parameters();
+  set.zero_grad();
+  peft::rng g1(4);
+  model.forward_backward(tb, peft::mode::train, g1, [&](const peft::matrix<float>& z, peft::matrix<float>& dz) {
+    return static_cast<double>(peft::cross_entropy(z, tb.labels, dz));
+  });
+  const peft::vector<float> trainer_grad = adapter.parameters().grads();
+  CHECK(trainer_grad.cwiseAbs().maxCoeff() > 0);
+  adapter.parameters().zero_grad();
+  peft::encoder_tape<float, peft::bottleneck_adapter<float>> tape;  // record_from 0: every layer kept
+  peft::rng g2(4);
+  const auto h = f.enc.forward(tb.input, adapter, peft::mode::train, &tape, &g2);
+  typename peft::classification_head<float>::cache_type cache;
+  const auto z = head.forward(f.enc.weights(), h, tb.input, peft::mode::train, &g2, &cache);
+  peft::matrix<float> dz;
+  peft::cross_entropy(z, tb.labels, dz);
+  const auto dh = head.backward(f.enc.weights(), dz, tb.input, cache, f.enc.hidden_size());
+  adapter.parameters().zero_grad();
+  f.enc.backward(dh, adapter, tape);
+  CHECK(tape.layers[0].x.size() > 0);
+  CHECK(peft::vector<float>(adapter.parameters().grads()) == trainer_grad);
 }
 
 TEST_CASE("fit rejects bad input", "[trainer]") {
