@@ -17,7 +17,7 @@
 namespace peft::ops {
 
 namespace detail {
-/// With PEFT_BLAS, `C = alpha op(A) op(B) + beta C` on plain row-major float matrices
+/// With PEFT_BLAS, `C = op(A) op(B) + beta C` on plain row-major float matrices
 /// through cblas_sgemm; returns false (the caller uses Eigen) for anything else.
 template <typename A, typename B, typename C>
 bool blas_gemm([[maybe_unused]] bool trans_a, [[maybe_unused]] bool trans_b, [[maybe_unused]] const A& a,
