@@ -93,10 +93,13 @@ TEST_CASE("training is deterministic for a seed", "[trainer][real]") {
 TEST_CASE("the allocator settings change no training result and a top-layer tape gives full-tape gradients", "[trainer][real]") {
   auto& f = shared();
   // Adapters on the top layer only: the trainer's tape keeps nothing of layer 0.
-  auto run = [&] {
+  auto top_adapter = [&] {
     auto cfg = peft::bottleneck_config::houlsby(16);
     cfg.layers = {1};
-    peft::bottleneck_adapter<float> adapter(f.enc.shape(), cfg, 5);
+    return peft::bottleneck_adapter<float>(f.enc.shape(), cfg, 5);
+  };
+  auto run = [&] {
+    auto adapter = top_adapter();
     peft::classification_head<float> head(512, 2, peft::pool_kind::sentence, 0.1, 1);
     peft::task_model model(f.enc, adapter, head);
     peft::fit(model, f.data.train, {}, quiet(2, 1e-2));
@@ -109,9 +112,7 @@ TEST_CASE("the allocator settings change no training result and a top-layer tape
   const auto after = run();
   CHECK(before == after);
   // The same step through a full tape gives the same gradients as the trainer's.
-  auto cfg = peft::bottleneck_config::houlsby(16);
-  cfg.layers = {1};
-  peft::bottleneck_adapter<float> adapter(f.enc.shape(), cfg, 5);
+  auto adapter = top_adapter();
   peft::classification_head<float> head(512, 2, peft::pool_kind::sentence, 0.0, 1);
   peft::task_model model(f.enc, adapter, head);
   std::vector<std::size_t> rows = {0, 1, 2, 3};

@@ -48,7 +48,7 @@ void activation_backward(activation act, const matrix<Scalar>& u, matrix<Scalar>
     case activation::gelu_tanh: {
       const Scalar k = Scalar(0.79788456080286535588);
       const auto x = u.array();
-      const auto t = (k * (x + Scalar(0.044715) * x * x * x)).tanh();
+      const auto t = (k * (x + Scalar(0.044715) * x * x * x)).tanh().eval();  // once, not per use
       dy.array() *= Scalar(0.5) * (Scalar(1) + t) +
                     Scalar(0.5) * x * (Scalar(1) - t * t) * k * (Scalar(1) + Scalar(3 * 0.044715) * x * x);
       break;
