@@ -18,12 +18,30 @@
 #include <malloc.h>
 #endif
 
+#if defined(__SANITIZE_ADDRESS__)  // GCC
+#define PEFT_DETAIL_ASAN 1
+#elif defined(__has_feature)       // Clang
+#if __has_feature(address_sanitizer)
+#define PEFT_DETAIL_ASAN 1
+#endif
+#endif
+
 namespace peft {
 
+/// True when `keep_freed_memory()` can take effect: the process runs glibc's own malloc.
+/// AddressSanitizer replaces malloc and its `mallopt` accepts nothing, so under ASan (and
+/// off glibc) the settings are not applied and the call returns false.
+#if defined(__GLIBC__) && !defined(PEFT_DETAIL_ASAN)
+inline constexpr bool allocator_settings_supported = true;
+#else
+inline constexpr bool allocator_settings_supported = false;
+#endif
+
 /// Keeps freed blocks of up to 32 MiB in the process heap for reuse instead of returning
-/// them to the kernel (glibc only; elsewhere a no-op). Returns whether the settings took.
+/// them to the kernel (glibc's malloc only; elsewhere a no-op). Returns whether the settings
+/// took, which is `allocator_settings_supported` unless glibc refuses them.
 inline bool keep_freed_memory() {
-#if defined(__GLIBC__)
+#if defined(__GLIBC__) && !defined(PEFT_DETAIL_ASAN)
   // 32 MiB is glibc's largest mmap threshold on 64-bit (HEAP_MAX_SIZE / 2); blocks above it
   // are mmapped whatever we ask.
   const bool mmap_ok = mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1;
