@@ -3,19 +3,27 @@
 // process's peak RSS, printed as one JSON line. The PyTorch side (bench_torch.py) builds the
 // same model, batch and policies; compare_torch runs the two alternately.
 //
-//   bench_peft --config bert-base|minilm --mode infer|train --method M
+//   bench_peft --config bert-base|minilm --mode infer|train|serve --method M
 //              [--batch 16] [--seq 128] [--steps 5] [--warmup 1] [--threads 2] [--seed 0]
+//              [--tasks 1]
 //
 // Methods: none (inference), houlsby, top2-houlsby, list-adapter, prefix (16 virtual tokens),
 // lora (rank 8 on Q and V), mask, side, full. Weights are random (the speed of a BERT-shaped
 // encoder does not depend on the values); dropout 0.1 everywhere, as in the PyTorch script.
 // A training step is what peft::fit does per batch: zero the gradients, forward, cross
 // entropy on a CLS classification head, backward, AdamW.
+//
+// --mode serve --tasks N (benchmarks/scaling's memory table): N task policies, a mix of
+// Houlsby adapters, LoRA, prefix-tuning and LiST adapters in turn, each with its own head,
+// held at once over one const encoder; a step runs every task's prediction on the batch.
+// The JSON line adds the bytes of the backbone and of all the policies and heads.
 
 #include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
+#include <deque>
+#include <functional>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -41,12 +49,13 @@ struct options {
   long warmup = 1;
   int threads = 2;
   std::uint64_t seed = 0;
+  long tasks = 1;
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "bench_peft: " << why
-            << "\nusage: bench_peft --config bert-base|minilm --mode infer|train --method M [--batch N] [--seq N]"
-               " [--steps N] [--warmup N] [--threads N] [--seed N]\n";
+            << "\nusage: bench_peft --config bert-base|minilm --mode infer|train|serve --method M [--batch N] [--seq N]"
+               " [--steps N] [--warmup N] [--threads N] [--seed N] [--tasks N]\n";
   std::exit(2);
 }
 
@@ -66,14 +75,16 @@ options parse(int argc, char** argv) {
       else if (a == "--warmup") o.warmup = std::stol(v);
       else if (a == "--threads") o.threads = std::stoi(v);
       else if (a == "--seed") o.seed = std::stoull(v);
+      else if (a == "--tasks") o.tasks = std::stol(v);
       else usage("unknown option " + a);
     } catch (const std::logic_error&) {
       usage("option " + a + " expects a number, got '" + v + "'");
     }
   }
   if (o.config != "bert-base" && o.config != "minilm") usage("--config expects bert-base or minilm");
-  if (o.mode != "infer" && o.mode != "train") usage("--mode expects infer or train");
-  if (o.batch < 1 || o.seq < 2 || o.steps < 1 || o.warmup < 0 || o.threads < 1) usage("sizes must be positive");
+  if (o.mode != "infer" && o.mode != "train" && o.mode != "serve") usage("--mode expects infer, train or serve");
+  if (o.batch < 1 || o.seq < 2 || o.steps < 1 || o.warmup < 0 || o.threads < 1 || o.tasks < 1)
+    usage("sizes must be positive");
   return o;
 }
 
@@ -104,16 +115,17 @@ double peak_rss_mb() {
 
 using clock_type = std::chrono::steady_clock;
 
-/// Times `steps` calls of `step` after `warmup` untimed ones; prints the JSON line.
+/// Times `steps` calls of `step` after `warmup` untimed ones; prints the JSON line, with
+/// `extra` (`"key": value, ...` pairs) appended when given.
 template <typename Step>
-int run_timed(const options& o, Step&& step) {
+int run_timed(const options& o, Step&& step, const std::string& extra = "") {
   for (long i = 0; i < o.warmup; ++i) step();
   const auto t0 = clock_type::now();
   for (long i = 0; i < o.steps; ++i) step();
   const double seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
   const double tokens = double(o.batch) * double(o.seq) * double(o.steps);
-  std::printf("{\"tokens_per_s\": %.3f, \"peak_rss_mb\": %.1f, \"steps\": %ld, \"seconds\": %.4f}\n",
-              tokens / seconds, peak_rss_mb(), o.steps, seconds);
+  std::printf("{\"tokens_per_s\": %.3f, \"peak_rss_mb\": %.1f, \"steps\": %ld, \"seconds\": %.4f%s%s}\n",
+              tokens / seconds, peak_rss_mb(), o.steps, seconds, extra.empty() ? "" : ", ", extra.c_str());
   return 0;
 }
 
@@ -138,6 +150,56 @@ int train_with(const options& o, const peft::encoder<peft::bert, float>& enc, Po
   });
 }
 
+double megabytes(std::size_t scalars) { return double(scalars) * sizeof(float) / (1024.0 * 1024.0); }
+
+/// --mode serve: `o.tasks` policies of mixed methods and their heads over one encoder. Tokens
+/// per second count every task's rows (a step predicts the batch once per task).
+int serve(const options& o, const peft::encoder<peft::bert, float>& enc, const peft::task_batch& tb) {
+  using head_t = peft::classification_head<float>;
+  const peft::encoder_shape shape = enc.shape();
+  // Deques keep every policy's address fixed while more are added.
+  std::deque<peft::bottleneck_adapter<float>> adapters;
+  std::deque<peft::lora<float>> loras;
+  std::deque<peft::prefix_tuning<float>> prefixes;
+  std::deque<head_t> heads;
+  std::vector<std::function<float()>> predictors;  // one per task: its first logit
+  std::size_t policy_scalars = 0;
+  auto add = [&](auto& policy) {
+    heads.emplace_back(enc.hidden_size(), 2, peft::pool_kind::cls, 0.1, o.seed + 1 + heads.size());
+    policy_scalars += static_cast<std::size_t>(policy.parameters().size() + heads.back().parameters().size());
+    predictors.push_back([&enc, &tb, p = &policy, h = &heads.back()] {
+      peft::task_model model(enc, *p, *h);
+      return model.predict(tb)(0, 0);
+    });
+  };
+  for (long t = 0; t < o.tasks; ++t) {
+    const std::uint64_t seed = o.seed + 100 + std::uint64_t(t);
+    switch (t % 4) {
+      case 0: add(adapters.emplace_back(shape, peft::bottleneck_config::houlsby(), seed)); break;
+      case 1: add(loras.emplace_back(shape, peft::lora_config{}, seed)); break;
+      case 2: {
+        peft::prefix_tuning_config c;
+        c.num_virtual_tokens = 16;
+        add(prefixes.emplace_back(shape, c, seed));
+        break;
+      }
+      default: add(adapters.emplace_back(shape, peft::bottleneck_config::list(), seed)); break;
+    }
+  }
+  const auto backbone_scalars = static_cast<std::size_t>(enc.weights().num_parameters());
+  options timed = o;
+  timed.batch = o.batch * o.tasks;  // tokens counted over every task's rows
+  char extra[160];
+  std::snprintf(extra, sizeof extra, "\"tasks\": %ld, \"backbone_mb\": %.1f, \"policies_mb\": %.2f", o.tasks,
+                megabytes(backbone_scalars), megabytes(policy_scalars));
+  return run_timed(timed, [&] {
+    for (auto& predict : predictors) {
+      const float z = predict();
+      if (!(z == z)) std::cerr << "bench_peft: NaN in a prediction\n";
+    }
+  }, extra);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -160,6 +222,7 @@ int main(int argc, char** argv) try {
   }
   const peft::task_batch tb = peft::make_task_batch(rows, pick, 0);
 
+  if (o.mode == "serve") return serve(o, enc, tb);
   if (o.mode == "infer") {
     if (o.method != "none") usage("--mode infer measures the plain encoder: --method none");
     return run_timed(o, [&] {
