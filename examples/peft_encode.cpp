@@ -2,7 +2,7 @@
 // peft-encode: hidden states or sentence embeddings of a frozen encoder, as .npy.
 //
 //   peft-encode --model DIR (--input TEXT_FILE | --ids IDS.npy [--mask MASK.npy]) --output OUT.npy
-//               [--pool none|cls|mean|sentence] [--threads N]
+//               [--pool none|cls|mean|sentence] [--precision fp32|bf16] [--threads N]
 //
 // DIR is a Hugging Face folder (config.json, model.safetensors, vocab.txt or tokenizer.json)
 // or a USE-lite TF.js folder (model.json, shards, vocab.json). Bad input exits non-zero with
@@ -31,10 +31,12 @@ namespace {
 
 constexpr const char* usage =
     "usage: peft-encode --model DIR (--input TEXT_FILE | --ids IDS.npy [--mask MASK.npy]) --output OUT.npy\n"
-    "                   [--pool none|cls|mean|sentence] [--threads N]\n";
+    "                   [--pool none|cls|mean|sentence] [--precision fp32|bf16] [--threads N]\n"
+    "  --precision bf16 stores the frozen layer weights in bf16 (half their memory; oneDNN's bf16\n"
+    "  kernels when built with -DPEFT_DNNL=ON).\n";
 
 struct options {
-  std::string model, input, ids, mask, output, pool;
+  std::string model, input, ids, mask, output, pool, precision = "fp32";
   int threads = 0;
 };
 
@@ -58,6 +60,10 @@ options parse(int argc, char** argv) {
     else if (a == "--mask") o.mask = v;
     else if (a == "--output") o.output = v;
     else if (a == "--pool") o.pool = v;
+    else if (a == "--precision") {
+      if (v != "fp32" && v != "bf16") throw usage_error("--precision expects fp32 or bf16, got '" + v + "'");
+      o.precision = v;
+    }
     else if (a == "--threads") {
       try {
         std::size_t used = 0;
@@ -102,6 +108,7 @@ peft::matrix<float> encode_batch(const peft::encoder<Arch, float>& enc, const pe
 template <typename Arch>
 int run(const options& o, peft::shared_weights<float> weights, const tokenize_fn& tokenize, std::int32_t pad_id,
         peft::pooling kind) {
+  if (o.precision == "bf16") weights = peft::to_bf16(weights);
   peft::encoder<Arch, float> enc(std::move(weights));
   const peft::index H = enc.hidden_size();
   constexpr peft::index chunk = 32;

@@ -4,7 +4,8 @@
 
 usage: check_peft_encode.py PEFT_ENCODE USE_LITE_DIST REFERENCE_DIR SCRATCH_DIR
 
-- USE-lite from text: sentence embeddings equal the TF.js runtime's golden ones (<= 1e-4).
+- USE-lite from text: sentence embeddings equal the TF.js runtime's golden ones (<= 1e-4),
+  and stay within cosine 0.999 of them with --precision bf16.
 - BERT from ids/mask: hidden states equal PyTorch's on the real positions (<= 1e-4).
 - Every bad input exits non-zero with exactly one line on stderr, and writes no output.
 """
@@ -48,6 +49,17 @@ if r.returncode == 0:
     diff = float(np.abs(got - want).max())
     print("      USE-lite max abs diff vs TF.js: %.3g over %d sentences" % (diff, len(sentences)))
     check(diff <= 1e-4, "USE-lite embeddings match the TF.js runtime")
+    # bf16 frozen weights: every embedding keeps its direction (cosine > 0.999 to TF.js's).
+    out16 = os.path.join(scratch, "use_lite_bf16.npy")
+    r = run("--model", use_lite, "--input", text, "--output", out16, "--precision", "bf16")
+    check(r.returncode == 0, "USE-lite --precision bf16 exits 0 (%s)" % r.stderr.strip())
+    if r.returncode == 0:
+        got16 = np.load(out16).astype(np.float64)
+        cos = (got16 * want).sum(1) / (np.linalg.norm(got16, axis=1) * np.linalg.norm(want, axis=1))
+        print("      USE-lite bf16 weights: worst cosine to TF.js %.6f, max abs diff %.3g" %
+              (float(cos.min()), float(np.abs(got16 - want).max())))
+        check(float(cos.min()) > 0.999, "USE-lite bf16 embeddings stay within cosine 0.999 of TF.js's")
+        check(float(np.abs(got16 - want).max()) > 1e-6, "--precision bf16 really rounds the weights")
     r = run("--model", use_lite, "--input", text, "--output", out, "--pool", "none")
     check(r.returncode == 0 and np.load(out).shape[0] == len(sentences) and np.load(out).shape[2] == 512,
           "USE-lite --pool none gives [B, T, 512]")
@@ -100,6 +112,8 @@ cases = [
     ("unknown pooling", ["--model", bert, "--ids", os.path.join(bad, "ids.npy"), "--pool", "max"], "pooling"),
     ("text without a vocabulary", ["--model", bert, "--input", text], "vocab.txt"),
     ("no input given", ["--model", bert], "exactly one of"),
+    ("unknown precision", ["--model", bert, "--ids", os.path.join(bad, "ids.npy"), "--precision", "fp16"],
+     "precision"),
 ]
 for name, args, needle in cases:
     if os.path.exists(bad_out):

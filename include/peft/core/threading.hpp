@@ -13,6 +13,7 @@
 #endif
 
 #include "../error.hpp"
+#include "types.hpp"
 
 #if defined(PEFT_OPENBLAS)
 #include <cblas.h>  // OpenBLAS (CMake option PEFT_BLAS) keeps its own thread pool
@@ -40,6 +41,31 @@ inline int num_threads() {
 #else
   return 1;
 #endif
+}
+
+/// Runs `f(begin, end)` over row ranges that together cover `[0, rows)`: split across peft's
+/// threads when the work (`rows * cols` elements) is large enough to pay for waking them and
+/// the caller is not already inside a parallel region, in one call otherwise. For row-wise
+/// element operations (activations, LayerNorm, dropout) that would otherwise run on one core
+/// while the others wait for the next GEMM. Each row is computed by exactly one call, with
+/// the same arithmetic however the rows are split.
+template <typename F>
+void parallel_rows(index rows, index cols, F&& f) {
+#if defined(_OPENMP)
+  constexpr index min_elements = index(1) << 15;
+  const int threads = omp_get_max_threads();
+  if (threads > 1 && rows > 1 && rows * cols >= min_elements && !omp_in_parallel()) {
+#pragma omp parallel num_threads(threads)
+    {
+      const index n = omp_get_num_threads(), t = omp_get_thread_num();
+      const index begin = rows * t / n, end = rows * (t + 1) / n;
+      if (begin < end) f(begin, end);
+    }
+    return;
+  }
+#endif
+  (void)cols;
+  f(index(0), rows);
 }
 
 }  // namespace peft

@@ -413,6 +413,9 @@ void save_hf_encoder(const std::string& dir, const encoder_weights<Scalar>& w) {
   const std::string at = "save_hf_encoder: '" + dir + "'";
   const encoder_config& c = w.config;
   detail::check_hf_config(c, at);
+  if (w.is_bf16())
+    throw invalid_argument(at + ": the layer weights are stored in bf16 (to_bf16); save the float weights they "
+                                "came from");
   if (static_cast<index>(w.layers.size()) != c.num_layers)
     throw invalid_argument(at + ": layers expected " + std::to_string(c.num_layers) + " (config num_layers), got " +
                            std::to_string(w.layers.size()));

@@ -340,6 +340,9 @@ private:
     if (c.model_type != Arch::name)
       fail(std::string("model_type expected '") + Arch::name + "', got '" + c.model_type + "'");
     if (W.layers.empty()) fail("layers expected at least 1, got 0");
+    if constexpr (!std::is_same_v<Scalar, float>) {
+      if (W.is_bf16()) fail("bf16 weights need encoder<Arch, float>");
+    }
     if (static_cast<index>(W.layers.size()) != c.num_layers)
       fail("layer count expected " + std::to_string(c.num_layers) + " (config), got " + std::to_string(W.layers.size()));
     if (W.word_embeddings.rows() != c.vocab_size || W.word_embeddings.rows() == 0)
@@ -427,12 +430,32 @@ private:
     return h;
   }
 
+  /// A frozen linear map, from its float or its bf16 weight.
+  static void frozen_linear_forward(const mat& x, const linear_weights<Scalar>& lw, mat& y) {
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (lw.is_bf16()) return ops::linear_forward(x, lw.weight_bf16, lw.bias, y);
+    }
+    ops::linear_forward(x, lw.weight, lw.bias, y);
+  }
+
+  static void frozen_linear_backward_input(const mat& dy, const linear_weights<Scalar>& lw, mat& dx,
+                                           bool accumulate) {
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (lw.is_bf16()) return ops::linear_backward_input(dy, lw.weight_bf16, dx, accumulate);
+    }
+    ops::linear_backward_input(dy, lw.weight, dx, accumulate);
+  }
+
   template <typename Policy>
   void linear_fwd(index l, linear_id id, const linear_weights<Scalar>& lw, const mat& x, mat& y, const Policy& p,
                   const hook_context& ctx, layer_tape<Scalar>& lt, policy_tape_t<Policy>& pt) const {
     const mat* w = &lw.weight;
     if constexpr (has_on_weight_v<Policy>) {
       if (p.transforms_weight(l, id)) {
+        if (lw.is_bf16())
+          throw invalid_argument("encoder::forward: layer " + std::to_string(l) + " " + peft::to_string(id) +
+                                 ": the policy rewrites this frozen weight, which needs it in float; the "
+                                 "backbone holds it in bf16 (to_bf16). Use float weights for this policy");
         mat& we = lt.w_eff[static_cast<std::size_t>(id)];
         p.on_weight(l, id, lw.weight, we, pt);
         check_op(we, "encoder::forward", l, peft::to_string(id),
@@ -440,7 +463,11 @@ private:
         w = &we;
       }
     }
-    ops::linear_forward(x, *w, lw.bias, y);
+    if (w == &lw.weight && lw.is_bf16()) {
+      frozen_linear_forward(x, lw, y);
+    } else {
+      ops::linear_forward(x, *w, lw.bias, y);
+    }
     if (check_numerics()) check_linear_output(l, id, x, *w, w != &lw.weight, lw.bias, y);
     if constexpr (has_on_linear_v<Policy>) {
       p.on_linear(l, id, x, y, ctx, pt);
@@ -461,7 +488,11 @@ private:
         p.on_weight_backward(l, id, lw.weight, dw, pt);
       }
     }
-    ops::linear_backward_input(dy, *w, dx, accumulate);
+    if (w == &lw.weight && lw.is_bf16()) {
+      frozen_linear_backward_input(dy, lw, dx, accumulate);
+    } else {
+      ops::linear_backward_input(dy, *w, dx, accumulate);
+    }
     check_op(dx, "encoder::backward", l, peft::to_string(id),
              accumulate ? " input gradient (accumulated)" : " input gradient");
     if constexpr (has_on_linear_v<Policy>) {
@@ -570,7 +601,7 @@ private:
       a += lt.x;
     } else {
       mat r;
-      ops::linear_forward(lt.x, W.residual_proj.weight, W.residual_proj.bias, r);
+      frozen_linear_forward(lt.x, W.residual_proj, r);
       check_op(r, where, l, "residual projection output");
       a += r;
     }
@@ -675,7 +706,7 @@ private:
     if (W.residual_proj.empty()) {
       dx += dz1;
     } else {
-      ops::linear_backward_input(dz1, W.residual_proj.weight, dx, true);
+      frozen_linear_backward_input(dz1, W.residual_proj, dx, true);
     }
     check_op(dx, where, l, "attention block input gradient");
     if constexpr (has_on_layer_input_v<Policy>) {

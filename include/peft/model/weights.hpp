@@ -8,22 +8,28 @@
 /// Fields an architecture does not have stay empty (size 0).
 
 #include <memory>
+#include <utility>
 #include <vector>
 
+#include "../core/bf16.hpp"
 #include "../core/types.hpp"
 #include "config.hpp"
 
 namespace peft {
 
-/// `y = x W^T + b`, with `W` stored `[out x in]` as Hugging Face stores it.
+/// `y = x W^T + b`, with `W` stored `[out x in]` as Hugging Face stores it. `W` is held in
+/// `weight`, or, in a backbone converted by `to_bf16` (layer linears only), in `weight_bf16`
+/// with `weight` left empty.
 template <typename Scalar>
 struct linear_weights {
-  matrix<Scalar> weight;  ///< [out x in]
-  vector<Scalar> bias;    ///< [out]; may be empty for a bias-free projection
+  matrix<Scalar> weight;    ///< [out x in]
+  vector<Scalar> bias;      ///< [out]; may be empty for a bias-free projection
+  bf16_matrix weight_bf16;  ///< [out x in] when the weight is stored in bf16 (then `weight` is empty)
 
-  index in_features() const noexcept { return weight.cols(); }
-  index out_features() const noexcept { return weight.rows(); }
-  bool empty() const noexcept { return weight.size() == 0; }
+  bool is_bf16() const noexcept { return !weight_bf16.empty(); }
+  index in_features() const noexcept { return is_bf16() ? weight_bf16.cols() : weight.cols(); }
+  index out_features() const noexcept { return is_bf16() ? weight_bf16.rows() : weight.rows(); }
+  bool empty() const noexcept { return weight.size() == 0 && weight_bf16.empty(); }
 };
 
 template <typename Scalar>
@@ -74,7 +80,7 @@ struct encoder_weights {
   /// Number of scalar parameters, counting the tied decoder once.
   index num_parameters() const noexcept {
     index n = word_embeddings.size() + position_embeddings.size() + token_type_embeddings.size();
-    auto lin = [](const linear_weights<Scalar>& l) { return l.weight.size() + l.bias.size(); };
+    auto lin = [](const linear_weights<Scalar>& l) { return l.weight.size() + l.weight_bf16.size() + l.bias.size(); };
     auto ln = [](const layer_norm_weights<Scalar>& l) { return l.gamma.size() + l.beta.size(); };
     n += ln(embedding_norm) + ln(final_norm);
     for (const auto& L : layers)
@@ -83,10 +89,67 @@ struct encoder_weights {
     n += lin(pooler) + lin(mlm_transform) + ln(mlm_norm) + mlm_bias.size() + lin(sentence_dense);
     return n;
   }
+
+  /// Bytes held by the parameters (bf16 weights count 2 bytes a value).
+  std::size_t bytes() const noexcept {
+    index half = 0;  // values stored in bf16
+    for (const auto& L : layers)
+      for (const auto* l : {&L.query, &L.key, &L.value, &L.attn_out, &L.ffn_in, &L.ffn_out, &L.residual_proj})
+        half += l->weight_bf16.size();
+    return std::size_t(num_parameters() - half) * sizeof(Scalar) + std::size_t(half) * sizeof(bf16_bits);
+  }
+
+  /// Whether the layer linears are stored in bf16 (see `to_bf16`).
+  bool is_bf16() const noexcept { return !layers.empty() && layers.front().query.is_bf16(); }
 };
 
 template <typename Scalar>
 using shared_weights = std::shared_ptr<const encoder_weights<Scalar>>;
+
+/// A copy of @p w whose layer linears (Q, K, V, attention output, both FFN matrices and a
+/// residual projection) are rounded to bf16 and stored at half the memory; embeddings,
+/// norms, biases and the checkpoint's heads stay in float. The encoder multiplies such
+/// weights in bf16 with float accumulation (oneDNN with PEFT_DNNL); policies, heads and
+/// optimizer state stay in float. A policy that rewrites a frozen weight (mask-tuning,
+/// full fine-tuning) or a LoRA merge needs float weights and refuses a bf16 backbone.
+/// @throws invalid_argument when @p w is already bf16
+inline std::shared_ptr<const encoder_weights<float>> to_bf16(const encoder_weights<float>& w) {
+  if (w.is_bf16()) throw invalid_argument("to_bf16: the weights are already bf16");
+  auto out = std::make_shared<encoder_weights<float>>();
+  out->config = w.config;
+  out->word_embeddings = w.word_embeddings;
+  out->position_embeddings = w.position_embeddings;
+  out->token_type_embeddings = w.token_type_embeddings;
+  out->embedding_norm = w.embedding_norm;
+  out->final_norm = w.final_norm;
+  out->pooler = w.pooler;
+  out->mlm_transform = w.mlm_transform;
+  out->mlm_norm = w.mlm_norm;
+  out->mlm_bias = w.mlm_bias;
+  out->sentence_dense = w.sentence_dense;
+  out->layers.reserve(w.layers.size());
+  for (const auto& L : w.layers) {
+    layer_weights<float> N;
+    N.attn_norm = L.attn_norm;
+    N.ffn_norm = L.ffn_norm;
+    const std::pair<linear_weights<float>*, const linear_weights<float>*> pairs[] = {
+        {&N.query, &L.query},   {&N.key, &L.key},       {&N.value, &L.value},
+        {&N.attn_out, &L.attn_out}, {&N.ffn_in, &L.ffn_in}, {&N.ffn_out, &L.ffn_out},
+        {&N.residual_proj, &L.residual_proj}};
+    for (const auto& [to, from] : pairs) {
+      to->bias = from->bias;
+      if (!from->empty()) to->weight_bf16 = bf16_matrix(from->weight);
+    }
+    out->layers.push_back(std::move(N));
+  }
+  return out;
+}
+
+/// `to_bf16` of shared weights.
+inline std::shared_ptr<const encoder_weights<float>> to_bf16(const shared_weights<float>& w) {
+  if (!w) throw invalid_argument("to_bf16: weights expected non-null, got null");
+  return to_bf16(*w);
+}
 
 }  // namespace peft
 

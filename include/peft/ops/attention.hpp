@@ -118,7 +118,8 @@ void attention_forward(const attention_shape& shape, const matrix<Scalar>& q, co
     }
     auto out = ctx.block(b * T, h * dh, T, dh);
     if (drop) {
-      matrix<Scalar> pd = pr.cwiseProduct(drop_mask.block(bh * T, 0, T, S));
+      thread_local matrix<Scalar> pd;  // [T x S] per thread, reused across (sequence, head) pairs and calls
+      pd = pr.cwiseProduct(drop_mask.block(bh * T, 0, T, S));
       out.noalias() = pd.rightCols(T) * vb;
       if (P > 0) out.noalias() += pd.leftCols(P) * pv->middleCols(h * dh, dh);
     } else {
@@ -168,12 +169,13 @@ void attention_backward(const attention_shape& shape, const matrix<Scalar>& dctx
     auto dout = dctx.block(b * T, h * dh, T, dh);
     auto pr = cache.probs.block(bh * T, 0, T, S);
     // dP = dctx V^T (through dropout), and dV = P_dropped^T dctx.
-    matrix<Scalar> dp(T, S);
+    thread_local matrix<Scalar> dp, pd;  // [T x S] per thread, reused across pairs and calls
+    dp.resize(T, S);
     dp.rightCols(T).noalias() = dout * vb.transpose();
     if (P > 0) dp.leftCols(P).noalias() = dout * pv->middleCols(h * dh, dh).transpose();
     if (drop) {
       auto dm = cache.drop_mask.block(bh * T, 0, T, S);
-      matrix<Scalar> pd = pr.cwiseProduct(dm);
+      pd = pr.cwiseProduct(dm);
       dv.block(b * T, h * dh, T, dh).noalias() = pd.rightCols(T).transpose() * dout;
       if (P > 0) part_pv.block(b * P, h * dh, P, dh).noalias() = pd.leftCols(P).transpose() * dout;
       dp.array() *= dm.array();

@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "../core/threading.hpp"
 #include "../core/types.hpp"
 
 namespace peft::ops {
@@ -30,18 +31,20 @@ void layer_norm_forward(const matrix<Scalar>& x, const vector<Scalar>& gamma, co
     cache->rstd.resize(rows);
   }
   if (&y != &x) y.resize(rows, d);
-  for (index r = 0; r < rows; ++r) {
-    const Scalar mean = x.row(r).mean();
-    const Scalar var = (x.row(r).array() - mean).square().mean();
-    const Scalar rstd = Scalar(1) / std::sqrt(var + static_cast<Scalar>(eps));
-    if (cache) {
-      cache->rstd[r] = rstd;
-      cache->xhat.row(r) = (x.row(r).array() - mean) * rstd;
-      y.row(r) = cache->xhat.row(r).array() * gamma.transpose().array() + beta.transpose().array();
-    } else {
-      y.row(r) = ((x.row(r).array() - mean) * rstd) * gamma.transpose().array() + beta.transpose().array();
+  parallel_rows(rows, d, [&](index r0, index r1) {
+    for (index r = r0; r < r1; ++r) {
+      const Scalar mean = x.row(r).mean();
+      const Scalar var = (x.row(r).array() - mean).square().mean();
+      const Scalar rstd = Scalar(1) / std::sqrt(var + static_cast<Scalar>(eps));
+      if (cache) {
+        cache->rstd[r] = rstd;
+        cache->xhat.row(r) = (x.row(r).array() - mean) * rstd;
+        y.row(r) = cache->xhat.row(r).array() * gamma.transpose().array() + beta.transpose().array();
+      } else {
+        y.row(r) = ((x.row(r).array() - mean) * rstd) * gamma.transpose().array() + beta.transpose().array();
+      }
     }
-  }
+  });
 }
 
 /// dx = d LN(x) / dx applied to dy. Optional dgamma/dbeta accumulate (trainable norms only).
@@ -56,13 +59,15 @@ void layer_norm_backward(const matrix<Scalar>& dy, const vector<Scalar>& gamma,
   if (dgamma) *dgamma += (dy.array() * cache.xhat.array()).colwise().sum().transpose().matrix();
   if (dbeta) *dbeta += dy.colwise().sum().transpose();
   if (&dx != &dy) dx.resize(rows, d);
-  row_vector<Scalar> g(d);
-  for (index r = 0; r < rows; ++r) {
-    g = dy.row(r).array() * gamma.transpose().array();
-    const Scalar mean_g = g.mean();
-    const Scalar mean_gx = (g.array() * cache.xhat.row(r).array()).mean();
-    dx.row(r) = (g.array() - mean_g - cache.xhat.row(r).array() * mean_gx) * cache.rstd[r];
-  }
+  parallel_rows(rows, d, [&](index r0, index r1) {
+    row_vector<Scalar> g(d);
+    for (index r = r0; r < r1; ++r) {
+      g = dy.row(r).array() * gamma.transpose().array();
+      const Scalar mean_g = g.mean();
+      const Scalar mean_gx = (g.array() * cache.xhat.row(r).array()).mean();
+      dx.row(r) = (g.array() - mean_g - cache.xhat.row(r).array() * mean_gx) * cache.rstd[r];
+    }
+  });
 }
 
 }  // namespace peft::ops

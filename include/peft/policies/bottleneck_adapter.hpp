@@ -46,6 +46,7 @@
 #include "../core/types.hpp"
 #include "../error.hpp"
 #include "../ops/activation.hpp"
+#include "../ops/linear.hpp"
 #include "policy_config.hpp"
 #include "policy_traits.hpp"
 
@@ -186,11 +187,13 @@ public:
   /// @throws peft::invalid_argument if (l, s) has no unit or z has the wrong width
   mat adapter_delta(index l, sublayer s, const mat& z, mat* pre_activation = nullptr) const {
     const index k = checked_slot(l, s, z.cols(), "bottleneck_adapter::adapter_delta");
-    mat u = z * value(k, 0).transpose();
+    mat u;
+    ops::matmul(z, false, value(k, 0), true, u);
     if (m_cfg.bias) u.rowwise() += value(k, 1).col(0).transpose();
     mat a = u;
     activate(a);
-    mat d = a * value(k, up_w()).transpose();
+    mat d;
+    ops::matmul(a, false, value(k, up_w()), true, d);
     if (m_cfg.bias) d.rowwise() += value(k, 3).col(0).transpose();
     if (pre_activation) *pre_activation = std::move(u);
     return d;
@@ -239,13 +242,16 @@ public:
     const mat& u = t.u[i];
     mat a = u;
     activate(a);
-    grad(k, up_w()).noalias() += dh.transpose() * a;
+    auto g_up = grad(k, up_w());
+    ops::matmul(dh, true, a, false, g_up, true);
     if (m_cfg.bias) grad(k, 3) += dh.colwise().sum().transpose();
-    mat da = dh * value(k, up_w());
+    mat da;
+    ops::matmul(dh, false, value(k, up_w()), false, da);
     activate_backward(u, da);
-    grad(k, 0).noalias() += da.transpose() * z;
+    auto g_down = grad(k, 0);
+    ops::matmul(da, true, z, false, g_down, true);
     if (m_cfg.bias) grad(k, 1) += da.colwise().sum().transpose();
-    dh.noalias() += da * value(k, 0);
+    ops::matmul(da, false, value(k, 0), false, dh, true);
   }
 
   // --- checkpoints -----------------------------------------------------------------------

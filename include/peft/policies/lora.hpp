@@ -277,6 +277,9 @@ private:
     for (index l : m_config.layers_to_transform)
       for (auto w : m_config.target_modules) {
         const auto [out, in] = m_shape.linear_shape(l, static_cast<int>(w));
+        if (linear_of(W, l, w).is_bf16())
+          throw invalid_argument(where + ": layer " + std::to_string(l) + " " + to_string(w) +
+                                 " weight is stored in bf16 (to_bf16); merging needs float weights");
         const auto& lw = linear_of(W, l, w).weight;
         if (lw.rows() != out || lw.cols() != in)
           throw invalid_argument(where + ": layer " + std::to_string(l) + " " + to_string(w) +
