@@ -5,7 +5,7 @@
 //
 //   bench_peft --config bert-base|minilm --mode infer|train|serve --method M
 //              [--batch 16] [--seq 128] [--steps 5] [--warmup 1] [--threads 2] [--seed 0]
-//              [--tasks 1]
+//              [--tasks 1] [--precision fp32|bf16]
 //
 // Methods: none (inference), houlsby, top2-houlsby, list-adapter, prefix (16 virtual tokens),
 // lora (rank 8 on Q and V), mask, side, full. Weights are random (the speed of a BERT-shaped
@@ -17,12 +17,19 @@
 // Houlsby adapters, LoRA, prefix-tuning and LiST adapters in turn, each with its own head,
 // held at once over one const encoder; a step runs every task's prediction on the batch.
 // The JSON line adds the bytes of the backbone and of all the policies and heads.
+//
+// --precision bf16 converts the frozen layer weights with peft::to_bf16 (build with
+// -DPEFT_DNNL=ON for oneDNN's bf16 kernels; otherwise the slow portable path runs). The float
+// weights are freed before the timed steps and the peak-RSS mark is reset after the
+// conversion, so the reported peak is the bf16 run's own.
 
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
 #include <deque>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <string>
@@ -50,12 +57,13 @@ struct options {
   int threads = 2;
   std::uint64_t seed = 0;
   long tasks = 1;
+  std::string precision = "fp32";
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "bench_peft: " << why
             << "\nusage: bench_peft --config bert-base|minilm --mode infer|train|serve --method M [--batch N] [--seq N]"
-               " [--steps N] [--warmup N] [--threads N] [--seed N] [--tasks N]\n";
+               " [--steps N] [--warmup N] [--threads N] [--seed N] [--tasks N] [--precision fp32|bf16]\n";
   std::exit(2);
 }
 
@@ -76,6 +84,7 @@ options parse(int argc, char** argv) {
       else if (a == "--threads") o.threads = std::stoi(v);
       else if (a == "--seed") o.seed = std::stoull(v);
       else if (a == "--tasks") o.tasks = std::stol(v);
+      else if (a == "--precision") o.precision = v;
       else usage("unknown option " + a);
     } catch (const std::logic_error&) {
       usage("option " + a + " expects a number, got '" + v + "'");
@@ -83,6 +92,7 @@ options parse(int argc, char** argv) {
   }
   if (o.config != "bert-base" && o.config != "minilm") usage("--config expects bert-base or minilm");
   if (o.mode != "infer" && o.mode != "train" && o.mode != "serve") usage("--mode expects infer, train or serve");
+  if (o.precision != "fp32" && o.precision != "bf16") usage("--precision expects fp32 or bf16");
   if (o.batch < 1 || o.seq < 2 || o.steps < 1 || o.warmup < 0 || o.threads < 1 || o.tasks < 1)
     usage("sizes must be positive");
   return o;
@@ -107,10 +117,21 @@ peft::encoder_config shape_of(const std::string& name) {
   return c;
 }
 
+/// Peak resident set (VmHWM), in MiB.
 double peak_rss_mb() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // the value is in kB
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return double(u.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+/// Hands freed memory back to the system and resets the peak-RSS mark to the current
+/// resident set (Linux >= 4.0), so that a peak measured afterwards is the run's own.
+void reset_peak_rss() {
+  malloc_trim(0);
+  std::ofstream("/proc/self/clear_refs") << "5";
 }
 
 using clock_type = std::chrono::steady_clock;
@@ -186,12 +207,12 @@ int serve(const options& o, const peft::encoder<peft::bert, float>& enc, const p
       default: add(adapters.emplace_back(shape, peft::bottleneck_config::list(), seed)); break;
     }
   }
-  const auto backbone_scalars = static_cast<std::size_t>(enc.weights().num_parameters());
+  const std::size_t backbone_bytes = enc.weights().bytes();
   options timed = o;
   timed.batch = o.batch * o.tasks;  // tokens counted over every task's rows
   char extra[160];
   std::snprintf(extra, sizeof extra, "\"tasks\": %ld, \"backbone_mb\": %.1f, \"policies_mb\": %.2f", o.tasks,
-                megabytes(backbone_scalars), megabytes(policy_scalars));
+                double(backbone_bytes) / (1024.0 * 1024.0), megabytes(policy_scalars));
   return run_timed(timed, [&] {
     for (auto& predict : predictors) {
       const float z = predict();
@@ -207,7 +228,13 @@ int main(int argc, char** argv) try {
   peft::set_num_threads(o.threads);
   if (!peft::keep_freed_memory()) std::cerr << "bench_peft: the allocator settings did not take\n";
   const auto cfg = shape_of(o.config);
-  const peft::encoder<peft::bert, float> enc(peft::random_encoder_weights<float>(cfg, o.seed, 0.02));
+  peft::shared_weights<float> weights = peft::random_encoder_weights<float>(cfg, o.seed, 0.02);
+  if (o.precision == "bf16") {
+    weights = peft::to_bf16(weights);  // the float weights are freed here
+    reset_peak_rss();
+  }
+  const peft::encoder<peft::bert, float> enc(weights);
+  weights.reset();
   const peft::encoder_shape shape = enc.shape();
 
   // Random ids (not the special ones), every position real, random labels in {0, 1}.
