@@ -46,7 +46,7 @@ inline int num_threads() {
 /// Runs `f(begin, end)` over row ranges that together cover `[0, rows)`: split across peft's
 /// threads when the work (`rows * cols` elements) is large enough to pay for waking them and
 /// the caller is not already inside a parallel region, in one call otherwise. For row-wise
-/// element operations (activations, LayerNorm, dropout) that would otherwise run on one core
+/// element operations (activations, LayerNorm) that would otherwise run on one core
 /// while the others wait for the next GEMM. Each row is computed by exactly one call, with
 /// the same arithmetic however the rows are split.
 template <typename F>
