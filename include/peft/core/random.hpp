@@ -9,10 +9,20 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <utility>
+#include <vector>
 
 #include "types.hpp"
 
 namespace peft {
+
+/// SplitMix64's finaliser: a bijective mix of 64 bits, used for counter-based draws.
+inline std::uint64_t mix64(std::uint64_t x) noexcept {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
 
 /// Seeded pseudo-random generator. Distributions are computed here rather than with
 /// `std::*_distribution`, whose output differs between standard libraries.
@@ -51,9 +61,19 @@ public:
     return x * stddev;
   }
   std::mt19937_64& engine() noexcept { return m_engine; }
+  const std::mt19937_64& engine() const noexcept { return m_engine; }
+
+  /// Per-example keys for dropout (empty: off). When set, `ops::make_dropout_mask` takes one
+  /// draw from this generator per mask and derives every entry from that draw, the key of the
+  /// example the row belongs to, the row's place inside the example and the column. A mask
+  /// then does not depend on which other examples share the batch, so data-parallel ranks
+  /// holding parts of a batch draw the masks one process holding all of it would.
+  void set_example_keys(std::vector<std::uint64_t> keys) { m_keys = std::move(keys); }
+  const std::vector<std::uint64_t>& example_keys() const noexcept { return m_keys; }
 
 private:
   std::mt19937_64 m_engine;
+  std::vector<std::uint64_t> m_keys;
 };
 
 }  // namespace peft

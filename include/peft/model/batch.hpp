@@ -27,12 +27,15 @@ struct batch {
 
 /// Pads `seqs` on the right with `pad_id` into one batch. `segments`, when given, must have
 /// the same lengths as `seqs`.
+///
+/// `min_time` pads to at least that length (data-parallel ranks pad their parts of a batch
+/// to the length of the whole batch, so that keyed dropout masks line up).
 inline batch make_batch(const std::vector<std::vector<std::int32_t>>& seqs, std::int32_t pad_id,
-                        const std::vector<std::vector<std::int32_t>>* segments = nullptr) {
+                        const std::vector<std::vector<std::int32_t>>* segments = nullptr, index min_time = 0) {
   if (seqs.empty()) throw invalid_argument("make_batch: sequences expected at least 1, got 0");
   if (segments && segments->size() != seqs.size())
     throw invalid_argument(detail::expected_got("make_batch", "segment sequences", seqs.size(), segments->size()));
-  index T = 0;
+  index T = min_time;
   for (std::size_t i = 0; i < seqs.size(); ++i) {
     if (seqs[i].empty())
       throw invalid_argument("make_batch: sequence " + std::to_string(i) + " is empty (length expected >= 1)");

@@ -94,7 +94,21 @@ public:
     m_text += "\n";
     atomic_write(m_path, m_text);
   }
+  /// Continues a log whose text so far is @p text (a resumed run), rewriting @p path with it.
+  /// @throws peft::invalid_argument if @p text does not start with the header of @p columns
+  csv_log(const std::string& path, std::vector<std::string> columns, const std::string& text)
+      : csv_log() {
+    csv_log fresh(path, std::move(columns));
+    if (text.compare(0, fresh.m_text.size(), fresh.m_text) != 0)
+      throw invalid_argument("csv_log: saved curve for '" + path + "' expected to start with header '" +
+                             fresh.m_text.substr(0, fresh.m_text.size() - 1) + "'");
+    fresh.m_text = text;
+    atomic_write(path, text);
+    *this = std::move(fresh);
+  }
   bool is_open() const { return !m_path.empty(); }
+  /// Header and rows written so far.
+  const std::string& text() const noexcept { return m_text; }
   /// @throws peft::invalid_argument for a row of the wrong width; peft::io_error if the
   ///   write fails (the file then holds the rows before this one)
   void row(const std::vector<std::string>& values) {

@@ -28,6 +28,13 @@
 /// One departure that changes no result: the teacher is frozen and runs in eval mode for a
 /// whole session, so its soft labels for the unlabelled pool are computed once per session
 /// instead of once per batch (the reference recomputes the same values on the fly).
+///
+/// Sharded over ranks (`list_options::comm`): the teacher's fit is data-parallel; the pool's
+/// soft labels are computed in N slices and summed into every rank; each pseudo-label and
+/// fine-tune batch is split evenly across the ranks, and meta re-weighting scores only this
+/// rank's rows after rank 0 broadcasts grad L_meta, with one two-value allreduce for the
+/// normaliser; one allreduce of the gradients ends every step. Batch sizes stay global, so N
+/// ranks reproduce one process with a `single_process` communicator (to rounding).
 
 #include <algorithm>
 #include <chrono>
@@ -106,6 +113,10 @@ matrix<typename Model::scalar_type> predict_probabilities(const Model& model, co
 
 /// Meta re-weighting of one unlabelled batch (LiST §1.4 of docs/METHODS.md).
 ///
+/// With `comm`, `rows` and `q` are this rank's part of the batch: rank 0 computes grad L_meta
+/// and broadcasts it, each rank scores its rows, and the normaliser and `kept` are summed over
+/// the ranks, so every rank's weights are those of the whole batch.
+///
 /// @param model    the student (its parameter values are restored exactly on return)
 /// @param pool     unlabelled examples; `rows` the batch; `q` the teacher's probabilities, one row per batch row
 /// @param labelled labelled examples; `meta_rows` the look-ahead batch (hard gold labels)
@@ -113,7 +124,8 @@ matrix<typename Model::scalar_type> predict_probabilities(const Model& model, co
 template <typename Model>
 meta_weights meta_reweight(Model& model, const std::vector<encoded_example>& pool, const std::vector<std::size_t>& rows,
                            const matrix<typename Model::scalar_type>& q, const std::vector<encoded_example>& labelled,
-                           const std::vector<std::size_t>& meta_rows, const meta_options& o, std::int32_t pad_id) {
+                           const std::vector<std::size_t>& meta_rows, const meta_options& o, std::int32_t pad_id,
+                           collective* comm = nullptr) {
   using S = typename Model::scalar_type;
   const char* where = "meta_reweight";
   if (rows.empty() || meta_rows.empty()) throw invalid_argument(std::string(where) + ": empty batch");
@@ -131,10 +143,19 @@ meta_weights meta_reweight(Model& model, const std::vector<encoded_example>& poo
   const task_batch mb = make_task_batch(labelled, meta_rows, pad_id);
   set.zero_grad();
   meta_weights res;
-  res.meta_loss = model.forward_backward(mb, mode::eval, unused, [&](const matrix<S>& z, matrix<S>& dz) {
-    return static_cast<double>(cross_entropy(z, mb.labels, dz));
-  });
-  const vector<S> g = set.get_flat_grad();
+  vector<S> g;
+  if (!comm || comm->rank() == 0) {
+    res.meta_loss = model.forward_backward(mb, mode::eval, unused, [&](const matrix<S>& z, matrix<S>& dz) {
+      return static_cast<double>(cross_entropy(z, mb.labels, dz));
+    });
+    g = set.get_flat_grad();
+  } else {
+    g.resize(set.size());
+  }
+  if (comm) {
+    comm->broadcast(g.data(), static_cast<std::size_t>(g.size()) * sizeof(S), 0);
+    comm->broadcast(&res.meta_loss, sizeof(double), 0);
+  }
   const std::size_t n = rows.size();
   res.scores.assign(n, 0.0);
 
@@ -178,6 +199,15 @@ meta_weights meta_reweight(Model& model, const std::vector<encoded_example>& poo
     res.weights[i] = o.alpha * std::max(0.0, res.scores[i]);
     total += res.weights[i];
   }
+  if (comm) {
+    double sums[2] = {total, 0.0};
+    for (auto w : res.weights) sums[1] += w > 0;
+    comm->allreduce_sum(sums, 2);
+    total = sums[0];
+    res.kept = static_cast<index>(sums[1]);
+    for (auto& w : res.weights) w /= total + o.eps;
+    return res;
+  }
   for (auto& w : res.weights) {
     w /= total + o.eps;
     res.kept += w > 0;
@@ -210,6 +240,9 @@ struct list_options {
   std::int32_t pad_id = 0;
   bool show_progress = true;
   std::FILE* progress_out = stdout;
+  /// Shards the run over the ranks of `comm` (see the file comment); null: one process.
+  /// `labelled_batch` and `unlabelled_batch` are global and must be multiples of the rank count.
+  collective* comm = nullptr;
 
   void validate() const {
     auto bad = [](const std::string& what) { throw invalid_argument("list_options: " + what); };
@@ -222,6 +255,9 @@ struct list_options {
     if (!(teacher_lr > 0) || !(student_lr > 0)) bad("learning rates expected > 0");
     if (teacher_head_lr < 0 || student_head_lr < 0) bad("head learning rates expected >= 0");
     if (labelled_batch < 1 || unlabelled_batch < 1 || meta_batch < 1) bad("batch sizes expected >= 1");
+    if (comm && (labelled_batch % comm->size() != 0 || unlabelled_batch % comm->size() != 0))
+      bad("labelled and unlabelled batch sizes expected multiples of the " + std::to_string(comm->size()) +
+          " ranks, got " + std::to_string(labelled_batch) + " and " + std::to_string(unlabelled_batch));
   }
 };
 
@@ -309,7 +345,8 @@ public:
     check_labelled(labelled);
     fit_options f;
     f.epochs = std::max(1, m_opt.teacher_epochs);
-    f.batch_size = m_opt.labelled_batch;
+    f.batch_size = m_opt.labelled_batch / (m_opt.comm ? m_opt.comm->size() : 1);
+    f.comm = m_opt.comm;
     f.lr = m_opt.teacher_lr;
     f.head_lr = m_opt.teacher_head_lr;
     f.weight_decay = m_opt.weight_decay;
@@ -317,7 +354,7 @@ public:
     f.seed = m_opt.seed;
     f.pad_id = m_opt.pad_id;
     f.label = "LiST teacher";
-    f.show_progress = m_opt.show_progress;
+    f.show_progress = m_opt.show_progress && lead();
     f.progress_out = m_opt.progress_out;
     if (m_opt.teacher_epochs == 0) return {};
     auto model = student();
@@ -342,7 +379,25 @@ public:
       m_head.emplace(m_make_head(s));
     }
     auto teacher_model = teacher();
-    const matrix<Scalar> q_all = predict_probabilities(teacher_model, pool, 64, m_opt.pad_id);
+    collective* comm = m_opt.comm;
+    matrix<Scalar> q_all;
+    if (!comm) {
+      q_all = predict_probabilities(teacher_model, pool, 64, m_opt.pad_id);
+    } else {
+      // Each rank labels a slice of the pool; the sum over ranks fills every row everywhere.
+      std::vector<std::size_t> all(pool.size());
+      for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+      const auto mine = detail::rank_share(all, comm);
+      std::vector<encoded_example> slice;
+      for (auto i : mine) slice.push_back(pool[i]);
+      const index classes = teacher_model.head().num_classes();
+      q_all = matrix<Scalar>::Zero(static_cast<index>(pool.size()), classes);
+      if (!slice.empty()) {
+        const matrix<Scalar> q_mine = predict_probabilities(teacher_model, slice, 64, m_opt.pad_id);
+        for (std::size_t k = 0; k < mine.size(); ++k) q_all.row(static_cast<index>(mine[k])) = q_mine.row(static_cast<index>(k));
+      }
+      comm->allreduce_sum(q_all.data(), static_cast<std::size_t>(q_all.size()));
+    }
     std::vector<int> pseudo(pool.size());
     {
       index right = 0, known = 0;
@@ -380,26 +435,29 @@ public:
     rng drop_gen(base ^ 0x3333);
     progress bar("LiST session " + std::to_string(session) + "/" + std::to_string(m_opt.sessions), total,
                  m_opt.progress_out, std::max<long>(1, total / 10));
+    vector<Scalar> flat;  // the per-step gradient buffer of a sharded run
 
     double kept_sum = 0, wsum_sum = 0, kept_acc_num = 0, kept_acc_den = 0;
     long reweighted = 0;
     long step = 0;
     double loss = 0;
     for (long s = 0; s < m_opt.student_steps; ++s) {
-      const auto rows = pool_rows.next();
+      const auto batch_rows = pool_rows.next();
+      const auto rows = detail::rank_share(batch_rows, comm);  // all of them without comm
       const index b = static_cast<index>(rows.size());
+      const double b_all = double(batch_rows.size());
       matrix<Scalar> q(b, q_all.cols());
       for (index i = 0; i < b; ++i) q.row(i) = q_all.row(static_cast<index>(rows[static_cast<std::size_t>(i)]));
       vector<Scalar> w(b);
       list_phase phase = list_phase::warmup;
       double kept = 1;
       if (!m_opt.reweight || s < warm) {
-        w.setConstant(static_cast<Scalar>(1.0 / (double(b) + 1e-5)));  // confidence mask at threshold 0
+        w.setConstant(static_cast<Scalar>(1.0 / (b_all + 1e-5)));  // confidence mask at threshold 0
       } else if (s == warm) {
-        w.setConstant(static_cast<Scalar>(1.0 / double(b)));  // the reference's `w = None`: a plain mean
+        w.setConstant(static_cast<Scalar>(1.0 / b_all));  // the reference's `w = None`: a plain mean
       } else {
         phase = list_phase::reweighted;
-        const auto mw = meta_reweight(model, pool, rows, q, labelled, meta_rows.next(), m_opt.meta, m_opt.pad_id);
+        const auto mw = meta_reweight(model, pool, rows, q, labelled, meta_rows.next(), m_opt.meta, m_opt.pad_id, comm);
         double wsum = 0;
         for (index i = 0; i < b; ++i) {
           const double wi = mw.weights[static_cast<std::size_t>(i)];
@@ -411,17 +469,27 @@ public:
             kept_acc_num += wi * (pseudo[rows[static_cast<std::size_t>(i)]] == ex.label ? 1.0 : 0.0);
           }
         }
-        kept = double(mw.kept) / double(b);
+        kept = double(mw.kept) / b_all;
         kept_sum += kept;
         wsum_sum += wsum;
         ++reweighted;
       }
-      const task_batch tb = make_task_batch(pool, rows, m_opt.pad_id);
       set.zero_grad();
-      loss = model.forward_backward(tb, mode::train, drop_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
-        return static_cast<double>(kl_div(z, q, w, dz));
-      });
-      finish_step(set, opt, schedule, step, loss, phase, session, kept, long(b), bar);
+      if (!comm) {
+        const task_batch tb = make_task_batch(pool, rows, m_opt.pad_id);
+        loss = model.forward_backward(tb, mode::train, drop_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
+          return static_cast<double>(kl_div(z, q, w, dz));
+        });
+      } else {
+        // The weighted KL is a sum over the batch: the ranks' sums add up to it.
+        rng step_gen(drop_gen.engine()());
+        const task_batch tb = detail::keyed_batch(pool, batch_rows, rows, m_opt.pad_id, step_gen);
+        loss = model.forward_backward(tb, mode::train, step_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
+          return static_cast<double>(kl_div(z, q, w, dz));
+        });
+        loss = detail::allreduce_gradients(set, *comm, 1.0, loss, flat);
+      }
+      finish_step(set, opt, schedule, step, loss, phase, session, kept, long(b_all), bar);
     }
     // Fine-tune phase: labelled data only, the same optimizer and schedule.
     rng order_gen(base ^ 0x4444);
@@ -433,15 +501,35 @@ public:
         const std::vector<std::size_t> rows(order.begin() + static_cast<std::ptrdiff_t>(s),
                                             order.begin() + static_cast<std::ptrdiff_t>(
                                                                 std::min(nl, s + std::size_t(m_opt.labelled_batch))));
-        const task_batch tb = make_task_batch(labelled, rows, m_opt.pad_id);
         set.zero_grad();
-        loss = model.forward_backward(tb, mode::train, drop_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
-          return static_cast<double>(cross_entropy(z, tb.labels, dz));
-        });
+        if (!comm) {
+          const task_batch tb = make_task_batch(labelled, rows, m_opt.pad_id);
+          loss = model.forward_backward(tb, mode::train, drop_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
+            return static_cast<double>(cross_entropy(z, tb.labels, dz));
+          });
+        } else {
+          rng step_gen(drop_gen.engine()());
+          const auto mine = detail::rank_share(rows, comm);
+          double local = 0;
+          if (!mine.empty()) {
+            const task_batch tb = detail::keyed_batch(labelled, rows, mine, m_opt.pad_id, step_gen, std::uint64_t(1) << 62);
+            local = model.forward_backward(tb, mode::train, step_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
+              return static_cast<double>(cross_entropy(z, tb.labels, dz));
+            });
+          }
+          loss = detail::allreduce_gradients(set, *comm, double(mine.size()) / double(rows.size()), local, flat);
+        }
         finish_step(set, opt, schedule, step, loss, list_phase::finetune, session, 1.0, long(rows.size()), bar);
       }
     }
-    if (m_opt.show_progress) bar.finish();
+    if (comm) {  // the report's sums over this rank's rows, over all rows
+      double sums[3] = {kept_acc_num, kept_acc_den, wsum_sum};
+      comm->allreduce_sum(sums, 3);
+      kept_acc_num = sums[0];
+      kept_acc_den = sums[1];
+      wsum_sum = sums[2];
+    }
+    if (m_opt.show_progress && lead()) bar.finish();
     rep.final_loss = loss;
     rep.seconds = bar.seconds();
     if (reweighted > 0) {
@@ -493,6 +581,8 @@ private:
     std::size_t m_pos = 0;
   };
 
+  bool lead() const noexcept { return !m_opt.comm || m_opt.comm->rank() == 0; }
+
   void check_labelled(const std::vector<encoded_example>& labelled) const {
     if (labelled.empty()) throw invalid_argument("self_trainer: the labelled set is empty");
     for (std::size_t i = 0; i < labelled.size(); ++i)
@@ -505,7 +595,7 @@ private:
     if (m_opt.max_grad_norm > 0) clip_grad_norm(set, m_opt.max_grad_norm);
     opt.step(set, schedule.lr_at(step));
     ++step;
-    if (m_opt.show_progress) {
+    if (m_opt.show_progress && lead()) {
       char k[32];
       std::snprintf(k, sizeof k, "%.0f%%", 100 * kept);
       bar.update(step, loss, examples, {{"phase", to_string(phase)}, {"kept", k}});

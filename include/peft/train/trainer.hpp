@@ -22,6 +22,7 @@
 
 #include "../core/parameter.hpp"
 #include "../core/random.hpp"
+#include "../dist/collective.hpp"
 #include "../model/batch.hpp"
 #include "../model/encoder.hpp"
 #include "../optim/adam.hpp"
@@ -30,6 +31,7 @@
 #include "heads.hpp"
 #include "losses.hpp"
 #include "progress.hpp"
+#include "train_state.hpp"
 
 namespace peft {
 
@@ -48,8 +50,9 @@ struct task_batch {
   std::vector<int> labels;
 };
 
+/// `min_time` pads to at least that length (see `make_batch`).
 inline task_batch make_task_batch(const std::vector<encoded_example>& data, const std::vector<std::size_t>& rows,
-                                  std::int32_t pad_id) {
+                                  std::int32_t pad_id, index min_time = 0) {
   std::vector<std::vector<std::int32_t>> ids, segs;
   bool with_segments = false;
   task_batch tb;
@@ -61,7 +64,7 @@ inline task_batch make_task_batch(const std::vector<encoded_example>& data, cons
     tb.mask_pos.push_back(e.mask_pos);
     tb.labels.push_back(e.label);
   }
-  tb.input = make_batch(ids, pad_id, with_segments ? &segs : nullptr);
+  tb.input = make_batch(ids, pad_id, with_segments ? &segs : nullptr, min_time);
   return tb;
 }
 
@@ -160,6 +163,56 @@ private:
   Head* m_head;
 };
 
+namespace detail {
+
+/// Data-parallel step: scales this rank's gradients by `share` (its part of the whole batch),
+/// sums them and `loss * share` over the ranks with one `allreduce_sum` over one flat buffer
+/// (`flat` is reused between steps) and writes the sums back. Returns the summed loss.
+template <typename Scalar>
+double allreduce_gradients(parameter_set<Scalar>& set, collective& comm, double share, double loss,
+                           vector<Scalar>& flat) {
+  flat.resize(set.size() + 1);
+  const Scalar sh = static_cast<Scalar>(share);
+  index off = 0;
+  for (std::size_t k = 0; k < set.num_stores(); ++k) {
+    auto& st = set.store(k);
+    flat.segment(off, st.size()) = st.grads() * sh;
+    off += st.size();
+  }
+  flat[off] = static_cast<Scalar>(loss * share);
+  comm.allreduce_sum(flat.data(), static_cast<std::size_t>(flat.size()));
+  off = 0;
+  for (std::size_t k = 0; k < set.num_stores(); ++k) {
+    auto& st = set.store(k);
+    st.grads() = flat.segment(off, st.size());
+    off += st.size();
+  }
+  return static_cast<double>(flat[off]);
+}
+
+/// Rows [r*n/N, (r+1)*n/N) of `rows` for rank r of N: an even split of a whole batch.
+inline std::vector<std::size_t> rank_share(const std::vector<std::size_t>& rows, const collective* comm) {
+  if (!comm || comm->size() == 1) return rows;
+  const std::size_t n = rows.size(), N = static_cast<std::size_t>(comm->size()), r = static_cast<std::size_t>(comm->rank());
+  return std::vector<std::size_t>(rows.begin() + static_cast<std::ptrdiff_t>(r * n / N),
+                                  rows.begin() + static_cast<std::ptrdiff_t>((r + 1) * n / N));
+}
+
+/// A batch of `rows` (this rank's part of `all_rows`) for keyed dropout: padded to the length
+/// of the whole batch, with `gen` keyed by `key_base + row`.
+inline task_batch keyed_batch(const std::vector<encoded_example>& data, const std::vector<std::size_t>& all_rows,
+                              const std::vector<std::size_t>& rows, std::int32_t pad_id, rng& gen,
+                              std::uint64_t key_base = 0) {
+  index T = 0;
+  for (auto r : all_rows) T = std::max<index>(T, static_cast<index>(data.at(r).ids.size()));
+  std::vector<std::uint64_t> keys;
+  for (auto r : rows) keys.push_back(key_base + static_cast<std::uint64_t>(r));
+  gen.set_example_keys(std::move(keys));
+  return make_task_batch(data, rows, pad_id, T);
+}
+
+}  // namespace detail
+
 /// Training-loop settings. Give `epochs` or `steps` (steps wins when both are set).
 struct fit_options {
   int epochs = 10;
@@ -178,6 +231,26 @@ struct fit_options {
   std::string label = "train";   ///< progress-bar label
   bool show_progress = true;
   std::FILE* progress_out = stdout;
+
+  /// Data parallelism. With a communicator of N ranks, `batch_size` is each rank's share: a
+  /// step takes the next N * batch_size rows of the (identically shuffled) order, rank r
+  /// runs rows [r*b, (r+1)*b) of them, and one `allreduce_sum` over a flat buffer (every
+  /// parameter gradient, then the loss) makes the mean gradient of the whole batch on every
+  /// rank, so every rank takes the same optimizer step. Dropout is then keyed by example
+  /// (`rng::set_example_keys`) and each rank pads to the whole batch's length, so N ranks give
+  /// the parameters one process gets with batch N * b and a `single_process` communicator
+  /// (to rounding: the sum over ranks adds in another order). Only rank 0 shows progress,
+  /// writes `csv_path` and `state_path`. Null: one process, sequential dropout stream.
+  collective* comm = nullptr;
+
+  /// Checkpoint and resume. Every `save_every` steps (and after the last) the whole training
+  /// state goes to `state_path`, atomically; with `resume` and an existing `state_path`, the
+  /// run continues from it and ends with the parameters of a run never interrupted.
+  std::string state_path;
+  long save_every = 0;
+  bool resume = false;
+  /// Called after each optimizer step with the step count, before any state is saved.
+  std::function<void(long)> on_step;
 };
 
 /// Evaluation metrics on a labelled set.
@@ -239,6 +312,9 @@ eval_result evaluate(const Model& model, const std::vector<encoded_example>& dat
 }
 
 /// Trains `model` on `train` with cross-entropy; evaluates on `eval` (may be empty).
+/// See `fit_options` for data parallelism (`comm`) and checkpoint/resume (`state_path`).
+/// @throws invalid_argument for an empty or unlabelled training set, a bad batch size, or a
+///   state file written for other settings; io_error for an unreadable state file
 template <typename Model>
 fit_result fit(Model& model, const std::vector<encoded_example>& train, const std::vector<encoded_example>& eval,
                const fit_options& o) {
@@ -247,7 +323,13 @@ fit_result fit(Model& model, const std::vector<encoded_example>& train, const st
   if (o.batch_size < 1) throw invalid_argument("fit: batch size expected >= 1, got " + std::to_string(o.batch_size));
   for (std::size_t i = 0; i < train.size(); ++i)
     if (train[i].label < 0) throw invalid_argument("fit: training example " + std::to_string(i) + " has no label");
-  const long per_epoch = static_cast<long>((train.size() + std::size_t(o.batch_size) - 1) / std::size_t(o.batch_size));
+  const int world = o.comm ? o.comm->size() : 1;
+  const int rank = o.comm ? o.comm->rank() : 0;
+  if (world < 1 || rank < 0 || rank >= world)
+    throw invalid_argument("fit: communicator rank " + std::to_string(rank) + " of " + std::to_string(world));
+  const std::size_t local_b = static_cast<std::size_t>(o.batch_size);
+  const std::size_t global_b = local_b * static_cast<std::size_t>(world);
+  const long per_epoch = static_cast<long>((train.size() + global_b - 1) / global_b);
   const long total = o.steps > 0 ? o.steps : per_epoch * std::max(1, o.epochs);
   auto set = model.parameters();
   if (set.size() == 0) throw invalid_argument("fit: the model has no trainable parameters");
@@ -259,53 +341,145 @@ fit_result fit(Model& model, const std::vector<encoded_example>& train, const st
   if (o.head_lr > 0) opt.set_store_lr_scale(static_cast<index>(set.num_stores()) - 1, o.head_lr / o.lr);
   const auto schedule = lr_schedule::linear(o.lr, static_cast<std::int64_t>(o.warmup_ratio * double(total)), total);
   rng order_gen(o.seed), drop_gen(o.seed ^ 0x9e3779b97f4a7c15ULL);
-  csv_log log;
-  if (!o.csv_path.empty()) log = csv_log(o.csv_path, {"step", "epoch", "lr", "loss", "grad_norm", "eval_accuracy", "eval_macro_f1"});
-  progress bar(o.label, total, o.progress_out, std::max<long>(1, total / 10));
+  const std::vector<std::string> columns = {"step", "epoch", "lr", "loss", "grad_norm", "eval_accuracy", "eval_macro_f1"};
+  const bool lead = rank == 0;
+  const bool show = o.show_progress && lead;
 
   fit_result res;
   vector<Scalar> best_params;
   int stale = 0;
   std::vector<std::size_t> order(train.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::size_t pos = order.size();  // the first batch shuffles
   long step = 0;
   double loss_value = 0;
   bool stop = false;
+  csv_log log;
+
+  const bool resuming = o.resume && !o.state_path.empty() && file_exists(o.state_path);
+  if (resuming) {
+    const auto st = load_train_state<Scalar>(o.state_path);
+    const auto mismatch = [&](const char* what, std::int64_t want, std::int64_t got) {
+      if (want != got)
+        throw invalid_argument("fit: resume from '" + o.state_path + "': " + what + " expected " +
+                               std::to_string(want) + " (this run), found " + std::to_string(got) + " (saved)");
+    };
+    mismatch("seed", static_cast<std::int64_t>(o.seed), static_cast<std::int64_t>(st.seed));
+    mismatch("total steps", total, st.total_steps);
+    mismatch("global batch", static_cast<std::int64_t>(global_b), st.global_batch);
+    mismatch("training examples", static_cast<std::int64_t>(train.size()), st.train_size);
+    mismatch("parameters", set.size(), st.params.size());
+    mismatch("order length", static_cast<std::int64_t>(order.size()), static_cast<std::int64_t>(st.order.size()));
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      if (st.order[i] >= order.size())
+        throw invalid_argument("fit: resume from '" + o.state_path + "': order entry out of range");
+      order[i] = static_cast<std::size_t>(st.order[i]);
+    }
+    set.set_flat(st.params);
+    opt.load_state(set, st.optimizer);
+    set_rng_state(order_gen, st.order_rng);
+    set_rng_state(drop_gen, st.dropout_rng);
+    step = static_cast<long>(st.step);
+    pos = static_cast<std::size_t>(std::min<std::int64_t>(st.position, static_cast<std::int64_t>(order.size())));
+    loss_value = st.loss;
+    stale = static_cast<int>(st.stale);
+    res.best_step = static_cast<long>(st.best_step);
+    res.best.accuracy = st.best_accuracy;
+    res.best.macro_f1 = st.best_macro_f1;
+    res.best.examples = static_cast<index>(st.best_examples);
+    best_params = st.best_params;
+    if (o.patience > 0 && stale >= o.patience) stop = true;
+    if (lead && !o.csv_path.empty()) log = csv_log(o.csv_path, columns, st.csv);
+  } else if (lead && !o.csv_path.empty()) {
+    log = csv_log(o.csv_path, columns);
+  }
+
+  const auto save_state = [&]() {
+    train_state<Scalar> st;
+    st.seed = o.seed;
+    st.total_steps = total;
+    st.global_batch = static_cast<std::int64_t>(global_b);
+    st.train_size = static_cast<std::int64_t>(train.size());
+    st.step = step;
+    st.position = static_cast<std::int64_t>(pos);
+    st.loss = loss_value;
+    st.stale = stale;
+    st.best_step = res.best_step;
+    st.best_accuracy = res.best.accuracy;
+    st.best_macro_f1 = res.best.macro_f1;
+    st.best_examples = res.best.examples;
+    st.order.assign(order.begin(), order.end());
+    st.order_rng = rng_state(order_gen);
+    st.dropout_rng = rng_state(drop_gen);
+    st.params = set.get_flat();
+    st.best_params = best_params;
+    st.optimizer = opt.state();
+    st.csv = log.text();
+    save_train_state(o.state_path, st);
+  };
+
+  progress bar(o.label, total, o.progress_out, std::max<long>(1, total / 10));
+  vector<Scalar> flat;  // gradients, then the loss: the one buffer reduced per step
   while (step < total && !stop) {
-    for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[order_gen.below(i)]);
-    for (std::size_t s = 0; s < order.size() && step < total && !stop; s += std::size_t(o.batch_size)) {
-      std::vector<std::size_t> rows(order.begin() + static_cast<std::ptrdiff_t>(s),
-                                    order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), s + std::size_t(o.batch_size))));
+    if (pos >= order.size()) {
+      for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[order_gen.below(i)]);
+      pos = 0;
+    }
+    const std::size_t g0 = pos, g1 = std::min(order.size(), pos + global_b);
+    pos = g1;
+    const std::size_t l0 = std::min(g1, g0 + static_cast<std::size_t>(rank) * local_b);
+    const std::size_t l1 = std::min(g1, l0 + local_b);
+    const std::vector<std::size_t> rows(order.begin() + static_cast<std::ptrdiff_t>(l0),
+                                        order.begin() + static_cast<std::ptrdiff_t>(l1));
+    set.zero_grad();
+    double local_loss = 0;
+    if (!o.comm) {
       const auto tb = make_task_batch(train, rows, o.pad_id);
-      set.zero_grad();
-      loss_value = model.forward_backward(tb, mode::train, drop_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
+      local_loss = model.forward_backward(tb, mode::train, drop_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
         return static_cast<double>(cross_entropy(z, tb.labels, dz));
       });
-      const double norm = o.max_grad_norm > 0 ? clip_grad_norm(set, o.max_grad_norm) : 0.0;
-      const double lr = schedule.lr_at(step);
-      opt.step(set, lr);
-      ++step;
-      if (o.show_progress) bar.update(step, loss_value, static_cast<long>(rows.size()));
-      std::string acc_s, f1_s;
-      const bool do_eval = !eval.empty() && ((o.eval_every > 0 && step % o.eval_every == 0) || step == total);
-      if (do_eval) {
-        const auto r = evaluate(model, eval, std::max<index>(o.batch_size, 32), o.pad_id);
-        acc_s = std::to_string(r.accuracy);
-        f1_s = std::to_string(r.macro_f1);
-        if (res.best_step == 0 || r.accuracy > res.best.accuracy) {
-          res.best = r;
-          res.best_step = step;
-          stale = 0;
-          if (o.patience > 0) best_params = set.get_flat();
-        } else if (o.patience > 0 && ++stale >= o.patience) {
-          stop = true;
-        }
+      loss_value = local_loss;
+    } else {
+      // Every rank takes one draw per step whatever its share, so the generators stay equal.
+      rng step_gen(drop_gen.engine()());
+      if (!rows.empty()) {
+        const std::vector<std::size_t> all(order.begin() + static_cast<std::ptrdiff_t>(g0),
+                                           order.begin() + static_cast<std::ptrdiff_t>(g1));
+        const auto tb = detail::keyed_batch(train, all, rows, o.pad_id, step_gen);
+        local_loss = model.forward_backward(tb, mode::train, step_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
+          return static_cast<double>(cross_entropy(z, tb.labels, dz));
+        });
       }
-      log.row({std::to_string(step), std::to_string(double(step) / double(per_epoch)), std::to_string(lr),
-               std::to_string(loss_value), std::to_string(norm), acc_s, f1_s});
+      // Mean over the whole batch: each rank weighs its mean by its share of the rows.
+      loss_value = detail::allreduce_gradients(set, *o.comm, double(rows.size()) / double(g1 - g0), local_loss, flat);
     }
+    const double norm = o.max_grad_norm > 0 ? clip_grad_norm(set, o.max_grad_norm) : 0.0;
+    const double lr = schedule.lr_at(step);
+    opt.step(set, lr);
+    ++step;
+    if (show) bar.update(step, loss_value, static_cast<long>(g1 - g0));
+    std::string acc_s, f1_s;
+    const bool do_eval = !eval.empty() && ((o.eval_every > 0 && step % o.eval_every == 0) || step == total);
+    if (do_eval) {
+      const auto r = evaluate(model, eval, std::max<index>(o.batch_size, 32), o.pad_id);
+      acc_s = std::to_string(r.accuracy);
+      f1_s = std::to_string(r.macro_f1);
+      if (res.best_step == 0 || r.accuracy > res.best.accuracy) {
+        res.best = r;
+        res.best_step = step;
+        stale = 0;
+        if (o.patience > 0) best_params = set.get_flat();
+      } else if (o.patience > 0 && ++stale >= o.patience) {
+        stop = true;
+      }
+    }
+    log.row({std::to_string(step), std::to_string(double(step) / double(per_epoch)), std::to_string(lr),
+             std::to_string(loss_value), std::to_string(norm), acc_s, f1_s});
+    if (o.on_step) o.on_step(step);
+    if (lead && !o.state_path.empty() && ((o.save_every > 0 && step % o.save_every == 0) || step == total || stop))
+      save_state();
   }
-  if (o.show_progress) bar.finish();
+  if (show) bar.finish();
   if (o.patience > 0 && best_params.size() == set.size()) set.set_flat(best_params);
   res.steps = step;
   res.seconds = bar.seconds();
