@@ -7,6 +7,7 @@
 //                      and sharded LiST (both meta re-weighting methods) against one process
 //   dist_check die     rank 1 kills itself (SIGKILL) at step 2: the job must end, not hang
 //   dist_check stall   rank 1 sleeps at step 2: rank 0 reports a clear timeout error
+//   dist_check disagree rank 1 holds one training example fewer: it names the mismatch, the job ends
 //
 // Exit status 0 on success; failures print what differed.
 #include <csignal>
@@ -180,18 +181,28 @@ int check_fault(peft::mpi_collective& comm, bool die) {
   return 1;
 }
 
+int check_disagree(peft::mpi_collective& comm) {
+  const peft::encoder<peft::bert, double> enc(peft::random_encoder_weights<double>(peft_test::small_config("bert", 0.2), 42));
+  const auto data = toy_data(comm.rank() == 1 ? 39 : 40, 1);
+  train<decltype(enc), double>(enc, data, 16, 3, comm, 2, 4);
+  std::printf("rank %d: FAIL: training finished although the ranks hold different data\n", comm.rank());
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
-  if (mode != "equal" && mode != "die" && mode != "stall") {
-    std::fprintf(stderr, "usage: mpirun -np N dist_check equal|die|stall\n");
+  if (mode != "equal" && mode != "die" && mode != "stall" && mode != "disagree") {
+    std::fprintf(stderr, "usage: mpirun -np N dist_check equal|die|stall|disagree\n");
     return 2;
   }
   peft::mpi_session session(&argc, &argv);  // outside the try: the handler reports, then aborts
   try {
     peft::mpi_collective comm;
-    const int failures = mode == "equal" ? check_equal(comm) : check_fault(comm, mode == "die");
+    const int failures = mode == "equal"      ? check_equal(comm)
+                         : mode == "disagree" ? check_disagree(comm)
+                                              : check_fault(comm, mode == "die");
     std::fflush(stdout);
     return failures == 0 ? 0 : 1;
   } catch (const std::exception& e) {

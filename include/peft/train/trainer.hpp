@@ -333,6 +333,21 @@ fit_result fit(Model& model, const std::vector<encoded_example>& train, const st
   const long total = o.steps > 0 ? o.steps : per_epoch * std::max(1, o.epochs);
   auto set = model.parameters();
   if (set.size() == 0) throw invalid_argument("fit: the model has no trainable parameters");
+  if (o.comm) {
+    // Ranks that disagree on the data or the model would sum unrelated gradients (or hang in
+    // an allreduce of another size): compare with rank 0 before the first step.
+    std::uint64_t mine[5] = {train.size(), static_cast<std::uint64_t>(set.size()), global_b, o.seed,
+                             static_cast<std::uint64_t>(total)};
+    std::uint64_t lead_values[5];
+    std::copy(mine, mine + 5, lead_values);
+    o.comm->broadcast(lead_values, sizeof lead_values, 0);
+    const char* names[5] = {"training examples", "trainable parameters", "global batch", "seed", "steps"};
+    for (int k = 0; k < 5; ++k)
+      if (mine[k] != lead_values[k])
+        throw invalid_argument("fit: rank " + std::to_string(rank) + " of " + std::to_string(world) + ": " + names[k] +
+                               " expected " + std::to_string(lead_values[k]) + " (rank 0), got " +
+                               std::to_string(mine[k]));
+  }
   adamw_hyper hyper;
   hyper.lr = o.lr;
   hyper.weight_decay = o.weight_decay;
