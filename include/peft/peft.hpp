@@ -3,9 +3,9 @@
 #define PEFT_PEFT_HPP
 
 /// @file peft.hpp
-/// Umbrella header: the core, ops, encoder, policies, optimizers, training, text and data
-/// pieces. File formats live in `peft/io/` and are included on their own (the xtensor-based
-/// `.npy` reader needs the `peft::npy` target).
+/// Umbrella header: the core, ops, encoder, policies, optimizers, training, multi-task
+/// serving, text and data pieces. File formats live in `peft/io/` and are included on their
+/// own (the xtensor-based `.npy` reader needs the `peft::npy` target).
 
 #include "version.hpp"
 #include "error.hpp"
@@ -48,6 +48,7 @@
 #include "train/trainer.hpp"
 #include "train/self_training.hpp"
 #include "train/mpmp.hpp"
+#include "serve/multi_task.hpp"
 #include "text/unicode.hpp"
 #include "text/wordpiece.hpp"
 #include "text/unigram.hpp"

@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: Apache-2.0
+// peft-serve: many tasks saved by peft-train --save, served over one frozen encoder.
+//
+//   peft-serve --model DIR --task NAME=OUTDIR [--task NAME=OUTDIR ...] [--batch N] [--threads N]
+//
+// The model folder is loaded once; every --task adds that checkpoint's policy (any method
+// peft-predict supports; several tasks may use the same folder under different names) and
+// head to a peft::multi_task_server. Requests are JSON lines on stdin:
+//
+//   {"task": "sentiment", "text": "great food"}            (optional "text_b" for pair tasks,
+//                                                          optional "id", echoed back)
+//
+// Up to --batch lines (default 64) are gathered into one mixed-task call (rows grouped by task
+// inside the call), and one JSON line per request is written to stdout, in input order:
+//
+//   {"task": "sentiment", "label": "pos", "scores": {"neg": 0.1, "pos": 0.9}}
+//
+// Blank lines are skipped. A bad line (not a JSON object, unknown task, "text" missing or not
+// a string, text the tokenizer cannot encode) stops the program: the requests before it are
+// answered first, then one line "peft-serve: line N: ..." goes to stderr and the exit status
+// is 2. A bad command line or checkpoint also exits with 2 or 1 (as peft-predict).
+//
+// At exit a JSON line on stderr reports the number of requests, the peak resident set while
+// loading, the resident set after loading, its peak while serving (VmHWM, reset after loading),
+// and the bytes of the backbone against those of all the tasks' policies and heads.
+#include <malloc.h>
+
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <peft/serve/multi_task.hpp>
+
+#include "task_common.hpp"
+
+namespace {
+
+constexpr const char* usage =
+    "usage: peft-serve --model DIR --task NAME=OUTDIR [--task NAME=OUTDIR ...] [--batch N] [--threads N]\n"
+    "       reads {\"task\": NAME, \"text\": ...} lines on stdin, writes one prediction line per request\n";
+
+using task::usage_error;
+
+struct options {
+  std::string model;
+  std::vector<std::pair<std::string, std::string>> tasks;  // name, checkpoint folder
+  long batch = 64;
+  int threads = 0;
+};
+
+options parse(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << usage;
+      std::exit(0);
+    }
+    if (i + 1 >= argc) throw usage_error("option " + a + " needs a value");
+    const std::string v = argv[++i];
+    if (a == "--model") {
+      o.model = v;
+    } else if (a == "--task") {
+      const auto eq = v.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == v.size())
+        throw usage_error("--task expects NAME=OUTDIR, got '" + v + "'");
+      const std::string name = v.substr(0, eq);
+      for (const auto& t : o.tasks)
+        if (t.first == name) throw usage_error("--task: the name '" + name + "' is given twice");
+      o.tasks.emplace_back(name, v.substr(eq + 1));
+    } else if (a == "--batch") {
+      o.batch = task::to_long(a, v, 1);
+    } else if (a == "--threads") {
+      o.threads = static_cast<int>(task::to_long(a, v, 1));
+    } else {
+      throw usage_error("unknown option " + a);
+    }
+  }
+  if (o.model.empty() || o.tasks.empty()) throw usage_error("--model and at least one --task are required");
+  return o;
+}
+
+/// A field of /proc/self/status ("VmRSS", "VmHWM") in MiB, or -1 when unavailable.
+double proc_status_mb(const std::string& key) {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1)) / 1024.0;  // kB
+  return -1;
+}
+
+/// Hands freed memory back to the system and resets the peak-RSS mark (VmHWM) to the current
+/// resident set (Linux >= 4.0), so that a later peak is the serving's own, not the loading's
+/// (the loaders hold a checkpoint's file and its copy at once).
+void reset_peak_rss() {
+  malloc_trim(0);
+  std::ofstream("/proc/self/clear_refs") << "5";
+}
+
+double mb(std::size_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
+
+/// What a task needs to turn a request into model input and a prediction into labels.
+struct task_info {
+  std::string dir;
+  task::task_settings settings;
+  peft::label_map labels;
+  std::optional<peft::prompt_template> tmpl;
+  std::optional<peft::verbalizer> verb;
+};
+
+task_info read_task(const task::model_files& m, const std::string& name, const std::string& dir) {
+  const std::string where = "task '" + name + "': ";
+  if (!task::fs::exists(task::task_file(dir)))
+    throw peft::io_error(where + "'" + dir + "' is not a peft-train checkpoint (no task.json)");
+  nlohmann::json j;
+  try {
+    j = peft::detail::parse_json_limited(peft::detail::read_file(task::task_file(dir), "peft-serve"),
+                                         "peft-serve: '" + task::task_file(dir) + "'");
+  } catch (const nlohmann::json::exception& e) {
+    throw peft::io_error(where + "'" + task::task_file(dir) + "' is not valid JSON: " + e.what());
+  }
+  task_info t{dir, task::task_settings::from_json(j), peft::label_map::load(task::labels_file(dir)), {}, {}};
+  if (t.settings.model_type != m.model_type)
+    throw peft::invalid_argument(where + "the checkpoint was trained on a '" + t.settings.model_type +
+                                 "' model, but '" + m.dir + "' is '" + m.model_type + "'");
+  if (!t.settings.template_spec.empty()) {
+    t.tmpl.emplace(t.settings.template_spec);
+    t.verb.emplace(peft::verbalizer::parse(*m.wordpiece, t.settings.verbalizer_spec, t.labels.labels()));
+  }
+  return t;
+}
+
+/// A line that cannot be served: reported with its line number, exit status 2.
+struct request_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+template <typename Arch>
+int serve(const options& o, const task::model_files& m, std::istream& in, std::ostream& out) {
+  const peft::encoder<Arch, float> enc(m.weights);
+  peft::multi_task_server<Arch, float> server(enc, m.pad_id);
+  std::map<std::string, task_info> tasks;
+  for (const auto& entry : o.tasks) {
+    const std::string& name = entry.first;  // not a structured binding: the lambda captures it
+    const std::string& dir = entry.second;
+    task_info t = read_task(m, name, dir);
+    const auto& s = t.settings;
+    const std::string policy_dir = s.method == "head" ? std::string() : dir;
+    task::with_policy(s.method, enc.shape(), 0, policy_dir, [&](auto& policy) {
+      if constexpr (std::is_same_v<Arch, peft::bert>) {
+        if (t.verb) {
+          peft::prompt_head<float> head(*m.weights, t.verb->ids());
+          task::load_head(dir, head);
+          server.add_task(name, std::move(policy), std::move(head));
+          return;
+        }
+      }
+      if (t.verb)
+        throw peft::invalid_argument("task '" + name +
+                                     "': prompt-based fine-tuning needs a BERT masked-LM checkpoint");
+      peft::classification_head<float> head(enc.hidden_size(), t.labels.size(),
+                                            peft::parse_pool_kind(s.pooling), 0.1, 0);
+      task::load_head(dir, head);
+      server.add_task(name, std::move(policy), std::move(head));
+    });
+    tasks.emplace(name, std::move(t));
+  }
+  const double load_peak = proc_status_mb("VmHWM");
+  reset_peak_rss();
+  const double rss_loaded = proc_status_mb("VmRSS");
+
+  std::vector<peft::serve_request> batch;
+  std::vector<nlohmann::json> ids;  // each request's "id", or null
+  long requests = 0, batches = 0;
+  auto flush = [&] {
+    if (batch.empty()) return;
+    const auto preds = server.predict(batch);
+    std::ostringstream buf;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const auto& labels = tasks.at(batch[i].task).labels;
+      nlohmann::json scores = nlohmann::json::object();
+      for (std::size_t c = 0; c < preds[i].probabilities.size(); ++c)
+        scores[labels.label(static_cast<std::int32_t>(c))] = preds[i].probabilities[c];
+      nlohmann::json line = {{"task", batch[i].task},
+                             {"label", labels.label(static_cast<std::int32_t>(preds[i].label))},
+                             {"scores", scores}};
+      if (!ids[i].is_null()) line["id"] = ids[i];
+      buf << line.dump() << "\n";
+    }
+    out << buf.str() << std::flush;
+    requests += static_cast<long>(batch.size());
+    ++batches;
+    batch.clear();
+    ids.clear();
+  };
+
+  std::string text;
+  std::size_t line_no = 0;
+  std::string error;
+  while (std::getline(in, text)) {
+    ++line_no;
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    try {
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(text);
+      } catch (const nlohmann::json::exception& e) {
+        throw request_error(std::string("not valid JSON: ") + e.what());
+      }
+      if (!j.is_object()) throw request_error("expected a JSON object, got " + j.dump().substr(0, 60));
+      if (!j.contains("task") || !j["task"].is_string())
+        throw request_error("\"task\" (a string) is missing");
+      const std::string name = j["task"].get<std::string>();
+      const auto t = tasks.find(name);
+      if (t == tasks.end()) {
+        std::string known;
+        for (const auto& k : tasks) known += (known.empty() ? "" : ", ") + k.first;
+        throw request_error("unknown task '" + name + "' (loaded: " + known + ")");
+      }
+      if (!j.contains("text") || !j["text"].is_string())
+        throw request_error("\"text\" (a string) is missing");
+      peft::example ex;
+      ex.text = j["text"].get<std::string>();
+      if (j.contains("text_b") && !j["text_b"].is_null()) {
+        if (!j["text_b"].is_string()) throw request_error("\"text_b\" expected a string");
+        if (!j["text_b"].get<std::string>().empty()) ex.text_b = j["text_b"].get<std::string>();
+      }
+      ex.line = line_no;
+      std::vector<peft::encoded_example> enc_rows;
+      try {
+        enc_rows = task::encode(m, t->second.settings, {ex}, t->second.labels, t->second.tmpl, false);
+      } catch (const peft::error& e) {
+        throw request_error(e.what());
+      }
+      batch.push_back({name, std::move(enc_rows.front())});
+      ids.push_back(j.contains("id") ? j["id"] : nlohmann::json());
+    } catch (const request_error& e) {
+      error = e.what();
+      // task::encode already names the line; do not say it twice.
+      if (error.rfind("line ", 0) != 0) error = "line " + std::to_string(line_no) + ": " + error;
+      break;
+    }
+    if (static_cast<long>(batch.size()) >= o.batch) flush();
+  }
+  flush();  // the good requests before a bad line are answered too
+  std::cerr << nlohmann::json{{"requests", requests},
+                              {"batches", batches},
+                              {"tasks", server.num_tasks()},
+                              {"load_peak_rss_mb", load_peak},
+                              {"rss_after_load_mb", rss_loaded},
+                              {"peak_rss_mb", proc_status_mb("VmHWM")},
+                              {"backbone_mb", mb(server.backbone_bytes())},
+                              {"tasks_mb", mb(server.task_bytes())}}
+                   .dump()
+            << std::endl;
+  if (!error.empty()) {
+    std::cerr << "peft-serve: " << error << "\n";
+    return 2;
+  }
+  return 0;
+}
+
+int run(const options& o) {
+  if (o.threads > 0) peft::set_num_threads(o.threads);
+  const auto m = task::load_model(o.model);
+  return task::with_arch(m.model_type,
+                         [&](auto arch) { return serve<decltype(arch)>(o, m, std::cin, std::cout); });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  try {
+    o = parse(argc, argv);
+  } catch (const usage_error& e) {
+    std::cerr << "peft-serve: " << e.what() << "\n" << usage;
+    return 2;
+  }
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::cerr << "peft-serve: " << e.what() << "\n";
+    return 1;
+  }
+}
