@@ -20,6 +20,8 @@
 #include <peft/peft.hpp>
 #include <peft/policies/bottleneck_adapter.hpp>
 
+#include "bench_shapes.hpp"
+
 namespace {
 
 struct options {
@@ -53,23 +55,6 @@ options parse(int argc, char** argv) {
   return o;
 }
 
-peft::encoder_config shape_of(const std::string& name) {
-  peft::encoder_config c;
-  c.model_type = "bert";
-  c.vocab_size = 30522;
-  c.max_positions = 512;
-  c.type_vocab_size = 2;
-  c.num_heads = 12;
-  c.hidden_dropout = 0.1;
-  c.attention_dropout = 0.1;
-  c.hidden_act = peft::activation::gelu_erf;
-  const bool base = name == "bert-base";
-  c.hidden_size = base ? 768 : 384;
-  c.embedding_size = c.hidden_size;
-  c.num_layers = base ? 12 : 6;
-  c.intermediate_size = base ? 3072 : 1536;
-  return c;
-}
 
 /// Times the reductions of another collective (waiting for the slower rank included).
 class timed final : public peft::collective {
@@ -98,7 +83,7 @@ int run(const options& o, peft::collective& comm) {
   if (o.global_batch % R != 0) usage("--global-batch must be a multiple of the rank count");
   peft::set_num_threads(o.threads);
   peft::keep_freed_memory();
-  const auto cfg = shape_of(o.config);
+  const auto cfg = bench::shape_of(o.config);
   const peft::encoder<peft::bert, float> enc(peft::random_encoder_weights<float>(cfg, 1, 0.02));
   peft::rng gen(8);
   std::vector<peft::encoded_example> data(static_cast<std::size_t>(o.global_batch * o.steps));

@@ -44,6 +44,8 @@
 #include <peft/policies/side_tuning.hpp>
 #include <peft/train/trainer.hpp>
 
+#include "bench_shapes.hpp"
+
 namespace {
 
 struct options {
@@ -98,24 +100,6 @@ options parse(int argc, char** argv) {
   return o;
 }
 
-/// BERT-base (12 x 768, FFN 3072) or MiniLM (6 x 384, FFN 1536) shape, BERT vocabulary.
-peft::encoder_config shape_of(const std::string& name) {
-  peft::encoder_config c;
-  c.model_type = "bert";
-  c.vocab_size = 30522;
-  c.max_positions = 512;
-  c.type_vocab_size = 2;
-  c.num_heads = 12;
-  c.hidden_dropout = 0.1;
-  c.attention_dropout = 0.1;
-  c.hidden_act = peft::activation::gelu_erf;
-  const bool base = name == "bert-base";
-  c.hidden_size = base ? 768 : 384;
-  c.embedding_size = c.hidden_size;
-  c.num_layers = base ? 12 : 6;
-  c.intermediate_size = base ? 3072 : 1536;
-  return c;
-}
 
 /// Peak resident set (VmHWM), in MiB.
 double peak_rss_mb() {
@@ -227,7 +211,7 @@ int main(int argc, char** argv) try {
   const options o = parse(argc, argv);
   peft::set_num_threads(o.threads);
   if (!peft::keep_freed_memory()) std::cerr << "bench_peft: the allocator settings did not take\n";
-  const auto cfg = shape_of(o.config);
+  const auto cfg = bench::shape_of(o.config);
   peft::shared_weights<float> weights = peft::random_encoder_weights<float>(cfg, o.seed, 0.02);
   if (o.precision == "bf16") {
     weights = peft::to_bf16(weights);  // the float weights are freed here

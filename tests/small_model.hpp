@@ -93,6 +93,23 @@ policy_grad_result check_policy_in_encoder(const Enc& enc, const peft::batch& b,
   return r;
 }
 
+/// `n` labelled sequences for the small vocabulary: [CLS]=2 ... [SEP]=3 with 1..7 random ids
+/// in 4..29 between, labels in {0, 1, 2}.
+inline std::vector<peft::encoded_example> toy_examples(std::size_t n, std::uint64_t seed) {
+  peft::rng gen(seed);
+  std::vector<peft::encoded_example> out;
+  for (std::size_t i = 0; i < n; ++i) {
+    peft::encoded_example e;
+    const auto len = 3 + gen.below(7);
+    e.ids.push_back(2);
+    for (std::uint64_t t = 1; t + 1 < len; ++t) e.ids.push_back(static_cast<std::int32_t>(4 + gen.below(26)));
+    e.ids.push_back(3);
+    e.label = static_cast<int>(gen.below(3));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 /// Fills `values` with N(0, scale) so that FD checks exercise every path.
 inline void randomise(peft::vector<double>& values, double scale, std::uint64_t seed) {
   peft::rng g(seed);

@@ -75,24 +75,10 @@ private:
   long m_generation = 0;
 };
 
-std::vector<peft::encoded_example> toy_data(std::size_t n, std::uint64_t seed) {
-  peft::rng gen(seed);
-  std::vector<peft::encoded_example> out;
-  for (std::size_t i = 0; i < n; ++i) {
-    peft::encoded_example e;
-    const auto len = 3 + gen.below(7);
-    e.ids.push_back(2);
-    for (std::uint64_t t = 1; t + 1 < len; ++t) e.ids.push_back(static_cast<std::int32_t>(4 + gen.below(26)));
-    e.ids.push_back(3);
-    e.label = static_cast<int>(gen.below(3));
-    out.push_back(std::move(e));
-  }
-  return out;
-}
 
 struct run_setup {
   peft::encoder<peft::bert, double> enc{peft::random_encoder_weights<double>(peft_test::small_config("bert", 0.2), 42)};
-  std::vector<peft::encoded_example> train = toy_data(23, 1), eval = toy_data(9, 4);
+  std::vector<peft::encoded_example> train = peft_test::toy_examples(23, 1), eval = peft_test::toy_examples(9, 4);
 };
 
 peft::vector<double> train(const run_setup& s, peft::fit_options o, peft::fit_result* res = nullptr) {

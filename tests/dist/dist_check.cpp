@@ -26,21 +26,6 @@
 
 namespace {
 
-/// Random labelled sequences of lengths 3..9 (ids 4..29) over the small vocabulary.
-std::vector<peft::encoded_example> toy_data(std::size_t n, std::uint64_t seed) {
-  peft::rng gen(seed);
-  std::vector<peft::encoded_example> out;
-  for (std::size_t i = 0; i < n; ++i) {
-    peft::encoded_example e;
-    const auto len = 3 + gen.below(7);
-    e.ids.push_back(2);
-    for (std::uint64_t t = 1; t + 1 < len; ++t) e.ids.push_back(static_cast<std::int32_t>(4 + gen.below(26)));
-    e.ids.push_back(3);
-    e.label = static_cast<int>(gen.below(3));
-    out.push_back(std::move(e));
-  }
-  return out;
-}
 
 template <typename Enc, typename Scalar>
 peft::vector<Scalar> train(const Enc& enc, const std::vector<peft::encoded_example>& data, peft::index width,
@@ -75,8 +60,8 @@ peft::vector<double> run_list(const peft::encoder<peft::bert, double>& enc, peft
                               peft::reweight_method method) {
   using adapter = peft::bottleneck_adapter<double>;
   using head = peft::classification_head<double>;
-  const auto labelled = toy_data(12, 2);
-  auto pool = toy_data(40, 3);
+  const auto labelled = peft_test::toy_examples(12, 2);
+  auto pool = peft_test::toy_examples(40, 3);
   for (auto& e : pool) e.label = -1;
   peft::list_options o;
   o.teacher_epochs = 2;
@@ -105,7 +90,7 @@ int check_equal(peft::mpi_collective& comm) {
     // Small random BERT in double: 23 examples, batch 3 per rank, 10 steps cross an epoch and
     // its short last batch (6+6+6+5 for 2 ranks).
     const peft::encoder<peft::bert, double> enc(peft::random_encoder_weights<double>(peft_test::small_config("bert", 0.2), 42));
-    const auto data = toy_data(23, 1);
+    const auto data = peft_test::toy_examples(23, 1);
     const auto before = comm.allreduce_calls();
     const auto dist = train<decltype(enc), double>(enc, data, 16, 3, comm, 3, 10);
     const auto calls = comm.allreduce_calls() - before;
@@ -168,7 +153,7 @@ int check_equal(peft::mpi_collective& comm) {
 
 int check_fault(peft::mpi_collective& comm, bool die) {
   const peft::encoder<peft::bert, double> enc(peft::random_encoder_weights<double>(peft_test::small_config("bert", 0.2), 42));
-  const auto data = toy_data(40, 1);
+  const auto data = peft_test::toy_examples(40, 1);
   train<decltype(enc), double>(enc, data, 16, 3, comm, 2, 20, [&](long step) {
     if (step == 2 && comm.rank() == 1) {
       std::printf("rank 1: %s at step 2\n", die ? "raising SIGKILL" : "stalling for 600 s");
@@ -183,7 +168,7 @@ int check_fault(peft::mpi_collective& comm, bool die) {
 
 int check_disagree(peft::mpi_collective& comm) {
   const peft::encoder<peft::bert, double> enc(peft::random_encoder_weights<double>(peft_test::small_config("bert", 0.2), 42));
-  const auto data = toy_data(comm.rank() == 1 ? 39 : 40, 1);
+  const auto data = peft_test::toy_examples(comm.rank() == 1 ? 39 : 40, 1);
   train<decltype(enc), double>(enc, data, 16, 3, comm, 2, 4);
   std::printf("rank %d: FAIL: training finished although the ranks hold different data\n", comm.rank());
   return 1;
