@@ -57,27 +57,12 @@ options parse(int argc, char** argv) {
 
 int run(const options& o) {
   if (o.threads > 0) peft::set_num_threads(o.threads);
-  if (!task::fs::exists(task::task_file(o.adapter)))
-    throw peft::io_error("'" + o.adapter + "' is not a peft-train checkpoint (no task.json)");
-  nlohmann::json settings;
-  try {
-    settings = peft::detail::parse_json_limited(peft::detail::read_file(task::task_file(o.adapter), "peft-predict"),
-                                                "peft-predict: '" + task::task_file(o.adapter) + "'");
-  } catch (const nlohmann::json::exception& e) {
-    throw peft::io_error("peft-predict: '" + task::task_file(o.adapter) + "' is not valid JSON: " + e.what());
-  }
-  const auto s = task::task_settings::from_json(settings);
-  const auto labels = peft::label_map::load(task::labels_file(o.adapter));
   const auto m = task::load_model(o.model);
-  if (m.model_type != s.model_type)
-    throw peft::invalid_argument("the checkpoint was trained on a '" + s.model_type + "' model, but '" + o.model +
-                                 "' is '" + m.model_type + "'");
-  std::optional<peft::prompt_template> tmpl;
-  std::optional<peft::verbalizer> verb;
-  if (!s.template_spec.empty()) {
-    tmpl.emplace(s.template_spec);
-    verb.emplace(peft::verbalizer::parse(*m.wordpiece, s.verbalizer_spec, labels.labels()));
-  }
+  const task::saved_task t = task::read_saved_task(m, o.adapter);
+  const auto& s = t.settings;
+  const auto& labels = t.labels;
+  const auto& tmpl = t.tmpl;
+  const auto& verb = t.verb;
   const auto data = task::encode(m, s, peft::read_dataset(o.input), labels, tmpl, false);
   const auto r = task::predict_task(m, s, labels.size(), verb ? verb->ids() : std::vector<std::int32_t>{}, o.adapter, data);
   std::ostringstream out;

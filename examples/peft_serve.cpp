@@ -101,37 +101,6 @@ void reset_peak_rss() {
 
 double mb(std::size_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
 
-/// What a task needs to turn a request into model input and a prediction into labels.
-struct task_info {
-  std::string dir;
-  task::task_settings settings;
-  peft::label_map labels;
-  std::optional<peft::prompt_template> tmpl;
-  std::optional<peft::verbalizer> verb;
-};
-
-task_info read_task(const task::model_files& m, const std::string& name, const std::string& dir) {
-  const std::string where = "task '" + name + "': ";
-  if (!task::fs::exists(task::task_file(dir)))
-    throw peft::io_error(where + "'" + dir + "' is not a peft-train checkpoint (no task.json)");
-  nlohmann::json j;
-  try {
-    j = peft::detail::parse_json_limited(peft::detail::read_file(task::task_file(dir), "peft-serve"),
-                                         "peft-serve: '" + task::task_file(dir) + "'");
-  } catch (const nlohmann::json::exception& e) {
-    throw peft::io_error(where + "'" + task::task_file(dir) + "' is not valid JSON: " + e.what());
-  }
-  task_info t{dir, task::task_settings::from_json(j), peft::label_map::load(task::labels_file(dir)), {}, {}};
-  if (t.settings.model_type != m.model_type)
-    throw peft::invalid_argument(where + "the checkpoint was trained on a '" + t.settings.model_type +
-                                 "' model, but '" + m.dir + "' is '" + m.model_type + "'");
-  if (!t.settings.template_spec.empty()) {
-    t.tmpl.emplace(t.settings.template_spec);
-    t.verb.emplace(peft::verbalizer::parse(*m.wordpiece, t.settings.verbalizer_spec, t.labels.labels()));
-  }
-  return t;
-}
-
 /// A line that cannot be served: reported with its line number, exit status 2.
 struct request_error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -141,11 +110,11 @@ template <typename Arch>
 int serve(const options& o, const task::model_files& m, std::istream& in, std::ostream& out) {
   const peft::encoder<Arch, float> enc(m.weights);
   peft::multi_task_server<Arch, float> server(enc, m.pad_id);
-  std::map<std::string, task_info> tasks;
+  std::map<std::string, task::saved_task> tasks;
   for (const auto& entry : o.tasks) {
     const std::string& name = entry.first;  // not a structured binding: the lambda captures it
     const std::string& dir = entry.second;
-    task_info t = read_task(m, name, dir);
+    task::saved_task t = task::read_saved_task(m, dir, "task '" + name + "': ");
     const auto& s = t.settings;
     const std::string policy_dir = s.method == "head" ? std::string() : dir;
     task::with_policy(s.method, enc.shape(), 0, policy_dir, [&](auto& policy) {

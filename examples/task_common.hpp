@@ -295,6 +295,39 @@ inline std::string task_file(const std::string& dir) { return (fs::path(dir) / "
 inline std::string head_file(const std::string& dir) { return (fs::path(dir) / "head.safetensors").string(); }
 inline std::string labels_file(const std::string& dir) { return (fs::path(dir) / "labels.json").string(); }
 
+/// What a saved task needs to turn input into model rows and predictions into labels: its
+/// settings, label map and, for prompt-based tasks, template and verbalizer.
+struct saved_task {
+  task_settings settings;
+  peft::label_map labels;
+  std::optional<peft::prompt_template> tmpl;
+  std::optional<peft::verbalizer> verb;
+};
+
+/// Reads the task saved in @p dir and checks that it was trained on @p m's kind of model.
+/// @p where prefixes the messages (e.g. "task 'sentiment': ").
+/// @throws peft::io_error for a folder without task.json or an unreadable one;
+///   peft::invalid_argument for a checkpoint of another model type
+inline saved_task read_saved_task(const model_files& m, const std::string& dir, const std::string& where = "") {
+  const std::string file = task_file(dir);
+  if (!fs::exists(file)) throw peft::io_error(where + "'" + dir + "' is not a peft-train checkpoint (no task.json)");
+  nlohmann::json j;
+  try {
+    j = peft::detail::parse_json_limited(peft::detail::read_file(file, "read_saved_task"), "'" + file + "'");
+  } catch (const nlohmann::json::exception& e) {
+    throw peft::io_error(where + "'" + file + "' is not valid JSON: " + e.what());
+  }
+  saved_task t{task_settings::from_json(j), peft::label_map::load(labels_file(dir)), {}, {}};
+  if (t.settings.model_type != m.model_type)
+    throw peft::invalid_argument(where + "the checkpoint was trained on a '" + t.settings.model_type +
+                                 "' model, but '" + m.dir + "' is '" + m.model_type + "'");
+  if (!t.settings.template_spec.empty()) {
+    t.tmpl.emplace(t.settings.template_spec);
+    t.verb.emplace(peft::verbalizer::parse(*m.wordpiece, t.settings.verbalizer_spec, t.labels.labels()));
+  }
+  return t;
+}
+
 template <typename Head>
 void save_head(const std::string& dir, const Head& head) {
   peft::save_safetensors(head_file(dir), peft::store_tensors(head.parameters()), {{"format", "pt"}});

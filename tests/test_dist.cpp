@@ -28,7 +28,7 @@ public:
     void allreduce_sum(float* d, std::size_t n) override { sum(d, n); }
     void allreduce_sum(double* d, std::size_t n) override { sum(d, n); }
     void broadcast(void* d, std::size_t bytes, int root) override {
-      m_g->exchange(m_r, d, bytes, [&](std::vector<void*>& bufs) {
+      m_g->exchange(m_r, d, [&](std::vector<void*>& bufs) {
         for (int r = 0; r < m_g->m_n; ++r)
           if (r != root) std::memcpy(bufs[std::size_t(r)], bufs[std::size_t(root)], bytes);
       });
@@ -38,7 +38,7 @@ public:
     template <typename T>
     void sum(T* d, std::size_t n) {
       count(n * sizeof(T));
-      m_g->exchange(m_r, d, n, [&](std::vector<void*>& bufs) {
+      m_g->exchange(m_r, d, [&](std::vector<void*>& bufs) {
         std::vector<T> total(n, T(0));
         for (auto* b : bufs)
           for (std::size_t i = 0; i < n; ++i) total[i] += static_cast<T*>(b)[i];
@@ -52,7 +52,7 @@ public:
 private:
   // The last rank to arrive runs `op` over every rank's buffer; then all leave.
   template <typename Op>
-  void exchange(int r, void* d, std::size_t, Op&& op) {
+  void exchange(int r, void* d, Op&& op) {
     std::unique_lock<std::mutex> lock(m_mu);
     if (m_bufs.empty()) m_bufs.assign(std::size_t(m_n), nullptr);
     m_bufs[std::size_t(r)] = d;

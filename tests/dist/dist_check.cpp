@@ -110,7 +110,10 @@ int check_equal(peft::mpi_collective& comm) {
       std::printf("FAIL: allreduce calls expected 10 (one per step), got %llu\n", static_cast<unsigned long long>(calls));
       ++failures;
     }
-    if (!(moved > 0)) ++failures;
+    if (!(moved > 0)) {
+      std::printf("FAIL: the trained parameters are all zero\n");
+      ++failures;
+    }
     for (auto method : {peft::reweight_method::per_example, peft::reweight_method::directional}) {
       const auto list_dist = run_list(enc, comm, method);
       const auto list_ref = run_list(enc, one, method);

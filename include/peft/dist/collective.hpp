@@ -9,8 +9,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
-#include <vector>
 
 namespace peft {
 
@@ -54,14 +52,6 @@ public:
   void allreduce_sum(double*, std::size_t n) override { count(n * sizeof(double)); }
   void broadcast(void*, std::size_t, int) override {}
 };
-
-/// Broadcasts a string from `root` (its length first).
-inline void broadcast_string(collective& c, std::string& s, int root) {
-  std::uint64_t n = s.size();
-  c.broadcast(&n, sizeof n, root);
-  s.resize(static_cast<std::size_t>(n));
-  if (n) c.broadcast(&s[0], static_cast<std::size_t>(n), root);
-}
 
 }  // namespace peft
 

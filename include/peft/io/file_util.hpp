@@ -77,6 +77,12 @@ inline std::string read_file(const std::string& path, const char* where = "peft:
 
 /// Size of a file in bytes.
 /// @throws peft::io_error naming @p path if it cannot be opened
+/// True if @p path names a file this process can open for reading.
+inline bool file_exists(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return f.good();
+}
+
 inline std::uint64_t file_size(const std::string& path, const char* where = "peft::detail::file_size") {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw io_error(std::string(where) + ": cannot open '" + path + "' for reading");

@@ -14,7 +14,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -83,45 +82,47 @@ private:
   std::string m_out;
 };
 
+/// Reads fields from `size` bytes at `data` (not copied; they must outlive the reader).
 class state_reader {
 public:
-  state_reader(const std::string& bytes, std::string path) : m_in(bytes), m_path(std::move(path)) {}
+  state_reader(const char* data, std::size_t size, std::string path) : m_in(data), m_size(size), m_path(std::move(path)) {}
   template <typename T>
   T pod(const char* what) {
     need(sizeof(T), what);
     T v;
-    std::memcpy(&v, m_in.data() + m_pos, sizeof(T));
+    std::memcpy(&v, m_in + m_pos, sizeof(T));
     m_pos += sizeof(T);
     return v;
   }
   std::string str(const char* what) {
     const auto n = pod<std::uint64_t>(what);
     need(n, what);
-    std::string s = m_in.substr(m_pos, static_cast<std::size_t>(n));
+    std::string s(m_in + m_pos, static_cast<std::size_t>(n));
     m_pos += static_cast<std::size_t>(n);
     return s;
   }
   template <typename T>
   std::vector<T> array(const char* what) {
     const auto n = pod<std::uint64_t>(what);
-    if (n > (m_in.size() - m_pos) / sizeof(T)) fail(what, "its length " + std::to_string(n) + " runs past the end");
+    if (n > (m_size - m_pos) / sizeof(T)) fail(what, "its length " + std::to_string(n) + " runs past the end");
     std::vector<T> v(static_cast<std::size_t>(n));
-    if (n) std::memcpy(v.data(), m_in.data() + m_pos, static_cast<std::size_t>(n) * sizeof(T));
+    if (n) std::memcpy(v.data(), m_in + m_pos, static_cast<std::size_t>(n) * sizeof(T));
     m_pos += static_cast<std::size_t>(n) * sizeof(T);
     return v;
   }
-  bool at_end() const noexcept { return m_pos == m_in.size(); }
+  bool at_end() const noexcept { return m_pos == m_size; }
   [[noreturn]] void fail(const char* what, const std::string& why) const {
     throw io_error("load_train_state: '" + m_path + "': field '" + what + "': " + why);
   }
 
 private:
   void need(std::uint64_t n, const char* what) const {
-    if (n > m_in.size() - m_pos)
-      fail(what, "expected " + std::to_string(n) + " more bytes, found " + std::to_string(m_in.size() - m_pos) +
+    if (n > m_size - m_pos)
+      fail(what, "expected " + std::to_string(n) + " more bytes, found " + std::to_string(m_size - m_pos) +
                      " (truncated file)");
   }
-  const std::string& m_in;
+  const char* m_in;
+  std::size_t m_size;
   std::string m_path;
   std::size_t m_pos = 0;
 };
@@ -129,12 +130,6 @@ private:
 inline constexpr char train_state_magic[9] = "PEFTTRN1";
 
 }  // namespace detail
-
-/// True if @p path names an existing file.
-inline bool file_exists(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return f.good();
-}
 
 /// Prints a generator's state the way the standard defines (exact, portable text).
 inline std::string rng_state(const rng& g) {
@@ -205,8 +200,7 @@ train_state<Scalar> load_train_state(const std::string& path) {
   std::memcpy(&stored, bytes.data() + bytes.size() - 8, 8);
   if (stored != detail::fnv1a(bytes.data(), bytes.size() - 8))
     throw io_error("load_train_state: '" + path + "': checksum mismatch (the file is corrupt or truncated)");
-  const std::string body = bytes.substr(8, bytes.size() - 16);
-  detail::state_reader r(body, path);
+  detail::state_reader r(bytes.data() + 8, bytes.size() - 16, path);  // between the magic and the checksum
   const auto scalar = r.pod<std::uint32_t>("scalar size");
   if (scalar != sizeof(Scalar))
     r.fail("scalar size", "expected " + std::to_string(sizeof(Scalar)) + " bytes, found " + std::to_string(scalar));

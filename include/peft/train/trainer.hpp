@@ -371,7 +371,7 @@ fit_result fit(Model& model, const std::vector<encoded_example>& train, const st
   bool stop = false;
   csv_log log;
 
-  const bool resuming = o.resume && !o.state_path.empty() && file_exists(o.state_path);
+  const bool resuming = o.resume && !o.state_path.empty() && detail::file_exists(o.state_path);
   if (resuming) {
     const auto st = load_train_state<Scalar>(o.state_path);
     const auto mismatch = [&](const char* what, std::int64_t want, std::int64_t got) {
