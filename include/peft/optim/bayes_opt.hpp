@@ -68,10 +68,14 @@ struct gp_options {
 
 /// Gaussian-process regression with a Matérn-5/2 kernel, standardised targets and
 /// hyper-parameters fitted by maximum marginal likelihood (see the file comment).
-class gaussian_process {
+/// `gaussian_process` names `basic_gaussian_process<>`: a template only so that its code (Eigen's
+/// LLT and products) is compiled where it is used, not in every translation unit that includes
+/// the umbrella header. `Tag` has no other meaning.
+template <typename Tag = void>
+class basic_gaussian_process {
 public:
   /// @throws invalid_argument for a negative noise or a bad length-scale range or grid
-  explicit gaussian_process(const gp_options& opt = {}) : m_opt(opt) {
+  explicit basic_gaussian_process(const gp_options& opt = {}) : m_opt(opt) {
     const char* where = "gaussian_process::gaussian_process";
     if (!(opt.noise >= 0) || !std::isfinite(opt.noise))
       throw invalid_argument(detail::expected_got(where, "noise", ">= 0 and finite", opt.noise));
@@ -344,6 +348,8 @@ private:
   bool m_fitted = false;
 };
 
+using gaussian_process = basic_gaussian_process<>;
+
 /// Options of `bayes_opt` and `bayes_opt_minimize`.
 struct bayes_opt_options {
   index init_points = 20;             ///< uniform random points evaluated first (≥ 1; MPMP uses 20)
@@ -375,11 +381,13 @@ struct bayes_opt_result {
 /// The first `init_points` suggestions are uniform random points; later ones maximise the
 /// acquisition on the GP fitted to every observation so far. `observe` accepts any point in the
 /// box (e.g. a known starting point), not only suggested ones.
-class bayes_opt {
+/// `bayes_opt` names `basic_bayes_opt<>` (a template for the same reason as the GP).
+template <typename Tag = void>
+class basic_bayes_opt {
 public:
   /// @throws invalid_argument for bounds that are empty, of different sizes, not finite or with
   ///         lower ≥ upper, or a bad option value
-  bayes_opt(const vector<double>& lower, const vector<double>& upper, const bayes_opt_options& opt = {})
+  basic_bayes_opt(const vector<double>& lower, const vector<double>& upper, const bayes_opt_options& opt = {})
       : m_lower(lower), m_upper(upper), m_opt(opt), m_gp(opt.gp), m_rng(opt.seed) {
     const char* where = "bayes_opt::bayes_opt";
     if (lower.size() < 1) throw invalid_argument(std::string(where) + ": bounds size expected >= 1, got 0");
@@ -494,7 +502,7 @@ public:
   const vector<double>& best_x() const noexcept { return m_best_x; }
   double best_f() const noexcept { return m_best_f; }
   /// The surrogate as last fitted by `suggest` (inputs in unit-cube coordinates).
-  const gaussian_process& model() const noexcept { return m_gp; }
+  const basic_gaussian_process<Tag>& model() const noexcept { return m_gp; }
 
 private:
   vector<double> to_unit(const vector<double>& x) const {
@@ -539,13 +547,15 @@ private:
 
   vector<double> m_lower, m_upper, m_width;
   bayes_opt_options m_opt;
-  gaussian_process m_gp;
+  basic_gaussian_process<Tag> m_gp;
   rng m_rng;
   std::vector<vector<double>> m_xs;
   std::vector<double> m_fs;
   vector<double> m_best_x;
   double m_best_f = std::numeric_limits<double>::infinity();
 };
+
+using bayes_opt = basic_bayes_opt<>;
 
 /// Minimises `f` over the box [lower, upper] with `init_points` random evaluations followed by
 /// `n_iter` GP-UCB evaluations (exactly `init_points + n_iter` calls).

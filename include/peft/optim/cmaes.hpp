@@ -130,14 +130,19 @@ struct cmaes_result {
 /// ```
 /// `tell` must receive the candidates of the most recent `ask`, in the same order; calling
 /// `ask` again before `tell` discards the pending candidates and draws new ones.
-class cmaes {
+///
+/// `cmaes` names `basic_cmaes<>`: the class is a template only so that its code (Eigen's
+/// eigen-solver, about 3 s of compile time) is compiled where CMA-ES is used, not in every
+/// translation unit that includes the umbrella header. `Tag` has no other meaning.
+template <typename Tag = void>
+class basic_cmaes {
 public:
   /// @param x0 initial mean (size n ≥ 1; inside the box when bounds are given)
   /// @param sigma0 initial step size (> 0, finite)
   /// @param opt options
   /// @throws invalid_argument for an empty or non-finite x0, σ0 ≤ 0, bounds of the wrong
   ///         size, lower > upper, x0 outside the box, or a bad option value
-  cmaes(const vector<double>& x0, double sigma0, const cmaes_options& opt = {})
+  basic_cmaes(const vector<double>& x0, double sigma0, const cmaes_options& opt = {})
       : m_opt(opt), m_n(x0.size()), m_rng(opt.seed) {
     validate(x0, sigma0, opt);
     const double n = static_cast<double>(m_n);
@@ -428,6 +433,8 @@ private:
   std::vector<double> m_best_history;  // best f of the last generations (tolfun)
   cmaes_stop m_reason = cmaes_stop::none;
 };
+
+using cmaes = basic_cmaes<>;
 
 /// Minimises `f` with CMA-ES, generation by generation, until a stopping criterion holds.
 /// @param f objective, callable as `double(const peft::vector<double>&)`; called only at points
