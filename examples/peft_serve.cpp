@@ -35,6 +35,13 @@
 #include <peft/serve/multi_task.hpp>
 
 #include "task_common.hpp"
+#include "task_runtime.hpp"
+
+namespace task {
+PEFT_EXAMPLES_TASK_RUNTIME(extern, peft::bert)
+PEFT_EXAMPLES_TASK_RUNTIME(extern, peft::roberta)
+PEFT_EXAMPLES_TASK_RUNTIME(extern, peft::use_lite)
+}  // namespace task
 
 namespace {
 
@@ -115,25 +122,7 @@ int serve(const options& o, const task::model_files& m, std::istream& in, std::o
     const std::string& name = entry.first;  // not a structured binding: the lambda captures it
     const std::string& dir = entry.second;
     task::saved_task t = task::read_saved_task(m, dir, "task '" + name + "': ");
-    const auto& s = t.settings;
-    const std::string policy_dir = s.method == "head" ? std::string() : dir;
-    task::with_policy(s.method, enc.shape(), 0, policy_dir, [&](auto& policy) {
-      if constexpr (std::is_same_v<Arch, peft::bert>) {
-        if (t.verb) {
-          peft::prompt_head<float> head(*m.weights, t.verb->ids());
-          task::load_head(dir, head);
-          server.add_task(name, std::move(policy), std::move(head));
-          return;
-        }
-      }
-      if (t.verb)
-        throw peft::invalid_argument("task '" + name +
-                                     "': prompt-based fine-tuning needs a BERT masked-LM checkpoint");
-      peft::classification_head<float> head(enc.hidden_size(), t.labels.size(),
-                                            peft::parse_pool_kind(s.pooling), 0.1, 0);
-      task::load_head(dir, head);
-      server.add_task(name, std::move(policy), std::move(head));
-    });
+    task::runtime::add_saved_task(server, m, name, dir, t);  // compiled once, in task_runtime_<arch>.cpp
     tasks.emplace(name, std::move(t));
   }
   const double load_peak = proc_status_mb("VmHWM");

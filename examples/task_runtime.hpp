@@ -1,11 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
-// The one translation unit that instantiates the trainer for every architecture x method x
-// head, shared by peft-train, peft-predict and peft-demo (so that work is compiled once).
+// The task runtime for one architecture: train_task, train_list_task, train_mpmp_task,
+// predict_task and add_saved_task as templates over the architecture. Each
+// task_runtime_<arch>.cpp instantiates them for its architecture, so the three compile in
+// parallel; task_runtime.cpp picks the architecture at run time. Shared by peft-train,
+// peft-predict, peft-serve, peft-demo and the table programs.
+#ifndef PEFT_EXAMPLES_TASK_RUNTIME_HPP
+#define PEFT_EXAMPLES_TASK_RUNTIME_HPP
+
+#include <peft/serve/multi_task.hpp>
+
 #include "task_common.hpp"
 
-namespace task {
-
-namespace {
+namespace task::runtime {
 
 template <typename Model>
 void fill_predictions(const Model& model, const std::vector<peft::encoded_example>& data, std::int32_t pad,
@@ -23,38 +29,36 @@ void fill_predictions(const Model& model, const std::vector<peft::encoded_exampl
   }
 }
 
-/// Calls f(encoder, policy, head) for the task's architecture, method and head kind.
-template <typename F>
+/// Calls f(encoder, policy, head) for architecture Arch and the task's method and head kind.
+template <typename Arch, typename F>
 run_result dispatch(const model_files& m, const task_settings& s, peft::index classes,
-                    const std::vector<std::int32_t>& label_words, std::uint64_t seed, const std::string& load_dir,
-                    F&& f) {
-  return with_arch(m.model_type, [&](auto arch) -> run_result {
-    using Arch = decltype(arch);
-    peft::encoder<Arch, float> enc(m.weights);
-    const std::string policy_dir = s.method == "head" ? std::string() : load_dir;
-    return with_policy(s.method, enc.shape(), seed, policy_dir, [&](auto& policy) -> run_result {
-      if constexpr (std::is_same_v<Arch, peft::bert>) {
-        if (!label_words.empty()) {
-          peft::prompt_head<float> head(*m.weights, label_words);
-          return f(enc, policy, head);
-        }
+                    const std::vector<std::int32_t>& label_words, std::uint64_t seed,
+                    const std::string& load_dir, F&& f) {
+  peft::encoder<Arch, float> enc(m.weights);
+  const std::string policy_dir = s.method == "head" ? std::string() : load_dir;
+  return with_policy(s.method, enc.shape(), seed, policy_dir, [&](auto& policy) -> run_result {
+    if constexpr (std::is_same_v<Arch, peft::bert>) {
+      if (!label_words.empty()) {
+        peft::prompt_head<float> head(*m.weights, label_words);
+        return f(enc, policy, head);
       }
-      if (!label_words.empty())
-        throw peft::invalid_argument("prompt-based fine-tuning needs a BERT masked-LM checkpoint (got " + m.model_type +
-                                     ")");
-      peft::classification_head<float> head(enc.hidden_size(), classes, peft::parse_pool_kind(s.pooling), 0.1, seed);
-      return f(enc, policy, head);
-    });
+    }
+    if (!label_words.empty())
+      throw peft::invalid_argument("prompt-based fine-tuning needs a BERT masked-LM checkpoint (got " +
+                                   m.model_type + ")");
+    peft::classification_head<float> head(enc.hidden_size(), classes, peft::parse_pool_kind(s.pooling), 0.1,
+                                          seed);
+    return f(enc, policy, head);
   });
 }
 
-}  // namespace
-
+template <typename Arch>
 run_result train_task(const model_files& m, const task_settings& s, peft::index classes,
-                      const std::vector<std::int32_t>& label_words, const std::vector<peft::encoded_example>& train,
-                      const std::vector<peft::encoded_example>& test, const peft::fit_options& fit, std::uint64_t seed,
-                      const std::string& save_dir) {
-  return dispatch(m, s, classes, label_words, seed, "", [&](const auto& enc, auto& policy, auto& head) {
+                      const std::vector<std::int32_t>& label_words,
+                      const std::vector<peft::encoded_example>& train,
+                      const std::vector<peft::encoded_example>& test, const peft::fit_options& fit,
+                      std::uint64_t seed, const std::string& save_dir) {
+  return dispatch<Arch>(m, s, classes, label_words, seed, "", [&](const auto& enc, auto& policy, auto& head) {
     using Policy = std::decay_t<decltype(policy)>;
     peft::task_model model(enc, policy, head);
     const auto fr = peft::fit(model, train, {}, fit);
@@ -74,16 +78,20 @@ run_result train_task(const model_files& m, const task_settings& s, peft::index 
   });
 }
 
+template <typename Arch>
 run_result train_list_task(const model_files& m, const task_settings& s, peft::index classes,
-                           const std::vector<std::int32_t>& label_words, const std::vector<peft::encoded_example>& train,
-                           const std::vector<peft::encoded_example>& pool, const std::vector<peft::encoded_example>& test,
-                           const peft::list_options& list, const std::string& save_dir) {
-  return with_arch(m.model_type, [&](auto arch) -> run_result {
-    using Arch = decltype(arch);
+                           const std::vector<std::int32_t>& label_words,
+                           const std::vector<peft::encoded_example>& train,
+                           const std::vector<peft::encoded_example>& pool,
+                           const std::vector<peft::encoded_example>& test, const peft::list_options& list,
+                           const std::string& save_dir) {
+  {
     using adapter = peft::bottleneck_adapter<float>;
     const peft::encoder<Arch, float> enc(m.weights);
     const auto shape = enc.shape();
-    auto make_policy = [&](std::uint64_t seed) { return adapter(shape, peft::bottleneck_config::list(), seed); };
+    auto make_policy = [&](std::uint64_t seed) {
+      return adapter(shape, peft::bottleneck_config::list(), seed);
+    };
     auto run = [&](auto make_head) -> run_result {
       using Head = decltype(make_head(0));
       peft::self_trainer<Arch, float, adapter, Head> st(enc, make_policy, make_head, list);
@@ -109,25 +117,27 @@ run_result train_list_task(const model_files& m, const task_settings& s, peft::i
         return run([&](std::uint64_t) { return peft::prompt_head<float>(*m.weights, label_words); });
     }
     if (!label_words.empty())
-      throw peft::invalid_argument("prompt-based fine-tuning needs a BERT masked-LM checkpoint (got " + m.model_type +
-                                   ")");
+      throw peft::invalid_argument("prompt-based fine-tuning needs a BERT masked-LM checkpoint (got " +
+                                   m.model_type + ")");
     const auto pool_kind = peft::parse_pool_kind(s.pooling);
     return run([&, pool_kind](std::uint64_t seed) {
       return peft::classification_head<float>(enc.hidden_size(), classes, pool_kind, 0.1, seed);
     });
-  });
+  }
 }
 
+template <typename Arch>
 run_result train_mpmp_task(const model_files& m, const task_settings& s, const peft::label_map& labels,
-                           const std::vector<peft::encoded_example>& train, const std::vector<peft::encoded_example>& dev,
-                           const std::vector<peft::encoded_example>& test, const mpmp_settings& mp, std::uint64_t seed,
-                           const std::string& save_dir) {
-  return with_arch(m.model_type, [&](auto arch) -> run_result {
-    using Arch = decltype(arch);
+                           const std::vector<peft::encoded_example>& train,
+                           const std::vector<peft::encoded_example>& dev,
+                           const std::vector<peft::encoded_example>& test, const mpmp_settings& mp,
+                           std::uint64_t seed, const std::string& save_dir) {
+  {
     const peft::encoder<Arch, float> enc(m.weights);
     const auto shape = enc.shape();
     const auto classes = static_cast<peft::index>(labels.size());
-    peft::classification_head<float> head(enc.hidden_size(), classes, peft::parse_pool_kind(s.pooling), 0.1, seed);
+    peft::classification_head<float> head(enc.hidden_size(), classes, peft::parse_pool_kind(s.pooling), 0.1,
+                                          seed);
     std::optional<peft::modular_prompt<float>> policy;
     run_result r;
     bool fresh_head = true;
@@ -136,19 +146,23 @@ run_result train_mpmp_task(const model_files& m, const task_settings& s, const p
       policy.emplace(peft::load_mpmp_library_policy<float>(mp.library, shape));
       if (policy->config().num_prompt_tokens != s.prompt_tokens || info.placeholder_id != s.placeholder_id)
         throw peft::invalid_argument("train_mpmp_task: the data has " + std::to_string(s.prompt_tokens) +
-                                     " placeholders from id " + std::to_string(s.placeholder_id) + ", the library expects " +
+                                     " placeholders from id " + std::to_string(s.placeholder_id) +
+                                     ", the library expects " +
                                      std::to_string(policy->config().num_prompt_tokens) + " from id " +
                                      std::to_string(info.placeholder_id));
       std::string tasks;
       for (const auto& t : info.tasks) tasks += (tasks.empty() ? "" : ", ") + t.name;
-      const peft::index t = mp.library_head.empty() ? info.head_for(labels.labels()) : info.find(mp.library_head);
+      const peft::index t =
+          mp.library_head.empty() ? info.head_for(labels.labels()) : info.find(mp.library_head);
       if (!mp.library_head.empty() && t < 0)
-        throw peft::invalid_argument("library '" + mp.library + "' has no task '" + mp.library_head + "' (tasks: " + tasks + ")");
+        throw peft::invalid_argument("library '" + mp.library + "' has no task '" + mp.library_head +
+                                     "' (tasks: " + tasks + ")");
       if (t >= 0) {
         const auto& lt = info.tasks[static_cast<std::size_t>(t)];
         if (static_cast<peft::index>(lt.labels.size()) != classes || lt.pooling != s.pooling)
-          throw peft::invalid_argument("library task '" + lt.name + "' has " + std::to_string(lt.labels.size()) +
-                                       " labels and pooling " + lt.pooling + ", the task " + std::to_string(classes) +
+          throw peft::invalid_argument("library task '" + lt.name + "' has " +
+                                       std::to_string(lt.labels.size()) + " labels and pooling " +
+                                       lt.pooling + ", the task " + std::to_string(classes) +
                                        " labels and pooling " + s.pooling);
         peft::load_mpmp_library_head(mp.library, lt.name, head);
         fresh_head = false;
@@ -160,8 +174,9 @@ run_result train_mpmp_task(const model_files& m, const task_settings& s, const p
     }
     if (mp.blackbox) {
       if (fresh_head)
-        throw peft::invalid_argument("black-box tuning keeps the head frozen and needs a library head for these labels "
-                                     "(give --mpmp-library with a task of the same labels, or --mpmp-head)");
+        throw peft::invalid_argument(
+            "black-box tuning keeps the head frozen and needs a library head for these labels "
+            "(give --mpmp-library with a task of the same labels, or --mpmp-head)");
       auto o = mp.bbt;
       o.seed = seed;
       o.pad_id = m.pad_id;
@@ -205,18 +220,72 @@ run_result train_mpmp_task(const model_files& m, const task_settings& s, const p
       peft::atomic_write(task_file(save_dir), s.to_json().dump(2) + "\n");
     }
     return r;
-  });
+  }
 }
 
+template <typename Arch>
 run_result predict_task(const model_files& m, const task_settings& s, peft::index classes,
                         const std::vector<std::int32_t>& label_words, const std::string& task_dir,
                         const std::vector<peft::encoded_example>& data) {
-  return dispatch(m, s, classes, label_words, 0, task_dir, [&](const auto& enc, auto& policy, auto& head) {
-    load_head(task_dir, head);
-    run_result r;
-    fill_predictions(peft::task_model(enc, policy, head), data, m.pad_id, r);
-    return r;
+  return dispatch<Arch>(m, s, classes, label_words, 0, task_dir,
+                        [&](const auto& enc, auto& policy, auto& head) {
+                          load_head(task_dir, head);
+                          run_result r;
+                          fill_predictions(peft::task_model(enc, policy, head), data, m.pad_id, r);
+                          return r;
+                        });
+}
+
+/// Adds the task saved in @p dir (read as @p t) to @p server under @p name: its policy, loaded
+/// by method, and its head (the prompt head for a template task on BERT).
+template <typename Arch>
+void add_saved_task(peft::multi_task_server<Arch, float>& server, const model_files& m,
+                    const std::string& name, const std::string& dir, const saved_task& t) {
+  const auto& s = t.settings;
+  const std::string policy_dir = s.method == "head" ? std::string() : dir;
+  const auto shape = server.encoder_ref().shape();
+  with_policy(s.method, shape, 0, policy_dir, [&](auto& policy) {
+    if constexpr (std::is_same_v<Arch, peft::bert>) {
+      if (t.verb) {
+        peft::prompt_head<float> head(*m.weights, t.verb->ids());
+        load_head(dir, head);
+        server.add_task(name, std::move(policy), std::move(head));
+        return;
+      }
+    }
+    if (t.verb)
+      throw peft::invalid_argument("task '" + name +
+                                   "': prompt-based fine-tuning needs a BERT masked-LM checkpoint");
+    peft::classification_head<float> head(server.encoder_ref().hidden_size(), t.labels.size(),
+                                          peft::parse_pool_kind(s.pooling), 0.1, 0);
+    load_head(dir, head);
+    server.add_task(name, std::move(policy), std::move(head));
   });
 }
 
-}  // namespace task
+}  // namespace task::runtime
+
+/// Explicit instantiation (EXT empty) or declaration (EXT extern) of the runtime for one
+/// architecture, expanded inside namespace task; task_runtime_<arch>.cpp defines it,
+/// task_runtime.cpp declares it.
+#define PEFT_EXAMPLES_TASK_RUNTIME(EXT, Arch)                                                                \
+  EXT template run_result runtime::train_task<Arch>(                                                         \
+      const model_files&, const task_settings&, peft::index, const std::vector<std::int32_t>&,               \
+      const std::vector<peft::encoded_example>&, const std::vector<peft::encoded_example>&,                  \
+      const peft::fit_options&, std::uint64_t, const std::string&);                                          \
+  EXT template run_result runtime::train_list_task<Arch>(                                                    \
+      const model_files&, const task_settings&, peft::index, const std::vector<std::int32_t>&,               \
+      const std::vector<peft::encoded_example>&, const std::vector<peft::encoded_example>&,                  \
+      const std::vector<peft::encoded_example>&, const peft::list_options&, const std::string&);             \
+  EXT template run_result runtime::train_mpmp_task<Arch>(                                                    \
+      const model_files&, const task_settings&, const peft::label_map&,                                      \
+      const std::vector<peft::encoded_example>&, const std::vector<peft::encoded_example>&,                  \
+      const std::vector<peft::encoded_example>&, const mpmp_settings&, std::uint64_t, const std::string&);   \
+  EXT template run_result runtime::predict_task<Arch>(const model_files&, const task_settings&, peft::index, \
+                                                      const std::vector<std::int32_t>&, const std::string&,  \
+                                                      const std::vector<peft::encoded_example>&);            \
+  EXT template void runtime::add_saved_task<Arch>(peft::multi_task_server<Arch, float>&, const model_files&, \
+                                                  const std::string&, const std::string&,                    \
+                                                  const saved_task&);
+
+#endif

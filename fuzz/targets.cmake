@@ -25,4 +25,10 @@ function(peft_fuzz_link target name)
     endif()
   endif()
   target_compile_definitions(${target} PRIVATE PEFT_FUZZ_ASSETS_DIR="${PEFT_ASSETS_DIR}")
+  # The ctest replay links the compiled instances; the libFuzzer targets (scripts/fuzz) do not,
+  # so that every line they reach is instrumented for coverage and the sanitizers.
+  if(NOT name STREQUAL "*" OR NOT COMMAND peft_link_instances)
+    return()
+  endif()
+  peft_link_instances(${target})
 endfunction()

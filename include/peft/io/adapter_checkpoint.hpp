@@ -310,4 +310,8 @@ P load_policy(const std::string& dir, const encoder_shape& shape) {
 
 }  // namespace peft
 
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_IO_ADAPTER_CHECKPOINT
+#include "../detail/instances.hpp"
+
 #endif  // PEFT_IO_ADAPTER_CHECKPOINT_HPP

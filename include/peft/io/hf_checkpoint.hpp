@@ -477,4 +477,8 @@ void save_hf_encoder(const std::string& dir, const encoder_weights<Scalar>& w) {
 
 }  // namespace peft
 
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_IO_HF_CHECKPOINT
+#include "../detail/instances.hpp"
+
 #endif  // PEFT_IO_HF_CHECKPOINT_HPP

@@ -425,4 +425,8 @@ shared_weights<Scalar> load_use_lite(const std::string& dist_dir) {
 
 }  // namespace peft
 
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_IO_USE_LITE
+#include "../detail/instances.hpp"
+
 #endif  // PEFT_IO_USE_LITE_HPP

@@ -64,104 +64,16 @@ public:
   index max_sequence_length() const noexcept { return config().max_sequence_length(); }
 
   /// The sizes a policy needs to build its parameters for this encoder.
-  encoder_shape shape() const {
-    encoder_shape s;
-    s.model_type = config().model_type;
-    s.num_layers = num_layers();
-    s.num_heads = config().num_heads;
-    s.embedding_size = embedding_size();
-    s.hidden_size = hidden_size();
-    s.intermediate_size = m_weights->layers.front().ffn_in.out_features();
-    for (const auto& L : m_weights->layers) {
-      s.input_width.push_back(L.input_width());
-      s.attention_width.push_back(L.attention_width());
-      s.output_width.push_back(L.output_width());
-    }
-    s.backbone_parameters = m_weights->num_parameters();
-    return s;
-  }
+  encoder_shape shape() const;
 
   /// Throws invalid_argument unless `b` is a batch this encoder can run.
-  void check_batch(const batch& b, const char* where) const {
-    const std::string w = where;
-    if (b.size() == 0 || b.time() == 0) throw invalid_argument(w + ": empty batch (expected at least 1 token)");
-    if (b.mask.rows() != b.size() || b.mask.cols() != b.time())
-      throw invalid_argument(w + ": mask shape expected [" + std::to_string(b.size()) + ", " +
-                             std::to_string(b.time()) + "], got [" + std::to_string(b.mask.rows()) + ", " +
-                             std::to_string(b.mask.cols()) + "]");
-    if (b.segments.size() != 0 && (b.segments.rows() != b.size() || b.segments.cols() != b.time()))
-      throw invalid_argument(w + ": segments shape does not match ids [" + std::to_string(b.size()) + ", " +
-                             std::to_string(b.time()) + "]");
-    if (b.time() > max_sequence_length())
-      throw invalid_argument(w + ": sequence length expected <= " + std::to_string(max_sequence_length()) +
-                             ", got " + std::to_string(b.time()));
-    const index vocab = m_weights->word_embeddings.rows();
-    for (index i = 0; i < b.size(); ++i) {
-      index real = 0;
-      for (index t = 0; t < b.time(); ++t) {
-        const auto m = b.mask(i, t);
-        if (m != 0 && m != 1)
-          throw invalid_argument(w + ": mask values expected 0 or 1, got " + std::to_string(m) + " at [" +
-                                 std::to_string(i) + ", " + std::to_string(t) + "]");
-        real += m;
-        const auto id = b.ids(i, t);
-        if (id < 0 || id >= vocab)
-          throw invalid_argument(w + ": token id expected in [0, " + std::to_string(vocab) + "), got " +
-                                 std::to_string(id) + " at [" + std::to_string(i) + ", " + std::to_string(t) + "]");
-        if (b.segments.size() != 0) {
-          const auto s = b.segments(i, t);
-          const index types = std::max<index>(m_weights->token_type_embeddings.rows(), 1);
-          if (s < 0 || s >= types)
-            throw invalid_argument(w + ": segment id expected in [0, " + std::to_string(types) + "), got " +
-                                   std::to_string(s) + " at [" + std::to_string(i) + ", " + std::to_string(t) + "]");
-        }
-      }
-      if (real == 0)
-        throw invalid_argument(w + ": sequence " + std::to_string(i) + " has no real token (mask all zero)");
-    }
-  }
+  void check_batch(const batch& b, const char* where) const;
 
   /// Embedding output `[B*T x E]` (word + position (+ segment), normalised for BERT, dropout
   /// in train mode), before the policy's on_embeddings hook.
   template <typename Policy = no_policy<Scalar>>
   mat embed(const batch& b, mode m = mode::eval, rng* gen = nullptr,
-            nondeduced_t<encoder_tape<Scalar, Policy>>* t = nullptr) const {
-    const auto& W = *m_weights;
-    const index B = b.size(), T = b.time(), E = embedding_size();
-    mat h(B * T, E);
-    for (index i = 0; i < B; ++i) {
-      index rank = 0;  // position among real tokens, for RoBERTa's padding-offset ids
-      for (index s = 0; s < T; ++s) {
-        const index r = i * T + s;
-        h.row(r) = W.word_embeddings.row(b.ids(i, s));
-        if constexpr (Arch::positions == position_kind::learned) {
-          h.row(r) += W.position_embeddings.row(s);
-        } else if constexpr (Arch::positions == position_kind::learned_pad_offset) {
-          const index pos = b.mask(i, s) ? config().pad_token_id + 1 + rank++ : config().pad_token_id;
-          h.row(r) += W.position_embeddings.row(pos);
-        }
-        if (W.token_type_embeddings.rows() > 0)
-          h.row(r) += W.token_type_embeddings.row(b.segments.size() ? b.segments(i, s) : 0);
-      }
-    }
-    if constexpr (Arch::embedding_scale != 1.0) h *= static_cast<Scalar>(Arch::embedding_scale);
-    if constexpr (Arch::positions == position_kind::sinusoidal) add_timing_signal(h, B, T);
-    check_op(h, "encoder::embed", -1, "embedding sum (word + position + segment)");
-    if (!W.embedding_norm.empty()) {
-      ops::layer_norm_forward(h, W.embedding_norm.gamma, W.embedding_norm.beta, config().layer_norm_eps, h,
-                              t ? &t->emb_norm : nullptr);
-      check_op(h, "encoder::embed", -1, "embedding LayerNorm output");
-    }
-    if (m == mode::train && config().hidden_dropout > 0) {
-      mat local;
-      mat& mask = t ? t->drop_emb : local;
-      ops::make_dropout_mask(B * T, E, config().hidden_dropout, require_rng(gen, "encoder::embed"), mask);
-      h.array() *= mask.array();
-    } else if (t) {
-      t->drop_emb.resize(0, 0);
-    }
-    return h;
-  }
+            nondeduced_t<encoder_tape<Scalar, Policy>>* t = nullptr) const;
 
   /// Hidden states `[B*T x H]` (row `b*T + t`) of the frozen encoder, evaluation mode.
   mat forward(const batch& b) const { return forward(b, no_policy<Scalar>{}); }
@@ -172,14 +84,7 @@ public:
   /// @throws invalid_argument for a malformed batch (ids out of range, too long, empty rows)
   template <typename Policy>
   mat forward(const batch& b, const Policy& p, mode m = mode::eval,
-              nondeduced_t<encoder_tape<Scalar, Policy>>* t = nullptr, rng* gen = nullptr) const {
-    static_assert(is_policy_v<Policy>, "peft::encoder::forward: Policy must declare scalar_type");
-    static_assert(std::is_same_v<typename Policy::scalar_type, Scalar>,
-                  "peft::encoder::forward: the policy's scalar_type must equal the encoder's Scalar");
-    check_batch(b, "encoder::forward");
-    mat h0 = embed<Policy>(b, m, gen, t);
-    return run_layers(std::move(h0), b, p, m, t, gen);
-  }
+              nondeduced_t<encoder_tape<Scalar, Policy>>* t = nullptr, rng* gen = nullptr) const;
 
   /// Forward pass from a given embedding output `h0` (`[B*T x E]`), e.g. for prompt tuning
   /// or for an input-gradient check. The batch supplies the mask (its ids are not read).
@@ -187,16 +92,7 @@ public:
   /// @throws numeric_error if `h0` holds a NaN or an infinity (always checked)
   template <typename Policy>
   mat forward_embedded(const mat& h0, const batch& b, const Policy& p, mode m = mode::eval,
-                       nondeduced_t<encoder_tape<Scalar, Policy>>* t = nullptr, rng* gen = nullptr) const {
-    if (h0.rows() != b.rows() || h0.cols() != embedding_size())
-      throw invalid_argument("encoder::forward_embedded: h0 shape expected [" + std::to_string(b.rows()) + ", " +
-                             std::to_string(embedding_size()) + "], got [" + std::to_string(h0.rows()) + ", " +
-                             std::to_string(h0.cols()) + "]");
-    if (b.mask.rows() != b.size() || b.mask.cols() != b.time())
-      throw invalid_argument("encoder::forward_embedded: batch mask shape does not match its ids");
-    detail::check_finite(h0, "encoder::forward_embedded: h0");
-    return run_layers(mat(h0), b, p, m, t, gen);
-  }
+                       nondeduced_t<encoder_tape<Scalar, Policy>>* t = nullptr, rng* gen = nullptr) const;
 
   /// Backward pass: from the gradient of the encoder output, accumulates the policy's
   /// parameter gradients and returns the gradient with respect to the input of layer
@@ -208,41 +104,8 @@ public:
   /// @throws invalid_argument for a tape or gradient that does not match
   /// @throws numeric_error in check mode, naming the first non-finite gradient
   template <typename Policy>
-  mat backward(const mat& d_out, Policy& p, const encoder_tape<Scalar, Policy>& t, index stop_layer = -1) const {
-    const index L = num_layers();
-    if (t.layers.size() != static_cast<std::size_t>(L))
-      throw invalid_argument("encoder::backward: tape holds " + std::to_string(t.layers.size()) +
-                             " layers, expected " + std::to_string(L) + " (was forward called with a tape?)");
-    if (d_out.rows() != t.batch_size * t.time || d_out.cols() != hidden_size())
-      throw invalid_argument("encoder::backward: gradient shape expected [" + std::to_string(t.batch_size * t.time) +
-                             ", " + std::to_string(hidden_size()) + "], got [" + std::to_string(d_out.rows()) +
-                             ", " + std::to_string(d_out.cols()) + "]");
-    if (stop_layer < 0) stop_layer = lowest_trainable_layer(p, L);
-    if (stop_layer > L) stop_layer = L;
-    if (stop_layer < L && stop_layer < t.record_from)
-      throw invalid_argument("encoder::backward: the tape keeps layers from " + std::to_string(t.record_from) +
-                             " (record_from), cannot back-propagate down to layer " + std::to_string(stop_layer));
-    constexpr const char* where = "encoder::backward";
-    check_op(d_out, where, -1, "output gradient (d_out)");
-    mat dh = d_out;
-    if constexpr (has_on_encoder_output_v<Policy>) {
-      p.on_encoder_output_backward(dh, t.policy);
-      check_op(dh, where, -1, "policy on_encoder_output_backward gradient");
-    }
-    if (!m_weights->final_norm.empty() && stop_layer < L) {
-      ops::layer_norm_backward(dh, m_weights->final_norm.gamma, t.final_norm, dh);
-      check_op(dh, where, -1, "final LayerNorm input gradient");
-    }
-    for (index l = L - 1; l >= stop_layer; --l) dh = layer_backward(l, dh, p, t);
-    if constexpr (has_on_embeddings_v<Policy>) {
-      if (stop_layer == 0) {
-        p.on_embeddings_backward(dh, t.policy);
-        check_op(dh, where, -1, "policy on_embeddings_backward gradient");
-      }
-    }
-    if (check_numerics()) check_policy_grads(p);
-    return dh;
-  }
+  mat backward(const mat& d_out, Policy& p, const encoder_tape<Scalar, Policy>& t,
+               index stop_layer = -1) const;
 
 private:
   /// A check-mode site: when check mode is on, throws numeric_error naming
@@ -332,42 +195,7 @@ private:
     return *gen;
   }
 
-  void validate() const {
-    if (!m_weights) throw invalid_argument("encoder::encoder: weights expected non-null, got null");
-    const auto& W = *m_weights;
-    const auto& c = W.config;
-    auto fail = [](const std::string& what) { throw invalid_argument("encoder::encoder: " + what); };
-    if (c.model_type != Arch::name)
-      fail(std::string("model_type expected '") + Arch::name + "', got '" + c.model_type + "'");
-    if (W.layers.empty()) fail("layers expected at least 1, got 0");
-    if constexpr (!std::is_same_v<Scalar, float>) {
-      if (W.is_bf16()) fail("bf16 weights need encoder<Arch, float>");
-    }
-    if (static_cast<index>(W.layers.size()) != c.num_layers)
-      fail("layer count expected " + std::to_string(c.num_layers) + " (config), got " + std::to_string(W.layers.size()));
-    if (W.word_embeddings.rows() != c.vocab_size || W.word_embeddings.rows() == 0)
-      fail("word_embeddings rows expected " + std::to_string(c.vocab_size) + ", got " +
-           std::to_string(W.word_embeddings.rows()));
-    if (c.num_heads <= 0) fail("num_heads expected > 0, got " + std::to_string(c.num_heads));
-    if constexpr (Arch::positions != position_kind::sinusoidal) {
-      if (W.position_embeddings.rows() != c.max_positions || W.position_embeddings.cols() != embedding_size())
-        fail("position_embeddings shape mismatch with config");
-    }
-    index width = embedding_size();
-    for (std::size_t l = 0; l < W.layers.size(); ++l) {
-      const auto& L = W.layers[l];
-      const std::string at = "layer " + std::to_string(l) + ": ";
-      if (L.input_width() != width) fail(at + "input width expected " + std::to_string(width) + ", got " +
-                                         std::to_string(L.input_width()));
-      if (L.attention_width() % c.num_heads != 0)
-        fail(at + "attention width " + std::to_string(L.attention_width()) + " not divisible by heads " +
-             std::to_string(c.num_heads));
-      if (L.output_width() != width && L.residual_proj.empty())
-        fail(at + "width changes from " + std::to_string(width) + " to " + std::to_string(L.output_width()) +
-             " without a residual projection");
-      width = L.output_width();
-    }
-  }
+  void validate() const;
 
   /// tensor2tensor timing signal: [sin(p * inv), cos(p * inv)] with geometric timescales
   /// from 1 to 1e4 over half the width.
@@ -719,6 +547,219 @@ private:
   shared_weights<Scalar> m_weights;
 };
 
+template <typename Arch, typename Scalar>
+encoder_shape encoder<Arch, Scalar>::shape() const {
+  encoder_shape s;
+  s.model_type = config().model_type;
+  s.num_layers = num_layers();
+  s.num_heads = config().num_heads;
+  s.embedding_size = embedding_size();
+  s.hidden_size = hidden_size();
+  s.intermediate_size = m_weights->layers.front().ffn_in.out_features();
+  for (const auto& L : m_weights->layers) {
+    s.input_width.push_back(L.input_width());
+    s.attention_width.push_back(L.attention_width());
+    s.output_width.push_back(L.output_width());
+  }
+  s.backbone_parameters = m_weights->num_parameters();
+  return s;
+}
+
+template <typename Arch, typename Scalar>
+void encoder<Arch, Scalar>::check_batch(const batch& b, const char* where) const {
+  const std::string w = where;
+  if (b.size() == 0 || b.time() == 0) throw invalid_argument(w + ": empty batch (expected at least 1 token)");
+  if (b.mask.rows() != b.size() || b.mask.cols() != b.time())
+    throw invalid_argument(w + ": mask shape expected [" + std::to_string(b.size()) + ", " +
+                           std::to_string(b.time()) + "], got [" + std::to_string(b.mask.rows()) + ", " +
+                           std::to_string(b.mask.cols()) + "]");
+  if (b.segments.size() != 0 && (b.segments.rows() != b.size() || b.segments.cols() != b.time()))
+    throw invalid_argument(w + ": segments shape does not match ids [" + std::to_string(b.size()) + ", " +
+                           std::to_string(b.time()) + "]");
+  if (b.time() > max_sequence_length())
+    throw invalid_argument(w + ": sequence length expected <= " + std::to_string(max_sequence_length()) +
+                           ", got " + std::to_string(b.time()));
+  const index vocab = m_weights->word_embeddings.rows();
+  for (index i = 0; i < b.size(); ++i) {
+    index real = 0;
+    for (index t = 0; t < b.time(); ++t) {
+      const auto m = b.mask(i, t);
+      if (m != 0 && m != 1)
+        throw invalid_argument(w + ": mask values expected 0 or 1, got " + std::to_string(m) + " at [" +
+                               std::to_string(i) + ", " + std::to_string(t) + "]");
+      real += m;
+      const auto id = b.ids(i, t);
+      if (id < 0 || id >= vocab)
+        throw invalid_argument(w + ": token id expected in [0, " + std::to_string(vocab) + "), got " +
+                               std::to_string(id) + " at [" + std::to_string(i) + ", " + std::to_string(t) +
+                               "]");
+      if (b.segments.size() != 0) {
+        const auto s = b.segments(i, t);
+        const index types = std::max<index>(m_weights->token_type_embeddings.rows(), 1);
+        if (s < 0 || s >= types)
+          throw invalid_argument(w + ": segment id expected in [0, " + std::to_string(types) + "), got " +
+                                 std::to_string(s) + " at [" + std::to_string(i) + ", " + std::to_string(t) +
+                                 "]");
+      }
+    }
+    if (real == 0)
+      throw invalid_argument(w + ": sequence " + std::to_string(i) + " has no real token (mask all zero)");
+  }
+}
+
+template <typename Arch, typename Scalar>
+template <typename Policy>
+matrix<Scalar> encoder<Arch, Scalar>::embed(const batch& b, mode m, rng* gen,
+                                            nondeduced_t<encoder_tape<Scalar, Policy>>* t) const {
+  const auto& W = *m_weights;
+  const index B = b.size(), T = b.time(), E = embedding_size();
+  mat h(B * T, E);
+  for (index i = 0; i < B; ++i) {
+    index rank = 0;  // position among real tokens, for RoBERTa's padding-offset ids
+    for (index s = 0; s < T; ++s) {
+      const index r = i * T + s;
+      h.row(r) = W.word_embeddings.row(b.ids(i, s));
+      if constexpr (Arch::positions == position_kind::learned) {
+        h.row(r) += W.position_embeddings.row(s);
+      } else if constexpr (Arch::positions == position_kind::learned_pad_offset) {
+        const index pos = b.mask(i, s) ? config().pad_token_id + 1 + rank++ : config().pad_token_id;
+        h.row(r) += W.position_embeddings.row(pos);
+      }
+      if (W.token_type_embeddings.rows() > 0)
+        h.row(r) += W.token_type_embeddings.row(b.segments.size() ? b.segments(i, s) : 0);
+    }
+  }
+  if constexpr (Arch::embedding_scale != 1.0) h *= static_cast<Scalar>(Arch::embedding_scale);
+  if constexpr (Arch::positions == position_kind::sinusoidal) add_timing_signal(h, B, T);
+  check_op(h, "encoder::embed", -1, "embedding sum (word + position + segment)");
+  if (!W.embedding_norm.empty()) {
+    ops::layer_norm_forward(h, W.embedding_norm.gamma, W.embedding_norm.beta, config().layer_norm_eps, h,
+                            t ? &t->emb_norm : nullptr);
+    check_op(h, "encoder::embed", -1, "embedding LayerNorm output");
+  }
+  if (m == mode::train && config().hidden_dropout > 0) {
+    mat local;
+    mat& mask = t ? t->drop_emb : local;
+    ops::make_dropout_mask(B * T, E, config().hidden_dropout, require_rng(gen, "encoder::embed"), mask);
+    h.array() *= mask.array();
+  } else if (t) {
+    t->drop_emb.resize(0, 0);
+  }
+  return h;
+}
+
+template <typename Arch, typename Scalar>
+template <typename Policy>
+matrix<Scalar> encoder<Arch, Scalar>::forward(const batch& b, const Policy& p, mode m,
+                                              nondeduced_t<encoder_tape<Scalar, Policy>>* t, rng* gen) const {
+  static_assert(is_policy_v<Policy>, "peft::encoder::forward: Policy must declare scalar_type");
+  static_assert(std::is_same_v<typename Policy::scalar_type, Scalar>,
+                "peft::encoder::forward: the policy's scalar_type must equal the encoder's Scalar");
+  check_batch(b, "encoder::forward");
+  mat h0 = embed<Policy>(b, m, gen, t);
+  return run_layers(std::move(h0), b, p, m, t, gen);
+}
+
+template <typename Arch, typename Scalar>
+template <typename Policy>
+matrix<Scalar> encoder<Arch, Scalar>::forward_embedded(const mat& h0, const batch& b, const Policy& p, mode m,
+                                                       nondeduced_t<encoder_tape<Scalar, Policy>>* t,
+                                                       rng* gen) const {
+  if (h0.rows() != b.rows() || h0.cols() != embedding_size())
+    throw invalid_argument("encoder::forward_embedded: h0 shape expected [" + std::to_string(b.rows()) +
+                           ", " + std::to_string(embedding_size()) + "], got [" + std::to_string(h0.rows()) +
+                           ", " + std::to_string(h0.cols()) + "]");
+  if (b.mask.rows() != b.size() || b.mask.cols() != b.time())
+    throw invalid_argument("encoder::forward_embedded: batch mask shape does not match its ids");
+  detail::check_finite(h0, "encoder::forward_embedded: h0");
+  return run_layers(mat(h0), b, p, m, t, gen);
+}
+
+template <typename Arch, typename Scalar>
+template <typename Policy>
+matrix<Scalar> encoder<Arch, Scalar>::backward(const mat& d_out, Policy& p,
+                                               const encoder_tape<Scalar, Policy>& t,
+                                               index stop_layer) const {
+  const index L = num_layers();
+  if (t.layers.size() != static_cast<std::size_t>(L))
+    throw invalid_argument("encoder::backward: tape holds " + std::to_string(t.layers.size()) +
+                           " layers, expected " + std::to_string(L) + " (was forward called with a tape?)");
+  if (d_out.rows() != t.batch_size * t.time || d_out.cols() != hidden_size())
+    throw invalid_argument("encoder::backward: gradient shape expected [" +
+                           std::to_string(t.batch_size * t.time) + ", " + std::to_string(hidden_size()) +
+                           "], got [" + std::to_string(d_out.rows()) + ", " + std::to_string(d_out.cols()) +
+                           "]");
+  if (stop_layer < 0) stop_layer = lowest_trainable_layer(p, L);
+  if (stop_layer > L) stop_layer = L;
+  if (stop_layer < L && stop_layer < t.record_from)
+    throw invalid_argument("encoder::backward: the tape keeps layers from " + std::to_string(t.record_from) +
+                           " (record_from), cannot back-propagate down to layer " +
+                           std::to_string(stop_layer));
+  constexpr const char* where = "encoder::backward";
+  check_op(d_out, where, -1, "output gradient (d_out)");
+  mat dh = d_out;
+  if constexpr (has_on_encoder_output_v<Policy>) {
+    p.on_encoder_output_backward(dh, t.policy);
+    check_op(dh, where, -1, "policy on_encoder_output_backward gradient");
+  }
+  if (!m_weights->final_norm.empty() && stop_layer < L) {
+    ops::layer_norm_backward(dh, m_weights->final_norm.gamma, t.final_norm, dh);
+    check_op(dh, where, -1, "final LayerNorm input gradient");
+  }
+  for (index l = L - 1; l >= stop_layer; --l) dh = layer_backward(l, dh, p, t);
+  if constexpr (has_on_embeddings_v<Policy>) {
+    if (stop_layer == 0) {
+      p.on_embeddings_backward(dh, t.policy);
+      check_op(dh, where, -1, "policy on_embeddings_backward gradient");
+    }
+  }
+  if (check_numerics()) check_policy_grads(p);
+  return dh;
+}
+
+template <typename Arch, typename Scalar>
+void encoder<Arch, Scalar>::validate() const {
+  if (!m_weights) throw invalid_argument("encoder::encoder: weights expected non-null, got null");
+  const auto& W = *m_weights;
+  const auto& c = W.config;
+  auto fail = [](const std::string& what) { throw invalid_argument("encoder::encoder: " + what); };
+  if (c.model_type != Arch::name)
+    fail(std::string("model_type expected '") + Arch::name + "', got '" + c.model_type + "'");
+  if (W.layers.empty()) fail("layers expected at least 1, got 0");
+  if constexpr (!std::is_same_v<Scalar, float>) {
+    if (W.is_bf16()) fail("bf16 weights need encoder<Arch, float>");
+  }
+  if (static_cast<index>(W.layers.size()) != c.num_layers)
+    fail("layer count expected " + std::to_string(c.num_layers) + " (config), got " +
+         std::to_string(W.layers.size()));
+  if (W.word_embeddings.rows() != c.vocab_size || W.word_embeddings.rows() == 0)
+    fail("word_embeddings rows expected " + std::to_string(c.vocab_size) + ", got " +
+         std::to_string(W.word_embeddings.rows()));
+  if (c.num_heads <= 0) fail("num_heads expected > 0, got " + std::to_string(c.num_heads));
+  if constexpr (Arch::positions != position_kind::sinusoidal) {
+    if (W.position_embeddings.rows() != c.max_positions || W.position_embeddings.cols() != embedding_size())
+      fail("position_embeddings shape mismatch with config");
+  }
+  index width = embedding_size();
+  for (std::size_t l = 0; l < W.layers.size(); ++l) {
+    const auto& L = W.layers[l];
+    const std::string at = "layer " + std::to_string(l) + ": ";
+    if (L.input_width() != width)
+      fail(at + "input width expected " + std::to_string(width) + ", got " + std::to_string(L.input_width()));
+    if (L.attention_width() % c.num_heads != 0)
+      fail(at + "attention width " + std::to_string(L.attention_width()) + " not divisible by heads " +
+           std::to_string(c.num_heads));
+    if (L.output_width() != width && L.residual_proj.empty())
+      fail(at + "width changes from " + std::to_string(width) + " to " + std::to_string(L.output_width()) +
+           " without a residual projection");
+    width = L.output_width();
+  }
+}
+
 }  // namespace peft
+
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_MODEL_ENCODER
+#include "../detail/instances.hpp"
 
 #endif  // PEFT_MODEL_ENCODER_HPP

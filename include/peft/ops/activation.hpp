@@ -71,4 +71,8 @@ void tanh_backward_from_output(const matrix<Scalar>& y, matrix<Scalar>& dy) {
 
 }  // namespace peft::ops
 
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_OPS_ACTIVATION
+#include "../detail/instances.hpp"
+
 #endif  // PEFT_OPS_ACTIVATION_HPP

@@ -207,4 +207,8 @@ void attention_backward(const attention_shape& shape, const matrix<Scalar>& dctx
 
 }  // namespace peft::ops
 
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_OPS_ATTENTION
+#include "../detail/instances.hpp"
+
 #endif  // PEFT_OPS_ATTENTION_HPP

@@ -52,4 +52,8 @@ void make_dropout_mask(index rows, index cols, double p, rng& gen, matrix<Scalar
 
 }  // namespace peft::ops
 
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_OPS_DROPOUT
+#include "../detail/instances.hpp"
+
 #endif  // PEFT_OPS_DROPOUT_HPP

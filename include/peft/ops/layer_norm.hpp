@@ -72,4 +72,8 @@ void layer_norm_backward(const matrix<Scalar>& dy, const vector<Scalar>& gamma,
 
 }  // namespace peft::ops
 
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_OPS_LAYER_NORM
+#include "../detail/instances.hpp"
+
 #endif  // PEFT_OPS_LAYER_NORM_HPP

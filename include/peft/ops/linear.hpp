@@ -178,4 +178,8 @@ void linear_backward_input(const Eigen::MatrixBase<DerivedDy>& dy, const bf16_ma
 
 }  // namespace peft::ops
 
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_OPS_LINEAR
+#include "../detail/instances.hpp"
+
 #endif  // PEFT_OPS_LINEAR_HPP

@@ -427,4 +427,8 @@ private:
 
 }  // namespace peft
 
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_POLICIES_ADAPTER_FUSION
+#include "../detail/instances.hpp"
+
 #endif  // PEFT_POLICIES_ADAPTER_FUSION_HPP

@@ -440,4 +440,8 @@ private:
 
 }  // namespace peft
 
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_POLICIES_BOTTLENECK_ADAPTER
+#include "../detail/instances.hpp"
+
 #endif  // PEFT_POLICIES_BOTTLENECK_ADAPTER_HPP

@@ -90,4 +90,8 @@ private:
 
 }  // namespace peft
 
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_POLICIES_FULL_FINETUNE
+#include "../detail/instances.hpp"
+
 #endif  // PEFT_POLICIES_FULL_FINETUNE_HPP

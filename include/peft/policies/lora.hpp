@@ -298,4 +298,8 @@ private:
 
 }  // namespace peft
 
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_POLICIES_LORA
+#include "../detail/instances.hpp"
+
 #endif  // PEFT_POLICIES_LORA_HPP

@@ -676,4 +676,8 @@ private:
 
 }  // namespace peft
 
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_POLICIES_MODULAR_PROMPT
+#include "../detail/instances.hpp"
+
 #endif  // PEFT_POLICIES_MODULAR_PROMPT_HPP

@@ -809,4 +809,8 @@ private:
 
 }  // namespace peft
 
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_POLICIES_SIDE_TUNING
+#include "../detail/instances.hpp"
+
 #endif  // PEFT_POLICIES_SIDE_TUNING_HPP

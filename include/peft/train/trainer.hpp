@@ -110,18 +110,10 @@ public:
   Head& head() noexcept { return *m_head; }
 
   /// Every trainable store: the policy's, then the head's.
-  parameter_set<Scalar> parameters() {
-    parameter_set<Scalar> set;
-    add_policy_parameters(set, *m_policy);
-    set.add(m_head->parameters());
-    return set;
-  }
+  parameter_set<Scalar> parameters();
 
   /// Class logits `[B x C]` in evaluation mode.
-  mat predict(const task_batch& tb) const {
-    const mat h = m_enc->forward(tb.input, *m_policy);
-    return head_forward(h, tb, mode::eval, nullptr, nullptr);
-  }
+  mat predict(const task_batch& tb) const;
 
   /// One forward/backward pass: `loss(logits, d_logits)` returns the loss and fills its
   /// gradient; parameter gradients accumulate (zero them first).
@@ -162,6 +154,20 @@ private:
   Policy* m_policy;
   Head* m_head;
 };
+
+template <typename Arch, typename Scalar, typename Policy, typename Head>
+parameter_set<Scalar> task_model<Arch, Scalar, Policy, Head>::parameters() {
+  parameter_set<Scalar> set;
+  add_policy_parameters(set, *m_policy);
+  set.add(m_head->parameters());
+  return set;
+}
+
+template <typename Arch, typename Scalar, typename Policy, typename Head>
+matrix<Scalar> task_model<Arch, Scalar, Policy, Head>::predict(const task_batch& tb) const {
+  const mat h = m_enc->forward(tb.input, *m_policy);
+  return head_forward(h, tb, mode::eval, nullptr, nullptr);
+}
 
 namespace detail {
 
@@ -311,6 +317,27 @@ eval_result evaluate(const Model& model, const std::vector<encoded_example>& dat
   return r;
 }
 
+namespace detail {
+
+/// What `fit_loop` needs of a model, behind two calls: the loop itself depends only on the
+/// scalar type, so it is compiled once per scalar (see peft/detail/instances.hpp) instead of
+/// once per encoder x policy x head.
+template <typename Scalar>
+struct fit_model_calls {
+  /// Forward and backward of one batch with cross-entropy; gradients accumulate. Returns the loss.
+  std::function<double(const task_batch&, rng&)> forward_backward;
+  /// Accuracy and macro-F1 on a labelled set, batched by the given size.
+  std::function<eval_result(const std::vector<encoded_example>&, index)> evaluate;
+};
+
+/// The training loop of `fit` over the model's trainable parameters `set`.
+template <typename Scalar>
+fit_result fit_loop(parameter_set<Scalar> set, const fit_model_calls<Scalar>& model,
+                    const std::vector<encoded_example>& train, const std::vector<encoded_example>& eval,
+                    const fit_options& o);
+
+}  // namespace detail
+
 /// Trains `model` on `train` with cross-entropy; evaluates on `eval` (may be empty).
 /// See `fit_options` for data parallelism (`comm`) and checkpoint/resume (`state_path`).
 /// @throws invalid_argument for an empty or unlabelled training set, a bad batch size, or a
@@ -319,6 +346,22 @@ template <typename Model>
 fit_result fit(Model& model, const std::vector<encoded_example>& train, const std::vector<encoded_example>& eval,
                const fit_options& o) {
   using Scalar = typename Model::scalar_type;
+  detail::fit_model_calls<Scalar> calls;
+  calls.forward_backward = [&model](const task_batch& tb, rng& gen) {
+    return model.forward_backward(tb, mode::train, gen, [&tb](const matrix<Scalar>& z, matrix<Scalar>& dz) {
+      return static_cast<double>(cross_entropy(z, tb.labels, dz));
+    });
+  };
+  calls.evaluate = [&model, &o](const std::vector<encoded_example>& data, index batch_size) {
+    return evaluate(model, data, batch_size, o.pad_id);
+  };
+  return detail::fit_loop(model.parameters(), calls, train, eval, o);
+}
+
+template <typename Scalar>
+fit_result detail::fit_loop(parameter_set<Scalar> set, const fit_model_calls<Scalar>& model,
+                            const std::vector<encoded_example>& train,
+                            const std::vector<encoded_example>& eval, const fit_options& o) {
   if (train.empty()) throw invalid_argument("fit: training set is empty");
   if (o.batch_size < 1) throw invalid_argument("fit: batch size expected >= 1, got " + std::to_string(o.batch_size));
   for (std::size_t i = 0; i < train.size(); ++i)
@@ -331,7 +374,6 @@ fit_result fit(Model& model, const std::vector<encoded_example>& train, const st
   const std::size_t global_b = local_b * static_cast<std::size_t>(world);
   const long per_epoch = static_cast<long>((train.size() + global_b - 1) / global_b);
   const long total = o.steps > 0 ? o.steps : per_epoch * std::max(1, o.epochs);
-  auto set = model.parameters();
   if (set.size() == 0) throw invalid_argument("fit: the model has no trainable parameters");
   if (o.comm) {
     // Ranks that disagree on the data or the model would sum unrelated gradients (or hang in
@@ -450,9 +492,7 @@ fit_result fit(Model& model, const std::vector<encoded_example>& train, const st
     double local_loss = 0;
     if (!o.comm) {
       const auto tb = make_task_batch(train, rows, o.pad_id);
-      local_loss = model.forward_backward(tb, mode::train, drop_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
-        return static_cast<double>(cross_entropy(z, tb.labels, dz));
-      });
+      local_loss = model.forward_backward(tb, drop_gen);
       loss_value = local_loss;
     } else {
       // Every rank takes one draw per step whatever its share, so the generators stay equal.
@@ -461,9 +501,7 @@ fit_result fit(Model& model, const std::vector<encoded_example>& train, const st
         const std::vector<std::size_t> all(order.begin() + static_cast<std::ptrdiff_t>(g0),
                                            order.begin() + static_cast<std::ptrdiff_t>(g1));
         const auto tb = detail::keyed_batch(train, all, rows, o.pad_id, step_gen);
-        local_loss = model.forward_backward(tb, mode::train, step_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
-          return static_cast<double>(cross_entropy(z, tb.labels, dz));
-        });
+        local_loss = model.forward_backward(tb, step_gen);
       }
       // Mean over the whole batch: each rank weighs its mean by its share of the rows.
       loss_value = detail::allreduce_gradients(set, *o.comm, double(rows.size()) / double(g1 - g0), local_loss, flat);
@@ -476,7 +514,7 @@ fit_result fit(Model& model, const std::vector<encoded_example>& train, const st
     std::string acc_s, f1_s;
     const bool do_eval = !eval.empty() && ((o.eval_every > 0 && step % o.eval_every == 0) || step == total);
     if (do_eval) {
-      const auto r = evaluate(model, eval, std::max<index>(o.batch_size, 32), o.pad_id);
+      const auto r = model.evaluate(eval, std::max<index>(o.batch_size, 32));
       acc_s = std::to_string(r.accuracy);
       f1_s = std::to_string(r.macro_f1);
       if (res.best_step == 0 || r.accuracy > res.best.accuracy) {
@@ -504,5 +542,9 @@ fit_result fit(Model& model, const std::vector<encoded_example>& train, const st
 }
 
 }  // namespace peft
+
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_TRAIN_TRAINER
+#include "../detail/instances.hpp"
 
 #endif  // PEFT_TRAIN_TRAINER_HPP
