@@ -7,7 +7,9 @@
 #include <cmath>
 #include <vector>
 
-#include <peft/peft.hpp>
+#include <peft/core/random.hpp>
+#include <peft/core/types.hpp>
+#include <peft/policies/policy_traits.hpp>
 
 namespace peft_test {
 

@@ -3,7 +3,9 @@
 #ifndef PEFT_TESTS_SMALL_MODEL_HPP
 #define PEFT_TESTS_SMALL_MODEL_HPP
 
-#include <peft/peft.hpp>
+#include <peft/model/encoder.hpp>
+#include <peft/model/random_weights.hpp>
+#include <peft/train/trainer.hpp>
 
 #include <string>
 #include <vector>

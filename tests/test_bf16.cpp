@@ -8,10 +8,17 @@
 // rounded operands, PyTorch's float hidden states (tests/reference/torch_bert.py), and the
 // TF.js runtime's USE-lite embeddings.
 #include <nlohmann/json.hpp>
+#include <peft/core/bf16.hpp>
 #include <peft/io/hf_checkpoint.hpp>
 #include <peft/io/npy.hpp>
 #include <peft/io/use_lite.hpp>
-#include <peft/peft.hpp>
+#include <peft/model/encoder.hpp>
+#include <peft/model/heads.hpp>
+#include <peft/optim/adam.hpp>
+#include <peft/policies/bottleneck_adapter.hpp>
+#include <peft/policies/full_finetune.hpp>
+#include <peft/policies/lora.hpp>
+#include <peft/policies/mask_tuning.hpp>
 #include <peft/text/unigram.hpp>
 
 #include <cmath>

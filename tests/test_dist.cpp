@@ -9,8 +9,13 @@
 #include <mutex>
 #include <thread>
 
-#include <peft/peft.hpp>
+#include <peft/dist/collective.hpp>
+#include <peft/io/file_util.hpp>
+#include <peft/model/encoder.hpp>
+#include <peft/model/random_weights.hpp>
 #include <peft/policies/bottleneck_adapter.hpp>
+#include <peft/train/train_state.hpp>
+#include <peft/train/trainer.hpp>
 
 #include "small_model.hpp"
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The frozen encoder: input-gradients and every hook's gradients by finite differences (double),
 // frozen-means-frozen, shared weights, backward stopping, and bad input.
-#include <peft/peft.hpp>
+#include <peft/model/encoder.hpp>
+#include <peft/model/random_weights.hpp>
 
 #include "gradcheck.hpp"
 #include "probe_policy.hpp"

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The full fine-tuning baseline policy: gradients of every linear's update by finite
 // differences, zero init leaves the model unchanged, frozen weights untouched.
-#include <peft/peft.hpp>
+#include <peft/model/encoder.hpp>
 #include <peft/policies/full_finetune.hpp>
 
 #include "gradcheck.hpp"

@@ -2,8 +2,9 @@
 // LoRA: gradients by finite differences inside the encoder, identity at init, frozen weights,
 // parameter blocks, copies, checkpoints, merge/unmerge, and a step on the real USE-lite.
 #include <peft/io/adapter_checkpoint.hpp>
+#include <peft/io/safetensors.hpp>
 #include <peft/io/use_lite.hpp>
-#include <peft/peft.hpp>
+#include <peft/model/encoder.hpp>
 #include <peft/policies/lora.hpp>
 #include <peft/policies/mask_tuning.hpp>
 

@@ -5,7 +5,7 @@
 #include <peft/io/adapter_checkpoint.hpp>
 #include <peft/io/safetensors.hpp>
 #include <peft/io/use_lite.hpp>
-#include <peft/peft.hpp>
+#include <peft/model/encoder.hpp>
 #include <peft/policies/mask_tuning.hpp>
 #include <peft/policies/prefix_tuning.hpp>
 

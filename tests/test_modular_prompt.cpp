@@ -4,7 +4,9 @@
 // after materialize), relaxed-Bernoulli sampling statistics, prompt layout, router-only
 // phases with AdamW, materialize() and tiling equivalences, bad input, checkpoints.
 #include <peft/io/adapter_checkpoint.hpp>
-#include <peft/peft.hpp>
+#include <peft/io/safetensors.hpp>
+#include <peft/model/encoder.hpp>
+#include <peft/optim/adam.hpp>
 #include <peft/policies/modular_prompt.hpp>
 #include <peft/policies/prefix_tuning.hpp>
 

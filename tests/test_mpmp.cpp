@@ -13,8 +13,9 @@
 //    previous library intact, malformed library.json;
 //  - bad options and data, each with a message naming the problem.
 // Gradients of the policy itself are checked in test_modular_prompt.cpp.
+#include <peft/core/numerics.hpp>
 #include <peft/io/mpmp_library.hpp>
-#include <peft/peft.hpp>
+#include <peft/model/encoder.hpp>
 #include <peft/train/mpmp.hpp>
 
 #include <algorithm>

@@ -2,7 +2,12 @@
 // Numeric-fault detection: the check-mode switch, the encoder's named checks (forward and
 // backward), the always-on checks of what a policy injects, and that no NaN is ever turned
 // into silent zeros (losses and clip_grad_norm throw instead).
-#include <peft/peft.hpp>
+#include <peft/core/numerics.hpp>
+#include <peft/optim/clip.hpp>
+#include <peft/policies/bottleneck_adapter.hpp>
+#include <peft/policies/compose.hpp>
+#include <peft/policies/lora.hpp>
+#include <peft/train/losses.hpp>
 
 #include <cstdlib>
 #include <cstring>

@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Finite-difference checks (double precision) of every op's backward pass.
-#include <peft/peft.hpp>
+#include <peft/core/random.hpp>
+#include <peft/ops/activation.hpp>
+#include <peft/ops/attention.hpp>
+#include <peft/ops/dropout.hpp>
+#include <peft/ops/layer_norm.hpp>
+#include <peft/ops/linear.hpp>
 
 #include "gradcheck.hpp"
 #include "test_common.hpp"

@@ -3,7 +3,8 @@
 // independent PyTorch reference (torch.nn.TransformerEncoderLayer, tests/reference/torch_bert.py).
 #include <peft/io/hf_checkpoint.hpp>
 #include <peft/io/npy.hpp>
-#include <peft/peft.hpp>
+#include <peft/model/encoder.hpp>
+#include <peft/model/heads.hpp>
 
 #include "test_common.hpp"
 

@@ -4,7 +4,8 @@
 // tokenizer ids exactly, sentence embeddings to 1e-4 per component.
 #include <nlohmann/json.hpp>
 #include <peft/io/use_lite.hpp>
-#include <peft/peft.hpp>
+#include <peft/model/encoder.hpp>
+#include <peft/model/heads.hpp>
 #include <peft/text/unigram.hpp>
 
 #include "test_common.hpp"

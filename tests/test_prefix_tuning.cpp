@@ -3,8 +3,9 @@
 // eject() changes nothing, length 0 is the identity, frozen weights, blocks, copies,
 // checkpoints, and the real USE-lite encoder (layer 0 attention 256 wide).
 #include <peft/io/adapter_checkpoint.hpp>
+#include <peft/io/safetensors.hpp>
 #include <peft/io/use_lite.hpp>
-#include <peft/peft.hpp>
+#include <peft/model/encoder.hpp>
 #include <peft/policies/lora.hpp>
 #include <peft/policies/prefix_tuning.hpp>
 

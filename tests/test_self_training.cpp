@@ -5,7 +5,8 @@
 //  - the teacher does not move while the student trains, and the encoder weights are bitwise
 //    unchanged after a whole run, with one copy of them in memory;
 //  - deliberately flipped pseudo-labels receive less weight than correct ones.
-#include <peft/peft.hpp>
+#include <peft/policies/bottleneck_adapter.hpp>
+#include <peft/train/self_training.hpp>
 
 #include <cstdio>
 #include <memory>

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // multi_task_server: a mixed-task batch gives every row the logits of its task run alone,
 // tasks of different methods share one const encoder, and bad requests are rejected.
-#include <peft/peft.hpp>
+#include <peft/policies/bottleneck_adapter.hpp>
+#include <peft/policies/lora.hpp>
+#include <peft/policies/prefix_tuning.hpp>
 #include <peft/serve/multi_task.hpp>
+#include <peft/train/trainer.hpp>
 
 #include <cmath>
 #include <string>

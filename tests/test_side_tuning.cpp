@@ -11,7 +11,7 @@
 
 #include <peft/io/adapter_checkpoint.hpp>
 #include <peft/io/use_lite.hpp>
-#include <peft/peft.hpp>
+#include <peft/model/encoder.hpp>
 #include <peft/policies/side_tuning.hpp>
 
 #include "gradcheck.hpp"

@@ -3,7 +3,8 @@
 // gradients by finite differences in double, and the prompt head against PyTorch's MLM logits.
 #include <peft/io/hf_checkpoint.hpp>
 #include <peft/io/npy.hpp>
-#include <peft/peft.hpp>
+#include <peft/model/encoder.hpp>
+#include <peft/model/heads.hpp>
 #include <peft/train/heads.hpp>
 
 #include "gradcheck.hpp"

@@ -2,9 +2,9 @@
 // The training loop on the real USE-lite encoder and real sentiment sentences: a head and a
 // LiST-style adapter learn clearly above chance; the same seed gives the same result.
 #include <nlohmann/json.hpp>
+#include <peft/core/memory.hpp>
 #include <peft/io/file_util.hpp>
 #include <peft/io/use_lite.hpp>
-#include <peft/peft.hpp>
 #include <peft/policies/bottleneck_adapter.hpp>
 #include <peft/text/unigram.hpp>
 #include <peft/train/trainer.hpp>

@@ -19,8 +19,10 @@
 #include <peft/dist/mpi.hpp>
 #include <peft/io/file_util.hpp>
 #include <peft/io/use_lite.hpp>
-#include <peft/peft.hpp>
+#include <peft/policies/bottleneck_adapter.hpp>
 #include <peft/text/unigram.hpp>
+#include <peft/train/self_training.hpp>
+#include <peft/train/trainer.hpp>
 
 #include "../small_model.hpp"
 
