@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// peft::instances: the op kernels (attention, layer norm, activations, dropout, linear maps)
-// in float and double.
-#include "common.hpp"
+// peft::instances: the op kernels (attention, layer norm, activations, dropout, linear maps) in
+// float and double.
+#include <peft/ops/activation.hpp>
+#include <peft/ops/attention.hpp>
+#include <peft/ops/dropout.hpp>
+#include <peft/ops/layer_norm.hpp>
+#include <peft/ops/linear.hpp>
 
 namespace peft {
 PEFT_INSTANCES_OPS_ATTENTION(, float)

@@ -19,11 +19,12 @@
 // whose definition it has not seen. (An include guard would not do: a header's guard is
 // defined while its body is still being read.)
 //
-// What is listed: the three architectures x float and double x every built-in policy for
-// the encoder; float tasks (each policy with a classification head, and with the prompt head
-// for BERT) for the trainer; the heads; the op kernels; the model and adapter loaders. A
-// combination that is not listed (a `compose<...>`, a policy of your own) is instantiated
-// where it is used, as before.
+// What is listed: the built-in policies' classes in float and double; the three
+// architectures x float and double x every built-in policy for the encoder; float tasks (each policy with a
+// classification head, and with the prompt head for BERT) for the trainer; the heads; the op kernels; CMA-ES,
+// the GP and BO; LiST's self-trainer and MPMP's phases as peft-train runs them; the model and adapter
+// loaders. A combination that is not listed (a `compose<...>`, a policy of your own) is instantiated where it
+// is used, as before.
 
 #if !defined(PEFT_DETAIL_INSTANCES_LISTS)
 #define PEFT_DETAIL_INSTANCES_LISTS
@@ -90,6 +91,10 @@
   PEFT_INSTANCES_ENCODER_POLICY(EXT, use_lite, float, POLICY<float>)  \
   PEFT_INSTANCES_ENCODER_POLICY(EXT, use_lite, double, POLICY<double>)
 
+// ---- policies -----------------------------------------------------------------------------
+/// A policy class template for scalar `S` (its members are defined outside the class).
+#define PEFT_INSTANCES_POLICY_CLASS(EXT, POLICY, S) EXT template class POLICY<S>;
+
 // ---- heads and trainer ------------------------------------------------------------------
 #define PEFT_INSTANCES_HEADS(EXT, S)         \
   EXT template class classification_head<S>; \
@@ -119,6 +124,41 @@
   PEFT_INSTANCES_TASK(EXT, roberta, P, classification_head<float>)  \
   PEFT_INSTANCES_TASK(EXT, use_lite, P, classification_head<float>) \
   PEFT_INSTANCES_TASK(EXT, bert, P, prompt_head<float>)
+
+// ---- black-box optimizers, LiST and MPMP -------------------------------------------------
+#define PEFT_INSTANCES_CMAES(EXT) EXT template class basic_cmaes<void>;
+
+#define PEFT_INSTANCES_BAYES_OPT(EXT)              \
+  EXT template class basic_gaussian_process<void>; \
+  EXT template class basic_bayes_opt<void>;
+
+/// LiST as peft-train runs it: LiST adapters (float) with head `H` on architecture `A`.
+#define PEFT_INSTANCES_SELF_TRAINER(EXT, A, H) \
+  EXT template class self_trainer<A, float, bottleneck_adapter<float>, H>;
+
+#define PEFT_INSTANCES_SELF_TRAINERS(EXT)                                \
+  PEFT_INSTANCES_SELF_TRAINER(EXT, bert, classification_head<float>)     \
+  PEFT_INSTANCES_SELF_TRAINER(EXT, roberta, classification_head<float>)  \
+  PEFT_INSTANCES_SELF_TRAINER(EXT, use_lite, classification_head<float>) \
+  PEFT_INSTANCES_SELF_TRAINER(EXT, bert, prompt_head<float>)
+
+/// MPMP's phases in float with a classification head on architecture `A`.
+#define PEFT_INSTANCES_MPMP(EXT, A)                                                                        \
+  EXT template mpmp_pretrain_result mpmp_pretrain<A, float, classification_head<float>>(                   \
+      const encoder<A, float>&, modular_prompt<float>&, std::vector<classification_head<float>>&,          \
+      const std::vector<mpmp_task_data>&, const mpmp_pretrain_options&);                                   \
+  EXT template mpmp_tune_result mpmp_tune<A, float, classification_head<float>>(                           \
+      const encoder<A, float>&, modular_prompt<float>&, classification_head<float>&,                       \
+      const std::vector<encoded_example>&, const std::vector<encoded_example>&, const mpmp_tune_options&); \
+  EXT template mpmp_blackbox_result mpmp_blackbox<A, float, classification_head<float>>(                   \
+      const encoder<A, float>&, modular_prompt<float>&, classification_head<float>&,                       \
+      const std::vector<encoded_example>&, const std::vector<encoded_example>&,                            \
+      const mpmp_blackbox_options&);
+
+#define PEFT_INSTANCES_MPMP_ALL(EXT) \
+  PEFT_INSTANCES_MPMP(EXT, bert)     \
+  PEFT_INSTANCES_MPMP(EXT, roberta)  \
+  PEFT_INSTANCES_MPMP(EXT, use_lite)
 
 // ---- io ---------------------------------------------------------------------------------
 #define PEFT_INSTANCES_HF_CHECKPOINT(EXT, S)                             \
@@ -183,6 +223,64 @@ PEFT_INSTANCES_OPS_LINEAR(extern, double)
 namespace peft {
 PEFT_INSTANCES_FOR_ARCHS(PEFT_INSTANCES_ENCODER_CLASS, extern)
 PEFT_INSTANCES_ENCODER(extern, no_policy)
+}  // namespace peft
+#endif
+
+// The policy classes: one section per policy header.
+#if defined(PEFT_DONE_POLICIES_BOTTLENECK_ADAPTER) && !defined(PEFT_EXTERN_POLICIES_BOTTLENECK_ADAPTER)
+#define PEFT_EXTERN_POLICIES_BOTTLENECK_ADAPTER
+namespace peft {
+PEFT_INSTANCES_POLICY_CLASS(extern, bottleneck_adapter, float)
+PEFT_INSTANCES_POLICY_CLASS(extern, bottleneck_adapter, double)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_POLICIES_LORA) && !defined(PEFT_EXTERN_POLICIES_LORA)
+#define PEFT_EXTERN_POLICIES_LORA
+namespace peft {
+PEFT_INSTANCES_POLICY_CLASS(extern, lora, float)
+PEFT_INSTANCES_POLICY_CLASS(extern, lora, double)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_POLICIES_PREFIX_TUNING) && !defined(PEFT_EXTERN_POLICIES_PREFIX_TUNING)
+#define PEFT_EXTERN_POLICIES_PREFIX_TUNING
+namespace peft {
+PEFT_INSTANCES_POLICY_CLASS(extern, prefix_tuning, float)
+PEFT_INSTANCES_POLICY_CLASS(extern, prefix_tuning, double)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_POLICIES_MASK_TUNING) && !defined(PEFT_EXTERN_POLICIES_MASK_TUNING)
+#define PEFT_EXTERN_POLICIES_MASK_TUNING
+namespace peft {
+PEFT_INSTANCES_POLICY_CLASS(extern, mask_tuning, float)
+PEFT_INSTANCES_POLICY_CLASS(extern, mask_tuning, double)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_POLICIES_SIDE_TUNING) && !defined(PEFT_EXTERN_POLICIES_SIDE_TUNING)
+#define PEFT_EXTERN_POLICIES_SIDE_TUNING
+namespace peft {
+PEFT_INSTANCES_POLICY_CLASS(extern, side_tuning, float)
+PEFT_INSTANCES_POLICY_CLASS(extern, side_tuning, double)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_POLICIES_FULL_FINETUNE) && !defined(PEFT_EXTERN_POLICIES_FULL_FINETUNE)
+#define PEFT_EXTERN_POLICIES_FULL_FINETUNE
+namespace peft {
+PEFT_INSTANCES_POLICY_CLASS(extern, full_finetune, float)
+PEFT_INSTANCES_POLICY_CLASS(extern, full_finetune, double)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_POLICIES_ADAPTER_FUSION) && !defined(PEFT_EXTERN_POLICIES_ADAPTER_FUSION)
+#define PEFT_EXTERN_POLICIES_ADAPTER_FUSION
+namespace peft {
+PEFT_INSTANCES_POLICY_CLASS(extern, adapter_fusion, float)
+PEFT_INSTANCES_POLICY_CLASS(extern, adapter_fusion, double)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_POLICIES_MODULAR_PROMPT) && !defined(PEFT_EXTERN_POLICIES_MODULAR_PROMPT)
+#define PEFT_EXTERN_POLICIES_MODULAR_PROMPT
+namespace peft {
+PEFT_INSTANCES_POLICY_CLASS(extern, modular_prompt, float)
+PEFT_INSTANCES_POLICY_CLASS(extern, modular_prompt, double)
 }  // namespace peft
 #endif
 
@@ -307,6 +405,35 @@ PEFT_INSTANCES_TASKS(extern, full_finetune<float>)
 #define PEFT_EXTERN_TASKS_MODULAR_PROMPT
 namespace peft {
 PEFT_INSTANCES_TASKS(extern, modular_prompt<float>)
+}  // namespace peft
+#endif
+
+#if defined(PEFT_DONE_OPTIM_CMAES) && !defined(PEFT_EXTERN_OPTIM_CMAES)
+#define PEFT_EXTERN_OPTIM_CMAES
+namespace peft {
+PEFT_INSTANCES_CMAES(extern)
+}  // namespace peft
+#endif
+
+#if defined(PEFT_DONE_OPTIM_BAYES_OPT) && !defined(PEFT_EXTERN_OPTIM_BAYES_OPT)
+#define PEFT_EXTERN_OPTIM_BAYES_OPT
+namespace peft {
+PEFT_INSTANCES_BAYES_OPT(extern)
+}  // namespace peft
+#endif
+
+#if defined(PEFT_DONE_TRAIN_SELF_TRAINING) && defined(PEFT_DONE_POLICIES_BOTTLENECK_ADAPTER) && \
+    !defined(PEFT_EXTERN_TRAIN_SELF_TRAINING)
+#define PEFT_EXTERN_TRAIN_SELF_TRAINING
+namespace peft {
+PEFT_INSTANCES_SELF_TRAINERS(extern)
+}  // namespace peft
+#endif
+
+#if defined(PEFT_DONE_TRAIN_MPMP) && !defined(PEFT_EXTERN_TRAIN_MPMP)
+#define PEFT_EXTERN_TRAIN_MPMP
+namespace peft {
+PEFT_INSTANCES_MPMP_ALL(extern)
 }  // namespace peft
 #endif
 

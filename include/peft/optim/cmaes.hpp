@@ -142,140 +142,18 @@ public:
   /// @param opt options
   /// @throws invalid_argument for an empty or non-finite x0, σ0 ≤ 0, bounds of the wrong
   ///         size, lower > upper, x0 outside the box, or a bad option value
-  basic_cmaes(const vector<double>& x0, double sigma0, const cmaes_options& opt = {})
-      : m_opt(opt), m_n(x0.size()), m_rng(opt.seed) {
-    validate(x0, sigma0, opt);
-    const double n = static_cast<double>(m_n);
-    m_lambda =
-        opt.population_size > 0 ? opt.population_size : 4 + static_cast<index>(std::floor(3.0 * std::log(n)));
-    m_mu = m_lambda / 2;
-    m_weights.resize(m_mu);
-    for (index i = 0; i < m_mu; ++i)
-      m_weights[i] =
-          std::log((static_cast<double>(m_lambda) + 1.0) / 2.0) - std::log(static_cast<double>(i + 1));
-    m_weights /= m_weights.sum();
-    m_mueff = 1.0 / m_weights.squaredNorm();
-    m_cc = (4.0 + m_mueff / n) / (n + 4.0 + 2.0 * m_mueff / n);
-    m_cs = (m_mueff + 2.0) / (n + m_mueff + 5.0);
-    m_c1 = 2.0 / ((n + 1.3) * (n + 1.3) + m_mueff);
-    m_cmu = std::min(1.0 - m_c1, 2.0 * (m_mueff - 2.0 + 1.0 / m_mueff) / ((n + 2.0) * (n + 2.0) + m_mueff));
-    m_damps = 1.0 + 2.0 * std::max(0.0, std::sqrt((m_mueff - 1.0) / (n + 1.0)) - 1.0) + m_cs;
-    m_chin = std::sqrt(n) * (1.0 - 1.0 / (4.0 * n) + 1.0 / (21.0 * n * n));
-    m_max_iterations = opt.max_iterations > 0
-                           ? opt.max_iterations
-                           : 100 + static_cast<index>(150.0 * (n + 3.0) * (n + 3.0) /
-                                                      std::sqrt(static_cast<double>(m_lambda)));
-    m_history_length = 10 + static_cast<index>(std::ceil(30.0 * n / static_cast<double>(m_lambda)));
-
-    m_mean = x0;
-    m_sigma = sigma0;
-    m_pc = vector<double>::Zero(m_n);
-    m_ps = vector<double>::Zero(m_n);
-    m_C = Eigen::MatrixXd::Identity(m_n, m_n);
-    m_B = Eigen::MatrixXd::Identity(m_n, m_n);
-    m_D = vector<double>::Ones(m_n);
-    m_best_x = x0;
-  }
+  basic_cmaes(const vector<double>& x0, double sigma0, const cmaes_options& opt = {});
 
   /// Draws λ candidates; each lies inside the box (clamped) when bounds are set.
   /// @throws numeric_error if the covariance matrix has become non-finite
-  std::vector<vector<double>> ask() {
-    refresh_eigen();
-    m_z.resize(m_n, m_lambda);
-    m_y.resize(m_n, m_lambda);
-    m_pending.assign(static_cast<std::size_t>(m_lambda), vector<double>());
-    for (index k = 0; k < m_lambda; ++k) {
-      for (index i = 0; i < m_n; ++i) m_z(i, k) = m_rng.normal();
-      m_y.col(k).noalias() = m_B * (m_D.array() * m_z.col(k).array()).matrix();
-      vector<double> x = m_mean + m_sigma * m_y.col(k);
-      if (bounded()) x = x.cwiseMax(m_opt.lower).cwiseMin(m_opt.upper);
-      m_pending[static_cast<std::size_t>(k)] = std::move(x);
-    }
-    m_has_pending = true;
-    return m_pending;
-  }
+  std::vector<vector<double>> ask();
 
   /// Updates the distribution from the objective values of the last `ask`'s candidates.
   /// @param candidates exactly the vectors the last `ask` returned, in order
   /// @param fitness their objective values (minimised), all finite
   /// @throws invalid_argument without a pending `ask`, for other candidates or a size mismatch;
   ///         numeric_error for a NaN or infinite value
-  void tell(const std::vector<vector<double>>& candidates, const std::vector<double>& fitness) {
-    if (!m_has_pending) throw invalid_argument("cmaes::tell: expected a call to ask() first, got none");
-    const auto lam = static_cast<std::size_t>(m_lambda);
-    if (candidates.size() != lam)
-      throw invalid_argument(detail::expected_got("cmaes::tell", "candidate count", lam, candidates.size()));
-    if (fitness.size() != lam)
-      throw invalid_argument(detail::expected_got("cmaes::tell", "fitness count", lam, fitness.size()));
-    for (std::size_t k = 0; k < lam; ++k) {
-      if (candidates[k].size() != m_n || candidates[k] != m_pending[k])
-        throw invalid_argument("cmaes::tell: candidate " + std::to_string(k) +
-                               " expected the point returned by the last ask(), got another one");
-      if (!std::isfinite(fitness[k]))
-        throw numeric_error("cmaes::tell: fitness " + std::to_string(k) + " expected finite, got " +
-                            std::to_string(fitness[k]));
-    }
-    m_has_pending = false;
-    m_evaluations += m_lambda;
-    for (std::size_t k = 0; k < lam; ++k)
-      if (fitness[k] < m_best_f) {
-        m_best_f = fitness[k];
-        m_best_x = candidates[k];
-      }
-
-    // Ranking values: f, plus the boundary penalty for clamped samples.
-    std::vector<double> rank_value(fitness);
-    if (bounded()) add_bound_penalty(candidates, fitness, rank_value);
-    std::vector<index> order(lam);
-    std::iota(order.begin(), order.end(), index{0});
-    std::stable_sort(order.begin(), order.end(), [&](index a, index b) {
-      return rank_value[static_cast<std::size_t>(a)] < rank_value[static_cast<std::size_t>(b)];
-    });
-
-    // Recombination.
-    vector<double> yw = vector<double>::Zero(m_n), zw = vector<double>::Zero(m_n);
-    for (index i = 0; i < m_mu; ++i) {
-      yw += m_weights[i] * m_y.col(order[static_cast<std::size_t>(i)]);
-      zw += m_weights[i] * m_z.col(order[static_cast<std::size_t>(i)]);
-    }
-    m_mean += m_sigma * yw;
-
-    // Evolution paths.
-    const double n = static_cast<double>(m_n);
-    m_ps = (1.0 - m_cs) * m_ps + std::sqrt(m_cs * (2.0 - m_cs) * m_mueff) * (m_B * zw);
-    const double gen = static_cast<double>(m_iterations + 1);
-    const double ps_norm = m_ps.norm();
-    const bool hsig =
-        ps_norm / std::sqrt(1.0 - std::pow(1.0 - m_cs, 2.0 * gen)) < (1.4 + 2.0 / (n + 1.0)) * m_chin;
-    m_pc = (1.0 - m_cc) * m_pc;
-    if (hsig) m_pc += std::sqrt(m_cc * (2.0 - m_cc) * m_mueff) * yw;
-
-    // Covariance: decay, rank-one and rank-μ updates (rank-one outer products in a fixed order).
-    const double delta_h = hsig ? 0.0 : m_cc * (2.0 - m_cc);
-    m_C *= 1.0 - m_c1 - m_cmu + m_c1 * delta_h;
-    m_C.noalias() += m_c1 * m_pc * m_pc.transpose();
-    for (index i = 0; i < m_mu; ++i) {
-      const auto yi = m_y.col(order[static_cast<std::size_t>(i)]);
-      m_C.noalias() += (m_cmu * m_weights[i]) * yi * yi.transpose();
-    }
-    m_C = m_C.selfadjointView<Eigen::Upper>();  // keep exactly symmetric
-
-    // Step size (CSA), with an escape from flat fitness.
-    m_sigma *= std::exp((m_cs / m_damps) * (ps_norm / m_chin - 1.0));
-    const std::size_t quarter = static_cast<std::size_t>(std::ceil(static_cast<double>(m_lambda) / 4.0));
-    if (rank_value[static_cast<std::size_t>(order[0])] ==
-        rank_value[static_cast<std::size_t>(order[std::min(quarter, lam - 1)])])
-      m_sigma *= std::exp(0.2 + m_cs / m_damps);
-    if (!std::isfinite(m_sigma) || !m_mean.allFinite() || !m_C.allFinite())
-      throw numeric_error("cmaes::tell: distribution expected finite, got a non-finite mean, sigma or C");
-
-    ++m_iterations;
-    const auto [fmin_it, fmax_it] = std::minmax_element(fitness.begin(), fitness.end());
-    m_best_history.push_back(*fmin_it);
-    if (static_cast<index>(m_best_history.size()) > m_history_length)
-      m_best_history.erase(m_best_history.begin());
-    update_stop(*fmin_it, *fmax_it);
-  }
+  void tell(const std::vector<vector<double>>& candidates, const std::vector<double>& fitness);
 
   /// True once a stopping criterion holds (see `stop_reason`).
   bool stop() const noexcept { return stop_reason() != cmaes_stop::none; }
@@ -310,61 +188,10 @@ public:
 private:
   bool bounded() const noexcept { return m_opt.lower.size() > 0; }
 
-  void validate(const vector<double>& x0, double sigma0, const cmaes_options& o) const {
-    const char* where = "cmaes::cmaes";
-    if (x0.size() < 1) throw invalid_argument(std::string(where) + ": x0 size expected >= 1, got 0");
-    if (!x0.allFinite())
-      throw invalid_argument(std::string(where) + ": x0 expected finite, got a NaN or infinity");
-    if (!(sigma0 > 0) || !std::isfinite(sigma0))
-      throw invalid_argument(std::string(where) + ": sigma0 expected > 0 and finite, got " +
-                             std::to_string(sigma0));
-    if (o.population_size < 0 || o.population_size == 1)
-      throw invalid_argument(std::string(where) + ": population_size expected 0 (default) or >= 2, got " +
-                             std::to_string(o.population_size));
-    if (o.max_iterations < 0)
-      throw invalid_argument(detail::expected_got(where, "max_iterations", ">= 0", o.max_iterations));
-    if (o.max_evaluations < 0)
-      throw invalid_argument(detail::expected_got(where, "max_evaluations", ">= 0", o.max_evaluations));
-    if (!(o.tolfun >= 0)) throw invalid_argument(detail::expected_got(where, "tolfun", ">= 0", o.tolfun));
-    if (!(o.tolx >= 0)) throw invalid_argument(detail::expected_got(where, "tolx", ">= 0", o.tolx));
-    if (!(o.max_condition > 1))
-      throw invalid_argument(detail::expected_got(where, "max_condition", "> 1", o.max_condition));
-    if (o.lower.size() == 0 && o.upper.size() == 0) return;
-    if (o.lower.size() != x0.size())
-      throw invalid_argument(
-          detail::expected_got(where, "lower bounds size (= x0 size)", x0.size(), o.lower.size()));
-    if (o.upper.size() != x0.size())
-      throw invalid_argument(
-          detail::expected_got(where, "upper bounds size (= x0 size)", x0.size(), o.upper.size()));
-    for (index i = 0; i < x0.size(); ++i) {
-      const std::string at = "[" + std::to_string(i) + "]";
-      if (std::isnan(o.lower[i]) || std::isnan(o.upper[i]) || !(o.lower[i] <= o.upper[i]))
-        throw invalid_argument(std::string(where) + ": bounds expected lower" + at + " <= upper" + at +
-                               ", got " + std::to_string(o.lower[i]) + " > " + std::to_string(o.upper[i]));
-      if (!(x0[i] >= o.lower[i] && x0[i] <= o.upper[i]))
-        throw invalid_argument(std::string(where) + ": x0" + at + " expected in [" +
-                               std::to_string(o.lower[i]) + ", " + std::to_string(o.upper[i]) + "], got " +
-                               std::to_string(x0[i]));
-    }
-  }
+  void validate(const vector<double>& x0, double sigma0, const cmaes_options& o) const;
 
   /// Decomposes C = B D² Bᵀ if it is stale (or never done).
-  void refresh_eigen() {
-    const double n = static_cast<double>(m_n);
-    const double gap = static_cast<double>(m_lambda) / (10.0 * n * (m_c1 + m_cmu));
-    if (m_eigen_fresh && static_cast<double>(m_iterations - m_eigen_iteration) <= gap) return;
-    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(m_C);
-    if (es.info() != Eigen::Success || !es.eigenvalues().allFinite())
-      throw numeric_error("cmaes::ask: covariance eigen-decomposition expected to succeed, got a failure");
-    const double emax = es.eigenvalues().maxCoeff();
-    if (!(emax > 0))
-      throw numeric_error("cmaes::ask: covariance expected positive definite, got max eigenvalue <= 0");
-    const double floor = emax * 1e-20;
-    m_D = es.eigenvalues().cwiseMax(floor).cwiseSqrt();
-    m_B = es.eigenvectors();
-    m_eigen_iteration = m_iterations;
-    m_eigen_fresh = true;
-  }
+  void refresh_eigen();
 
   void add_bound_penalty(const std::vector<vector<double>>& xs, const std::vector<double>& f,
                          std::vector<double>& rank_value) const {
@@ -387,27 +214,7 @@ private:
     }
   }
 
-  void update_stop(double gen_min, double gen_max) {
-    m_reason = cmaes_stop::none;
-    if (m_best_f <= m_opt.ftarget) {
-      m_reason = cmaes_stop::ftarget;
-      return;
-    }
-    if (static_cast<index>(m_best_history.size()) >= m_history_length && gen_max - gen_min < m_opt.tolfun) {
-      const auto [hmin, hmax] = std::minmax_element(m_best_history.begin(), m_best_history.end());
-      if (*hmax - *hmin < m_opt.tolfun) {
-        m_reason = cmaes_stop::tolfun;
-        return;
-      }
-    }
-    const double sd_max = m_sigma * std::sqrt(m_C.diagonal().maxCoeff());
-    if (sd_max < m_opt.tolx && m_sigma * m_pc.cwiseAbs().maxCoeff() < m_opt.tolx) {
-      m_reason = cmaes_stop::tolx;
-      return;
-    }
-    const double dmin = m_D.minCoeff(), dmax = m_D.maxCoeff();
-    if ((dmax / dmin) * (dmax / dmin) > m_opt.max_condition) m_reason = cmaes_stop::condition;
-  }
+  void update_stop(double gen_min, double gen_max);
 
   cmaes_options m_opt;
   index m_n;
@@ -433,6 +240,218 @@ private:
   std::vector<double> m_best_history;  // best f of the last generations (tolfun)
   cmaes_stop m_reason = cmaes_stop::none;
 };
+
+template <typename Tag>
+basic_cmaes<Tag>::basic_cmaes(const vector<double>& x0, double sigma0, const cmaes_options& opt)
+    : m_opt(opt), m_n(x0.size()), m_rng(opt.seed) {
+  validate(x0, sigma0, opt);
+  const double n = static_cast<double>(m_n);
+  m_lambda =
+      opt.population_size > 0 ? opt.population_size : 4 + static_cast<index>(std::floor(3.0 * std::log(n)));
+  m_mu = m_lambda / 2;
+  m_weights.resize(m_mu);
+  for (index i = 0; i < m_mu; ++i)
+    m_weights[i] =
+        std::log((static_cast<double>(m_lambda) + 1.0) / 2.0) - std::log(static_cast<double>(i + 1));
+  m_weights /= m_weights.sum();
+  m_mueff = 1.0 / m_weights.squaredNorm();
+  m_cc = (4.0 + m_mueff / n) / (n + 4.0 + 2.0 * m_mueff / n);
+  m_cs = (m_mueff + 2.0) / (n + m_mueff + 5.0);
+  m_c1 = 2.0 / ((n + 1.3) * (n + 1.3) + m_mueff);
+  m_cmu = std::min(1.0 - m_c1, 2.0 * (m_mueff - 2.0 + 1.0 / m_mueff) / ((n + 2.0) * (n + 2.0) + m_mueff));
+  m_damps = 1.0 + 2.0 * std::max(0.0, std::sqrt((m_mueff - 1.0) / (n + 1.0)) - 1.0) + m_cs;
+  m_chin = std::sqrt(n) * (1.0 - 1.0 / (4.0 * n) + 1.0 / (21.0 * n * n));
+  m_max_iterations = opt.max_iterations > 0
+                         ? opt.max_iterations
+                         : 100 + static_cast<index>(150.0 * (n + 3.0) * (n + 3.0) /
+                                                    std::sqrt(static_cast<double>(m_lambda)));
+  m_history_length = 10 + static_cast<index>(std::ceil(30.0 * n / static_cast<double>(m_lambda)));
+
+  m_mean = x0;
+  m_sigma = sigma0;
+  m_pc = vector<double>::Zero(m_n);
+  m_ps = vector<double>::Zero(m_n);
+  m_C = Eigen::MatrixXd::Identity(m_n, m_n);
+  m_B = Eigen::MatrixXd::Identity(m_n, m_n);
+  m_D = vector<double>::Ones(m_n);
+  m_best_x = x0;
+}
+
+template <typename Tag>
+std::vector<vector<double>> basic_cmaes<Tag>::ask() {
+  refresh_eigen();
+  m_z.resize(m_n, m_lambda);
+  m_y.resize(m_n, m_lambda);
+  m_pending.assign(static_cast<std::size_t>(m_lambda), vector<double>());
+  for (index k = 0; k < m_lambda; ++k) {
+    for (index i = 0; i < m_n; ++i) m_z(i, k) = m_rng.normal();
+    m_y.col(k).noalias() = m_B * (m_D.array() * m_z.col(k).array()).matrix();
+    vector<double> x = m_mean + m_sigma * m_y.col(k);
+    if (bounded()) x = x.cwiseMax(m_opt.lower).cwiseMin(m_opt.upper);
+    m_pending[static_cast<std::size_t>(k)] = std::move(x);
+  }
+  m_has_pending = true;
+  return m_pending;
+}
+
+template <typename Tag>
+void basic_cmaes<Tag>::tell(const std::vector<vector<double>>& candidates,
+                            const std::vector<double>& fitness) {
+  if (!m_has_pending) throw invalid_argument("cmaes::tell: expected a call to ask() first, got none");
+  const auto lam = static_cast<std::size_t>(m_lambda);
+  if (candidates.size() != lam)
+    throw invalid_argument(detail::expected_got("cmaes::tell", "candidate count", lam, candidates.size()));
+  if (fitness.size() != lam)
+    throw invalid_argument(detail::expected_got("cmaes::tell", "fitness count", lam, fitness.size()));
+  for (std::size_t k = 0; k < lam; ++k) {
+    if (candidates[k].size() != m_n || candidates[k] != m_pending[k])
+      throw invalid_argument("cmaes::tell: candidate " + std::to_string(k) +
+                             " expected the point returned by the last ask(), got another one");
+    if (!std::isfinite(fitness[k]))
+      throw numeric_error("cmaes::tell: fitness " + std::to_string(k) + " expected finite, got " +
+                          std::to_string(fitness[k]));
+  }
+  m_has_pending = false;
+  m_evaluations += m_lambda;
+  for (std::size_t k = 0; k < lam; ++k)
+    if (fitness[k] < m_best_f) {
+      m_best_f = fitness[k];
+      m_best_x = candidates[k];
+    }
+
+  // Ranking values: f, plus the boundary penalty for clamped samples.
+  std::vector<double> rank_value(fitness);
+  if (bounded()) add_bound_penalty(candidates, fitness, rank_value);
+  std::vector<index> order(lam);
+  std::iota(order.begin(), order.end(), index{0});
+  std::stable_sort(order.begin(), order.end(), [&](index a, index b) {
+    return rank_value[static_cast<std::size_t>(a)] < rank_value[static_cast<std::size_t>(b)];
+  });
+
+  // Recombination.
+  vector<double> yw = vector<double>::Zero(m_n), zw = vector<double>::Zero(m_n);
+  for (index i = 0; i < m_mu; ++i) {
+    yw += m_weights[i] * m_y.col(order[static_cast<std::size_t>(i)]);
+    zw += m_weights[i] * m_z.col(order[static_cast<std::size_t>(i)]);
+  }
+  m_mean += m_sigma * yw;
+
+  // Evolution paths.
+  const double n = static_cast<double>(m_n);
+  m_ps = (1.0 - m_cs) * m_ps + std::sqrt(m_cs * (2.0 - m_cs) * m_mueff) * (m_B * zw);
+  const double gen = static_cast<double>(m_iterations + 1);
+  const double ps_norm = m_ps.norm();
+  const bool hsig =
+      ps_norm / std::sqrt(1.0 - std::pow(1.0 - m_cs, 2.0 * gen)) < (1.4 + 2.0 / (n + 1.0)) * m_chin;
+  m_pc = (1.0 - m_cc) * m_pc;
+  if (hsig) m_pc += std::sqrt(m_cc * (2.0 - m_cc) * m_mueff) * yw;
+
+  // Covariance: decay, rank-one and rank-μ updates (rank-one outer products in a fixed order).
+  const double delta_h = hsig ? 0.0 : m_cc * (2.0 - m_cc);
+  m_C *= 1.0 - m_c1 - m_cmu + m_c1 * delta_h;
+  m_C.noalias() += m_c1 * m_pc * m_pc.transpose();
+  for (index i = 0; i < m_mu; ++i) {
+    const auto yi = m_y.col(order[static_cast<std::size_t>(i)]);
+    m_C.noalias() += (m_cmu * m_weights[i]) * yi * yi.transpose();
+  }
+  m_C = m_C.selfadjointView<Eigen::Upper>();  // keep exactly symmetric
+
+  // Step size (CSA), with an escape from flat fitness.
+  m_sigma *= std::exp((m_cs / m_damps) * (ps_norm / m_chin - 1.0));
+  const std::size_t quarter = static_cast<std::size_t>(std::ceil(static_cast<double>(m_lambda) / 4.0));
+  if (rank_value[static_cast<std::size_t>(order[0])] ==
+      rank_value[static_cast<std::size_t>(order[std::min(quarter, lam - 1)])])
+    m_sigma *= std::exp(0.2 + m_cs / m_damps);
+  if (!std::isfinite(m_sigma) || !m_mean.allFinite() || !m_C.allFinite())
+    throw numeric_error("cmaes::tell: distribution expected finite, got a non-finite mean, sigma or C");
+
+  ++m_iterations;
+  const auto [fmin_it, fmax_it] = std::minmax_element(fitness.begin(), fitness.end());
+  m_best_history.push_back(*fmin_it);
+  if (static_cast<index>(m_best_history.size()) > m_history_length)
+    m_best_history.erase(m_best_history.begin());
+  update_stop(*fmin_it, *fmax_it);
+}
+
+template <typename Tag>
+void basic_cmaes<Tag>::validate(const vector<double>& x0, double sigma0, const cmaes_options& o) const {
+  const char* where = "cmaes::cmaes";
+  if (x0.size() < 1) throw invalid_argument(std::string(where) + ": x0 size expected >= 1, got 0");
+  if (!x0.allFinite())
+    throw invalid_argument(std::string(where) + ": x0 expected finite, got a NaN or infinity");
+  if (!(sigma0 > 0) || !std::isfinite(sigma0))
+    throw invalid_argument(std::string(where) + ": sigma0 expected > 0 and finite, got " +
+                           std::to_string(sigma0));
+  if (o.population_size < 0 || o.population_size == 1)
+    throw invalid_argument(std::string(where) + ": population_size expected 0 (default) or >= 2, got " +
+                           std::to_string(o.population_size));
+  if (o.max_iterations < 0)
+    throw invalid_argument(detail::expected_got(where, "max_iterations", ">= 0", o.max_iterations));
+  if (o.max_evaluations < 0)
+    throw invalid_argument(detail::expected_got(where, "max_evaluations", ">= 0", o.max_evaluations));
+  if (!(o.tolfun >= 0)) throw invalid_argument(detail::expected_got(where, "tolfun", ">= 0", o.tolfun));
+  if (!(o.tolx >= 0)) throw invalid_argument(detail::expected_got(where, "tolx", ">= 0", o.tolx));
+  if (!(o.max_condition > 1))
+    throw invalid_argument(detail::expected_got(where, "max_condition", "> 1", o.max_condition));
+  if (o.lower.size() == 0 && o.upper.size() == 0) return;
+  if (o.lower.size() != x0.size())
+    throw invalid_argument(
+        detail::expected_got(where, "lower bounds size (= x0 size)", x0.size(), o.lower.size()));
+  if (o.upper.size() != x0.size())
+    throw invalid_argument(
+        detail::expected_got(where, "upper bounds size (= x0 size)", x0.size(), o.upper.size()));
+  for (index i = 0; i < x0.size(); ++i) {
+    const std::string at = "[" + std::to_string(i) + "]";
+    if (std::isnan(o.lower[i]) || std::isnan(o.upper[i]) || !(o.lower[i] <= o.upper[i]))
+      throw invalid_argument(std::string(where) + ": bounds expected lower" + at + " <= upper" + at +
+                             ", got " + std::to_string(o.lower[i]) + " > " + std::to_string(o.upper[i]));
+    if (!(x0[i] >= o.lower[i] && x0[i] <= o.upper[i]))
+      throw invalid_argument(std::string(where) + ": x0" + at + " expected in [" +
+                             std::to_string(o.lower[i]) + ", " + std::to_string(o.upper[i]) + "], got " +
+                             std::to_string(x0[i]));
+  }
+}
+
+template <typename Tag>
+void basic_cmaes<Tag>::refresh_eigen() {
+  const double n = static_cast<double>(m_n);
+  const double gap = static_cast<double>(m_lambda) / (10.0 * n * (m_c1 + m_cmu));
+  if (m_eigen_fresh && static_cast<double>(m_iterations - m_eigen_iteration) <= gap) return;
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(m_C);
+  if (es.info() != Eigen::Success || !es.eigenvalues().allFinite())
+    throw numeric_error("cmaes::ask: covariance eigen-decomposition expected to succeed, got a failure");
+  const double emax = es.eigenvalues().maxCoeff();
+  if (!(emax > 0))
+    throw numeric_error("cmaes::ask: covariance expected positive definite, got max eigenvalue <= 0");
+  const double floor = emax * 1e-20;
+  m_D = es.eigenvalues().cwiseMax(floor).cwiseSqrt();
+  m_B = es.eigenvectors();
+  m_eigen_iteration = m_iterations;
+  m_eigen_fresh = true;
+}
+
+template <typename Tag>
+void basic_cmaes<Tag>::update_stop(double gen_min, double gen_max) {
+  m_reason = cmaes_stop::none;
+  if (m_best_f <= m_opt.ftarget) {
+    m_reason = cmaes_stop::ftarget;
+    return;
+  }
+  if (static_cast<index>(m_best_history.size()) >= m_history_length && gen_max - gen_min < m_opt.tolfun) {
+    const auto [hmin, hmax] = std::minmax_element(m_best_history.begin(), m_best_history.end());
+    if (*hmax - *hmin < m_opt.tolfun) {
+      m_reason = cmaes_stop::tolfun;
+      return;
+    }
+  }
+  const double sd_max = m_sigma * std::sqrt(m_C.diagonal().maxCoeff());
+  if (sd_max < m_opt.tolx && m_sigma * m_pc.cwiseAbs().maxCoeff() < m_opt.tolx) {
+    m_reason = cmaes_stop::tolx;
+    return;
+  }
+  const double dmin = m_D.minCoeff(), dmax = m_D.maxCoeff();
+  if ((dmax / dmin) * (dmax / dmin) > m_opt.max_condition) m_reason = cmaes_stop::condition;
+}
 
 using cmaes = basic_cmaes<>;
 
@@ -494,5 +513,9 @@ auto blackbox_objective(parameter_set<Scalar>& set, Loss loss) {
 }
 
 }  // namespace peft
+
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_OPTIM_CMAES
+#include "../detail/instances.hpp"
 
 #endif  // PEFT_OPTIM_CMAES_HPP

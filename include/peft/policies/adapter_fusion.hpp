@@ -127,180 +127,22 @@ public:
 
   /// Σ over fused layers of ‖I − Wv‖²_F; 0 without a trainable value matrix or with
   /// `regularization = false`. Multiply by `config().regularization_weight` for AdapterHub's term.
-  double regularization_loss() const {
-    if (!regularized()) return 0.0;
-    double s = 0;
-    for (std::size_t i = 0; i < m_layers.size(); ++i) {
-      const auto V = m_params.value(block(i, 4));
-      s += (mat::Identity(V.rows(), V.cols()) - V).template cast<double>().squaredNorm();
-    }
-    return s;
-  }
+  double regularization_loss() const;
   /// Adds `weight · ∂/∂Wv Σ‖I − Wv‖²` = `2·weight·(Wv − I)` to the value gradients (no-op
   /// when the regulariser does not apply).
-  void add_regularization_grad(double weight) {
-    if (!std::isfinite(weight))
-      throw invalid_argument("adapter_fusion::add_regularization_grad: weight expected finite, got " +
-                             std::to_string(weight));
-    if (!regularized()) return;
-    for (std::size_t i = 0; i < m_layers.size(); ++i) {
-      const index b = block(i, 4);
-      const auto V = m_params.value(b);
-      m_params.grad(b) += static_cast<Scalar>(2.0 * weight) * (V - mat::Identity(V.rows(), V.cols()));
-    }
-  }
+  void add_regularization_grad(double weight);
 
   // --- hooks -----------------------------------------------------------------------------
-  void on_sublayer_output(index l, sublayer s, placement p, mat& h, const hook_context& ctx, tape_type& t) const {
-    if (s != sublayer::ffn || p != m_where) return;
-    const index fi = fused_index(l);
-    if (fi < 0) return;
-    const std::size_t N = m_adapters.size();
-    layer_record r;
-    if (ctx.record) r.h = h;
-    r.pre.resize(N);
-    r.up.resize(N);
-    r.k.resize(N);
-    r.v.resize(N);
-    for (std::size_t n = 0; n < N; ++n) r.up[n] = m_adapters[n]->adapter_delta(l, sublayer::ffn, h, &r.pre[n]);
-    const auto i = static_cast<std::size_t>(fi);
-    if (m_cfg.query) {
-      r.q = h * m_params.value(block(i, 0)).transpose();
-      r.q.rowwise() += m_params.value(block(i, 1)).col(0).transpose();
-    } else {
-      r.q = h;
-    }
-    const index rows = h.rows();
-    mat scores(rows, static_cast<index>(N));
-    for (std::size_t n = 0; n < N; ++n) {
-      if (m_cfg.key) {
-        r.k[n] = r.up[n] * m_params.value(block(i, 2)).transpose();
-        r.k[n].rowwise() += m_params.value(block(i, 3)).col(0).transpose();
-      } else {
-        r.k[n] = r.up[n];
-      }
-      r.v[n] = m_cfg.value ? mat(r.up[n] * m_params.value(block(i, 4)).transpose()) : r.up[n];
-      scores.col(static_cast<index>(n)) = (r.q.array() * r.k[n].array()).rowwise().sum().matrix();
-    }
-    if (ctx.run_mode == mode::train && m_cfg.dropout > 0) {
-      if (!ctx.gen)
-        throw invalid_argument("adapter_fusion::on_sublayer_output: train mode with dropout needs a random generator");
-      ops::make_dropout_mask(rows, static_cast<index>(N), m_cfg.dropout, *ctx.gen, r.drop);
-      scores.array() *= r.drop.array();
-    }
-    scores /= static_cast<Scalar>(m_cfg.temperature);
-    r.alpha.resize(rows, static_cast<index>(N));
-    for (index row = 0; row < rows; ++row) {
-      const Scalar mx = scores.row(row).maxCoeff();
-      r.alpha.row(row) = (scores.row(row).array() - mx).exp().matrix();
-      r.alpha.row(row) /= r.alpha.row(row).sum();
-    }
-    for (std::size_t n = 0; n < N; ++n) h.array() += r.v[n].array().colwise() * r.alpha.col(static_cast<index>(n)).array();
-    if (ctx.record) {
-      if (t.layers.size() != m_layers.size()) t.layers.assign(m_layers.size(), layer_record());
-      t.layers[i] = std::move(r);
-    }
-  }
+  void on_sublayer_output(index l, sublayer s, placement p, mat& h, const hook_context& ctx,
+                          tape_type& t) const;
 
-  void on_sublayer_output_backward(index l, sublayer s, placement p, mat& dh, const tape_type& t) {
-    if (s != sublayer::ffn || p != m_where) return;
-    const index fi = fused_index(l);
-    if (fi < 0) return;
-    const auto i = static_cast<std::size_t>(fi);
-    if (i >= t.layers.size() || t.layers[i].alpha.rows() != dh.rows())
-      throw invalid_argument("adapter_fusion::on_sublayer_output_backward: no recorded forward for layer " +
-                             std::to_string(l) + " (was forward called with a tape?)");
-    const layer_record& r = t.layers[i];
-    const std::size_t N = m_adapters.size();
-    const index rows = dh.rows();
-    const mat dout = dh;  // gradient of the fusion output; dh becomes the input gradient
-    // out = Σ α_n V_n + h
-    mat dalpha(rows, static_cast<index>(N));
-    for (std::size_t n = 0; n < N; ++n)
-      dalpha.col(static_cast<index>(n)) = (dout.array() * r.v[n].array()).rowwise().sum().matrix();
-    // softmax: ds = α ⊙ (dα − Σ α dα), then 1/T and the dropout mask
-    mat ds = r.alpha.array() * (dalpha.colwise() - (r.alpha.array() * dalpha.array()).rowwise().sum().matrix()).array();
-    ds /= static_cast<Scalar>(m_cfg.temperature);
-    if (r.drop.size() != 0) ds.array() *= r.drop.array();
-    mat dq = mat::Zero(rows, r.q.cols());
-    std::vector<mat> dup(N);
-    for (std::size_t n = 0; n < N; ++n) {
-      const auto c = ds.col(static_cast<index>(n)).array();
-      dq.array() += r.k[n].array().colwise() * c;
-      mat dk = (r.q.array().colwise() * c).matrix();
-      mat dv = (dout.array().colwise() * r.alpha.col(static_cast<index>(n)).array()).matrix();
-      if (m_cfg.key) {
-        m_params.grad(block(i, 2)).noalias() += dk.transpose() * r.up[n];
-        m_params.grad(block(i, 3)) += dk.colwise().sum().transpose();
-        dup[n] = dk * m_params.value(block(i, 2));
-      } else {
-        dup[n] = dk;
-      }
-      if (m_cfg.value) {
-        m_params.grad(block(i, 4)).noalias() += dv.transpose() * r.up[n];
-        dup[n].noalias() += dv * m_params.value(block(i, 4));
-      } else {
-        dup[n] += dv;
-      }
-    }
-    // Residual path: dh = dout (already), plus the query and the adapters' inputs.
-    if (m_cfg.query) {
-      m_params.grad(block(i, 0)).noalias() += dq.transpose() * r.h;
-      m_params.grad(block(i, 1)) += dq.colwise().sum().transpose();
-      dh.noalias() += dq * m_params.value(block(i, 0));
-    } else {
-      dh += dq;
-    }
-    for (std::size_t n = 0; n < N; ++n) m_adapters[n]->adapter_delta_backward_input(l, sublayer::ffn, r.pre[n], dup[n], dh);
-  }
+  void on_sublayer_output_backward(index l, sublayer s, placement p, mat& dh, const tape_type& t);
 
   // --- checkpoints -----------------------------------------------------------------------
-  nlohmann::json config_json() const {
-    nlohmann::json j;
-    j["peft_type"] = peft_type;
-    j["fusion_name"] = m_name;
-    j["query"] = m_cfg.query;
-    j["key"] = m_cfg.key;
-    j["value"] = m_cfg.value;
-    j["value_initialized"] = m_cfg.value_initialized;
-    j["regularization"] = m_cfg.regularization;
-    j["regularization_weight"] = m_cfg.regularization_weight;
-    j["temperature"] = m_cfg.temperature;
-    j["dropout_prob"] = m_cfg.dropout;
-    j["init_std"] = m_cfg.init_std;
-    nlohmann::json list = nlohmann::json::array();
-    for (const auto& a : m_adapters) list.push_back(a->config_json());
-    j["adapters"] = list;
-    write_shape_fields(j, m_shape);
-    return j;
-  }
+  nlohmann::json config_json() const;
 
   /// Rebuilds the fusion and its adapters (values zero until loaded).
-  static adapter_fusion from_config(const nlohmann::json& j, const encoder_shape& shape) {
-    const std::string where = "adapter_fusion::from_config";
-    check_config_header(j, peft_type, shape, where);
-    adapter_fusion_config c;
-    c.query = config_field<bool>(j, "query", where);
-    c.key = config_field<bool>(j, "key", where);
-    c.value = config_field<bool>(j, "value", where);
-    c.value_initialized = config_field<bool>(j, "value_initialized", where);
-    c.regularization = config_field<bool>(j, "regularization", where);
-    c.regularization_weight = config_field<double>(j, "regularization_weight", where);
-    c.temperature = config_field<double>(j, "temperature", where);
-    c.dropout = config_field<double>(j, "dropout_prob", where);
-    c.init_std = config_field<double>(j, "init_std", where);
-    if (!j.contains("adapters") || !j["adapters"].is_array())
-      throw invalid_argument(where + ": field 'adapters' expected an array of adapter configs");
-    std::vector<adapter_ptr> ads;
-    for (const auto& aj : j["adapters"]) ads.push_back(std::make_shared<const adapter_type>(adapter_type::from_config(aj, shape)));
-    adapter_fusion f(shape, std::move(ads), c, 0);
-    const auto name = config_field<std::string>(j, "fusion_name", where);
-    if (name != f.m_name)
-      throw invalid_argument(where + ": field 'fusion_name' expected \"" + f.m_name + "\" (from the adapters), got \"" +
-                             name + "\"");
-    f.m_params.values().setZero();
-    return f;
-  }
+  static adapter_fusion from_config(const nlohmann::json& j, const encoder_shape& shape);
 
   /// The fusion blocks plus every fused adapter's tensors (under the adapter's own keys).
   std::map<std::string, tensor> export_tensors() const {
@@ -310,21 +152,7 @@ public:
     return out;
   }
   /// Sets the fusion blocks and replaces the adapters by copies holding the given values.
-  void import_tensors(const std::map<std::string, tensor>& tensors) {
-    const std::string where = "adapter_fusion::import_tensors";
-    check_tensor_set(export_tensors(), tensors, where);
-    auto pick = [&](const parameter_store<Scalar>& s) {
-      std::map<std::string, tensor> sub;
-      for (const auto& b : s.blocks()) sub.emplace(b.name, tensors.at(b.name));
-      return sub;
-    };
-    load_store_tensors(m_params, pick(m_params), where);
-    for (auto& a : m_adapters) {
-      auto copy = std::make_shared<adapter_type>(*a);
-      load_store_tensors(copy->parameters(), pick(copy->parameters()), where);
-      a = std::move(copy);
-    }
-  }
+  void import_tensors(const std::map<std::string, tensor>& tensors);
 
 private:
   bool regularized() const noexcept { return m_cfg.value && m_cfg.regularization; }
@@ -337,82 +165,9 @@ private:
   /// Block of part `which` (0 q.w, 1 q.b, 2 k.w, 3 k.b, 4 v.w) of fused layer i.
   index block(std::size_t i, int which) const { return m_part[i][static_cast<std::size_t>(which)]; }
 
-  void validate() {
-    const std::string where = "adapter_fusion::adapter_fusion";
-    auto fail = [&](const std::string& what) { throw invalid_argument(where + ": " + what); };
-    if (m_shape.num_layers <= 0 || static_cast<index>(m_shape.output_width.size()) != m_shape.num_layers)
-      fail("encoder shape expected num_layers > 0 with one output_width per layer");
-    if (m_adapters.empty()) fail("adapters expected at least 1, got 0");
-    if (!(m_cfg.temperature > 0) || !std::isfinite(m_cfg.temperature))
-      fail("temperature expected > 0, got " + std::to_string(m_cfg.temperature));
-    if (!(m_cfg.dropout >= 0 && m_cfg.dropout < 1)) fail("dropout expected in [0, 1), got " + std::to_string(m_cfg.dropout));
-    if (!(m_cfg.init_std >= 0) || !std::isfinite(m_cfg.init_std))
-      fail("init_std expected finite and >= 0, got " + std::to_string(m_cfg.init_std));
-    if (!std::isfinite(m_cfg.regularization_weight) || m_cfg.regularization_weight < 0)
-      fail("regularization_weight expected finite and >= 0, got " + std::to_string(m_cfg.regularization_weight));
-    for (std::size_t n = 0; n < m_adapters.size(); ++n) {
-      const std::string at = "adapters[" + std::to_string(n) + "]";
-      if (!m_adapters[n]) fail(at + " expected non-null, got null");
-      const auto& a = *m_adapters[n];
-      if (a.shape().model_type != m_shape.model_type || a.shape().num_layers != m_shape.num_layers ||
-          a.shape().output_width != m_shape.output_width)
-        fail(at + " ('" + a.config().adapter_name + "') was built for another encoder shape");
-      for (index l = 0; l < m_shape.num_layers; ++l) {
-        if (a.adapts(l, sublayer::attention))
-          fail(at + " ('" + a.config().adapter_name + "') has an attention-position unit at layer " +
-               std::to_string(l) + "; fusion runs at the FFN output only (use location = ffn)");
-        if (a.adapts(l, sublayer::ffn) != m_adapters[0]->adapts(l, sublayer::ffn))
-          fail(at + " ('" + a.config().adapter_name + "') adapts different FFN layers than adapters[0] at layer " +
-               std::to_string(l));
-      }
-      if (a.config().where != m_adapters[0]->config().where)
-        fail(at + " placement expected " + placement_name(m_adapters[0]->config().where) + " (as adapters[0]), got " +
-             placement_name(a.config().where));
-      for (std::size_t k = 0; k < n; ++k)
-        if (m_adapters[k]->config().adapter_name == a.config().adapter_name)
-          fail(at + " adapter_name expected distinct names, got \"" + a.config().adapter_name + "\" twice");
-    }
-  }
+  void validate();
 
-  void build(std::uint64_t seed) {
-    m_where = m_adapters[0]->config().where;
-    for (std::size_t n = 0; n < m_adapters.size(); ++n) m_name += (n ? "," : "") + m_adapters[n]->config().adapter_name;
-    m_fused.assign(static_cast<std::size_t>(m_shape.num_layers), -1);
-    rng gen(seed);
-    for (index l = 0; l < m_shape.num_layers; ++l) {
-      if (!m_adapters[0]->adapts(l, sublayer::ffn)) continue;
-      m_fused[static_cast<std::size_t>(l)] = static_cast<index>(m_layers.size());
-      m_layers.push_back(l);
-      const index W = m_shape.output_width[static_cast<std::size_t>(l)];
-      const std::string pre = "encoder.layer." + std::to_string(l) + ".output.adapter_fusion_layer." + m_name + ".";
-      std::array<index, 5> part{-1, -1, -1, -1, -1};
-      auto normal = [&](index b) {
-        auto v = m_params.value(b);
-        for (index k = 0; k < v.size(); ++k) v.data()[k] = static_cast<Scalar>(gen.normal() * m_cfg.init_std);
-      };
-      if (m_cfg.query) {
-        part[0] = m_params.add(pre + "query.weight", W, W, param_group::weight);
-        part[1] = m_params.add(pre + "query.bias", W, 1, param_group::bias);
-        normal(part[0]);
-      }
-      if (m_cfg.key) {
-        part[2] = m_params.add(pre + "key.weight", W, W, param_group::weight);
-        part[3] = m_params.add(pre + "key.bias", W, 1, param_group::bias);
-        normal(part[2]);
-      }
-      if (m_cfg.value) {
-        part[4] = m_params.add(pre + "value.weight", W, W, param_group::weight);
-        if (m_cfg.value_initialized) {
-          m_params.value(part[4]).setConstant(static_cast<Scalar>(1e-6));
-          m_params.value(part[4]).diagonal().setOnes();
-        } else {
-          normal(part[4]);
-        }
-      }
-      m_part.push_back(part);
-    }
-    m_params.zero_grad();
-  }
+  void build(std::uint64_t seed);
 
   encoder_shape m_shape;
   adapter_fusion_config m_cfg;
@@ -424,6 +179,291 @@ private:
   std::vector<std::array<index, 5>> m_part;
   parameter_store<Scalar> m_params;
 };
+
+template <typename Scalar>
+double adapter_fusion<Scalar>::regularization_loss() const {
+  if (!regularized()) return 0.0;
+  double s = 0;
+  for (std::size_t i = 0; i < m_layers.size(); ++i) {
+    const auto V = m_params.value(block(i, 4));
+    s += (mat::Identity(V.rows(), V.cols()) - V).template cast<double>().squaredNorm();
+  }
+  return s;
+}
+
+template <typename Scalar>
+void adapter_fusion<Scalar>::add_regularization_grad(double weight) {
+  if (!std::isfinite(weight))
+    throw invalid_argument("adapter_fusion::add_regularization_grad: weight expected finite, got " +
+                           std::to_string(weight));
+  if (!regularized()) return;
+  for (std::size_t i = 0; i < m_layers.size(); ++i) {
+    const index b = block(i, 4);
+    const auto V = m_params.value(b);
+    m_params.grad(b) += static_cast<Scalar>(2.0 * weight) * (V - mat::Identity(V.rows(), V.cols()));
+  }
+}
+
+template <typename Scalar>
+void adapter_fusion<Scalar>::on_sublayer_output(index l, sublayer s, placement p, mat& h,
+                                                const hook_context& ctx, tape_type& t) const {
+  if (s != sublayer::ffn || p != m_where) return;
+  const index fi = fused_index(l);
+  if (fi < 0) return;
+  const std::size_t N = m_adapters.size();
+  layer_record r;
+  if (ctx.record) r.h = h;
+  r.pre.resize(N);
+  r.up.resize(N);
+  r.k.resize(N);
+  r.v.resize(N);
+  for (std::size_t n = 0; n < N; ++n) r.up[n] = m_adapters[n]->adapter_delta(l, sublayer::ffn, h, &r.pre[n]);
+  const auto i = static_cast<std::size_t>(fi);
+  if (m_cfg.query) {
+    r.q = h * m_params.value(block(i, 0)).transpose();
+    r.q.rowwise() += m_params.value(block(i, 1)).col(0).transpose();
+  } else {
+    r.q = h;
+  }
+  const index rows = h.rows();
+  mat scores(rows, static_cast<index>(N));
+  for (std::size_t n = 0; n < N; ++n) {
+    if (m_cfg.key) {
+      r.k[n] = r.up[n] * m_params.value(block(i, 2)).transpose();
+      r.k[n].rowwise() += m_params.value(block(i, 3)).col(0).transpose();
+    } else {
+      r.k[n] = r.up[n];
+    }
+    r.v[n] = m_cfg.value ? mat(r.up[n] * m_params.value(block(i, 4)).transpose()) : r.up[n];
+    scores.col(static_cast<index>(n)) = (r.q.array() * r.k[n].array()).rowwise().sum().matrix();
+  }
+  if (ctx.run_mode == mode::train && m_cfg.dropout > 0) {
+    if (!ctx.gen)
+      throw invalid_argument(
+          "adapter_fusion::on_sublayer_output: train mode with dropout needs a random generator");
+    ops::make_dropout_mask(rows, static_cast<index>(N), m_cfg.dropout, *ctx.gen, r.drop);
+    scores.array() *= r.drop.array();
+  }
+  scores /= static_cast<Scalar>(m_cfg.temperature);
+  r.alpha.resize(rows, static_cast<index>(N));
+  for (index row = 0; row < rows; ++row) {
+    const Scalar mx = scores.row(row).maxCoeff();
+    r.alpha.row(row) = (scores.row(row).array() - mx).exp().matrix();
+    r.alpha.row(row) /= r.alpha.row(row).sum();
+  }
+  for (std::size_t n = 0; n < N; ++n)
+    h.array() += r.v[n].array().colwise() * r.alpha.col(static_cast<index>(n)).array();
+  if (ctx.record) {
+    if (t.layers.size() != m_layers.size()) t.layers.assign(m_layers.size(), layer_record());
+    t.layers[i] = std::move(r);
+  }
+}
+
+template <typename Scalar>
+void adapter_fusion<Scalar>::on_sublayer_output_backward(index l, sublayer s, placement p, mat& dh,
+                                                         const tape_type& t) {
+  if (s != sublayer::ffn || p != m_where) return;
+  const index fi = fused_index(l);
+  if (fi < 0) return;
+  const auto i = static_cast<std::size_t>(fi);
+  if (i >= t.layers.size() || t.layers[i].alpha.rows() != dh.rows())
+    throw invalid_argument("adapter_fusion::on_sublayer_output_backward: no recorded forward for layer " +
+                           std::to_string(l) + " (was forward called with a tape?)");
+  const layer_record& r = t.layers[i];
+  const std::size_t N = m_adapters.size();
+  const index rows = dh.rows();
+  const mat dout = dh;  // gradient of the fusion output; dh becomes the input gradient
+  // out = Σ α_n V_n + h
+  mat dalpha(rows, static_cast<index>(N));
+  for (std::size_t n = 0; n < N; ++n)
+    dalpha.col(static_cast<index>(n)) = (dout.array() * r.v[n].array()).rowwise().sum().matrix();
+  // softmax: ds = α ⊙ (dα − Σ α dα), then 1/T and the dropout mask
+  mat ds = r.alpha.array() *
+           (dalpha.colwise() - (r.alpha.array() * dalpha.array()).rowwise().sum().matrix()).array();
+  ds /= static_cast<Scalar>(m_cfg.temperature);
+  if (r.drop.size() != 0) ds.array() *= r.drop.array();
+  mat dq = mat::Zero(rows, r.q.cols());
+  std::vector<mat> dup(N);
+  for (std::size_t n = 0; n < N; ++n) {
+    const auto c = ds.col(static_cast<index>(n)).array();
+    dq.array() += r.k[n].array().colwise() * c;
+    mat dk = (r.q.array().colwise() * c).matrix();
+    mat dv = (dout.array().colwise() * r.alpha.col(static_cast<index>(n)).array()).matrix();
+    if (m_cfg.key) {
+      m_params.grad(block(i, 2)).noalias() += dk.transpose() * r.up[n];
+      m_params.grad(block(i, 3)) += dk.colwise().sum().transpose();
+      dup[n] = dk * m_params.value(block(i, 2));
+    } else {
+      dup[n] = dk;
+    }
+    if (m_cfg.value) {
+      m_params.grad(block(i, 4)).noalias() += dv.transpose() * r.up[n];
+      dup[n].noalias() += dv * m_params.value(block(i, 4));
+    } else {
+      dup[n] += dv;
+    }
+  }
+  // Residual path: dh = dout (already), plus the query and the adapters' inputs.
+  if (m_cfg.query) {
+    m_params.grad(block(i, 0)).noalias() += dq.transpose() * r.h;
+    m_params.grad(block(i, 1)) += dq.colwise().sum().transpose();
+    dh.noalias() += dq * m_params.value(block(i, 0));
+  } else {
+    dh += dq;
+  }
+  for (std::size_t n = 0; n < N; ++n)
+    m_adapters[n]->adapter_delta_backward_input(l, sublayer::ffn, r.pre[n], dup[n], dh);
+}
+
+template <typename Scalar>
+nlohmann::json adapter_fusion<Scalar>::config_json() const {
+  nlohmann::json j;
+  j["peft_type"] = peft_type;
+  j["fusion_name"] = m_name;
+  j["query"] = m_cfg.query;
+  j["key"] = m_cfg.key;
+  j["value"] = m_cfg.value;
+  j["value_initialized"] = m_cfg.value_initialized;
+  j["regularization"] = m_cfg.regularization;
+  j["regularization_weight"] = m_cfg.regularization_weight;
+  j["temperature"] = m_cfg.temperature;
+  j["dropout_prob"] = m_cfg.dropout;
+  j["init_std"] = m_cfg.init_std;
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& a : m_adapters) list.push_back(a->config_json());
+  j["adapters"] = list;
+  write_shape_fields(j, m_shape);
+  return j;
+}
+
+template <typename Scalar>
+adapter_fusion<Scalar> adapter_fusion<Scalar>::from_config(const nlohmann::json& j,
+                                                           const encoder_shape& shape) {
+  const std::string where = "adapter_fusion::from_config";
+  check_config_header(j, peft_type, shape, where);
+  adapter_fusion_config c;
+  c.query = config_field<bool>(j, "query", where);
+  c.key = config_field<bool>(j, "key", where);
+  c.value = config_field<bool>(j, "value", where);
+  c.value_initialized = config_field<bool>(j, "value_initialized", where);
+  c.regularization = config_field<bool>(j, "regularization", where);
+  c.regularization_weight = config_field<double>(j, "regularization_weight", where);
+  c.temperature = config_field<double>(j, "temperature", where);
+  c.dropout = config_field<double>(j, "dropout_prob", where);
+  c.init_std = config_field<double>(j, "init_std", where);
+  if (!j.contains("adapters") || !j["adapters"].is_array())
+    throw invalid_argument(where + ": field 'adapters' expected an array of adapter configs");
+  std::vector<adapter_ptr> ads;
+  for (const auto& aj : j["adapters"])
+    ads.push_back(std::make_shared<const adapter_type>(adapter_type::from_config(aj, shape)));
+  adapter_fusion f(shape, std::move(ads), c, 0);
+  const auto name = config_field<std::string>(j, "fusion_name", where);
+  if (name != f.m_name)
+    throw invalid_argument(where + ": field 'fusion_name' expected \"" + f.m_name +
+                           "\" (from the adapters), got \"" + name + "\"");
+  f.m_params.values().setZero();
+  return f;
+}
+
+template <typename Scalar>
+void adapter_fusion<Scalar>::import_tensors(const std::map<std::string, tensor>& tensors) {
+  const std::string where = "adapter_fusion::import_tensors";
+  check_tensor_set(export_tensors(), tensors, where);
+  auto pick = [&](const parameter_store<Scalar>& s) {
+    std::map<std::string, tensor> sub;
+    for (const auto& b : s.blocks()) sub.emplace(b.name, tensors.at(b.name));
+    return sub;
+  };
+  load_store_tensors(m_params, pick(m_params), where);
+  for (auto& a : m_adapters) {
+    auto copy = std::make_shared<adapter_type>(*a);
+    load_store_tensors(copy->parameters(), pick(copy->parameters()), where);
+    a = std::move(copy);
+  }
+}
+
+template <typename Scalar>
+void adapter_fusion<Scalar>::validate() {
+  const std::string where = "adapter_fusion::adapter_fusion";
+  auto fail = [&](const std::string& what) { throw invalid_argument(where + ": " + what); };
+  if (m_shape.num_layers <= 0 || static_cast<index>(m_shape.output_width.size()) != m_shape.num_layers)
+    fail("encoder shape expected num_layers > 0 with one output_width per layer");
+  if (m_adapters.empty()) fail("adapters expected at least 1, got 0");
+  if (!(m_cfg.temperature > 0) || !std::isfinite(m_cfg.temperature))
+    fail("temperature expected > 0, got " + std::to_string(m_cfg.temperature));
+  if (!(m_cfg.dropout >= 0 && m_cfg.dropout < 1))
+    fail("dropout expected in [0, 1), got " + std::to_string(m_cfg.dropout));
+  if (!(m_cfg.init_std >= 0) || !std::isfinite(m_cfg.init_std))
+    fail("init_std expected finite and >= 0, got " + std::to_string(m_cfg.init_std));
+  if (!std::isfinite(m_cfg.regularization_weight) || m_cfg.regularization_weight < 0)
+    fail("regularization_weight expected finite and >= 0, got " +
+         std::to_string(m_cfg.regularization_weight));
+  for (std::size_t n = 0; n < m_adapters.size(); ++n) {
+    const std::string at = "adapters[" + std::to_string(n) + "]";
+    if (!m_adapters[n]) fail(at + " expected non-null, got null");
+    const auto& a = *m_adapters[n];
+    if (a.shape().model_type != m_shape.model_type || a.shape().num_layers != m_shape.num_layers ||
+        a.shape().output_width != m_shape.output_width)
+      fail(at + " ('" + a.config().adapter_name + "') was built for another encoder shape");
+    for (index l = 0; l < m_shape.num_layers; ++l) {
+      if (a.adapts(l, sublayer::attention))
+        fail(at + " ('" + a.config().adapter_name + "') has an attention-position unit at layer " +
+             std::to_string(l) + "; fusion runs at the FFN output only (use location = ffn)");
+      if (a.adapts(l, sublayer::ffn) != m_adapters[0]->adapts(l, sublayer::ffn))
+        fail(at + " ('" + a.config().adapter_name +
+             "') adapts different FFN layers than adapters[0] at layer " + std::to_string(l));
+    }
+    if (a.config().where != m_adapters[0]->config().where)
+      fail(at + " placement expected " + placement_name(m_adapters[0]->config().where) +
+           " (as adapters[0]), got " + placement_name(a.config().where));
+    for (std::size_t k = 0; k < n; ++k)
+      if (m_adapters[k]->config().adapter_name == a.config().adapter_name)
+        fail(at + " adapter_name expected distinct names, got \"" + a.config().adapter_name + "\" twice");
+  }
+}
+
+template <typename Scalar>
+void adapter_fusion<Scalar>::build(std::uint64_t seed) {
+  m_where = m_adapters[0]->config().where;
+  for (std::size_t n = 0; n < m_adapters.size(); ++n)
+    m_name += (n ? "," : "") + m_adapters[n]->config().adapter_name;
+  m_fused.assign(static_cast<std::size_t>(m_shape.num_layers), -1);
+  rng gen(seed);
+  for (index l = 0; l < m_shape.num_layers; ++l) {
+    if (!m_adapters[0]->adapts(l, sublayer::ffn)) continue;
+    m_fused[static_cast<std::size_t>(l)] = static_cast<index>(m_layers.size());
+    m_layers.push_back(l);
+    const index W = m_shape.output_width[static_cast<std::size_t>(l)];
+    const std::string pre =
+        "encoder.layer." + std::to_string(l) + ".output.adapter_fusion_layer." + m_name + ".";
+    std::array<index, 5> part{-1, -1, -1, -1, -1};
+    auto normal = [&](index b) {
+      auto v = m_params.value(b);
+      for (index k = 0; k < v.size(); ++k) v.data()[k] = static_cast<Scalar>(gen.normal() * m_cfg.init_std);
+    };
+    if (m_cfg.query) {
+      part[0] = m_params.add(pre + "query.weight", W, W, param_group::weight);
+      part[1] = m_params.add(pre + "query.bias", W, 1, param_group::bias);
+      normal(part[0]);
+    }
+    if (m_cfg.key) {
+      part[2] = m_params.add(pre + "key.weight", W, W, param_group::weight);
+      part[3] = m_params.add(pre + "key.bias", W, 1, param_group::bias);
+      normal(part[2]);
+    }
+    if (m_cfg.value) {
+      part[4] = m_params.add(pre + "value.weight", W, W, param_group::weight);
+      if (m_cfg.value_initialized) {
+        m_params.value(part[4]).setConstant(static_cast<Scalar>(1e-6));
+        m_params.value(part[4]).diagonal().setOnes();
+      } else {
+        normal(part[4]);
+      }
+    }
+    m_part.push_back(part);
+  }
+  m_params.zero_grad();
+}
 
 }  // namespace peft
 

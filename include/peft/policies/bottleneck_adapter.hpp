@@ -185,19 +185,7 @@ public:
   /// The adapter's branch without its residual: `f(z W_down^T + b_down) W_up^T + b_up`.
   /// @param pre_activation when non-null, receives `z W_down^T + b_down` (for the backward)
   /// @throws peft::invalid_argument if (l, s) has no unit or z has the wrong width
-  mat adapter_delta(index l, sublayer s, const mat& z, mat* pre_activation = nullptr) const {
-    const index k = checked_slot(l, s, z.cols(), "bottleneck_adapter::adapter_delta");
-    mat u;
-    ops::matmul(z, false, value(k, 0), true, u);
-    if (m_cfg.bias) u.rowwise() += value(k, 1).col(0).transpose();
-    mat a = u;
-    activate(a);
-    mat d;
-    ops::matmul(a, false, value(k, up_w()), true, d);
-    if (m_cfg.bias) d.rowwise() += value(k, 3).col(0).transpose();
-    if (pre_activation) *pre_activation = std::move(u);
-    return d;
-  }
+  mat adapter_delta(index l, sublayer s, const mat& z, mat* pre_activation = nullptr) const;
 
   /// Adds to @p dz the gradient, with respect to the unit's input, of the branch
   /// `adapter_delta` given its gradient @p dd and the recorded @p pre_activation. Touches
@@ -210,112 +198,22 @@ public:
   }
 
   // --- hooks -----------------------------------------------------------------------------
-  void on_sublayer_output(index l, sublayer s, placement p, mat& h, const hook_context& ctx, tape_type& t) const {
-    if (p != m_cfg.where) return;
-    const index k = slot(l, s);
-    if (k < 0) return;
-    mat u;
-    mat d = adapter_delta(l, s, h, &u);
-    if (ctx.record) {
-      const auto n = static_cast<std::size_t>(2 * m_shape.num_layers);
-      if (t.z.size() != n) {
-        t.z.assign(n, mat());
-        t.u.assign(n, mat());
-      }
-      const auto i = static_cast<std::size_t>(2 * l + (s == sublayer::ffn ? 1 : 0));
-      t.z[i] = h;
-      t.u[i] = std::move(u);
-    }
-    h += d;
-  }
+  void on_sublayer_output(index l, sublayer s, placement p, mat& h, const hook_context& ctx,
+                          tape_type& t) const;
 
-  void on_sublayer_output_backward(index l, sublayer s, placement p, mat& dh, const tape_type& t) {
-    if (p != m_cfg.where) return;
-    const index k = slot(l, s);
-    if (k < 0) return;
-    const auto i = static_cast<std::size_t>(2 * l + (s == sublayer::ffn ? 1 : 0));
-    if (i >= t.z.size() || t.z[i].rows() != dh.rows())
-      throw invalid_argument("bottleneck_adapter::on_sublayer_output_backward: no recorded forward for layer " +
-                             std::to_string(l) + " " + (s == sublayer::ffn ? "ffn" : "attention") +
-                             " (was forward called with a tape?)");
-    const mat& z = t.z[i];
-    const mat& u = t.u[i];
-    mat a = u;
-    activate(a);
-    auto g_up = grad(k, up_w());
-    ops::matmul(dh, true, a, false, g_up, true);
-    if (m_cfg.bias) grad(k, 3) += dh.colwise().sum().transpose();
-    mat da;
-    ops::matmul(dh, false, value(k, up_w()), false, da);
-    activate_backward(u, da);
-    auto g_down = grad(k, 0);
-    ops::matmul(da, true, z, false, g_down, true);
-    if (m_cfg.bias) grad(k, 1) += da.colwise().sum().transpose();
-    ops::matmul(da, false, value(k, 0), false, dh, true);
-  }
+  void on_sublayer_output_backward(index l, sublayer s, placement p, mat& dh, const tape_type& t);
 
   // --- checkpoints -----------------------------------------------------------------------
-  nlohmann::json config_json() const {
-    nlohmann::json j;
-    j["peft_type"] = peft_type;
-    j["bottleneck_size"] = m_cfg.bottleneck_size;
-    j["reduction_factor"] = m_cfg.reduction_factor;
-    j["location"] = to_string(m_cfg.location);
-    j["layers"] = m_cfg.layers;
-    j["placement"] = placement_name(m_cfg.where);
-    j["non_linearity"] = to_string(m_cfg.activation);
-    j["bias"] = m_cfg.bias;
-    j["init_weights"] = to_string(m_cfg.init);
-    j["init_std"] = m_cfg.init_std;
-    j["adapter_name"] = m_cfg.adapter_name;
-    write_shape_fields(j, m_shape);
-    return j;
-  }
+  nlohmann::json config_json() const;
 
   /// Rebuilds an adapter (values zero until loaded) from `config_json()` output.
   /// @throws peft::invalid_argument naming the field when the method or encoder shape differs
-  static bottleneck_adapter from_config(const nlohmann::json& j, const encoder_shape& shape) {
-    const std::string where = "bottleneck_adapter::from_config";
-    check_config_header(j, peft_type, shape, where);
-    bottleneck_config c;
-    c.bottleneck_size = config_field<index>(j, "bottleneck_size", where);
-    c.reduction_factor = config_field<double>(j, "reduction_factor", where);
-    c.location = parse_enum<adapter_location>(j, "location", where,
-                                              {adapter_location::attention, adapter_location::ffn, adapter_location::both});
-    c.layers = config_field<std::vector<index>>(j, "layers", where);
-    const auto pl = config_field<std::string>(j, "placement", where);
-    if (pl == "pre_dropout") {
-      c.where = placement::pre_dropout;
-    } else if (pl == "post_dropout") {
-      c.where = placement::post_dropout;
-    } else {
-      throw invalid_argument(where + ": field 'placement' expected \"pre_dropout\" or \"post_dropout\", got \"" + pl +
-                             "\"");
-    }
-    c.activation = parse_enum<adapter_activation>(
-        j, "non_linearity", where,
-        {adapter_activation::identity, adapter_activation::relu, adapter_activation::gelu,
-         adapter_activation::gelu_tanh, adapter_activation::swish});
-    c.bias = config_field<bool>(j, "bias", where);
-    c.init = parse_enum<adapter_init>(j, "init_weights", where, {adapter_init::truncated_normal, adapter_init::normal});
-    c.init_std = config_field<double>(j, "init_std", where);
-    c.adapter_name = config_field<std::string>(j, "adapter_name", where);
-    bottleneck_adapter a(shape, c, 0);
-    a.m_params.values().setZero();
-    return a;
-  }
+  static bottleneck_adapter from_config(const nlohmann::json& j, const encoder_shape& shape);
 
 private:
   template <typename E>
-  static E parse_enum(const nlohmann::json& j, const char* key, const std::string& where, std::initializer_list<E> all) {
-    const auto s = config_field<std::string>(j, key, where);
-    std::string names;
-    for (E e : all) {
-      if (s == to_string(e)) return e;
-      names += std::string(names.empty() ? "" : ", ") + "\"" + to_string(e) + "\"";
-    }
-    throw invalid_argument(where + ": field '" + key + "' expected one of " + names + ", got \"" + s + "\"");
-  }
+  static E parse_enum(const nlohmann::json& j, const char* key, const std::string& where,
+                      std::initializer_list<E> all);
 
   static constexpr index up_w() noexcept { return 2; }
 
@@ -326,65 +224,9 @@ private:
     return std::max<index>(1, static_cast<index>(std::floor(static_cast<double>(w) / m_cfg.reduction_factor)));
   }
 
-  void validate() const {
-    const std::string where = "bottleneck_adapter::bottleneck_adapter";
-    auto fail = [&](const std::string& what) { throw invalid_argument(where + ": " + what); };
-    if (m_shape.num_layers <= 0) fail("encoder num_layers expected > 0, got " + std::to_string(m_shape.num_layers));
-    if (static_cast<index>(m_shape.output_width.size()) != m_shape.num_layers)
-      fail("encoder output_width entries expected " + std::to_string(m_shape.num_layers) + ", got " +
-           std::to_string(m_shape.output_width.size()));
-    for (std::size_t l = 0; l < m_shape.output_width.size(); ++l)
-      if (m_shape.output_width[l] <= 0) fail("encoder output_width[" + std::to_string(l) + "] expected > 0");
-    if (m_cfg.bottleneck_size < 0)
-      fail("bottleneck_size expected >= 1 (or 0 with a reduction_factor), got " + std::to_string(m_cfg.bottleneck_size));
-    if (m_cfg.bottleneck_size == 0 && !(m_cfg.reduction_factor > 0 && std::isfinite(m_cfg.reduction_factor)))
-      fail("reduction_factor expected > 0 when bottleneck_size is 0, got " + std::to_string(m_cfg.reduction_factor));
-    if (!(m_cfg.init_std >= 0) || !std::isfinite(m_cfg.init_std))
-      fail("init_std expected finite and >= 0, got " + std::to_string(m_cfg.init_std));
-    if (m_cfg.adapter_name.empty() || m_cfg.adapter_name.find('.') != std::string::npos)
-      fail("adapter_name expected a non-empty path segment without '.', got \"" + m_cfg.adapter_name + "\"");
-    for (std::size_t i = 0; i < m_cfg.layers.size(); ++i) {
-      const index l = m_cfg.layers[i];
-      if (l < 0 || l >= m_shape.num_layers)
-        fail("layers[" + std::to_string(i) + "] expected in [0, " + std::to_string(m_shape.num_layers) + "), got " +
-             std::to_string(l));
-      for (std::size_t k = 0; k < i; ++k)
-        if (m_cfg.layers[k] == l) fail("layers expected distinct entries, got " + std::to_string(l) + " twice");
-    }
-  }
+  void validate() const;
 
-  void build(std::uint64_t seed) {
-    const index L = m_shape.num_layers;
-    m_slot.assign(static_cast<std::size_t>(2 * L), -1);
-    std::vector<bool> chosen(static_cast<std::size_t>(L), m_cfg.layers.empty());
-    for (index l : m_cfg.layers) chosen[static_cast<std::size_t>(l)] = true;
-    rng gen(seed);
-    for (index l = 0; l < L; ++l) {
-      if (!chosen[static_cast<std::size_t>(l)]) continue;
-      for (int si = 0; si < 2; ++si) {
-        const bool att = si == 0;
-        if (att && m_cfg.location == adapter_location::ffn) continue;
-        if (!att && m_cfg.location == adapter_location::attention) continue;
-        const index W = width(l), m = resolve_size(W);
-        const std::string pre = "encoder.layer." + std::to_string(l) + (att ? ".attention.output" : ".output") +
-                                ".adapters." + m_cfg.adapter_name + ".";
-        const index first = m_params.add(pre + "adapter_down.0.weight", m, W, param_group::weight);
-        if (m_cfg.bias) m_params.add(pre + "adapter_down.0.bias", m, 1, param_group::bias);
-        m_params.add(pre + "adapter_up.weight", W, m, param_group::weight);
-        if (m_cfg.bias) m_params.add(pre + "adapter_up.bias", W, 1, param_group::bias);
-        m_slot[static_cast<std::size_t>(2 * l + si)] = first;
-        // Initialise in key order: down weight, then up weight (biases zero).
-        for (index which : {index(0), up_w()}) {
-          auto v = m_params.value(first + block_offset(which));
-          for (index i = 0; i < v.size(); ++i)
-            v.data()[i] = static_cast<Scalar>(m_cfg.init == adapter_init::truncated_normal
-                                                  ? gen.truncated_normal(m_cfg.init_std)
-                                                  : gen.normal() * m_cfg.init_std);
-        }
-      }
-    }
-    m_params.zero_grad();
-  }
+  void build(std::uint64_t seed);
 
   /// Block index offset inside a unit: 0 down.w, 1 down.b, 2 up.w, 3 up.b (without biases: 0, -, 1, -).
   index block_offset(index which) const noexcept { return m_cfg.bias ? which : which / 2; }
@@ -393,50 +235,250 @@ private:
     if (l < 0 || l >= m_shape.num_layers) return -1;
     return m_slot[static_cast<std::size_t>(2 * l + (s == sublayer::ffn ? 1 : 0))];
   }
-  index checked_slot(index l, sublayer s, index cols, const char* where) const {
-    const index k = slot(l, s);
-    if (k < 0)
-      throw invalid_argument(std::string(where) + ": layer " + std::to_string(l) + " " +
-                             (s == sublayer::ffn ? "ffn" : "attention") + " has no adapter unit");
-    if (cols != width(l))
-      throw invalid_argument(detail::expected_got(where, "input columns", width(l), cols));
-    return k;
-  }
+  index checked_slot(index l, sublayer s, index cols, const char* where) const;
 
   Eigen::Map<const mat> value(index k, index which) const { return m_params.value(k + block_offset(which)); }
   Eigen::Map<mat> grad(index k, index which) { return m_params.grad(k + block_offset(which)); }
 
-  void activate(mat& a) const {
-    switch (m_cfg.activation) {
-      case adapter_activation::identity: break;
-      case adapter_activation::relu: ops::activation_forward(activation::relu, a, a); break;
-      case adapter_activation::gelu: ops::activation_forward(activation::gelu_erf, a, a); break;
-      case adapter_activation::gelu_tanh: ops::activation_forward(activation::gelu_tanh, a, a); break;
-      case adapter_activation::swish:
-        a = a.array() / (Scalar(1) + (-a.array()).exp());
-        break;
-    }
-  }
+  void activate(mat& a) const;
   /// du = da * f'(u), in place on da.
-  void activate_backward(const mat& u, mat& da) const {
-    switch (m_cfg.activation) {
-      case adapter_activation::identity: break;
-      case adapter_activation::relu: ops::activation_backward(activation::relu, u, da); break;
-      case adapter_activation::gelu: ops::activation_backward(activation::gelu_erf, u, da); break;
-      case adapter_activation::gelu_tanh: ops::activation_backward(activation::gelu_tanh, u, da); break;
-      case adapter_activation::swish: {
-        const auto sg = (Scalar(1) / (Scalar(1) + (-u.array()).exp())).eval();
-        da.array() *= sg * (Scalar(1) + u.array() * (Scalar(1) - sg));
-        break;
-      }
-    }
-  }
+  void activate_backward(const mat& u, mat& da) const;
 
   encoder_shape m_shape;
   bottleneck_config m_cfg;
   std::vector<index> m_slot;  ///< per (layer, sub-layer): first block of the unit, or -1
   parameter_store<Scalar> m_params;
 };
+
+template <typename Scalar>
+matrix<Scalar> bottleneck_adapter<Scalar>::adapter_delta(index l, sublayer s, const mat& z,
+                                                         mat* pre_activation) const {
+  const index k = checked_slot(l, s, z.cols(), "bottleneck_adapter::adapter_delta");
+  mat u;
+  ops::matmul(z, false, value(k, 0), true, u);
+  if (m_cfg.bias) u.rowwise() += value(k, 1).col(0).transpose();
+  mat a = u;
+  activate(a);
+  mat d;
+  ops::matmul(a, false, value(k, up_w()), true, d);
+  if (m_cfg.bias) d.rowwise() += value(k, 3).col(0).transpose();
+  if (pre_activation) *pre_activation = std::move(u);
+  return d;
+}
+
+template <typename Scalar>
+void bottleneck_adapter<Scalar>::on_sublayer_output(index l, sublayer s, placement p, mat& h,
+                                                    const hook_context& ctx, tape_type& t) const {
+  if (p != m_cfg.where) return;
+  const index k = slot(l, s);
+  if (k < 0) return;
+  mat u;
+  mat d = adapter_delta(l, s, h, &u);
+  if (ctx.record) {
+    const auto n = static_cast<std::size_t>(2 * m_shape.num_layers);
+    if (t.z.size() != n) {
+      t.z.assign(n, mat());
+      t.u.assign(n, mat());
+    }
+    const auto i = static_cast<std::size_t>(2 * l + (s == sublayer::ffn ? 1 : 0));
+    t.z[i] = h;
+    t.u[i] = std::move(u);
+  }
+  h += d;
+}
+
+template <typename Scalar>
+void bottleneck_adapter<Scalar>::on_sublayer_output_backward(index l, sublayer s, placement p, mat& dh,
+                                                             const tape_type& t) {
+  if (p != m_cfg.where) return;
+  const index k = slot(l, s);
+  if (k < 0) return;
+  const auto i = static_cast<std::size_t>(2 * l + (s == sublayer::ffn ? 1 : 0));
+  if (i >= t.z.size() || t.z[i].rows() != dh.rows())
+    throw invalid_argument("bottleneck_adapter::on_sublayer_output_backward: no recorded forward for layer " +
+                           std::to_string(l) + " " + (s == sublayer::ffn ? "ffn" : "attention") +
+                           " (was forward called with a tape?)");
+  const mat& z = t.z[i];
+  const mat& u = t.u[i];
+  mat a = u;
+  activate(a);
+  auto g_up = grad(k, up_w());
+  ops::matmul(dh, true, a, false, g_up, true);
+  if (m_cfg.bias) grad(k, 3) += dh.colwise().sum().transpose();
+  mat da;
+  ops::matmul(dh, false, value(k, up_w()), false, da);
+  activate_backward(u, da);
+  auto g_down = grad(k, 0);
+  ops::matmul(da, true, z, false, g_down, true);
+  if (m_cfg.bias) grad(k, 1) += da.colwise().sum().transpose();
+  ops::matmul(da, false, value(k, 0), false, dh, true);
+}
+
+template <typename Scalar>
+nlohmann::json bottleneck_adapter<Scalar>::config_json() const {
+  nlohmann::json j;
+  j["peft_type"] = peft_type;
+  j["bottleneck_size"] = m_cfg.bottleneck_size;
+  j["reduction_factor"] = m_cfg.reduction_factor;
+  j["location"] = to_string(m_cfg.location);
+  j["layers"] = m_cfg.layers;
+  j["placement"] = placement_name(m_cfg.where);
+  j["non_linearity"] = to_string(m_cfg.activation);
+  j["bias"] = m_cfg.bias;
+  j["init_weights"] = to_string(m_cfg.init);
+  j["init_std"] = m_cfg.init_std;
+  j["adapter_name"] = m_cfg.adapter_name;
+  write_shape_fields(j, m_shape);
+  return j;
+}
+
+template <typename Scalar>
+bottleneck_adapter<Scalar> bottleneck_adapter<Scalar>::from_config(const nlohmann::json& j,
+                                                                   const encoder_shape& shape) {
+  const std::string where = "bottleneck_adapter::from_config";
+  check_config_header(j, peft_type, shape, where);
+  bottleneck_config c;
+  c.bottleneck_size = config_field<index>(j, "bottleneck_size", where);
+  c.reduction_factor = config_field<double>(j, "reduction_factor", where);
+  c.location = parse_enum<adapter_location>(
+      j, "location", where, {adapter_location::attention, adapter_location::ffn, adapter_location::both});
+  c.layers = config_field<std::vector<index>>(j, "layers", where);
+  const auto pl = config_field<std::string>(j, "placement", where);
+  if (pl == "pre_dropout") {
+    c.where = placement::pre_dropout;
+  } else if (pl == "post_dropout") {
+    c.where = placement::post_dropout;
+  } else {
+    throw invalid_argument(
+        where + ": field 'placement' expected \"pre_dropout\" or \"post_dropout\", got \"" + pl + "\"");
+  }
+  c.activation = parse_enum<adapter_activation>(
+      j, "non_linearity", where,
+      {adapter_activation::identity, adapter_activation::relu, adapter_activation::gelu,
+       adapter_activation::gelu_tanh, adapter_activation::swish});
+  c.bias = config_field<bool>(j, "bias", where);
+  c.init = parse_enum<adapter_init>(j, "init_weights", where,
+                                    {adapter_init::truncated_normal, adapter_init::normal});
+  c.init_std = config_field<double>(j, "init_std", where);
+  c.adapter_name = config_field<std::string>(j, "adapter_name", where);
+  bottleneck_adapter a(shape, c, 0);
+  a.m_params.values().setZero();
+  return a;
+}
+
+template <typename Scalar>
+template <typename E>
+E bottleneck_adapter<Scalar>::parse_enum(const nlohmann::json& j, const char* key, const std::string& where,
+                                         std::initializer_list<E> all) {
+  const auto s = config_field<std::string>(j, key, where);
+  std::string names;
+  for (E e : all) {
+    if (s == to_string(e)) return e;
+    names += std::string(names.empty() ? "" : ", ") + "\"" + to_string(e) + "\"";
+  }
+  throw invalid_argument(where + ": field '" + key + "' expected one of " + names + ", got \"" + s + "\"");
+}
+
+template <typename Scalar>
+void bottleneck_adapter<Scalar>::validate() const {
+  const std::string where = "bottleneck_adapter::bottleneck_adapter";
+  auto fail = [&](const std::string& what) { throw invalid_argument(where + ": " + what); };
+  if (m_shape.num_layers <= 0)
+    fail("encoder num_layers expected > 0, got " + std::to_string(m_shape.num_layers));
+  if (static_cast<index>(m_shape.output_width.size()) != m_shape.num_layers)
+    fail("encoder output_width entries expected " + std::to_string(m_shape.num_layers) + ", got " +
+         std::to_string(m_shape.output_width.size()));
+  for (std::size_t l = 0; l < m_shape.output_width.size(); ++l)
+    if (m_shape.output_width[l] <= 0) fail("encoder output_width[" + std::to_string(l) + "] expected > 0");
+  if (m_cfg.bottleneck_size < 0)
+    fail("bottleneck_size expected >= 1 (or 0 with a reduction_factor), got " +
+         std::to_string(m_cfg.bottleneck_size));
+  if (m_cfg.bottleneck_size == 0 && !(m_cfg.reduction_factor > 0 && std::isfinite(m_cfg.reduction_factor)))
+    fail("reduction_factor expected > 0 when bottleneck_size is 0, got " +
+         std::to_string(m_cfg.reduction_factor));
+  if (!(m_cfg.init_std >= 0) || !std::isfinite(m_cfg.init_std))
+    fail("init_std expected finite and >= 0, got " + std::to_string(m_cfg.init_std));
+  if (m_cfg.adapter_name.empty() || m_cfg.adapter_name.find('.') != std::string::npos)
+    fail("adapter_name expected a non-empty path segment without '.', got \"" + m_cfg.adapter_name + "\"");
+  for (std::size_t i = 0; i < m_cfg.layers.size(); ++i) {
+    const index l = m_cfg.layers[i];
+    if (l < 0 || l >= m_shape.num_layers)
+      fail("layers[" + std::to_string(i) + "] expected in [0, " + std::to_string(m_shape.num_layers) +
+           "), got " + std::to_string(l));
+    for (std::size_t k = 0; k < i; ++k)
+      if (m_cfg.layers[k] == l) fail("layers expected distinct entries, got " + std::to_string(l) + " twice");
+  }
+}
+
+template <typename Scalar>
+void bottleneck_adapter<Scalar>::build(std::uint64_t seed) {
+  const index L = m_shape.num_layers;
+  m_slot.assign(static_cast<std::size_t>(2 * L), -1);
+  std::vector<bool> chosen(static_cast<std::size_t>(L), m_cfg.layers.empty());
+  for (index l : m_cfg.layers) chosen[static_cast<std::size_t>(l)] = true;
+  rng gen(seed);
+  for (index l = 0; l < L; ++l) {
+    if (!chosen[static_cast<std::size_t>(l)]) continue;
+    for (int si = 0; si < 2; ++si) {
+      const bool att = si == 0;
+      if (att && m_cfg.location == adapter_location::ffn) continue;
+      if (!att && m_cfg.location == adapter_location::attention) continue;
+      const index W = width(l), m = resolve_size(W);
+      const std::string pre = "encoder.layer." + std::to_string(l) + (att ? ".attention.output" : ".output") +
+                              ".adapters." + m_cfg.adapter_name + ".";
+      const index first = m_params.add(pre + "adapter_down.0.weight", m, W, param_group::weight);
+      if (m_cfg.bias) m_params.add(pre + "adapter_down.0.bias", m, 1, param_group::bias);
+      m_params.add(pre + "adapter_up.weight", W, m, param_group::weight);
+      if (m_cfg.bias) m_params.add(pre + "adapter_up.bias", W, 1, param_group::bias);
+      m_slot[static_cast<std::size_t>(2 * l + si)] = first;
+      // Initialise in key order: down weight, then up weight (biases zero).
+      for (index which : {index(0), up_w()}) {
+        auto v = m_params.value(first + block_offset(which));
+        for (index i = 0; i < v.size(); ++i)
+          v.data()[i] = static_cast<Scalar>(m_cfg.init == adapter_init::truncated_normal
+                                                ? gen.truncated_normal(m_cfg.init_std)
+                                                : gen.normal() * m_cfg.init_std);
+      }
+    }
+  }
+  m_params.zero_grad();
+}
+
+template <typename Scalar>
+index bottleneck_adapter<Scalar>::checked_slot(index l, sublayer s, index cols, const char* where) const {
+  const index k = slot(l, s);
+  if (k < 0)
+    throw invalid_argument(std::string(where) + ": layer " + std::to_string(l) + " " +
+                           (s == sublayer::ffn ? "ffn" : "attention") + " has no adapter unit");
+  if (cols != width(l)) throw invalid_argument(detail::expected_got(where, "input columns", width(l), cols));
+  return k;
+}
+
+template <typename Scalar>
+void bottleneck_adapter<Scalar>::activate(mat& a) const {
+  switch (m_cfg.activation) {
+    case adapter_activation::identity: break;
+    case adapter_activation::relu: ops::activation_forward(activation::relu, a, a); break;
+    case adapter_activation::gelu: ops::activation_forward(activation::gelu_erf, a, a); break;
+    case adapter_activation::gelu_tanh: ops::activation_forward(activation::gelu_tanh, a, a); break;
+    case adapter_activation::swish: a = a.array() / (Scalar(1) + (-a.array()).exp()); break;
+  }
+}
+
+template <typename Scalar>
+void bottleneck_adapter<Scalar>::activate_backward(const mat& u, mat& da) const {
+  switch (m_cfg.activation) {
+    case adapter_activation::identity: break;
+    case adapter_activation::relu: ops::activation_backward(activation::relu, u, da); break;
+    case adapter_activation::gelu: ops::activation_backward(activation::gelu_erf, u, da); break;
+    case adapter_activation::gelu_tanh: ops::activation_backward(activation::gelu_tanh, u, da); break;
+    case adapter_activation::swish: {
+      const auto sg = (Scalar(1) / (Scalar(1) + (-u.array()).exp())).eval();
+      da.array() *= sg * (Scalar(1) + u.array() * (Scalar(1) - sg));
+      break;
+    }
+  }
+}
 
 }  // namespace peft
 

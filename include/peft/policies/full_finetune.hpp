@@ -31,17 +31,7 @@ public:
   static constexpr const char* peft_type = "FULL_FINETUNE";
   struct tape_type {};
 
-  explicit full_finetune(const encoder_shape& shape) : m_shape(shape) {
-    static const char* names[num_linear_ids] = {"attention.self.query", "attention.self.key", "attention.self.value",
-                                                "attention.output.dense", "intermediate.dense", "output.dense"};
-    for (index l = 0; l < shape.num_layers; ++l)
-      for (int w = 0; w < num_linear_ids; ++w) {
-        const auto [out, in] = shape.linear_shape(l, w);
-        const std::string base = "encoder.layer." + std::to_string(l) + "." + names[w];
-        m_params.add(base + ".weight", out, in, param_group::weight);
-        m_params.add(base + ".bias", out, 1, param_group::bias);
-      }
-  }
+  explicit full_finetune(const encoder_shape& shape);
 
   /// What rebuilds it: the method and the encoder shape it was made for.
   nlohmann::json config_json() const {
@@ -49,19 +39,7 @@ public:
             {"hidden_size", m_shape.hidden_size}, {"embedding_size", m_shape.embedding_size}};
   }
   /// @throws invalid_argument when `j` is for another method or encoder shape
-  static full_finetune from_config(const nlohmann::json& j, const encoder_shape& shape) {
-    auto check = [&](const char* key, const nlohmann::json& want) {
-      if (!j.contains(key) || j.at(key) != want)
-        throw invalid_argument(std::string("full_finetune::from_config: '") + key + "' expected " + want.dump() +
-                               ", got " + (j.contains(key) ? j.at(key).dump() : std::string("nothing")));
-    };
-    check("peft_type", peft_type);
-    check("model_type", shape.model_type);
-    check("num_layers", shape.num_layers);
-    check("hidden_size", shape.hidden_size);
-    check("embedding_size", shape.embedding_size);
-    return full_finetune(shape);
-  }
+  static full_finetune from_config(const nlohmann::json& j, const encoder_shape& shape);
 
   parameter_store<Scalar>& parameters() noexcept { return m_params; }
   const parameter_store<Scalar>& parameters() const noexcept { return m_params; }
@@ -87,6 +65,37 @@ private:
   encoder_shape m_shape;
   parameter_store<Scalar> m_params;
 };
+
+template <typename Scalar>
+full_finetune<Scalar>::full_finetune(const encoder_shape& shape) : m_shape(shape) {
+  static const char* names[num_linear_ids] = {"attention.self.query", "attention.self.key",
+                                              "attention.self.value", "attention.output.dense",
+                                              "intermediate.dense",   "output.dense"};
+  for (index l = 0; l < shape.num_layers; ++l)
+    for (int w = 0; w < num_linear_ids; ++w) {
+      const auto [out, in] = shape.linear_shape(l, w);
+      const std::string base = "encoder.layer." + std::to_string(l) + "." + names[w];
+      m_params.add(base + ".weight", out, in, param_group::weight);
+      m_params.add(base + ".bias", out, 1, param_group::bias);
+    }
+}
+
+template <typename Scalar>
+full_finetune<Scalar> full_finetune<Scalar>::from_config(const nlohmann::json& j,
+                                                         const encoder_shape& shape) {
+  auto check = [&](const char* key, const nlohmann::json& want) {
+    if (!j.contains(key) || j.at(key) != want)
+      throw invalid_argument(std::string("full_finetune::from_config: '") + key + "' expected " +
+                             want.dump() + ", got " +
+                             (j.contains(key) ? j.at(key).dump() : std::string("nothing")));
+  };
+  check("peft_type", peft_type);
+  check("model_type", shape.model_type);
+  check("num_layers", shape.num_layers);
+  check("hidden_size", shape.hidden_size);
+  check("embedding_size", shape.embedding_size);
+  return full_finetune(shape);
+}
 
 }  // namespace peft
 

@@ -76,41 +76,7 @@ public:
   /// Builds the LoRA paths for an encoder of shape @p shape, initialised as peft does.
   /// @throws peft::invalid_argument naming the bad field (r <= 0, alpha not finite, dropout
   ///   outside [0, 1), no targets, a layer out of range)
-  lora(const encoder_shape& shape, const lora_config& config, std::uint64_t seed = 0)
-      : m_shape(shape), m_config(config) {
-    const std::string where = "lora::lora";
-    detail::check_encoder_shape(shape, where);
-    if (config.r <= 0) throw invalid_argument(where + ": r expected > 0, got " + std::to_string(config.r));
-    if (!std::isfinite(config.lora_alpha))
-      throw invalid_argument(where + ": lora_alpha expected finite, got " +
-                             std::to_string(config.lora_alpha));
-    if (!(config.lora_dropout >= 0.0 && config.lora_dropout < 1.0))
-      throw invalid_argument(where + ": lora_dropout expected in [0, 1), got " +
-                             std::to_string(config.lora_dropout));
-    m_config.target_modules = detail::resolve_targets(config.target_modules, where);
-    std::vector<index> all;
-    for (index l = 0; l < shape.num_layers; ++l) all.push_back(l);
-    m_config.layers_to_transform = detail::resolve_layers(config.layers_to_transform, all, shape.num_layers,
-                                                          where, "layers_to_transform");
-    m_scaling = static_cast<Scalar>(config.lora_alpha / static_cast<double>(config.r));
-
-    m_slot.assign(static_cast<std::size_t>(shape.num_layers * num_linear_ids), -1);
-    rng gen(seed);
-    for (index l : m_config.layers_to_transform) {
-      for (auto w : m_config.target_modules) {
-        const auto [out, in] = shape.linear_shape(l, static_cast<int>(w));
-        const std::string base = "base_model.model." + detail::linear_module_path(shape.model_type, l, w);
-        const index a = m_store.add(base + ".lora_A.weight", m_config.r, in, param_group::weight);
-        m_store.add(base + ".lora_B.weight", out, m_config.r, param_group::weight);
-        m_slot[slot_index(l, w)] = a;
-        const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-        auto A = m_store.value(a);
-        for (index k = 0; k < A.size(); ++k)
-          A.data()[k] = static_cast<Scalar>((2.0 * gen.uniform() - 1.0) * bound);
-        // lora_B stays zero.
-      }
-    }
-  }
+  lora(const encoder_shape& shape, const lora_config& config, std::uint64_t seed = 0);
 
   const lora_config& config() const noexcept { return m_config; }
   const encoder_shape& shape() const noexcept { return m_shape; }
@@ -128,71 +94,17 @@ public:
   // --- hooks ---------------------------------------------------------------------------
 
   /// y += (alpha/r) * dropout(x) A^T B^T for a targeted linear.
-  void on_linear(index l, linear_id w, const mat& x, mat& y, const hook_context& ctx, tape_type& t) const {
-    const index a = slot(l, w);
-    if (a < 0) return;
-    const auto A = m_store.value(a);
-    const auto B = m_store.value(a + 1);
-    mat mask;
-    const bool drop = ctx.run_mode == mode::train && m_config.lora_dropout > 0.0;
-    mat xd_local;
-    const mat* xin = &x;
-    if (drop) {
-      if (!ctx.gen)
-        throw invalid_argument(
-            "lora::on_linear: train mode with lora_dropout > 0 needs a random generator (got null)");
-      ops::make_dropout_mask(x.rows(), x.cols(), m_config.lora_dropout, *ctx.gen, mask);
-      xd_local = x.cwiseProduct(mask);
-      xin = &xd_local;
-    }
-    mat xa = (*xin) * A.transpose();
-    y.noalias() += (m_scaling * xa) * B.transpose();
-    if (ctx.record) {
-      if (t.paths.size() != m_slot.size()) t.paths.resize(m_slot.size());
-      auto& e = t.paths[slot_index(l, w)];
-      e.x = drop ? std::move(xd_local) : x;
-      e.xa = std::move(xa);
-      e.mask = std::move(mask);
-    }
-  }
+  void on_linear(index l, linear_id w, const mat& x, mat& y, const hook_context& ctx, tape_type& t) const;
 
   /// Accumulates dA, dB and adds the LoRA path's contribution to dx.
-  void on_linear_backward(index l, linear_id w, const mat& dy, mat& dx, const tape_type& t) {
-    const index a = slot(l, w);
-    if (a < 0) return;
-    if (t.paths.size() != m_slot.size() || t.paths[slot_index(l, w)].xa.rows() != dy.rows())
-      throw invalid_argument("lora::on_linear_backward: no record for layer " + std::to_string(l) + " " +
-                             to_string(w) + " (was forward called with a tape and this policy?)");
-    const auto& e = t.paths[slot_index(l, w)];
-    const auto A = m_store.value(a);
-    const auto B = m_store.value(a + 1);
-    m_store.grad(a + 1).noalias() += m_scaling * (dy.transpose() * e.xa);
-    const mat dxa = m_scaling * (dy * B);
-    m_store.grad(a).noalias() += dxa.transpose() * e.x;
-    if (e.mask.size() != 0) {
-      dx.noalias() += (dxa * A).cwiseProduct(e.mask);
-    } else {
-      dx.noalias() += dxa * A;
-    }
-  }
+  void on_linear_backward(index l, linear_id w, const mat& dy, mat& dx, const tape_type& t);
 
   // --- merging -------------------------------------------------------------------------
 
   /// A copy of @p base with every LoRA update folded into its frozen weight,
   /// `W + (alpha/r) B A`. @p base is not changed (it is usually the shared frozen weights).
   /// @throws peft::invalid_argument when @p base does not have this policy's encoder shape
-  std::shared_ptr<encoder_weights<Scalar>> merge(const encoder_weights<Scalar>& base) const {
-    check_weights(base, "lora::merge");
-    auto merged = std::make_shared<encoder_weights<Scalar>>(base);
-    for (index l : m_config.layers_to_transform)
-      for (auto w : m_config.target_modules) {
-        const index a = slot(l, w);
-        mat& W = linear_of(*merged, l, w).weight;
-        const mat delta = m_scaling * (m_store.value(a + 1) * m_store.value(a));
-        W += delta;
-      }
-    return merged;
-  }
+  std::shared_ptr<encoder_weights<Scalar>> merge(const encoder_weights<Scalar>& base) const;
 
   /// Undoes `merge` on @p merged by restoring every targeted weight from @p base, so that
   /// afterwards `merged` equals @p base bit for bit. (Hugging Face subtracts the update
@@ -210,19 +122,7 @@ public:
 
   /// Everything needed to rebuild this policy (peft's `LoraConfig` fields that apply, plus
   /// the encoder shape).
-  nlohmann::json config_json() const {
-    nlohmann::json j;
-    j["peft_type"] = peft_type;
-    j["r"] = m_config.r;
-    j["lora_alpha"] = m_config.lora_alpha;
-    j["lora_dropout"] = m_config.lora_dropout;
-    j["target_modules"] = detail::targets_to_json(m_config.target_modules);
-    j["layers_to_transform"] = m_config.layers_to_transform;
-    j["bias"] = "none";
-    j["fan_in_fan_out"] = false;
-    write_shape_fields(j, m_shape);
-    return j;
-  }
+  nlohmann::json config_json() const;
 
   /// Rebuilds a (freshly initialised) policy from `config_json()` output.
   /// @throws peft::invalid_argument naming the field when the method or encoder shape differs
@@ -232,16 +132,7 @@ public:
 
 private:
   static lora_config config_from_json(const nlohmann::json& j, const encoder_shape& shape,
-                                      const std::string& where) {
-    check_config_header(j, peft_type, shape, where);
-    lora_config c;
-    c.r = config_field<index>(j, "r", where);
-    c.lora_alpha = config_field<double>(j, "lora_alpha", where);
-    c.lora_dropout = config_field<double>(j, "lora_dropout", where);
-    c.target_modules = detail::targets_from_json(j, "target_modules", where);
-    c.layers_to_transform = config_field<std::vector<index>>(j, "layers_to_transform", where);
-    return c;
-  }
+                                      const std::string& where);
 
   std::size_t slot_index(index l, linear_id w) const noexcept {
     return static_cast<std::size_t>(l * num_linear_ids + static_cast<int>(w));
@@ -251,43 +142,12 @@ private:
     return m_slot[slot_index(l, w)];
   }
 
-  static linear_weights<Scalar>& linear_of(encoder_weights<Scalar>& W, index l, linear_id w) {
-    auto& L = W.layers[static_cast<std::size_t>(l)];
-    switch (w) {
-      case linear_id::query: return L.query;
-      case linear_id::key: return L.key;
-      case linear_id::value: return L.value;
-      case linear_id::attn_out: return L.attn_out;
-      case linear_id::ffn_in: return L.ffn_in;
-      case linear_id::ffn_out: break;
-    }
-    return L.ffn_out;
-  }
+  static linear_weights<Scalar>& linear_of(encoder_weights<Scalar>& W, index l, linear_id w);
   static const linear_weights<Scalar>& linear_of(const encoder_weights<Scalar>& W, index l, linear_id w) {
     return linear_of(const_cast<encoder_weights<Scalar>&>(W), l, w);
   }
 
-  void check_weights(const encoder_weights<Scalar>& W, const std::string& where) const {
-    if (W.config.model_type != m_shape.model_type)
-      throw invalid_argument(where + ": weights model_type expected '" + m_shape.model_type + "', got '" +
-                             W.config.model_type + "'");
-    if (static_cast<index>(W.layers.size()) != m_shape.num_layers)
-      throw invalid_argument(where + ": weights layer count expected " + std::to_string(m_shape.num_layers) +
-                             ", got " + std::to_string(W.layers.size()));
-    for (index l : m_config.layers_to_transform)
-      for (auto w : m_config.target_modules) {
-        const auto [out, in] = m_shape.linear_shape(l, static_cast<int>(w));
-        if (linear_of(W, l, w).is_bf16())
-          throw invalid_argument(where + ": layer " + std::to_string(l) + " " + to_string(w) +
-                                 " weight is stored in bf16 (to_bf16); merging needs float weights");
-        const auto& lw = linear_of(W, l, w).weight;
-        if (lw.rows() != out || lw.cols() != in)
-          throw invalid_argument(where + ": layer " + std::to_string(l) + " " + to_string(w) +
-                                 " weight shape expected [" + std::to_string(out) + ", " +
-                                 std::to_string(in) + "], got [" + std::to_string(lw.rows()) + ", " +
-                                 std::to_string(lw.cols()) + "]");
-      }
-  }
+  void check_weights(const encoder_weights<Scalar>& W, const std::string& where) const;
 
   encoder_shape m_shape;
   lora_config m_config;
@@ -295,6 +155,171 @@ private:
   std::vector<index> m_slot;  ///< per (layer, linear): position of the lora_A block, or -1
   parameter_store<Scalar> m_store;
 };
+
+template <typename Scalar>
+lora<Scalar>::lora(const encoder_shape& shape, const lora_config& config, std::uint64_t seed)
+    : m_shape(shape), m_config(config) {
+  const std::string where = "lora::lora";
+  detail::check_encoder_shape(shape, where);
+  if (config.r <= 0) throw invalid_argument(where + ": r expected > 0, got " + std::to_string(config.r));
+  if (!std::isfinite(config.lora_alpha))
+    throw invalid_argument(where + ": lora_alpha expected finite, got " + std::to_string(config.lora_alpha));
+  if (!(config.lora_dropout >= 0.0 && config.lora_dropout < 1.0))
+    throw invalid_argument(where + ": lora_dropout expected in [0, 1), got " +
+                           std::to_string(config.lora_dropout));
+  m_config.target_modules = detail::resolve_targets(config.target_modules, where);
+  std::vector<index> all;
+  for (index l = 0; l < shape.num_layers; ++l) all.push_back(l);
+  m_config.layers_to_transform =
+      detail::resolve_layers(config.layers_to_transform, all, shape.num_layers, where, "layers_to_transform");
+  m_scaling = static_cast<Scalar>(config.lora_alpha / static_cast<double>(config.r));
+
+  m_slot.assign(static_cast<std::size_t>(shape.num_layers * num_linear_ids), -1);
+  rng gen(seed);
+  for (index l : m_config.layers_to_transform) {
+    for (auto w : m_config.target_modules) {
+      const auto [out, in] = shape.linear_shape(l, static_cast<int>(w));
+      const std::string base = "base_model.model." + detail::linear_module_path(shape.model_type, l, w);
+      const index a = m_store.add(base + ".lora_A.weight", m_config.r, in, param_group::weight);
+      m_store.add(base + ".lora_B.weight", out, m_config.r, param_group::weight);
+      m_slot[slot_index(l, w)] = a;
+      const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+      auto A = m_store.value(a);
+      for (index k = 0; k < A.size(); ++k)
+        A.data()[k] = static_cast<Scalar>((2.0 * gen.uniform() - 1.0) * bound);
+      // lora_B stays zero.
+    }
+  }
+}
+
+template <typename Scalar>
+void lora<Scalar>::on_linear(index l, linear_id w, const mat& x, mat& y, const hook_context& ctx,
+                             tape_type& t) const {
+  const index a = slot(l, w);
+  if (a < 0) return;
+  const auto A = m_store.value(a);
+  const auto B = m_store.value(a + 1);
+  mat mask;
+  const bool drop = ctx.run_mode == mode::train && m_config.lora_dropout > 0.0;
+  mat xd_local;
+  const mat* xin = &x;
+  if (drop) {
+    if (!ctx.gen)
+      throw invalid_argument(
+          "lora::on_linear: train mode with lora_dropout > 0 needs a random generator (got null)");
+    ops::make_dropout_mask(x.rows(), x.cols(), m_config.lora_dropout, *ctx.gen, mask);
+    xd_local = x.cwiseProduct(mask);
+    xin = &xd_local;
+  }
+  mat xa = (*xin) * A.transpose();
+  y.noalias() += (m_scaling * xa) * B.transpose();
+  if (ctx.record) {
+    if (t.paths.size() != m_slot.size()) t.paths.resize(m_slot.size());
+    auto& e = t.paths[slot_index(l, w)];
+    e.x = drop ? std::move(xd_local) : x;
+    e.xa = std::move(xa);
+    e.mask = std::move(mask);
+  }
+}
+
+template <typename Scalar>
+void lora<Scalar>::on_linear_backward(index l, linear_id w, const mat& dy, mat& dx, const tape_type& t) {
+  const index a = slot(l, w);
+  if (a < 0) return;
+  if (t.paths.size() != m_slot.size() || t.paths[slot_index(l, w)].xa.rows() != dy.rows())
+    throw invalid_argument("lora::on_linear_backward: no record for layer " + std::to_string(l) + " " +
+                           to_string(w) + " (was forward called with a tape and this policy?)");
+  const auto& e = t.paths[slot_index(l, w)];
+  const auto A = m_store.value(a);
+  const auto B = m_store.value(a + 1);
+  m_store.grad(a + 1).noalias() += m_scaling * (dy.transpose() * e.xa);
+  const mat dxa = m_scaling * (dy * B);
+  m_store.grad(a).noalias() += dxa.transpose() * e.x;
+  if (e.mask.size() != 0) {
+    dx.noalias() += (dxa * A).cwiseProduct(e.mask);
+  } else {
+    dx.noalias() += dxa * A;
+  }
+}
+
+template <typename Scalar>
+std::shared_ptr<encoder_weights<Scalar>> lora<Scalar>::merge(const encoder_weights<Scalar>& base) const {
+  check_weights(base, "lora::merge");
+  auto merged = std::make_shared<encoder_weights<Scalar>>(base);
+  for (index l : m_config.layers_to_transform)
+    for (auto w : m_config.target_modules) {
+      const index a = slot(l, w);
+      mat& W = linear_of(*merged, l, w).weight;
+      const mat delta = m_scaling * (m_store.value(a + 1) * m_store.value(a));
+      W += delta;
+    }
+  return merged;
+}
+
+template <typename Scalar>
+nlohmann::json lora<Scalar>::config_json() const {
+  nlohmann::json j;
+  j["peft_type"] = peft_type;
+  j["r"] = m_config.r;
+  j["lora_alpha"] = m_config.lora_alpha;
+  j["lora_dropout"] = m_config.lora_dropout;
+  j["target_modules"] = detail::targets_to_json(m_config.target_modules);
+  j["layers_to_transform"] = m_config.layers_to_transform;
+  j["bias"] = "none";
+  j["fan_in_fan_out"] = false;
+  write_shape_fields(j, m_shape);
+  return j;
+}
+
+template <typename Scalar>
+lora_config lora<Scalar>::config_from_json(const nlohmann::json& j, const encoder_shape& shape,
+                                           const std::string& where) {
+  check_config_header(j, peft_type, shape, where);
+  lora_config c;
+  c.r = config_field<index>(j, "r", where);
+  c.lora_alpha = config_field<double>(j, "lora_alpha", where);
+  c.lora_dropout = config_field<double>(j, "lora_dropout", where);
+  c.target_modules = detail::targets_from_json(j, "target_modules", where);
+  c.layers_to_transform = config_field<std::vector<index>>(j, "layers_to_transform", where);
+  return c;
+}
+
+template <typename Scalar>
+linear_weights<Scalar>& lora<Scalar>::linear_of(encoder_weights<Scalar>& W, index l, linear_id w) {
+  auto& L = W.layers[static_cast<std::size_t>(l)];
+  switch (w) {
+    case linear_id::query: return L.query;
+    case linear_id::key: return L.key;
+    case linear_id::value: return L.value;
+    case linear_id::attn_out: return L.attn_out;
+    case linear_id::ffn_in: return L.ffn_in;
+    case linear_id::ffn_out: break;
+  }
+  return L.ffn_out;
+}
+
+template <typename Scalar>
+void lora<Scalar>::check_weights(const encoder_weights<Scalar>& W, const std::string& where) const {
+  if (W.config.model_type != m_shape.model_type)
+    throw invalid_argument(where + ": weights model_type expected '" + m_shape.model_type + "', got '" +
+                           W.config.model_type + "'");
+  if (static_cast<index>(W.layers.size()) != m_shape.num_layers)
+    throw invalid_argument(where + ": weights layer count expected " + std::to_string(m_shape.num_layers) +
+                           ", got " + std::to_string(W.layers.size()));
+  for (index l : m_config.layers_to_transform)
+    for (auto w : m_config.target_modules) {
+      const auto [out, in] = m_shape.linear_shape(l, static_cast<int>(w));
+      if (linear_of(W, l, w).is_bf16())
+        throw invalid_argument(where + ": layer " + std::to_string(l) + " " + to_string(w) +
+                               " weight is stored in bf16 (to_bf16); merging needs float weights");
+      const auto& lw = linear_of(W, l, w).weight;
+      if (lw.rows() != out || lw.cols() != in)
+        throw invalid_argument(where + ": layer " + std::to_string(l) + " " + to_string(w) +
+                               " weight shape expected [" + std::to_string(out) + ", " + std::to_string(in) +
+                               "], got [" + std::to_string(lw.rows()) + ", " + std::to_string(lw.cols()) +
+                               "]");
+    }
+}
 
 }  // namespace peft
 

@@ -75,49 +75,7 @@ public:
   /// @throws peft::invalid_argument naming the bad field (non-finite threshold, init_scale
   ///   <= 0, init_sparsity outside (0, 1], init_scale + threshold <= 0, no targets, a layer
   ///   out of range)
-  mask_tuning(const encoder_shape& shape, const mask_tuning_config& config, std::uint64_t seed = 0)
-      : m_shape(shape), m_config(config) {
-    const std::string where = "mask_tuning::mask_tuning";
-    detail::check_encoder_shape(shape, where);
-    if (!std::isfinite(config.threshold))
-      throw invalid_argument(where + ": threshold expected finite, got " + std::to_string(config.threshold));
-    if (!(config.init_scale > 0.0) || !std::isfinite(config.init_scale))
-      throw invalid_argument(where + ": init_scale expected > 0, got " + std::to_string(config.init_scale));
-    if (!(config.init_sparsity > 0.0 && config.init_sparsity <= 1.0))
-      throw invalid_argument(where + ": init_sparsity expected in (0, 1], got " +
-                             std::to_string(config.init_sparsity));
-    if (!(config.init_scale + config.threshold > 0.0))
-      throw invalid_argument(
-          where + ": init_scale + threshold expected > 0 (so that init_sparsity is reachable), got " +
-          std::to_string(config.init_scale + config.threshold));
-    m_config.target_modules = detail::resolve_targets(config.target_modules, where);
-    std::vector<index> fallback;
-    for (index l = shape.num_layers > 2 ? 2 : 0; l < shape.num_layers; ++l) fallback.push_back(l);
-    m_config.layers = detail::resolve_layers(config.layers, fallback, shape.num_layers, where, "layers");
-    m_tau = static_cast<Scalar>(config.threshold);
-    m_kept = static_cast<Scalar>(config.threshold + config.init_scale);
-    m_dropped = static_cast<Scalar>(config.threshold - config.init_scale);
-    if (!(m_kept > m_tau) || m_dropped > m_tau)
-      throw invalid_argument(where +
-                             ": init_scale expected to separate threshold +- init_scale from threshold in " +
-                             "this precision, got init_scale " + std::to_string(config.init_scale) +
-                             " at threshold " + std::to_string(config.threshold));
-
-    const double lo = -config.init_scale;
-    const double hi = (config.init_scale + config.threshold) / config.init_sparsity - config.init_scale;
-    m_slot.assign(static_cast<std::size_t>(shape.num_layers * num_linear_ids), -1);
-    rng gen(seed);
-    for (index l : m_config.layers)
-      for (auto w : m_config.target_modules) {
-        const auto [out, in] = shape.linear_shape(l, static_cast<int>(w));
-        const index b = m_store.add(detail::linear_module_path(shape.model_type, l, w) + ".weight_mask", out,
-                                    in, param_group::weight);
-        m_slot[slot_index(l, w)] = b;
-        auto S = m_store.value(b);
-        for (index k = 0; k < S.size(); ++k)
-          S.data()[k] = static_cast<Scalar>(lo + (hi - lo) * gen.uniform());
-      }
-  }
+  mask_tuning(const encoder_shape& shape, const mask_tuning_config& config, std::uint64_t seed = 0);
 
   const mask_tuning_config& config() const noexcept { return m_config; }
   const encoder_shape& shape() const noexcept { return m_shape; }
@@ -129,22 +87,10 @@ public:
 
   /// The binary mask (0/1) of linear @p w of layer @p l.
   /// @throws peft::invalid_argument when that linear is not masked
-  mat mask(index l, linear_id w) const {
-    const index b = slot(l, w);
-    if (b < 0)
-      throw invalid_argument("mask_tuning::mask: layer " + std::to_string(l) + " " + to_string(w) +
-                             " is not masked");
-    return (m_store.value(b).array() > m_tau).template cast<Scalar>().matrix();
-  }
+  mat mask(index l, linear_id w) const;
 
   /// Fraction of zeros over every masked weight.
-  double sparsity() const noexcept {
-    if (m_store.size() == 0) return 0.0;
-    index zeros = 0;
-    const auto& v = m_store.values();
-    for (index k = 0; k < v.size(); ++k) zeros += v[k] > m_tau ? 0 : 1;
-    return static_cast<double>(zeros) / static_cast<double>(v.size());
-  }
+  double sparsity() const noexcept;
 
   /// Number of masked weights (= number of bits in the saved form).
   index num_masked_weights() const noexcept { return m_store.size(); }
@@ -168,50 +114,13 @@ public:
 
   // --- checkpoints ---------------------------------------------------------------------
 
-  nlohmann::json config_json() const {
-    nlohmann::json j;
-    j["peft_type"] = peft_type;
-    j["threshold"] = m_config.threshold;
-    j["init_scale"] = m_config.init_scale;
-    j["init_sparsity"] = m_config.init_sparsity;
-    j["target_modules"] = detail::targets_to_json(m_config.target_modules);
-    j["layers"] = m_config.layers;
-    j["mask_biases"] = false;
-    j["mask_format"] = "packbits: row-major, most significant bit first, uint8";
-    write_shape_fields(j, m_shape);
-    return j;
-  }
+  nlohmann::json config_json() const;
 
   /// @throws peft::invalid_argument naming the field when the method or encoder shape differs
-  static mask_tuning from_config(const nlohmann::json& j, const encoder_shape& shape) {
-    const std::string where = "mask_tuning::from_config";
-    check_config_header(j, peft_type, shape, where);
-    mask_tuning_config c;
-    c.threshold = config_field<double>(j, "threshold", where);
-    c.init_scale = config_field<double>(j, "init_scale", where);
-    c.init_sparsity = config_field<double>(j, "init_sparsity", where);
-    c.target_modules = detail::targets_from_json(j, "target_modules", where);
-    c.layers = config_field<std::vector<index>>(j, "layers", where);
-    return mask_tuning(shape, c, 0);
-  }
+  static mask_tuning from_config(const nlohmann::json& j, const encoder_shape& shape);
 
   /// The bit-packed masks, one `[ceil(out*in/8)]` tensor of byte values per masked matrix.
-  std::map<std::string, tensor> export_tensors() const {
-    std::map<std::string, tensor> out;
-    for (index b = 0; b < m_store.num_blocks(); ++b) {
-      const auto S = m_store.value(b);
-      const auto n = static_cast<std::size_t>(S.size());
-      tensor t;
-      t.shape = std::vector<std::int64_t>{static_cast<std::int64_t>((n + 7) / 8)};
-      t.data.assign((n + 7) / 8, 0.0f);
-      std::vector<unsigned> bytes((n + 7) / 8, 0u);
-      for (std::size_t k = 0; k < n; ++k)
-        if (S.data()[k] > m_tau) bytes[k / 8] |= 0x80u >> (k % 8);
-      for (std::size_t k = 0; k < bytes.size(); ++k) t.data[k] = static_cast<float>(bytes[k]);
-      out.emplace(m_store.block(b).name, std::move(t));
-    }
-    return out;
-  }
+  std::map<std::string, tensor> export_tensors() const;
 
   /// Storage type of each exported tensor: "U8" (one byte per element) for all of them.
   std::map<std::string, std::string> export_dtypes() const {
@@ -223,37 +132,7 @@ public:
   /// Sets the scores from bit-packed masks (kept: tau + s, dropped: tau - s).
   /// @throws peft::invalid_argument naming the tensor: missing, unexpected, wrong size, a
   ///   value that is not a byte, or a non-zero padding bit
-  void import_tensors(const std::map<std::string, tensor>& tensors) {
-    const std::string where = "mask_tuning::import_tensors";
-    for (const auto& kv : tensors)
-      if (m_store.find(kv.first) < 0)
-        throw invalid_argument(where + ": unexpected tensor '" + kv.first + "'");
-    for (index b = 0; b < m_store.num_blocks(); ++b) {
-      const auto& name = m_store.block(b).name;
-      auto it = tensors.find(name);
-      if (it == tensors.end()) throw invalid_argument(where + ": missing tensor '" + name + "'");
-      const tensor& t = it->second;
-      auto S = m_store.value(b);
-      const auto n = static_cast<std::size_t>(S.size());
-      const auto nbytes = static_cast<std::int64_t>((n + 7) / 8);
-      if (t.shape != std::vector<std::int64_t>{nbytes} || static_cast<std::int64_t>(t.data.size()) != nbytes)
-        throw invalid_argument(where + ": tensor '" + name + "' shape expected [" + std::to_string(nbytes) +
-                               "], got " + t.shape_string());
-      for (std::size_t k = 0; k < t.data.size(); ++k) {
-        const float v = t.data[k];
-        if (!(v >= 0.0f && v <= 255.0f && std::floor(v) == v))
-          throw invalid_argument(where + ": tensor '" + name + "' element " + std::to_string(k) +
-                                 " expected a byte value 0..255, got " + std::to_string(v));
-      }
-      const auto byte = [&](std::size_t k) { return static_cast<unsigned>(t.data[k]); };
-      if (n % 8 != 0 && (byte(n / 8) & (0xffu >> (n % 8))) != 0)
-        throw invalid_argument(where + ": tensor '" + name +
-                               "' padding bits of the last byte expected 0, got " +
-                               std::to_string(byte(n / 8)));
-      for (std::size_t k = 0; k < n; ++k)
-        S.data()[k] = (byte(k / 8) & (0x80u >> (k % 8))) ? m_kept : m_dropped;
-    }
-  }
+  void import_tensors(const std::map<std::string, tensor>& tensors);
 
 private:
   std::size_t slot_index(index l, linear_id w) const noexcept {
@@ -270,6 +149,146 @@ private:
   std::vector<index> m_slot;  ///< per (layer, linear): block of its scores, or -1
   parameter_store<Scalar> m_store;
 };
+
+template <typename Scalar>
+mask_tuning<Scalar>::mask_tuning(const encoder_shape& shape, const mask_tuning_config& config,
+                                 std::uint64_t seed)
+    : m_shape(shape), m_config(config) {
+  const std::string where = "mask_tuning::mask_tuning";
+  detail::check_encoder_shape(shape, where);
+  if (!std::isfinite(config.threshold))
+    throw invalid_argument(where + ": threshold expected finite, got " + std::to_string(config.threshold));
+  if (!(config.init_scale > 0.0) || !std::isfinite(config.init_scale))
+    throw invalid_argument(where + ": init_scale expected > 0, got " + std::to_string(config.init_scale));
+  if (!(config.init_sparsity > 0.0 && config.init_sparsity <= 1.0))
+    throw invalid_argument(where + ": init_sparsity expected in (0, 1], got " +
+                           std::to_string(config.init_sparsity));
+  if (!(config.init_scale + config.threshold > 0.0))
+    throw invalid_argument(
+        where + ": init_scale + threshold expected > 0 (so that init_sparsity is reachable), got " +
+        std::to_string(config.init_scale + config.threshold));
+  m_config.target_modules = detail::resolve_targets(config.target_modules, where);
+  std::vector<index> fallback;
+  for (index l = shape.num_layers > 2 ? 2 : 0; l < shape.num_layers; ++l) fallback.push_back(l);
+  m_config.layers = detail::resolve_layers(config.layers, fallback, shape.num_layers, where, "layers");
+  m_tau = static_cast<Scalar>(config.threshold);
+  m_kept = static_cast<Scalar>(config.threshold + config.init_scale);
+  m_dropped = static_cast<Scalar>(config.threshold - config.init_scale);
+  if (!(m_kept > m_tau) || m_dropped > m_tau)
+    throw invalid_argument(where +
+                           ": init_scale expected to separate threshold +- init_scale from threshold in " +
+                           "this precision, got init_scale " + std::to_string(config.init_scale) +
+                           " at threshold " + std::to_string(config.threshold));
+
+  const double lo = -config.init_scale;
+  const double hi = (config.init_scale + config.threshold) / config.init_sparsity - config.init_scale;
+  m_slot.assign(static_cast<std::size_t>(shape.num_layers * num_linear_ids), -1);
+  rng gen(seed);
+  for (index l : m_config.layers)
+    for (auto w : m_config.target_modules) {
+      const auto [out, in] = shape.linear_shape(l, static_cast<int>(w));
+      const index b = m_store.add(detail::linear_module_path(shape.model_type, l, w) + ".weight_mask", out,
+                                  in, param_group::weight);
+      m_slot[slot_index(l, w)] = b;
+      auto S = m_store.value(b);
+      for (index k = 0; k < S.size(); ++k) S.data()[k] = static_cast<Scalar>(lo + (hi - lo) * gen.uniform());
+    }
+}
+
+template <typename Scalar>
+matrix<Scalar> mask_tuning<Scalar>::mask(index l, linear_id w) const {
+  const index b = slot(l, w);
+  if (b < 0)
+    throw invalid_argument("mask_tuning::mask: layer " + std::to_string(l) + " " + to_string(w) +
+                           " is not masked");
+  return (m_store.value(b).array() > m_tau).template cast<Scalar>().matrix();
+}
+
+template <typename Scalar>
+double mask_tuning<Scalar>::sparsity() const noexcept {
+  if (m_store.size() == 0) return 0.0;
+  index zeros = 0;
+  const auto& v = m_store.values();
+  for (index k = 0; k < v.size(); ++k) zeros += v[k] > m_tau ? 0 : 1;
+  return static_cast<double>(zeros) / static_cast<double>(v.size());
+}
+
+template <typename Scalar>
+nlohmann::json mask_tuning<Scalar>::config_json() const {
+  nlohmann::json j;
+  j["peft_type"] = peft_type;
+  j["threshold"] = m_config.threshold;
+  j["init_scale"] = m_config.init_scale;
+  j["init_sparsity"] = m_config.init_sparsity;
+  j["target_modules"] = detail::targets_to_json(m_config.target_modules);
+  j["layers"] = m_config.layers;
+  j["mask_biases"] = false;
+  j["mask_format"] = "packbits: row-major, most significant bit first, uint8";
+  write_shape_fields(j, m_shape);
+  return j;
+}
+
+template <typename Scalar>
+mask_tuning<Scalar> mask_tuning<Scalar>::from_config(const nlohmann::json& j, const encoder_shape& shape) {
+  const std::string where = "mask_tuning::from_config";
+  check_config_header(j, peft_type, shape, where);
+  mask_tuning_config c;
+  c.threshold = config_field<double>(j, "threshold", where);
+  c.init_scale = config_field<double>(j, "init_scale", where);
+  c.init_sparsity = config_field<double>(j, "init_sparsity", where);
+  c.target_modules = detail::targets_from_json(j, "target_modules", where);
+  c.layers = config_field<std::vector<index>>(j, "layers", where);
+  return mask_tuning(shape, c, 0);
+}
+
+template <typename Scalar>
+std::map<std::string, tensor> mask_tuning<Scalar>::export_tensors() const {
+  std::map<std::string, tensor> out;
+  for (index b = 0; b < m_store.num_blocks(); ++b) {
+    const auto S = m_store.value(b);
+    const auto n = static_cast<std::size_t>(S.size());
+    tensor t;
+    t.shape = std::vector<std::int64_t>{static_cast<std::int64_t>((n + 7) / 8)};
+    t.data.assign((n + 7) / 8, 0.0f);
+    std::vector<unsigned> bytes((n + 7) / 8, 0u);
+    for (std::size_t k = 0; k < n; ++k)
+      if (S.data()[k] > m_tau) bytes[k / 8] |= 0x80u >> (k % 8);
+    for (std::size_t k = 0; k < bytes.size(); ++k) t.data[k] = static_cast<float>(bytes[k]);
+    out.emplace(m_store.block(b).name, std::move(t));
+  }
+  return out;
+}
+
+template <typename Scalar>
+void mask_tuning<Scalar>::import_tensors(const std::map<std::string, tensor>& tensors) {
+  const std::string where = "mask_tuning::import_tensors";
+  for (const auto& kv : tensors)
+    if (m_store.find(kv.first) < 0) throw invalid_argument(where + ": unexpected tensor '" + kv.first + "'");
+  for (index b = 0; b < m_store.num_blocks(); ++b) {
+    const auto& name = m_store.block(b).name;
+    auto it = tensors.find(name);
+    if (it == tensors.end()) throw invalid_argument(where + ": missing tensor '" + name + "'");
+    const tensor& t = it->second;
+    auto S = m_store.value(b);
+    const auto n = static_cast<std::size_t>(S.size());
+    const auto nbytes = static_cast<std::int64_t>((n + 7) / 8);
+    if (t.shape != std::vector<std::int64_t>{nbytes} || static_cast<std::int64_t>(t.data.size()) != nbytes)
+      throw invalid_argument(where + ": tensor '" + name + "' shape expected [" + std::to_string(nbytes) +
+                             "], got " + t.shape_string());
+    for (std::size_t k = 0; k < t.data.size(); ++k) {
+      const float v = t.data[k];
+      if (!(v >= 0.0f && v <= 255.0f && std::floor(v) == v))
+        throw invalid_argument(where + ": tensor '" + name + "' element " + std::to_string(k) +
+                               " expected a byte value 0..255, got " + std::to_string(v));
+    }
+    const auto byte = [&](std::size_t k) { return static_cast<unsigned>(t.data[k]); };
+    if (n % 8 != 0 && (byte(n / 8) & (0xffu >> (n % 8))) != 0)
+      throw invalid_argument(where + ": tensor '" + name +
+                             "' padding bits of the last byte expected 0, got " +
+                             std::to_string(byte(n / 8)));
+    for (std::size_t k = 0; k < n; ++k) S.data()[k] = (byte(k / 8) & (0x80u >> (k % 8))) ? m_kept : m_dropped;
+  }
+}
 
 }  // namespace peft
 

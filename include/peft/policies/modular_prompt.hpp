@@ -147,17 +147,7 @@ public:
   /// @param config hyper-parameters
   /// @param seed initialisation seed (router, then z, then A in slot order)
   /// @throws peft::invalid_argument naming the field for a bad config or encoder shape
-  modular_prompt(const encoder_shape& shape, const modular_prompt_config& config, std::uint64_t seed = 0)
-      : m_shape(shape), m_cfg(config) {
-    const std::string where = "modular_prompt::modular_prompt";
-    detail::check_encoder_shape(shape, where);
-    validate_config(config, where);
-    for (std::size_t l = 0; l < shape.input_width.size(); ++l)
-      if (shape.input_width[l] <= 0)
-        throw invalid_argument(where + ": encoder input_width[" + std::to_string(l) + "] expected > 0, got " +
-                               std::to_string(shape.input_width[l]));
-    build(seed);
-  }
+  modular_prompt(const encoder_shape& shape, const modular_prompt_config& config, std::uint64_t seed = 0);
 
   const modular_prompt_config& config() const noexcept { return m_cfg; }
   const encoder_shape& shape() const noexcept { return m_shape; }
@@ -189,18 +179,7 @@ public:
   /// selects task 0, keeping z and A (or the materialised prompts): the downstream start,
   /// where the pre-trained routers are not reused.
   /// @throws peft::invalid_argument when num_tasks < 1
-  void reset_router(index num_tasks = 1, std::uint64_t seed = 0) {
-    if (num_tasks < 1)
-      throw invalid_argument("modular_prompt::reset_router: num_tasks expected >= 1, got " +
-                             std::to_string(num_tasks));
-    m_cfg.num_tasks = num_tasks;
-    m_task = 0;
-    rng gen(seed);
-    m_router = parameter_store<Scalar>();
-    fill_uniform(m_router.value(m_router.add(router_block, num_tasks, num_slots() * m_cfg.num_modules,
-                                             param_group::weight)),
-                 init_range, gen);
-  }
+  void reset_router(index num_tasks = 1, std::uint64_t seed = 0);
 
   /// Normalised evaluation-mode routing weights r^ of slot @p s for the selected task, [M].
   vec routing_weights(index s) const {
@@ -276,18 +255,7 @@ public:
   /// router (up to the 1e-12 of the normalisation).
   /// @throws peft::invalid_argument for a bad slot, a size other than d, a non-finite value,
   ///   or after `materialize()`
-  void set_intrinsic(index s, const Eigen::Ref<const vec>& z) {
-    const char* where = "modular_prompt::set_intrinsic";
-    check_slot(s, where);
-    require_intrinsic(where);
-    if (z.size() != m_cfg.intrinsic_dim)
-      throw invalid_argument(
-          detail::expected_got(where, "intrinsic vector size", m_cfg.intrinsic_dim, z.size()));
-    if (!z.allFinite())
-      throw invalid_argument(std::string(where) + ": intrinsic vector expected finite values");
-    auto Z = m_prompts.value(0);
-    for (index k = 0; k < m_cfg.num_modules; ++k) Z.row(s * m_cfg.num_modules + k) = z.transpose();
-  }
+  void set_intrinsic(index s, const Eigen::Ref<const vec>& z);
 
   /// The M module prompts of slot @p s, `[M x n*H_s]` (row k = `z_{s,k} A_s`, each a row-major
   /// `[n x H_s]` prompt).
@@ -307,18 +275,7 @@ public:
   /// trainable prompt store (downstream step 1 of the reference: the prompts are then tuned
   /// directly). The projection store becomes empty; router and trainable flags are kept.
   /// The outputs do not change beyond rounding. No-op when already materialised.
-  void materialize() {
-    if (m_materialized) return;
-    parameter_store<Scalar> P;
-    for (index s = 0; s < num_slots(); ++s) {
-      const index b = P.add(prompt_block(s), m_cfg.num_modules, m_cfg.num_prompt_tokens * slot_width(s),
-                            param_group::weight);
-      P.value(b) = z_slot(s) * m_projection.value(s);
-    }
-    m_prompts = std::move(P);
-    m_projection = parameter_store<Scalar>();
-    m_materialized = true;
-  }
+  void materialize();
 
   /// Lowest layer with a prompt: 0 for both variants.
   index lowest_layer(index /*num_layers*/) const noexcept { return 0; }
@@ -330,245 +287,39 @@ public:
   /// @throws peft::invalid_argument for a width other than H_s, a context that does not
   ///   describe @p h, a sequence shorter than n + 1 real tokens, or train mode without a
   ///   generator
-  void on_layer_input(index l, mat& h, const hook_context& ctx, tape_type& t) const {
-    const index s = slot_of(l);
-    if (s < 0) return;
-    const char* where = "modular_prompt::on_layer_input";
-    const index n = m_cfg.num_prompt_tokens, H = slot_width(s), M = m_cfg.num_modules;
-    if (h.cols() != H)
-      throw invalid_argument(std::string(where) + ": hidden width of layer " + std::to_string(l) +
-                             " expected " + std::to_string(H) + ", got " + std::to_string(h.cols()));
-    check_positions(h, ctx, where);
-    const bool sample = ctx.run_mode == mode::train && m_cfg.sample_router;
-    const auto logits = router_row(m_task, s);
-    vec r(M), g;
-    if (sample) {
-      if (!ctx.gen)
-        throw invalid_argument(std::string(where) +
-                               ": train mode samples the router and needs a random generator (got null)");
-      g.resize(M);
-      const Scalar inv_tau = static_cast<Scalar>(1.0 / m_cfg.temperature);
-      for (index k = 0; k < M; ++k) {
-        double u;
-        do {
-          u = ctx.gen->uniform();
-        } while (u <= 0.0);
-        g[k] = static_cast<Scalar>(std::log(u) - std::log1p(-u));
-        r[k] = sigmoid_scalar((logits[k] + g[k]) * inv_tau);
-      }
-    } else {
-      r = sigmoid(logits.transpose());
-    }
-    const vec rh = r / (r.sum() + static_cast<Scalar>(normalise_eps));
-    const rvec p = routed_prompt(s, rh);
-    const Eigen::Map<const mat> P(p.data(), n, H);
-    const index T = ctx.time;
-    for (index b = 0; b < ctx.batch_size; ++b) h.block(b * T + 1, 0, n, H) += P;
-    if (ctx.record) {
-      const auto S = su(num_slots());
-      if (t.weights.size() != S) {
-        t.weights.assign(S, vec());
-        t.noise.assign(S, vec());
-      }
-      t.batch_size = ctx.batch_size;
-      t.time = T;
-      t.task = m_task;
-      t.sampled = sample;
-      t.weights[su(s)] = std::move(r);
-      t.noise[su(s)] = std::move(g);
-    }
-  }
+  void on_layer_input(index l, mat& h, const hook_context& ctx, tape_type& t) const;
 
   /// Accumulates the gradients of the trainable stores from @p dh, the gradient of layer
   /// @p l's input; @p dh itself passes through unchanged (the prompt is added).
   /// @throws peft::invalid_argument when the tape holds no recorded forward for this slot
-  void on_layer_input_backward(index l, mat& dh, const tape_type& t) {
-    const index s = slot_of(l);
-    if (s < 0) return;
-    const char* where = "modular_prompt::on_layer_input_backward";
-    const index n = m_cfg.num_prompt_tokens, H = slot_width(s), M = m_cfg.num_modules;
-    if (su(s) >= t.weights.size() || t.weights[su(s)].size() != M || t.batch_size * t.time != dh.rows() ||
-        dh.cols() != H)
-      throw invalid_argument(std::string(where) + ": no recorded forward for layer " + std::to_string(l) +
-                             " matching a gradient of shape [" + std::to_string(dh.rows()) + ", " +
-                             std::to_string(dh.cols()) + "] (was forward called with a tape?)");
-    if (t.task < 0 || t.task >= m_cfg.num_tasks)
-      throw invalid_argument(std::string(where) + ": recorded task " + std::to_string(t.task) +
-                             " is outside the router's " + std::to_string(m_cfg.num_tasks) + " tasks");
-    const bool want_router = m_parts.router, want_prompts = m_parts.prompts;
-    const bool want_proj = m_parts.projection && !m_materialized;
-    if (!want_router && !want_prompts && !want_proj) return;
-
-    // dp = sum over sequences of the gradient at the prompt rows, as one [1 x n*H] row.
-    mat dP = mat::Zero(n, H);
-    for (index b = 0; b < t.batch_size; ++b) dP += dh.block(b * t.time + 1, 0, n, H);
-    const Eigen::Map<const rvec> dp(dP.data(), n * H);
-
-    const vec& r = t.weights[su(s)];
-    const Scalar sum = r.sum() + static_cast<Scalar>(normalise_eps);
-    const vec rh = r / sum;
-    vec drh;  // gradient of the normalised weights
-    if (m_materialized) {
-      const auto P = m_prompts.value(s);
-      if (want_prompts) m_prompts.grad(s).noalias() += rh * dp;
-      if (want_router) drh = P * dp.transpose();
-    } else {
-      const auto A = m_projection.value(s);
-      const auto Z = z_slot(s);
-      if (want_proj) {
-        const rvec zbar = rh.transpose() * Z;
-        m_projection.grad(s).noalias() += zbar.transpose() * dp;
-      }
-      if (want_prompts || want_router) {
-        const vec q = A * dp.transpose();  // [d]
-        if (want_prompts) m_prompts.grad(0).middleRows(s * M, M).noalias() += rh * q.transpose();
-        if (want_router) drh = Z * q;
-      }
-    }
-    if (want_router) {
-      // r^ = r / (sum r + eps):  dr_j = (dr^_j - sum_k dr^_k r^_k) / (sum r + eps)
-      const vec dr = (drh.array() - drh.dot(rh)) / sum;
-      // r = sigmoid(x), x = R (eval) or (R + noise) / tau (sampled)
-      vec dx = dr.array() * r.array() * (Scalar(1) - r.array());
-      if (t.sampled) dx /= static_cast<Scalar>(m_cfg.temperature);
-      m_router.grad(0).row(t.task).segment(s * M, M) += dx.transpose();
-    }
-  }
+  void on_layer_input_backward(index l, mat& dh, const tape_type& t);
 
   // --- checkpoints --------------------------------------------------------------------------
 
   /// The hyper-parameters, the selected task, whether materialised, and the encoder shape.
-  nlohmann::json config_json() const {
-    nlohmann::json j;
-    j["peft_type"] = peft_type;
-    j["num_modules"] = m_cfg.num_modules;
-    j["num_prompt_tokens"] = m_cfg.num_prompt_tokens;
-    j["intrinsic_dim"] = m_cfg.intrinsic_dim;
-    j["num_tasks"] = m_cfg.num_tasks;
-    j["task"] = m_task;
-    j["deep"] = m_cfg.deep;
-    j["temperature"] = m_cfg.temperature;
-    j["sample_router"] = m_cfg.sample_router;
-    j["materialized"] = m_materialized;
-    j["prompt_positions"] = "1..num_prompt_tokens (after [CLS]), added to the layer input";
-    write_shape_fields(j, m_shape);
-    return j;
-  }
+  nlohmann::json config_json() const;
 
   /// Rebuilds a policy (values zero until loaded; materialised when the config says so) from
   /// `config_json()` output.
   /// @throws peft::invalid_argument naming the field when the method, encoder shape or a
   ///   value is wrong
-  static modular_prompt from_config(const nlohmann::json& j, const encoder_shape& shape) {
-    const std::string where = "modular_prompt::from_config";
-    check_config_header(j, peft_type, shape, where);
-    modular_prompt_config c;
-    c.num_modules = config_field<index>(j, "num_modules", where);
-    c.num_prompt_tokens = config_field<index>(j, "num_prompt_tokens", where);
-    c.intrinsic_dim = config_field<index>(j, "intrinsic_dim", where);
-    c.num_tasks = config_field<index>(j, "num_tasks", where);
-    c.deep = config_field<bool>(j, "deep", where);
-    c.temperature = config_field<double>(j, "temperature", where);
-    c.sample_router = config_field<bool>(j, "sample_router", where);
-    validate_config(c, where);
-    const auto task = config_field<index>(j, "task", where);
-    if (task < 0 || task >= c.num_tasks)
-      throw invalid_argument(where + ": field 'task' expected in [0, " + std::to_string(c.num_tasks) +
-                             "), got " + std::to_string(task));
-    modular_prompt p(shape, c, 0);
-    if (config_field<bool>(j, "materialized", where)) p.materialize();
-    p.m_router.values().setZero();
-    p.m_prompts.values().setZero();
-    p.m_projection.values().setZero();
-    p.m_task = task;
-    return p;
-  }
+  static modular_prompt from_config(const nlohmann::json& j, const encoder_shape& shape);
 
   /// The saved form (F32): `router`, then `z` and `A.{s}`, or `prompt.{s}` once materialised.
-  std::map<std::string, tensor> export_tensors() const {
-    std::map<std::string, tensor> out;
-    out.emplace(router_block, to_tensor(m_router.value(0), router_shape()));
-    if (m_materialized) {
-      for (index s = 0; s < num_slots(); ++s) {
-        const auto P = m_prompts.value(s);
-        out.emplace(prompt_block(s), to_tensor(P, {i64(P.rows()), i64(P.cols())}));
-      }
-    } else {
-      out.emplace(intrinsic_block, to_tensor(m_prompts.value(0), intrinsic_shape()));
-      for (index s = 0; s < num_slots(); ++s) {
-        const auto A = m_projection.value(s);
-        out.emplace(projection_block(s), to_tensor(A, {i64(A.rows()), i64(A.cols())}));
-      }
-    }
-    return out;
-  }
+  std::map<std::string, tensor> export_tensors() const;
 
   /// Sets every value from a saved form of the same layout (materialised or not, as this
   /// policy is); gradients are zeroed.
   /// @throws peft::invalid_argument for a missing, unexpected or mis-shaped tensor or a
   ///   non-finite value (nothing is changed then)
-  void import_tensors(const std::map<std::string, tensor>& tensors) {
-    const std::string where = "modular_prompt::import_tensors";
-    const auto want = export_tensors();
-    for (const auto& kv : want) {
-      auto it = tensors.find(kv.first);
-      if (it == tensors.end())
-        throw invalid_argument(where + ": missing tensor '" + kv.first + "' (shape " +
-                               kv.second.shape_string() +
-                               (m_materialized ? ", a materialised policy)" : ", a policy with z and A)"));
-      if (it->second.shape != kv.second.shape ||
-          static_cast<std::int64_t>(it->second.data.size()) != kv.second.numel())
-        throw invalid_argument(where + ": tensor '" + kv.first + "' shape expected " +
-                               kv.second.shape_string() + ", got " + it->second.shape_string());
-      for (std::size_t k = 0; k < it->second.data.size(); ++k)
-        if (!std::isfinite(it->second.data[k]))
-          throw invalid_argument(where + ": tensor '" + kv.first + "' value expected finite, got " +
-                                 std::to_string(it->second.data[k]) + " at element " + std::to_string(k));
-    }
-    for (const auto& kv : tensors)
-      if (!want.count(kv.first))
-        throw invalid_argument(where + ": unexpected tensor '" + kv.first + "'" +
-                               (m_materialized ? " (this policy is materialised)" : ""));
-    from_tensor(tensors.at(router_block), m_router.value(0));
-    if (m_materialized) {
-      for (index s = 0; s < num_slots(); ++s) from_tensor(tensors.at(prompt_block(s)), m_prompts.value(s));
-    } else {
-      from_tensor(tensors.at(intrinsic_block), m_prompts.value(0));
-      for (index s = 0; s < num_slots(); ++s)
-        from_tensor(tensors.at(projection_block(s)), m_projection.value(s));
-    }
-    zero_grad();
-  }
+  void import_tensors(const std::map<std::string, tensor>& tensors);
 
 private:
   static std::size_t su(index i) noexcept { return static_cast<std::size_t>(i); }
 
-  static void validate_config(const modular_prompt_config& c, const std::string& where) {
-    auto positive = [&](const char* field, index v) {
-      if (v < 1) throw invalid_argument(where + ": " + field + " expected >= 1, got " + std::to_string(v));
-    };
-    positive("num_modules", c.num_modules);
-    positive("num_prompt_tokens", c.num_prompt_tokens);
-    positive("intrinsic_dim", c.intrinsic_dim);
-    positive("num_tasks", c.num_tasks);
-    if (!(c.temperature > 0) || !std::isfinite(c.temperature))
-      throw invalid_argument(where + ": temperature expected finite and > 0, got " +
-                             std::to_string(c.temperature));
-  }
+  static void validate_config(const modular_prompt_config& c, const std::string& where);
 
-  void build(std::uint64_t seed) {
-    rng gen(seed);
-    const index S = num_slots(), M = m_cfg.num_modules, d = m_cfg.intrinsic_dim, n = m_cfg.num_prompt_tokens;
-    fill_uniform(m_router.value(m_router.add(router_block, m_cfg.num_tasks, S * M, param_group::weight)),
-                 init_range, gen);
-    fill_uniform(m_prompts.value(m_prompts.add(intrinsic_block, S * M, d, param_group::weight)), init_range,
-                 gen);
-    for (index s = 0; s < S; ++s) {
-      const index w = n * slot_width(s);
-      const index b = m_projection.add(projection_block(s), d, w, param_group::weight);
-      fill_uniform(m_projection.value(b), 1.0 / std::sqrt(static_cast<double>(w)), gen);
-    }
-  }
+  void build(std::uint64_t seed);
 
   template <typename Mat>
   static void fill_uniform(Mat&& m, double bound, rng& gen) {
@@ -621,26 +372,7 @@ private:
   }
 
   /// Checks that the hook context describes @p h and that positions 1..n are real tokens.
-  void check_positions(const mat& h, const hook_context& ctx, const char* where) const {
-    const index n = m_cfg.num_prompt_tokens, T = ctx.time, B = ctx.batch_size;
-    if (T <= 0 || B <= 0 || B * T != h.rows())
-      throw invalid_argument(std::string(where) + ": hook context batch_size x time expected to cover the " +
-                             std::to_string(h.rows()) + " hidden rows, got " + std::to_string(B) + " x " +
-                             std::to_string(T));
-    if (T < n + 1)
-      throw invalid_argument(std::string(where) + ": sequence length expected >= " + std::to_string(n + 1) +
-                             " ([CLS] + " + std::to_string(n) + " prompt placeholders), got " +
-                             std::to_string(T));
-    const batch* in = ctx.input;
-    if (!in || in->mask.rows() != B || in->mask.cols() != T) return;
-    for (index b = 0; b < B; ++b)
-      for (index i = 1; i <= n; ++i)
-        if (in->mask(b, i) == 0)
-          throw invalid_argument(std::string(where) + ": sequence " + std::to_string(b) + " has " +
-                                 std::to_string(in->length(b)) + " real tokens, expected >= " +
-                                 std::to_string(n + 1) + " ([CLS] + " + std::to_string(n) +
-                                 " prompt placeholders at positions 1.." + std::to_string(n) + ")");
-  }
+  void check_positions(const mat& h, const hook_context& ctx, const char* where) const;
 
   std::vector<std::int64_t> router_shape() const {
     if (m_cfg.deep) return {i64(m_cfg.num_tasks), i64(m_shape.num_layers), i64(m_cfg.num_modules)};
@@ -652,13 +384,7 @@ private:
   }
   static std::int64_t i64(index v) noexcept { return static_cast<std::int64_t>(v); }
   template <typename Mat>
-  static tensor to_tensor(const Mat& m, std::vector<std::int64_t> shape) {
-    tensor t;
-    t.shape = std::move(shape);
-    t.data.resize(static_cast<std::size_t>(m.size()));
-    for (index k = 0; k < m.size(); ++k) t.data[su(k)] = static_cast<float>(m.data()[k]);
-    return t;
-  }
+  static tensor to_tensor(const Mat& m, std::vector<std::int64_t> shape);
   template <typename Mat>
   static void from_tensor(const tensor& t, Mat&& m) {
     for (index k = 0; k < m.size(); ++k) m.data()[k] = static_cast<Scalar>(t.data[su(k)]);
@@ -673,6 +399,325 @@ private:
   parameter_store<Scalar> m_prompts;     ///< "z" [S*M x d], or "prompt.{s}" [M x n*H_s]
   parameter_store<Scalar> m_projection;  ///< "A.{s}" [d x n*H_s]
 };
+
+template <typename Scalar>
+modular_prompt<Scalar>::modular_prompt(const encoder_shape& shape, const modular_prompt_config& config,
+                                       std::uint64_t seed)
+    : m_shape(shape), m_cfg(config) {
+  const std::string where = "modular_prompt::modular_prompt";
+  detail::check_encoder_shape(shape, where);
+  validate_config(config, where);
+  for (std::size_t l = 0; l < shape.input_width.size(); ++l)
+    if (shape.input_width[l] <= 0)
+      throw invalid_argument(where + ": encoder input_width[" + std::to_string(l) + "] expected > 0, got " +
+                             std::to_string(shape.input_width[l]));
+  build(seed);
+}
+
+template <typename Scalar>
+void modular_prompt<Scalar>::reset_router(index num_tasks, std::uint64_t seed) {
+  if (num_tasks < 1)
+    throw invalid_argument("modular_prompt::reset_router: num_tasks expected >= 1, got " +
+                           std::to_string(num_tasks));
+  m_cfg.num_tasks = num_tasks;
+  m_task = 0;
+  rng gen(seed);
+  m_router = parameter_store<Scalar>();
+  fill_uniform(m_router.value(m_router.add(router_block, num_tasks, num_slots() * m_cfg.num_modules,
+                                           param_group::weight)),
+               init_range, gen);
+}
+
+template <typename Scalar>
+void modular_prompt<Scalar>::set_intrinsic(index s, const Eigen::Ref<const vec>& z) {
+  const char* where = "modular_prompt::set_intrinsic";
+  check_slot(s, where);
+  require_intrinsic(where);
+  if (z.size() != m_cfg.intrinsic_dim)
+    throw invalid_argument(
+        detail::expected_got(where, "intrinsic vector size", m_cfg.intrinsic_dim, z.size()));
+  if (!z.allFinite())
+    throw invalid_argument(std::string(where) + ": intrinsic vector expected finite values");
+  auto Z = m_prompts.value(0);
+  for (index k = 0; k < m_cfg.num_modules; ++k) Z.row(s * m_cfg.num_modules + k) = z.transpose();
+}
+
+template <typename Scalar>
+void modular_prompt<Scalar>::materialize() {
+  if (m_materialized) return;
+  parameter_store<Scalar> P;
+  for (index s = 0; s < num_slots(); ++s) {
+    const index b = P.add(prompt_block(s), m_cfg.num_modules, m_cfg.num_prompt_tokens * slot_width(s),
+                          param_group::weight);
+    P.value(b) = z_slot(s) * m_projection.value(s);
+  }
+  m_prompts = std::move(P);
+  m_projection = parameter_store<Scalar>();
+  m_materialized = true;
+}
+
+template <typename Scalar>
+void modular_prompt<Scalar>::on_layer_input(index l, mat& h, const hook_context& ctx, tape_type& t) const {
+  const index s = slot_of(l);
+  if (s < 0) return;
+  const char* where = "modular_prompt::on_layer_input";
+  const index n = m_cfg.num_prompt_tokens, H = slot_width(s), M = m_cfg.num_modules;
+  if (h.cols() != H)
+    throw invalid_argument(std::string(where) + ": hidden width of layer " + std::to_string(l) +
+                           " expected " + std::to_string(H) + ", got " + std::to_string(h.cols()));
+  check_positions(h, ctx, where);
+  const bool sample = ctx.run_mode == mode::train && m_cfg.sample_router;
+  const auto logits = router_row(m_task, s);
+  vec r(M), g;
+  if (sample) {
+    if (!ctx.gen)
+      throw invalid_argument(std::string(where) +
+                             ": train mode samples the router and needs a random generator (got null)");
+    g.resize(M);
+    const Scalar inv_tau = static_cast<Scalar>(1.0 / m_cfg.temperature);
+    for (index k = 0; k < M; ++k) {
+      double u;
+      do {
+        u = ctx.gen->uniform();
+      } while (u <= 0.0);
+      g[k] = static_cast<Scalar>(std::log(u) - std::log1p(-u));
+      r[k] = sigmoid_scalar((logits[k] + g[k]) * inv_tau);
+    }
+  } else {
+    r = sigmoid(logits.transpose());
+  }
+  const vec rh = r / (r.sum() + static_cast<Scalar>(normalise_eps));
+  const rvec p = routed_prompt(s, rh);
+  const Eigen::Map<const mat> P(p.data(), n, H);
+  const index T = ctx.time;
+  for (index b = 0; b < ctx.batch_size; ++b) h.block(b * T + 1, 0, n, H) += P;
+  if (ctx.record) {
+    const auto S = su(num_slots());
+    if (t.weights.size() != S) {
+      t.weights.assign(S, vec());
+      t.noise.assign(S, vec());
+    }
+    t.batch_size = ctx.batch_size;
+    t.time = T;
+    t.task = m_task;
+    t.sampled = sample;
+    t.weights[su(s)] = std::move(r);
+    t.noise[su(s)] = std::move(g);
+  }
+}
+
+template <typename Scalar>
+void modular_prompt<Scalar>::on_layer_input_backward(index l, mat& dh, const tape_type& t) {
+  const index s = slot_of(l);
+  if (s < 0) return;
+  const char* where = "modular_prompt::on_layer_input_backward";
+  const index n = m_cfg.num_prompt_tokens, H = slot_width(s), M = m_cfg.num_modules;
+  if (su(s) >= t.weights.size() || t.weights[su(s)].size() != M || t.batch_size * t.time != dh.rows() ||
+      dh.cols() != H)
+    throw invalid_argument(std::string(where) + ": no recorded forward for layer " + std::to_string(l) +
+                           " matching a gradient of shape [" + std::to_string(dh.rows()) + ", " +
+                           std::to_string(dh.cols()) + "] (was forward called with a tape?)");
+  if (t.task < 0 || t.task >= m_cfg.num_tasks)
+    throw invalid_argument(std::string(where) + ": recorded task " + std::to_string(t.task) +
+                           " is outside the router's " + std::to_string(m_cfg.num_tasks) + " tasks");
+  const bool want_router = m_parts.router, want_prompts = m_parts.prompts;
+  const bool want_proj = m_parts.projection && !m_materialized;
+  if (!want_router && !want_prompts && !want_proj) return;
+
+  // dp = sum over sequences of the gradient at the prompt rows, as one [1 x n*H] row.
+  mat dP = mat::Zero(n, H);
+  for (index b = 0; b < t.batch_size; ++b) dP += dh.block(b * t.time + 1, 0, n, H);
+  const Eigen::Map<const rvec> dp(dP.data(), n * H);
+
+  const vec& r = t.weights[su(s)];
+  const Scalar sum = r.sum() + static_cast<Scalar>(normalise_eps);
+  const vec rh = r / sum;
+  vec drh;  // gradient of the normalised weights
+  if (m_materialized) {
+    const auto P = m_prompts.value(s);
+    if (want_prompts) m_prompts.grad(s).noalias() += rh * dp;
+    if (want_router) drh = P * dp.transpose();
+  } else {
+    const auto A = m_projection.value(s);
+    const auto Z = z_slot(s);
+    if (want_proj) {
+      const rvec zbar = rh.transpose() * Z;
+      m_projection.grad(s).noalias() += zbar.transpose() * dp;
+    }
+    if (want_prompts || want_router) {
+      const vec q = A * dp.transpose();  // [d]
+      if (want_prompts) m_prompts.grad(0).middleRows(s * M, M).noalias() += rh * q.transpose();
+      if (want_router) drh = Z * q;
+    }
+  }
+  if (want_router) {
+    // r^ = r / (sum r + eps):  dr_j = (dr^_j - sum_k dr^_k r^_k) / (sum r + eps)
+    const vec dr = (drh.array() - drh.dot(rh)) / sum;
+    // r = sigmoid(x), x = R (eval) or (R + noise) / tau (sampled)
+    vec dx = dr.array() * r.array() * (Scalar(1) - r.array());
+    if (t.sampled) dx /= static_cast<Scalar>(m_cfg.temperature);
+    m_router.grad(0).row(t.task).segment(s * M, M) += dx.transpose();
+  }
+}
+
+template <typename Scalar>
+nlohmann::json modular_prompt<Scalar>::config_json() const {
+  nlohmann::json j;
+  j["peft_type"] = peft_type;
+  j["num_modules"] = m_cfg.num_modules;
+  j["num_prompt_tokens"] = m_cfg.num_prompt_tokens;
+  j["intrinsic_dim"] = m_cfg.intrinsic_dim;
+  j["num_tasks"] = m_cfg.num_tasks;
+  j["task"] = m_task;
+  j["deep"] = m_cfg.deep;
+  j["temperature"] = m_cfg.temperature;
+  j["sample_router"] = m_cfg.sample_router;
+  j["materialized"] = m_materialized;
+  j["prompt_positions"] = "1..num_prompt_tokens (after [CLS]), added to the layer input";
+  write_shape_fields(j, m_shape);
+  return j;
+}
+
+template <typename Scalar>
+modular_prompt<Scalar> modular_prompt<Scalar>::from_config(const nlohmann::json& j,
+                                                           const encoder_shape& shape) {
+  const std::string where = "modular_prompt::from_config";
+  check_config_header(j, peft_type, shape, where);
+  modular_prompt_config c;
+  c.num_modules = config_field<index>(j, "num_modules", where);
+  c.num_prompt_tokens = config_field<index>(j, "num_prompt_tokens", where);
+  c.intrinsic_dim = config_field<index>(j, "intrinsic_dim", where);
+  c.num_tasks = config_field<index>(j, "num_tasks", where);
+  c.deep = config_field<bool>(j, "deep", where);
+  c.temperature = config_field<double>(j, "temperature", where);
+  c.sample_router = config_field<bool>(j, "sample_router", where);
+  validate_config(c, where);
+  const auto task = config_field<index>(j, "task", where);
+  if (task < 0 || task >= c.num_tasks)
+    throw invalid_argument(where + ": field 'task' expected in [0, " + std::to_string(c.num_tasks) +
+                           "), got " + std::to_string(task));
+  modular_prompt p(shape, c, 0);
+  if (config_field<bool>(j, "materialized", where)) p.materialize();
+  p.m_router.values().setZero();
+  p.m_prompts.values().setZero();
+  p.m_projection.values().setZero();
+  p.m_task = task;
+  return p;
+}
+
+template <typename Scalar>
+std::map<std::string, tensor> modular_prompt<Scalar>::export_tensors() const {
+  std::map<std::string, tensor> out;
+  out.emplace(router_block, to_tensor(m_router.value(0), router_shape()));
+  if (m_materialized) {
+    for (index s = 0; s < num_slots(); ++s) {
+      const auto P = m_prompts.value(s);
+      out.emplace(prompt_block(s), to_tensor(P, {i64(P.rows()), i64(P.cols())}));
+    }
+  } else {
+    out.emplace(intrinsic_block, to_tensor(m_prompts.value(0), intrinsic_shape()));
+    for (index s = 0; s < num_slots(); ++s) {
+      const auto A = m_projection.value(s);
+      out.emplace(projection_block(s), to_tensor(A, {i64(A.rows()), i64(A.cols())}));
+    }
+  }
+  return out;
+}
+
+template <typename Scalar>
+void modular_prompt<Scalar>::import_tensors(const std::map<std::string, tensor>& tensors) {
+  const std::string where = "modular_prompt::import_tensors";
+  const auto want = export_tensors();
+  for (const auto& kv : want) {
+    auto it = tensors.find(kv.first);
+    if (it == tensors.end())
+      throw invalid_argument(where + ": missing tensor '" + kv.first + "' (shape " +
+                             kv.second.shape_string() +
+                             (m_materialized ? ", a materialised policy)" : ", a policy with z and A)"));
+    if (it->second.shape != kv.second.shape ||
+        static_cast<std::int64_t>(it->second.data.size()) != kv.second.numel())
+      throw invalid_argument(where + ": tensor '" + kv.first + "' shape expected " +
+                             kv.second.shape_string() + ", got " + it->second.shape_string());
+    for (std::size_t k = 0; k < it->second.data.size(); ++k)
+      if (!std::isfinite(it->second.data[k]))
+        throw invalid_argument(where + ": tensor '" + kv.first + "' value expected finite, got " +
+                               std::to_string(it->second.data[k]) + " at element " + std::to_string(k));
+  }
+  for (const auto& kv : tensors)
+    if (!want.count(kv.first))
+      throw invalid_argument(where + ": unexpected tensor '" + kv.first + "'" +
+                             (m_materialized ? " (this policy is materialised)" : ""));
+  from_tensor(tensors.at(router_block), m_router.value(0));
+  if (m_materialized) {
+    for (index s = 0; s < num_slots(); ++s) from_tensor(tensors.at(prompt_block(s)), m_prompts.value(s));
+  } else {
+    from_tensor(tensors.at(intrinsic_block), m_prompts.value(0));
+    for (index s = 0; s < num_slots(); ++s)
+      from_tensor(tensors.at(projection_block(s)), m_projection.value(s));
+  }
+  zero_grad();
+}
+
+template <typename Scalar>
+void modular_prompt<Scalar>::validate_config(const modular_prompt_config& c, const std::string& where) {
+  auto positive = [&](const char* field, index v) {
+    if (v < 1) throw invalid_argument(where + ": " + field + " expected >= 1, got " + std::to_string(v));
+  };
+  positive("num_modules", c.num_modules);
+  positive("num_prompt_tokens", c.num_prompt_tokens);
+  positive("intrinsic_dim", c.intrinsic_dim);
+  positive("num_tasks", c.num_tasks);
+  if (!(c.temperature > 0) || !std::isfinite(c.temperature))
+    throw invalid_argument(where + ": temperature expected finite and > 0, got " +
+                           std::to_string(c.temperature));
+}
+
+template <typename Scalar>
+void modular_prompt<Scalar>::build(std::uint64_t seed) {
+  rng gen(seed);
+  const index S = num_slots(), M = m_cfg.num_modules, d = m_cfg.intrinsic_dim, n = m_cfg.num_prompt_tokens;
+  fill_uniform(m_router.value(m_router.add(router_block, m_cfg.num_tasks, S * M, param_group::weight)),
+               init_range, gen);
+  fill_uniform(m_prompts.value(m_prompts.add(intrinsic_block, S * M, d, param_group::weight)), init_range,
+               gen);
+  for (index s = 0; s < S; ++s) {
+    const index w = n * slot_width(s);
+    const index b = m_projection.add(projection_block(s), d, w, param_group::weight);
+    fill_uniform(m_projection.value(b), 1.0 / std::sqrt(static_cast<double>(w)), gen);
+  }
+}
+
+template <typename Scalar>
+void modular_prompt<Scalar>::check_positions(const mat& h, const hook_context& ctx, const char* where) const {
+  const index n = m_cfg.num_prompt_tokens, T = ctx.time, B = ctx.batch_size;
+  if (T <= 0 || B <= 0 || B * T != h.rows())
+    throw invalid_argument(std::string(where) + ": hook context batch_size x time expected to cover the " +
+                           std::to_string(h.rows()) + " hidden rows, got " + std::to_string(B) + " x " +
+                           std::to_string(T));
+  if (T < n + 1)
+    throw invalid_argument(std::string(where) + ": sequence length expected >= " + std::to_string(n + 1) +
+                           " ([CLS] + " + std::to_string(n) + " prompt placeholders), got " +
+                           std::to_string(T));
+  const batch* in = ctx.input;
+  if (!in || in->mask.rows() != B || in->mask.cols() != T) return;
+  for (index b = 0; b < B; ++b)
+    for (index i = 1; i <= n; ++i)
+      if (in->mask(b, i) == 0)
+        throw invalid_argument(
+            std::string(where) + ": sequence " + std::to_string(b) + " has " + std::to_string(in->length(b)) +
+            " real tokens, expected >= " + std::to_string(n + 1) + " ([CLS] + " + std::to_string(n) +
+            " prompt placeholders at positions 1.." + std::to_string(n) + ")");
+}
+
+template <typename Scalar>
+template <typename Mat>
+tensor modular_prompt<Scalar>::to_tensor(const Mat& m, std::vector<std::int64_t> shape) {
+  tensor t;
+  t.shape = std::move(shape);
+  t.data.resize(static_cast<std::size_t>(m.size()));
+  for (index k = 0; k < m.size(); ++k) t.data[su(k)] = static_cast<float>(m.data()[k]);
+  return t;
+}
 
 }  // namespace peft
 

@@ -197,17 +197,7 @@ public:
 
   /// Current blend weight α on the base (learned: σ(a); fixed: the constant; schedule:
   /// the curriculum at the current step).
-  Scalar alpha() const {
-    switch (m_cfg.alpha) {
-      case alpha_mode::learned: {
-        const Scalar a = m_params.value(m_alpha_block)(0, 0);
-        return Scalar(1) / (Scalar(1) + std::exp(-a));
-      }
-      case alpha_mode::fixed: return static_cast<Scalar>(m_cfg.alpha_fixed);
-      case alpha_mode::schedule: return static_cast<Scalar>(m_cfg.schedule.at(m_step));
-    }
-    return Scalar(0);
-  }
+  Scalar alpha() const;
   /// Sets the optimizer step the α schedule reads (stored in every mode, used by `schedule`).
   /// @throws invalid_argument for a negative step
   void set_step(index step) {
@@ -221,16 +211,7 @@ public:
 
   /// Encoder-output hook: `h = α·h + (1 − α)·side(h0)`. Reads the padding mask from
   /// `ctx.input` (side Transformer) and follows `ctx.run_mode` for the side network's dropout.
-  void on_encoder_output(const mat& h0, mat& h, const hook_context& ctx, tape_type& t) const {
-    const char* where = "side_tuning::on_encoder_output";
-    if (!ctx.input)
-      throw invalid_argument(std::string(where) + ": hook_context input batch expected, got null");
-    check_rows(h0, h, ctx.input->rows(), where);
-    if (ctx.input->mask.rows() != ctx.batch_size || ctx.input->mask.cols() != ctx.time)
-      throw invalid_argument(std::string(where) + ": batch mask shape does not match the context [" +
-                             std::to_string(ctx.batch_size) + ", " + std::to_string(ctx.time) + "]");
-    h = run_forward(h, h0, *ctx.input, ctx.run_mode, ctx.gen, ctx.record ? &t : nullptr);
-  }
+  void on_encoder_output(const mat& h0, mat& h, const hook_context& ctx, tape_type& t) const;
 
   /// Backward of the encoder-output hook: accumulates the side network's and α's gradients
   /// and turns `dh` into the gradient of the encoder output, α·dh.
@@ -247,15 +228,7 @@ public:
   /// @param t       when non-null, records what `blend_backward` needs
   /// @throws invalid_argument for mismatched shapes or a missing generator
   mat blend(const mat& base_h, const mat& h0, const batch& b, mode m = mode::eval, rng* gen = nullptr,
-            tape_type* t = nullptr) const {
-    const char* where = "side_tuning::blend";
-    if (b.mask.rows() != b.size() || b.mask.cols() != b.time())
-      throw invalid_argument(std::string(where) + ": batch mask shape expected [" + std::to_string(b.size()) +
-                             ", " + std::to_string(b.time()) + "], got [" + std::to_string(b.mask.rows()) +
-                             ", " + std::to_string(b.mask.cols()) + "]");
-    check_rows(h0, base_h, b.rows(), where);
-    return run_forward(base_h, h0, b, m, gen, t);
-  }
+            tape_type* t = nullptr) const;
 
   /// Backward of `blend`: accumulates the parameter gradients and returns the gradient of
   /// `base_h` (α·d_out). With @p d_h0 non-null also writes the gradient of `h0` through the
@@ -269,150 +242,18 @@ public:
   /// encoder output, ready for `blend`. (The reference freezes its base in eval mode too.)
   /// @tparam Encoder a `peft::encoder<Arch, Scalar>`
   template <typename Encoder>
-  static cached_encoding<Scalar> encode(const Encoder& enc, const batch& b) {
-    static_assert(std::is_same_v<typename Encoder::scalar_type, Scalar>,
-                  "peft::side_tuning::encode: the encoder's scalar_type must equal the policy's Scalar");
-    cached_encoding<Scalar> c;
-    c.base = enc.forward(b);  // validates the batch
-    c.h0 = enc.embed(b);
-    return c;
-  }
+  static cached_encoding<Scalar> encode(const Encoder& enc, const batch& b);
 
   // --- checkpoints ----------------------------------------------------------------------
 
   /// Everything needed to rebuild this policy (not its values).
-  nlohmann::json config_json() const {
-    nlohmann::json j;
-    j["peft_type"] = peft_type;
-    j["side_network"] = to_string(m_cfg.side);
-    j["side_hidden_size"] = m_cfg.side_hidden;
-    j["side_num_heads"] = m_cfg.side_heads;
-    j["side_intermediate_size"] = m_cfg.side_intermediate;
-    j["side_activation"] = detail::side_activation_name(m_cfg.side_activation);
-    j["side_dropout"] = m_cfg.dropout;
-    j["side_layer_norm_eps"] = m_cfg.layer_norm_eps;
-    j["alpha_mode"] = to_string(m_cfg.alpha);
-    j["alpha_init"] = m_cfg.alpha_init;
-    j["alpha_fixed"] = m_cfg.alpha_fixed;
-    j["alpha_schedule"] = {
-        {"start", m_cfg.schedule.start}, {"end", m_cfg.schedule.end}, {"steps", m_cfg.schedule.steps}};
-    j["schedule_step"] = m_step;
-    j["model_type"] = m_shape.model_type;
-    j["num_layers"] = m_shape.num_layers;
-    j["hidden_size"] = m_shape.hidden_size;
-    j["embedding_size"] = m_shape.embedding_size;
-    return j;
-  }
+  nlohmann::json config_json() const;
 
   /// Rebuilds a policy (with freshly initialised values) from `config_json()` output.
   /// Missing hyper-parameters take their defaults; the encoder-shape fields are required.
   /// @throws invalid_argument naming the field when the method or the encoder shape does not
   ///   match, or a field has the wrong type or an invalid value
-  static side_tuning from_config(const nlohmann::json& j, const encoder_shape& shape) {
-    const std::string where = "side_tuning::from_config";
-    if (!j.is_object())
-      throw invalid_argument(where + ": config expected a JSON object, got " + j.type_name());
-    auto field = [&](const char* key) -> const nlohmann::json* {
-      auto it = j.find(key);
-      return it == j.end() ? nullptr : &*it;
-    };
-    auto get_string = [&](const char* key, std::string def) {
-      const auto* v = field(key);
-      if (!v) return def;
-      if (!v->is_string())
-        throw invalid_argument(where + ": field '" + key + "' expected a string, got " + v->dump());
-      return v->template get<std::string>();
-    };
-    auto get_int = [&](const nlohmann::json& obj, const char* key, index def, const std::string& path) {
-      auto it = obj.find(key);
-      if (it == obj.end()) return def;
-      if (!it->is_number_integer())
-        throw invalid_argument(where + ": field '" + path + "' expected an integer, got " + it->dump());
-      return static_cast<index>(it->template get<std::int64_t>());
-    };
-    auto get_double = [&](const nlohmann::json& obj, const char* key, double def, const std::string& path) {
-      auto it = obj.find(key);
-      if (it == obj.end()) return def;
-      if (!it->is_number())
-        throw invalid_argument(where + ": field '" + path + "' expected a number, got " + it->dump());
-      return it->template get<double>();
-    };
-
-    const std::string type = get_string("peft_type", "");
-    if (type != peft_type)
-      throw invalid_argument(where + ": field 'peft_type' expected \"" + std::string(peft_type) +
-                             "\", got \"" + type + "\"");
-    const std::string model = get_string("model_type", "");
-    if (model != shape.model_type)
-      throw invalid_argument(where + ": field 'model_type' expected \"" + shape.model_type +
-                             "\" (the encoder), got \"" + model + "\"");
-    auto require_int = [&](const char* key, index expected) {
-      if (!field(key))
-        throw invalid_argument(where + ": field '" + std::string(key) + "' missing (expected " +
-                               std::to_string(expected) + ")");
-      const index got = get_int(j, key, 0, key);
-      if (got != expected)
-        throw invalid_argument(where + ": field '" + std::string(key) + "' expected " +
-                               std::to_string(expected) + " (the encoder), got " + std::to_string(got));
-    };
-    require_int("num_layers", shape.num_layers);
-    require_int("hidden_size", shape.hidden_size);
-    require_int("embedding_size", shape.embedding_size);
-
-    side_tuning_config c;
-    const std::string kind = get_string("side_network", to_string(c.side));
-    if (kind == "mlp") {
-      c.side = side_network_kind::mlp;
-    } else if (kind == "transformer") {
-      c.side = side_network_kind::transformer;
-    } else {
-      throw invalid_argument(where + ": field 'side_network' expected \"mlp\" or \"transformer\", got \"" +
-                             kind + "\"");
-    }
-    c.side_hidden = get_int(j, "side_hidden_size", c.side_hidden, "side_hidden_size");
-    c.side_heads = get_int(j, "side_num_heads", c.side_heads, "side_num_heads");
-    c.side_intermediate = get_int(j, "side_intermediate_size", c.side_intermediate, "side_intermediate_size");
-    const std::string act = get_string("side_activation", detail::side_activation_name(c.side_activation));
-    if (act == "relu") {
-      c.side_activation = activation::relu;
-    } else if (act == "gelu") {
-      c.side_activation = activation::gelu_erf;
-    } else if (act == "gelu_new") {
-      c.side_activation = activation::gelu_tanh;
-    } else {
-      throw invalid_argument(where +
-                             ": field 'side_activation' expected \"relu\", \"gelu\" or \"gelu_new\", got \"" +
-                             act + "\"");
-    }
-    c.dropout = get_double(j, "side_dropout", c.dropout, "side_dropout");
-    c.layer_norm_eps = get_double(j, "side_layer_norm_eps", c.layer_norm_eps, "side_layer_norm_eps");
-    const std::string am = get_string("alpha_mode", to_string(c.alpha));
-    if (am == "learned") {
-      c.alpha = alpha_mode::learned;
-    } else if (am == "fixed") {
-      c.alpha = alpha_mode::fixed;
-    } else if (am == "schedule") {
-      c.alpha = alpha_mode::schedule;
-    } else {
-      throw invalid_argument(
-          where + ": field 'alpha_mode' expected \"learned\", \"fixed\" or \"schedule\", got \"" + am + "\"");
-    }
-    c.alpha_init = get_double(j, "alpha_init", c.alpha_init, "alpha_init");
-    c.alpha_fixed = get_double(j, "alpha_fixed", c.alpha_fixed, "alpha_fixed");
-    if (const auto* s = field("alpha_schedule")) {
-      if (!s->is_object())
-        throw invalid_argument(where + ": field 'alpha_schedule' expected an object, got " + s->dump());
-      c.schedule.start = get_double(*s, "start", c.schedule.start, "alpha_schedule.start");
-      c.schedule.end = get_double(*s, "end", c.schedule.end, "alpha_schedule.end");
-      c.schedule.steps = get_int(*s, "steps", c.schedule.steps, "alpha_schedule.steps");
-    }
-    const index step = get_int(j, "schedule_step", 0, "schedule_step");
-    if (step < 0)
-      throw invalid_argument(where + ": field 'schedule_step' expected >= 0, got " + std::to_string(step));
-    side_tuning p(shape, c, 0);
-    p.m_step = step;
-    return p;
-  }
+  static side_tuning from_config(const nlohmann::json& j, const encoder_shape& shape);
 
 private:
   // Block positions in m_params (-1 when absent).
@@ -447,113 +288,19 @@ private:
     num_blk
   };
 
-  void validate() const {
-    const char* where = "side_tuning::side_tuning";
-    auto fail = [&](const std::string& what) { throw invalid_argument(std::string(where) + ": " + what); };
-    if (m_shape.num_layers <= 0)
-      fail("encoder shape num_layers expected > 0, got " + std::to_string(m_shape.num_layers));
-    if (m_shape.hidden_size <= 0)
-      fail("encoder shape hidden_size expected > 0, got " + std::to_string(m_shape.hidden_size));
-    if (m_shape.embedding_size <= 0)
-      fail("encoder shape embedding_size expected > 0, got " + std::to_string(m_shape.embedding_size));
-    const auto& c = m_cfg;
-    if (c.side != side_network_kind::mlp && c.side != side_network_kind::transformer)
-      fail("config side expected mlp or transformer, got " + std::to_string(static_cast<int>(c.side)));
-    if (c.side_hidden <= 0) fail("config side_hidden expected > 0, got " + std::to_string(c.side_hidden));
-    if (c.side == side_network_kind::transformer) {
-      if (c.side_heads <= 0) fail("config side_heads expected > 0, got " + std::to_string(c.side_heads));
-      if (c.side_hidden % c.side_heads != 0)
-        fail("config side_heads expected a divisor of side_hidden " + std::to_string(c.side_hidden) +
-             ", got " + std::to_string(c.side_heads));
-      if (c.side_intermediate <= 0)
-        fail("config side_intermediate expected > 0, got " + std::to_string(c.side_intermediate));
-      if (!(c.layer_norm_eps > 0.0) || !std::isfinite(c.layer_norm_eps))
-        fail("config layer_norm_eps expected > 0, got " + std::to_string(c.layer_norm_eps));
-    }
-    if (c.side_activation != activation::relu && c.side_activation != activation::gelu_erf &&
-        c.side_activation != activation::gelu_tanh)
-      fail("config side_activation expected relu, gelu_erf or gelu_tanh, got " +
-           std::to_string(static_cast<int>(c.side_activation)));
-    if (!(c.dropout >= 0.0 && c.dropout < 1.0))
-      fail("config dropout expected in [0, 1), got " + std::to_string(c.dropout));
-    switch (c.alpha) {
-      case alpha_mode::learned:
-        if (!std::isfinite(c.alpha_init))
-          fail("config alpha_init expected finite, got " + std::to_string(c.alpha_init));
-        break;
-      case alpha_mode::fixed:
-        if (!(c.alpha_fixed >= 0.0 && c.alpha_fixed <= 1.0))
-          fail("config alpha_fixed expected in [0, 1], got " + std::to_string(c.alpha_fixed));
-        break;
-      case alpha_mode::schedule:
-        if (!(c.schedule.start >= 0.0 && c.schedule.start <= 1.0))
-          fail("config schedule.start expected in [0, 1], got " + std::to_string(c.schedule.start));
-        if (!(c.schedule.end >= 0.0 && c.schedule.end <= 1.0))
-          fail("config schedule.end expected in [0, 1], got " + std::to_string(c.schedule.end));
-        if (c.schedule.steps <= 0)
-          fail("config schedule.steps expected > 0, got " + std::to_string(c.schedule.steps));
-        break;
-      default:
-        fail("config alpha expected learned, fixed or schedule, got " +
-             std::to_string(static_cast<int>(c.alpha)));
-    }
-  }
+  void validate() const;
 
   /// Adds a linear's weight and bias blocks, PyTorch default init U(±1/√fan_in).
-  void add_linear(int w, int b, const std::string& name, index out, index in, rng& gen) {
-    m_blk[w] = m_params.add(key_prefix + name + ".weight", out, in, param_group::weight);
-    m_blk[b] = m_params.add(key_prefix + name + ".bias", out, 1, param_group::bias);
-    const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-    auto W = m_params.value(m_blk[w]);
-    for (index i = 0; i < W.size(); ++i)
-      W.data()[i] = static_cast<Scalar>((2.0 * gen.uniform() - 1.0) * bound);
-    auto B = m_params.value(m_blk[b]);
-    for (index i = 0; i < B.size(); ++i)
-      B.data()[i] = static_cast<Scalar>((2.0 * gen.uniform() - 1.0) * bound);
-  }
+  void add_linear(int w, int b, const std::string& name, index out, index in, rng& gen);
   void add_norm(int g, int b, const std::string& name, index d) {
     m_blk[g] = m_params.add(key_prefix + name + ".weight", d, 1, param_group::norm);
     m_blk[b] = m_params.add(key_prefix + name + ".bias", d, 1, param_group::norm);
     m_params.value(m_blk[g]).setOnes();
   }
 
-  void build(std::uint64_t seed) {
-    for (auto& i : m_blk) i = -1;
-    rng gen(seed);
-    const index E = m_shape.embedding_size, H = m_shape.hidden_size, d = m_cfg.side_hidden;
-    if (m_cfg.alpha == alpha_mode::learned) {
-      m_alpha_block = m_params.add(std::string(key_prefix) + "alpha", 1, 1, param_group::bias);
-      m_blk[b_alpha] = m_alpha_block;
-      m_params.value(m_alpha_block)(0, 0) = static_cast<Scalar>(m_cfg.alpha_init);
-    }
-    if (m_cfg.side == side_network_kind::mlp) {
-      add_linear(b_fc1_w, b_fc1_b, "side.mlp.fc1", d, E, gen);
-      add_linear(b_fc2_w, b_fc2_b, "side.mlp.fc2", H, d, gen);
-    } else {
-      const std::string t = "side.transformer.";
-      add_linear(b_in_w, b_in_b, t + "input", d, E, gen);
-      add_linear(b_q_w, b_q_b, t + "layer.attention.self.query", d, d, gen);
-      add_linear(b_k_w, b_k_b, t + "layer.attention.self.key", d, d, gen);
-      add_linear(b_v_w, b_v_b, t + "layer.attention.self.value", d, d, gen);
-      add_linear(b_o_w, b_o_b, t + "layer.attention.output.dense", d, d, gen);
-      add_norm(b_ln1_g, b_ln1_b, t + "layer.attention.output.LayerNorm", d);
-      add_linear(b_ff1_w, b_ff1_b, t + "layer.intermediate.dense", m_cfg.side_intermediate, d, gen);
-      add_linear(b_ff2_w, b_ff2_b, t + "layer.output.dense", d, m_cfg.side_intermediate, gen);
-      add_norm(b_ln2_g, b_ln2_b, t + "layer.output.LayerNorm", d);
-      add_linear(b_out_w, b_out_b, t + "output", H, d, gen);
-    }
-  }
+  void build(std::uint64_t seed);
 
-  void check_rows(const mat& h0, const mat& base, index rows, const char* where) const {
-    if (h0.rows() != rows || h0.cols() != m_shape.embedding_size)
-      throw invalid_argument(std::string(where) + ": h0 shape expected [" + std::to_string(rows) + ", " +
-                             std::to_string(m_shape.embedding_size) + "], got [" + std::to_string(h0.rows()) +
-                             ", " + std::to_string(h0.cols()) + "]");
-    if (base.rows() != rows || base.cols() != m_shape.hidden_size)
-      throw invalid_argument(std::string(where) + ": encoder output shape expected [" + std::to_string(rows) +
-                             ", " + std::to_string(m_shape.hidden_size) + "], got [" +
-                             std::to_string(base.rows()) + ", " + std::to_string(base.cols()) + "]");
-  }
+  void check_rows(const mat& h0, const mat& base, index rows, const char* where) const;
 
   Eigen::Map<const mat> W(int b) const { return m_params.value(m_blk[b]); }
   vec bias(int b) const { return m_params.value(m_blk[b]); }
@@ -565,160 +312,19 @@ private:
     y.rowwise() += bias(b).transpose();
   }
   /// Accumulates the weight and bias gradients of a linear; writes dx = dy W when asked.
-  void lin_back(const mat& x, const mat& dy, int w, int b, mat* dx, bool accumulate) {
-    auto gw = m_params.grad(m_blk[w]);
-    gw.noalias() += dy.transpose() * x;
-    m_params.grad(m_blk[b]) += dy.colwise().sum().transpose();
-    if (dx) {
-      if (accumulate) {
-        dx->noalias() += dy * W(w);
-      } else {
-        dx->resize(dy.rows(), W(w).cols());
-        dx->noalias() = dy * W(w);
-      }
-    }
-  }
+  void lin_back(const mat& x, const mat& dy, int w, int b, mat* dx, bool accumulate);
 
-  void dropout_mask(index rows, index cols, mode m, rng* gen, mat& mask) const {
-    if (m == mode::train && m_cfg.dropout > 0.0) {
-      if (!gen)
-        throw invalid_argument("side_tuning: train mode with side dropout " + std::to_string(m_cfg.dropout) +
-                               " needs a random generator (got null)");
-      ops::make_dropout_mask(rows, cols, m_cfg.dropout, *gen, mask);
-    } else {
-      mask.resize(0, 0);
-    }
-  }
+  void dropout_mask(index rows, index cols, mode m, rng* gen, mat& mask) const;
 
   /// Side network forward into t (always filled; `t` is a scratch tape when not recording).
-  void side_forward(const mat& h0, const batch& b, mode m, rng* gen, tape_type& t) const {
-    const activation act = m_cfg.side_activation;
-    if (m_cfg.side == side_network_kind::mlp) {
-      lin(h0, b_fc1_w, b_fc1_b, t.u);
-      ops::activation_forward(act, t.u, t.g);
-      dropout_mask(t.g.rows(), t.g.cols(), m, gen, t.drop1);
-      if (t.drop1.size() != 0) t.g.array() *= t.drop1.array();
-      lin(t.g, b_fc2_w, b_fc2_b, t.side);
-      return;
-    }
-    const index d = m_cfg.side_hidden;
-    lin(h0, b_in_w, b_in_b, t.x);
-    lin(t.x, b_q_w, b_q_b, t.q);
-    lin(t.x, b_k_w, b_k_b, t.k);
-    lin(t.x, b_v_w, b_v_b, t.v);
-    const ops::attention_shape shape{b.size(), b.time(), m_cfg.side_heads, 0};
-    const Scalar scale = Scalar(1) / std::sqrt(static_cast<Scalar>(d / m_cfg.side_heads));
-    const bool drop = m == mode::train && m_cfg.dropout > 0.0;
-    if (drop && !gen)
-      throw invalid_argument("side_tuning: train mode with side dropout " + std::to_string(m_cfg.dropout) +
-                             " needs a random generator (got null)");
-    ops::attention_forward(shape, t.q, t.k, t.v, nullptr, nullptr, b.mask, scale, drop ? m_cfg.dropout : 0.0,
-                           drop ? gen : nullptr, t.ctx, &t.attn);
-    mat a;
-    lin(t.ctx, b_o_w, b_o_b, a);
-    dropout_mask(a.rows(), a.cols(), m, gen, t.drop_attn);
-    if (t.drop_attn.size() != 0) a.array() *= t.drop_attn.array();
-    a += t.x;
-    const vec g1 = bias(b_ln1_g), be1 = bias(b_ln1_b);
-    ops::layer_norm_forward(a, g1, be1, m_cfg.layer_norm_eps, t.x1, &t.norm1);
-    lin(t.x1, b_ff1_w, b_ff1_b, t.u);
-    ops::activation_forward(act, t.u, t.g);
-    mat f;
-    lin(t.g, b_ff2_w, b_ff2_b, f);
-    dropout_mask(f.rows(), f.cols(), m, gen, t.drop_ffn);
-    if (t.drop_ffn.size() != 0) f.array() *= t.drop_ffn.array();
-    f += t.x1;
-    const vec g2 = bias(b_ln2_g), be2 = bias(b_ln2_b);
-    ops::layer_norm_forward(f, g2, be2, m_cfg.layer_norm_eps, t.x2, &t.norm2);
-    lin(t.x2, b_out_w, b_out_b, t.side);
-  }
+  void side_forward(const mat& h0, const batch& b, mode m, rng* gen, tape_type& t) const;
 
   /// Side network backward from d(side); writes d(h0) when asked.
-  void side_backward(const mat& ds, const tape_type& t, mat* d_h0) {
-    const activation act = m_cfg.side_activation;
-    if (m_cfg.side == side_network_kind::mlp) {
-      mat dg;
-      lin_back(t.g, ds, b_fc2_w, b_fc2_b, &dg, false);
-      if (t.drop1.size() != 0) dg.array() *= t.drop1.array();
-      ops::activation_backward(act, t.u, dg);
-      lin_back(t.h0, dg, b_fc1_w, b_fc1_b, d_h0, false);
-      return;
-    }
-    mat dx2;
-    lin_back(t.x2, ds, b_out_w, b_out_b, &dx2, false);
-    // LayerNorm 2 (its gamma and beta are trainable here).
-    mat dz2;
-    {
-      vec dg = vec::Zero(m_cfg.side_hidden), db = vec::Zero(m_cfg.side_hidden);
-      ops::layer_norm_backward(dx2, bias(b_ln2_g), t.norm2, dz2, &dg, &db);
-      m_params.grad(m_blk[b_ln2_g]) += dg;
-      m_params.grad(m_blk[b_ln2_b]) += db;
-    }
-    mat df = dz2;
-    if (t.drop_ffn.size() != 0) df.array() *= t.drop_ffn.array();
-    mat dg;
-    lin_back(t.g, df, b_ff2_w, b_ff2_b, &dg, false);
-    ops::activation_backward(act, t.u, dg);
-    mat dx1 = dz2;
-    lin_back(t.x1, dg, b_ff1_w, b_ff1_b, &dx1, true);
-    mat dz1;
-    {
-      vec dgam = vec::Zero(m_cfg.side_hidden), db = vec::Zero(m_cfg.side_hidden);
-      ops::layer_norm_backward(dx1, bias(b_ln1_g), t.norm1, dz1, &dgam, &db);
-      m_params.grad(m_blk[b_ln1_g]) += dgam;
-      m_params.grad(m_blk[b_ln1_b]) += db;
-    }
-    mat da = dz1;
-    if (t.drop_attn.size() != 0) da.array() *= t.drop_attn.array();
-    mat dctx;
-    lin_back(t.ctx, da, b_o_w, b_o_b, &dctx, false);
-    const ops::attention_shape shape{t.batch_size, t.time, m_cfg.side_heads, 0};
-    const Scalar scale = Scalar(1) / std::sqrt(static_cast<Scalar>(m_cfg.side_hidden / m_cfg.side_heads));
-    mat dq, dk, dv;
-    ops::attention_backward(shape, dctx, t.q, t.k, t.v, nullptr, nullptr, t.attn, scale, dq, dk, dv, nullptr,
-                            nullptr);
-    mat dx = dz1;
-    lin_back(t.x, dq, b_q_w, b_q_b, &dx, true);
-    lin_back(t.x, dk, b_k_w, b_k_b, &dx, true);
-    lin_back(t.x, dv, b_v_w, b_v_b, &dx, true);
-    lin_back(t.h0, dx, b_in_w, b_in_b, d_h0, false);
-  }
+  void side_backward(const mat& ds, const tape_type& t, mat* d_h0);
 
-  mat run_forward(const mat& base, const mat& h0, const batch& b, mode m, rng* gen, tape_type* rec) const {
-    tape_type scratch;
-    tape_type& t = rec ? *rec : scratch;
-    t = tape_type{};
-    t.batch_size = b.size();
-    t.time = b.time();
-    t.alpha = alpha();
-    if (rec) t.h0 = h0;  // only the backward pass reads it
-    side_forward(h0, b, m, gen, t);
-    const Scalar a = t.alpha;
-    mat out = a * base + (Scalar(1) - a) * t.side;
-    if (rec && m_cfg.alpha == alpha_mode::learned) t.base = base;
-    return out;
-  }
+  mat run_forward(const mat& base, const mat& h0, const batch& b, mode m, rng* gen, tape_type* rec) const;
 
-  mat run_backward(const mat& d_out, const tape_type& t, mat* d_h0) {
-    const char* where = "side_tuning::backward";
-    if (!t.recorded())
-      throw invalid_argument(std::string(where) +
-                             ": tape is empty (was the forward pass called with a tape?)");
-    if (d_out.rows() != t.side.rows() || d_out.cols() != t.side.cols())
-      throw invalid_argument(std::string(where) + ": gradient shape expected [" +
-                             std::to_string(t.side.rows()) + ", " + std::to_string(t.side.cols()) +
-                             "], got [" + std::to_string(d_out.rows()) + ", " + std::to_string(d_out.cols()) +
-                             "]");
-    const Scalar a = t.alpha;
-    if (m_cfg.alpha == alpha_mode::learned) {
-      // d out / d logit = σ'(logit) (base - side) = α (1 - α) (base - side)
-      const Scalar s = (d_out.array() * (t.base.array() - t.side.array())).sum();
-      m_params.grad(m_alpha_block)(0, 0) += a * (Scalar(1) - a) * s;
-    }
-    const mat ds = (Scalar(1) - a) * d_out;
-    side_backward(ds, t, d_h0);
-    return a * d_out;
-  }
+  mat run_backward(const mat& d_out, const tape_type& t, mat* d_h0);
 
   encoder_shape m_shape;
   side_tuning_config m_cfg;
@@ -727,6 +333,446 @@ private:
   index m_alpha_block = -1;
   index m_step = 0;
 };
+
+template <typename Scalar>
+Scalar side_tuning<Scalar>::alpha() const {
+  switch (m_cfg.alpha) {
+    case alpha_mode::learned: {
+      const Scalar a = m_params.value(m_alpha_block)(0, 0);
+      return Scalar(1) / (Scalar(1) + std::exp(-a));
+    }
+    case alpha_mode::fixed: return static_cast<Scalar>(m_cfg.alpha_fixed);
+    case alpha_mode::schedule: return static_cast<Scalar>(m_cfg.schedule.at(m_step));
+  }
+  return Scalar(0);
+}
+
+template <typename Scalar>
+void side_tuning<Scalar>::on_encoder_output(const mat& h0, mat& h, const hook_context& ctx,
+                                            tape_type& t) const {
+  const char* where = "side_tuning::on_encoder_output";
+  if (!ctx.input)
+    throw invalid_argument(std::string(where) + ": hook_context input batch expected, got null");
+  check_rows(h0, h, ctx.input->rows(), where);
+  if (ctx.input->mask.rows() != ctx.batch_size || ctx.input->mask.cols() != ctx.time)
+    throw invalid_argument(std::string(where) + ": batch mask shape does not match the context [" +
+                           std::to_string(ctx.batch_size) + ", " + std::to_string(ctx.time) + "]");
+  h = run_forward(h, h0, *ctx.input, ctx.run_mode, ctx.gen, ctx.record ? &t : nullptr);
+}
+
+template <typename Scalar>
+matrix<Scalar> side_tuning<Scalar>::blend(const mat& base_h, const mat& h0, const batch& b, mode m, rng* gen,
+                                          tape_type* t) const {
+  const char* where = "side_tuning::blend";
+  if (b.mask.rows() != b.size() || b.mask.cols() != b.time())
+    throw invalid_argument(std::string(where) + ": batch mask shape expected [" + std::to_string(b.size()) +
+                           ", " + std::to_string(b.time()) + "], got [" + std::to_string(b.mask.rows()) +
+                           ", " + std::to_string(b.mask.cols()) + "]");
+  check_rows(h0, base_h, b.rows(), where);
+  return run_forward(base_h, h0, b, m, gen, t);
+}
+
+template <typename Scalar>
+template <typename Encoder>
+cached_encoding<Scalar> side_tuning<Scalar>::encode(const Encoder& enc, const batch& b) {
+  static_assert(std::is_same_v<typename Encoder::scalar_type, Scalar>,
+                "peft::side_tuning::encode: the encoder's scalar_type must equal the policy's Scalar");
+  cached_encoding<Scalar> c;
+  c.base = enc.forward(b);  // validates the batch
+  c.h0 = enc.embed(b);
+  return c;
+}
+
+template <typename Scalar>
+nlohmann::json side_tuning<Scalar>::config_json() const {
+  nlohmann::json j;
+  j["peft_type"] = peft_type;
+  j["side_network"] = to_string(m_cfg.side);
+  j["side_hidden_size"] = m_cfg.side_hidden;
+  j["side_num_heads"] = m_cfg.side_heads;
+  j["side_intermediate_size"] = m_cfg.side_intermediate;
+  j["side_activation"] = detail::side_activation_name(m_cfg.side_activation);
+  j["side_dropout"] = m_cfg.dropout;
+  j["side_layer_norm_eps"] = m_cfg.layer_norm_eps;
+  j["alpha_mode"] = to_string(m_cfg.alpha);
+  j["alpha_init"] = m_cfg.alpha_init;
+  j["alpha_fixed"] = m_cfg.alpha_fixed;
+  j["alpha_schedule"] = {
+      {"start", m_cfg.schedule.start}, {"end", m_cfg.schedule.end}, {"steps", m_cfg.schedule.steps}};
+  j["schedule_step"] = m_step;
+  j["model_type"] = m_shape.model_type;
+  j["num_layers"] = m_shape.num_layers;
+  j["hidden_size"] = m_shape.hidden_size;
+  j["embedding_size"] = m_shape.embedding_size;
+  return j;
+}
+
+template <typename Scalar>
+side_tuning<Scalar> side_tuning<Scalar>::from_config(const nlohmann::json& j, const encoder_shape& shape) {
+  const std::string where = "side_tuning::from_config";
+  if (!j.is_object()) throw invalid_argument(where + ": config expected a JSON object, got " + j.type_name());
+  auto field = [&](const char* key) -> const nlohmann::json* {
+    auto it = j.find(key);
+    return it == j.end() ? nullptr : &*it;
+  };
+  auto get_string = [&](const char* key, std::string def) {
+    const auto* v = field(key);
+    if (!v) return def;
+    if (!v->is_string())
+      throw invalid_argument(where + ": field '" + key + "' expected a string, got " + v->dump());
+    return v->template get<std::string>();
+  };
+  auto get_int = [&](const nlohmann::json& obj, const char* key, index def, const std::string& path) {
+    auto it = obj.find(key);
+    if (it == obj.end()) return def;
+    if (!it->is_number_integer())
+      throw invalid_argument(where + ": field '" + path + "' expected an integer, got " + it->dump());
+    return static_cast<index>(it->template get<std::int64_t>());
+  };
+  auto get_double = [&](const nlohmann::json& obj, const char* key, double def, const std::string& path) {
+    auto it = obj.find(key);
+    if (it == obj.end()) return def;
+    if (!it->is_number())
+      throw invalid_argument(where + ": field '" + path + "' expected a number, got " + it->dump());
+    return it->template get<double>();
+  };
+
+  const std::string type = get_string("peft_type", "");
+  if (type != peft_type)
+    throw invalid_argument(where + ": field 'peft_type' expected \"" + std::string(peft_type) + "\", got \"" +
+                           type + "\"");
+  const std::string model = get_string("model_type", "");
+  if (model != shape.model_type)
+    throw invalid_argument(where + ": field 'model_type' expected \"" + shape.model_type +
+                           "\" (the encoder), got \"" + model + "\"");
+  auto require_int = [&](const char* key, index expected) {
+    if (!field(key))
+      throw invalid_argument(where + ": field '" + std::string(key) + "' missing (expected " +
+                             std::to_string(expected) + ")");
+    const index got = get_int(j, key, 0, key);
+    if (got != expected)
+      throw invalid_argument(where + ": field '" + std::string(key) + "' expected " +
+                             std::to_string(expected) + " (the encoder), got " + std::to_string(got));
+  };
+  require_int("num_layers", shape.num_layers);
+  require_int("hidden_size", shape.hidden_size);
+  require_int("embedding_size", shape.embedding_size);
+
+  side_tuning_config c;
+  const std::string kind = get_string("side_network", to_string(c.side));
+  if (kind == "mlp") {
+    c.side = side_network_kind::mlp;
+  } else if (kind == "transformer") {
+    c.side = side_network_kind::transformer;
+  } else {
+    throw invalid_argument(where + ": field 'side_network' expected \"mlp\" or \"transformer\", got \"" +
+                           kind + "\"");
+  }
+  c.side_hidden = get_int(j, "side_hidden_size", c.side_hidden, "side_hidden_size");
+  c.side_heads = get_int(j, "side_num_heads", c.side_heads, "side_num_heads");
+  c.side_intermediate = get_int(j, "side_intermediate_size", c.side_intermediate, "side_intermediate_size");
+  const std::string act = get_string("side_activation", detail::side_activation_name(c.side_activation));
+  if (act == "relu") {
+    c.side_activation = activation::relu;
+  } else if (act == "gelu") {
+    c.side_activation = activation::gelu_erf;
+  } else if (act == "gelu_new") {
+    c.side_activation = activation::gelu_tanh;
+  } else {
+    throw invalid_argument(
+        where + ": field 'side_activation' expected \"relu\", \"gelu\" or \"gelu_new\", got \"" + act + "\"");
+  }
+  c.dropout = get_double(j, "side_dropout", c.dropout, "side_dropout");
+  c.layer_norm_eps = get_double(j, "side_layer_norm_eps", c.layer_norm_eps, "side_layer_norm_eps");
+  const std::string am = get_string("alpha_mode", to_string(c.alpha));
+  if (am == "learned") {
+    c.alpha = alpha_mode::learned;
+  } else if (am == "fixed") {
+    c.alpha = alpha_mode::fixed;
+  } else if (am == "schedule") {
+    c.alpha = alpha_mode::schedule;
+  } else {
+    throw invalid_argument(
+        where + ": field 'alpha_mode' expected \"learned\", \"fixed\" or \"schedule\", got \"" + am + "\"");
+  }
+  c.alpha_init = get_double(j, "alpha_init", c.alpha_init, "alpha_init");
+  c.alpha_fixed = get_double(j, "alpha_fixed", c.alpha_fixed, "alpha_fixed");
+  if (const auto* s = field("alpha_schedule")) {
+    if (!s->is_object())
+      throw invalid_argument(where + ": field 'alpha_schedule' expected an object, got " + s->dump());
+    c.schedule.start = get_double(*s, "start", c.schedule.start, "alpha_schedule.start");
+    c.schedule.end = get_double(*s, "end", c.schedule.end, "alpha_schedule.end");
+    c.schedule.steps = get_int(*s, "steps", c.schedule.steps, "alpha_schedule.steps");
+  }
+  const index step = get_int(j, "schedule_step", 0, "schedule_step");
+  if (step < 0)
+    throw invalid_argument(where + ": field 'schedule_step' expected >= 0, got " + std::to_string(step));
+  side_tuning p(shape, c, 0);
+  p.m_step = step;
+  return p;
+}
+
+template <typename Scalar>
+void side_tuning<Scalar>::validate() const {
+  const char* where = "side_tuning::side_tuning";
+  auto fail = [&](const std::string& what) { throw invalid_argument(std::string(where) + ": " + what); };
+  if (m_shape.num_layers <= 0)
+    fail("encoder shape num_layers expected > 0, got " + std::to_string(m_shape.num_layers));
+  if (m_shape.hidden_size <= 0)
+    fail("encoder shape hidden_size expected > 0, got " + std::to_string(m_shape.hidden_size));
+  if (m_shape.embedding_size <= 0)
+    fail("encoder shape embedding_size expected > 0, got " + std::to_string(m_shape.embedding_size));
+  const auto& c = m_cfg;
+  if (c.side != side_network_kind::mlp && c.side != side_network_kind::transformer)
+    fail("config side expected mlp or transformer, got " + std::to_string(static_cast<int>(c.side)));
+  if (c.side_hidden <= 0) fail("config side_hidden expected > 0, got " + std::to_string(c.side_hidden));
+  if (c.side == side_network_kind::transformer) {
+    if (c.side_heads <= 0) fail("config side_heads expected > 0, got " + std::to_string(c.side_heads));
+    if (c.side_hidden % c.side_heads != 0)
+      fail("config side_heads expected a divisor of side_hidden " + std::to_string(c.side_hidden) + ", got " +
+           std::to_string(c.side_heads));
+    if (c.side_intermediate <= 0)
+      fail("config side_intermediate expected > 0, got " + std::to_string(c.side_intermediate));
+    if (!(c.layer_norm_eps > 0.0) || !std::isfinite(c.layer_norm_eps))
+      fail("config layer_norm_eps expected > 0, got " + std::to_string(c.layer_norm_eps));
+  }
+  if (c.side_activation != activation::relu && c.side_activation != activation::gelu_erf &&
+      c.side_activation != activation::gelu_tanh)
+    fail("config side_activation expected relu, gelu_erf or gelu_tanh, got " +
+         std::to_string(static_cast<int>(c.side_activation)));
+  if (!(c.dropout >= 0.0 && c.dropout < 1.0))
+    fail("config dropout expected in [0, 1), got " + std::to_string(c.dropout));
+  switch (c.alpha) {
+    case alpha_mode::learned:
+      if (!std::isfinite(c.alpha_init))
+        fail("config alpha_init expected finite, got " + std::to_string(c.alpha_init));
+      break;
+    case alpha_mode::fixed:
+      if (!(c.alpha_fixed >= 0.0 && c.alpha_fixed <= 1.0))
+        fail("config alpha_fixed expected in [0, 1], got " + std::to_string(c.alpha_fixed));
+      break;
+    case alpha_mode::schedule:
+      if (!(c.schedule.start >= 0.0 && c.schedule.start <= 1.0))
+        fail("config schedule.start expected in [0, 1], got " + std::to_string(c.schedule.start));
+      if (!(c.schedule.end >= 0.0 && c.schedule.end <= 1.0))
+        fail("config schedule.end expected in [0, 1], got " + std::to_string(c.schedule.end));
+      if (c.schedule.steps <= 0)
+        fail("config schedule.steps expected > 0, got " + std::to_string(c.schedule.steps));
+      break;
+    default:
+      fail("config alpha expected learned, fixed or schedule, got " +
+           std::to_string(static_cast<int>(c.alpha)));
+  }
+}
+
+template <typename Scalar>
+void side_tuning<Scalar>::add_linear(int w, int b, const std::string& name, index out, index in, rng& gen) {
+  m_blk[w] = m_params.add(key_prefix + name + ".weight", out, in, param_group::weight);
+  m_blk[b] = m_params.add(key_prefix + name + ".bias", out, 1, param_group::bias);
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+  auto W = m_params.value(m_blk[w]);
+  for (index i = 0; i < W.size(); ++i) W.data()[i] = static_cast<Scalar>((2.0 * gen.uniform() - 1.0) * bound);
+  auto B = m_params.value(m_blk[b]);
+  for (index i = 0; i < B.size(); ++i) B.data()[i] = static_cast<Scalar>((2.0 * gen.uniform() - 1.0) * bound);
+}
+
+template <typename Scalar>
+void side_tuning<Scalar>::build(std::uint64_t seed) {
+  for (auto& i : m_blk) i = -1;
+  rng gen(seed);
+  const index E = m_shape.embedding_size, H = m_shape.hidden_size, d = m_cfg.side_hidden;
+  if (m_cfg.alpha == alpha_mode::learned) {
+    m_alpha_block = m_params.add(std::string(key_prefix) + "alpha", 1, 1, param_group::bias);
+    m_blk[b_alpha] = m_alpha_block;
+    m_params.value(m_alpha_block)(0, 0) = static_cast<Scalar>(m_cfg.alpha_init);
+  }
+  if (m_cfg.side == side_network_kind::mlp) {
+    add_linear(b_fc1_w, b_fc1_b, "side.mlp.fc1", d, E, gen);
+    add_linear(b_fc2_w, b_fc2_b, "side.mlp.fc2", H, d, gen);
+  } else {
+    const std::string t = "side.transformer.";
+    add_linear(b_in_w, b_in_b, t + "input", d, E, gen);
+    add_linear(b_q_w, b_q_b, t + "layer.attention.self.query", d, d, gen);
+    add_linear(b_k_w, b_k_b, t + "layer.attention.self.key", d, d, gen);
+    add_linear(b_v_w, b_v_b, t + "layer.attention.self.value", d, d, gen);
+    add_linear(b_o_w, b_o_b, t + "layer.attention.output.dense", d, d, gen);
+    add_norm(b_ln1_g, b_ln1_b, t + "layer.attention.output.LayerNorm", d);
+    add_linear(b_ff1_w, b_ff1_b, t + "layer.intermediate.dense", m_cfg.side_intermediate, d, gen);
+    add_linear(b_ff2_w, b_ff2_b, t + "layer.output.dense", d, m_cfg.side_intermediate, gen);
+    add_norm(b_ln2_g, b_ln2_b, t + "layer.output.LayerNorm", d);
+    add_linear(b_out_w, b_out_b, t + "output", H, d, gen);
+  }
+}
+
+template <typename Scalar>
+void side_tuning<Scalar>::check_rows(const mat& h0, const mat& base, index rows, const char* where) const {
+  if (h0.rows() != rows || h0.cols() != m_shape.embedding_size)
+    throw invalid_argument(std::string(where) + ": h0 shape expected [" + std::to_string(rows) + ", " +
+                           std::to_string(m_shape.embedding_size) + "], got [" + std::to_string(h0.rows()) +
+                           ", " + std::to_string(h0.cols()) + "]");
+  if (base.rows() != rows || base.cols() != m_shape.hidden_size)
+    throw invalid_argument(std::string(where) + ": encoder output shape expected [" + std::to_string(rows) +
+                           ", " + std::to_string(m_shape.hidden_size) + "], got [" +
+                           std::to_string(base.rows()) + ", " + std::to_string(base.cols()) + "]");
+}
+
+template <typename Scalar>
+void side_tuning<Scalar>::lin_back(const mat& x, const mat& dy, int w, int b, mat* dx, bool accumulate) {
+  auto gw = m_params.grad(m_blk[w]);
+  gw.noalias() += dy.transpose() * x;
+  m_params.grad(m_blk[b]) += dy.colwise().sum().transpose();
+  if (dx) {
+    if (accumulate) {
+      dx->noalias() += dy * W(w);
+    } else {
+      dx->resize(dy.rows(), W(w).cols());
+      dx->noalias() = dy * W(w);
+    }
+  }
+}
+
+template <typename Scalar>
+void side_tuning<Scalar>::dropout_mask(index rows, index cols, mode m, rng* gen, mat& mask) const {
+  if (m == mode::train && m_cfg.dropout > 0.0) {
+    if (!gen)
+      throw invalid_argument("side_tuning: train mode with side dropout " + std::to_string(m_cfg.dropout) +
+                             " needs a random generator (got null)");
+    ops::make_dropout_mask(rows, cols, m_cfg.dropout, *gen, mask);
+  } else {
+    mask.resize(0, 0);
+  }
+}
+
+template <typename Scalar>
+void side_tuning<Scalar>::side_forward(const mat& h0, const batch& b, mode m, rng* gen, tape_type& t) const {
+  const activation act = m_cfg.side_activation;
+  if (m_cfg.side == side_network_kind::mlp) {
+    lin(h0, b_fc1_w, b_fc1_b, t.u);
+    ops::activation_forward(act, t.u, t.g);
+    dropout_mask(t.g.rows(), t.g.cols(), m, gen, t.drop1);
+    if (t.drop1.size() != 0) t.g.array() *= t.drop1.array();
+    lin(t.g, b_fc2_w, b_fc2_b, t.side);
+    return;
+  }
+  const index d = m_cfg.side_hidden;
+  lin(h0, b_in_w, b_in_b, t.x);
+  lin(t.x, b_q_w, b_q_b, t.q);
+  lin(t.x, b_k_w, b_k_b, t.k);
+  lin(t.x, b_v_w, b_v_b, t.v);
+  const ops::attention_shape shape{b.size(), b.time(), m_cfg.side_heads, 0};
+  const Scalar scale = Scalar(1) / std::sqrt(static_cast<Scalar>(d / m_cfg.side_heads));
+  const bool drop = m == mode::train && m_cfg.dropout > 0.0;
+  if (drop && !gen)
+    throw invalid_argument("side_tuning: train mode with side dropout " + std::to_string(m_cfg.dropout) +
+                           " needs a random generator (got null)");
+  ops::attention_forward(shape, t.q, t.k, t.v, nullptr, nullptr, b.mask, scale, drop ? m_cfg.dropout : 0.0,
+                         drop ? gen : nullptr, t.ctx, &t.attn);
+  mat a;
+  lin(t.ctx, b_o_w, b_o_b, a);
+  dropout_mask(a.rows(), a.cols(), m, gen, t.drop_attn);
+  if (t.drop_attn.size() != 0) a.array() *= t.drop_attn.array();
+  a += t.x;
+  const vec g1 = bias(b_ln1_g), be1 = bias(b_ln1_b);
+  ops::layer_norm_forward(a, g1, be1, m_cfg.layer_norm_eps, t.x1, &t.norm1);
+  lin(t.x1, b_ff1_w, b_ff1_b, t.u);
+  ops::activation_forward(act, t.u, t.g);
+  mat f;
+  lin(t.g, b_ff2_w, b_ff2_b, f);
+  dropout_mask(f.rows(), f.cols(), m, gen, t.drop_ffn);
+  if (t.drop_ffn.size() != 0) f.array() *= t.drop_ffn.array();
+  f += t.x1;
+  const vec g2 = bias(b_ln2_g), be2 = bias(b_ln2_b);
+  ops::layer_norm_forward(f, g2, be2, m_cfg.layer_norm_eps, t.x2, &t.norm2);
+  lin(t.x2, b_out_w, b_out_b, t.side);
+}
+
+template <typename Scalar>
+void side_tuning<Scalar>::side_backward(const mat& ds, const tape_type& t, mat* d_h0) {
+  const activation act = m_cfg.side_activation;
+  if (m_cfg.side == side_network_kind::mlp) {
+    mat dg;
+    lin_back(t.g, ds, b_fc2_w, b_fc2_b, &dg, false);
+    if (t.drop1.size() != 0) dg.array() *= t.drop1.array();
+    ops::activation_backward(act, t.u, dg);
+    lin_back(t.h0, dg, b_fc1_w, b_fc1_b, d_h0, false);
+    return;
+  }
+  mat dx2;
+  lin_back(t.x2, ds, b_out_w, b_out_b, &dx2, false);
+  // LayerNorm 2 (its gamma and beta are trainable here).
+  mat dz2;
+  {
+    vec dg = vec::Zero(m_cfg.side_hidden), db = vec::Zero(m_cfg.side_hidden);
+    ops::layer_norm_backward(dx2, bias(b_ln2_g), t.norm2, dz2, &dg, &db);
+    m_params.grad(m_blk[b_ln2_g]) += dg;
+    m_params.grad(m_blk[b_ln2_b]) += db;
+  }
+  mat df = dz2;
+  if (t.drop_ffn.size() != 0) df.array() *= t.drop_ffn.array();
+  mat dg;
+  lin_back(t.g, df, b_ff2_w, b_ff2_b, &dg, false);
+  ops::activation_backward(act, t.u, dg);
+  mat dx1 = dz2;
+  lin_back(t.x1, dg, b_ff1_w, b_ff1_b, &dx1, true);
+  mat dz1;
+  {
+    vec dgam = vec::Zero(m_cfg.side_hidden), db = vec::Zero(m_cfg.side_hidden);
+    ops::layer_norm_backward(dx1, bias(b_ln1_g), t.norm1, dz1, &dgam, &db);
+    m_params.grad(m_blk[b_ln1_g]) += dgam;
+    m_params.grad(m_blk[b_ln1_b]) += db;
+  }
+  mat da = dz1;
+  if (t.drop_attn.size() != 0) da.array() *= t.drop_attn.array();
+  mat dctx;
+  lin_back(t.ctx, da, b_o_w, b_o_b, &dctx, false);
+  const ops::attention_shape shape{t.batch_size, t.time, m_cfg.side_heads, 0};
+  const Scalar scale = Scalar(1) / std::sqrt(static_cast<Scalar>(m_cfg.side_hidden / m_cfg.side_heads));
+  mat dq, dk, dv;
+  ops::attention_backward(shape, dctx, t.q, t.k, t.v, nullptr, nullptr, t.attn, scale, dq, dk, dv, nullptr,
+                          nullptr);
+  mat dx = dz1;
+  lin_back(t.x, dq, b_q_w, b_q_b, &dx, true);
+  lin_back(t.x, dk, b_k_w, b_k_b, &dx, true);
+  lin_back(t.x, dv, b_v_w, b_v_b, &dx, true);
+  lin_back(t.h0, dx, b_in_w, b_in_b, d_h0, false);
+}
+
+template <typename Scalar>
+matrix<Scalar> side_tuning<Scalar>::run_forward(const mat& base, const mat& h0, const batch& b, mode m,
+                                                rng* gen, tape_type* rec) const {
+  tape_type scratch;
+  tape_type& t = rec ? *rec : scratch;
+  t = tape_type{};
+  t.batch_size = b.size();
+  t.time = b.time();
+  t.alpha = alpha();
+  if (rec) t.h0 = h0;  // only the backward pass reads it
+  side_forward(h0, b, m, gen, t);
+  const Scalar a = t.alpha;
+  mat out = a * base + (Scalar(1) - a) * t.side;
+  if (rec && m_cfg.alpha == alpha_mode::learned) t.base = base;
+  return out;
+}
+
+template <typename Scalar>
+matrix<Scalar> side_tuning<Scalar>::run_backward(const mat& d_out, const tape_type& t, mat* d_h0) {
+  const char* where = "side_tuning::backward";
+  if (!t.recorded())
+    throw invalid_argument(std::string(where) + ": tape is empty (was the forward pass called with a tape?)");
+  if (d_out.rows() != t.side.rows() || d_out.cols() != t.side.cols())
+    throw invalid_argument(std::string(where) + ": gradient shape expected [" +
+                           std::to_string(t.side.rows()) + ", " + std::to_string(t.side.cols()) + "], got [" +
+                           std::to_string(d_out.rows()) + ", " + std::to_string(d_out.cols()) + "]");
+  const Scalar a = t.alpha;
+  if (m_cfg.alpha == alpha_mode::learned) {
+    // d out / d logit = σ'(logit) (base - side) = α (1 - α) (base - side)
+    const Scalar s = (d_out.array() * (t.base.array() - t.side.array())).sum();
+    m_params.grad(m_alpha_block)(0, 0) += a * (Scalar(1) - a) * s;
+  }
+  const mat ds = (Scalar(1) - a) * d_out;
+  side_backward(ds, t, d_h0);
+  return a * d_out;
+}
 
 /// Per-example store of frozen-encoder results for side-tuning: encode each training
 /// example once (evaluation mode) and assemble any batch of them later, every epoch.

@@ -673,4 +673,8 @@ mpmp_blackbox_result mpmp_blackbox(const encoder<Arch, Scalar>& enc, modular_pro
 
 }  // namespace peft
 
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_TRAIN_MPMP
+#include "../detail/instances.hpp"
+
 #endif  // PEFT_TRAIN_MPMP_HPP

@@ -312,13 +312,8 @@ public:
   using head_factory = std::function<Head(std::uint64_t seed)>;
 
   /// @param enc the frozen encoder; held by reference (it must outlive the trainer), never copied
-  self_trainer(const encoder<Arch, Scalar>& enc, policy_factory make_policy, head_factory make_head, list_options o)
-      : m_enc(&enc), m_make_policy(std::move(make_policy)), m_make_head(std::move(make_head)), m_opt(o) {
-    m_opt.validate();
-    if (!m_make_policy || !m_make_head) throw invalid_argument("self_trainer: policy and head factories are required");
-    m_policy.emplace(m_make_policy(m_opt.seed));
-    m_head.emplace(m_make_head(m_opt.seed));
-  }
+  self_trainer(const encoder<Arch, Scalar>& enc, policy_factory make_policy, head_factory make_head,
+               list_options o);
 
   const list_options& options() const noexcept { return m_opt; }
   /// Replaces the settings (validated); takes effect at the next phase or session.
@@ -341,218 +336,18 @@ public:
   std::function<void(const list_step&)> on_step;
 
   /// Phase 0: tunes the current model on the labelled examples.
-  fit_result train_teacher(const std::vector<encoded_example>& labelled) {
-    check_labelled(labelled);
-    fit_options f;
-    f.epochs = std::max(1, m_opt.teacher_epochs);
-    f.batch_size = m_opt.labelled_batch / (m_opt.comm ? m_opt.comm->size() : 1);
-    f.comm = m_opt.comm;
-    f.lr = m_opt.teacher_lr;
-    f.head_lr = m_opt.teacher_head_lr;
-    f.weight_decay = m_opt.weight_decay;
-    f.max_grad_norm = m_opt.max_grad_norm;
-    f.seed = m_opt.seed;
-    f.pad_id = m_opt.pad_id;
-    f.label = "LiST teacher";
-    f.show_progress = m_opt.show_progress && lead();
-    f.progress_out = m_opt.progress_out;
-    if (m_opt.teacher_epochs == 0) return {};
-    auto model = student();
-    return fit(model, labelled, {}, f);
-  }
+  fit_result train_teacher(const std::vector<encoded_example>& labelled);
 
   /// One session (`session` is 1-based): teacher <- current model, new student, pseudo-label
   /// steps, labelled fine-tuning. `eval` (may be empty) is only evaluated for the report.
   list_session_report run_session(int session, const std::vector<encoded_example>& labelled,
                                   const std::vector<encoded_example>& pool,
-                                  const std::vector<encoded_example>& eval = {}) {
-    check_labelled(labelled);
-    if (pool.empty()) throw invalid_argument("self_trainer: the unlabelled pool is empty");
-    list_session_report rep;
-    rep.session = session;
-    // Teacher <- frozen copy of the current model; student <- fresh (re_init) or a copy.
-    m_teacher_policy.emplace(*m_policy);
-    m_teacher_head.emplace(*m_head);
-    if (m_opt.re_init) {
-      const std::uint64_t s = m_opt.seed + 1000003ULL * static_cast<std::uint64_t>(session);
-      m_policy.emplace(m_make_policy(s));
-      m_head.emplace(m_make_head(s));
-    }
-    auto teacher_model = teacher();
-    collective* comm = m_opt.comm;
-    matrix<Scalar> q_all;
-    if (!comm) {
-      q_all = predict_probabilities(teacher_model, pool, 64, m_opt.pad_id);
-    } else {
-      // Each rank labels a slice of the pool; the sum over ranks fills every row everywhere.
-      std::vector<std::size_t> all(pool.size());
-      for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
-      const auto mine = detail::rank_share(all, comm);
-      std::vector<encoded_example> slice;
-      for (auto i : mine) slice.push_back(pool[i]);
-      const index classes = teacher_model.head().num_classes();
-      q_all = matrix<Scalar>::Zero(static_cast<index>(pool.size()), classes);
-      if (!slice.empty()) {
-        const matrix<Scalar> q_mine = predict_probabilities(teacher_model, slice, 64, m_opt.pad_id);
-        for (std::size_t k = 0; k < mine.size(); ++k) q_all.row(static_cast<index>(mine[k])) = q_mine.row(static_cast<index>(k));
-      }
-      comm->allreduce_sum(q_all.data(), static_cast<std::size_t>(q_all.size()));
-    }
-    std::vector<int> pseudo(pool.size());
-    {
-      index right = 0, known = 0;
-      for (std::size_t i = 0; i < pool.size(); ++i) {
-        index c = 0;
-        q_all.row(static_cast<index>(i)).maxCoeff(&c);
-        pseudo[i] = static_cast<int>(c);
-        if (pool[i].label >= 0) {
-          ++known;
-          right += c == pool[i].label;
-        }
-      }
-      if (known > 0) rep.pseudo_label_accuracy = double(right) / double(known);
-    }
-
-    auto model = student();
-    auto set = model.parameters();
-    if (set.size() == 0) throw invalid_argument("self_trainer: the student has no trainable parameters");
-    const std::size_t nl = labelled.size();
-    const long ft_per_epoch = static_cast<long>((nl + std::size_t(m_opt.labelled_batch) - 1) / std::size_t(m_opt.labelled_batch));
-    const long ft_steps = ft_per_epoch * m_opt.finetune_epochs;
-    const long total = m_opt.student_steps + ft_steps;
-    const long warm = static_cast<long>(std::llround(m_opt.warmup_fraction * double(m_opt.student_steps)));
-    adamw_hyper hyper;
-    hyper.lr = m_opt.student_lr;
-    hyper.weight_decay = m_opt.weight_decay;
-    adamw<Scalar> opt(hyper);
-    opt.init(set);
-    if (m_opt.student_head_lr > 0)
-      opt.set_store_lr_scale(static_cast<index>(set.num_stores()) - 1, m_opt.student_head_lr / m_opt.student_lr);
-    const auto schedule = lr_schedule::linear(m_opt.student_lr, 0, std::max<long>(total, 1));
-    const std::uint64_t base = m_opt.seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(session);
-    cycling_sampler pool_rows(pool.size(), std::size_t(m_opt.unlabelled_batch), base ^ 0x1111);
-    cycling_sampler meta_rows(nl, std::size_t(m_opt.meta_batch), base ^ 0x2222);
-    rng drop_gen(base ^ 0x3333);
-    progress bar("LiST session " + std::to_string(session) + "/" + std::to_string(m_opt.sessions), total,
-                 m_opt.progress_out, std::max<long>(1, total / 10));
-    vector<Scalar> flat;  // the per-step gradient buffer of a sharded run
-
-    double kept_sum = 0, wsum_sum = 0, kept_acc_num = 0, kept_acc_den = 0;
-    long reweighted = 0;
-    long step = 0;
-    double loss = 0;
-    for (long s = 0; s < m_opt.student_steps; ++s) {
-      const auto batch_rows = pool_rows.next();
-      const auto rows = detail::rank_share(batch_rows, comm);  // all of them without comm
-      const index b = static_cast<index>(rows.size());
-      const double b_all = double(batch_rows.size());
-      matrix<Scalar> q(b, q_all.cols());
-      for (index i = 0; i < b; ++i) q.row(i) = q_all.row(static_cast<index>(rows[static_cast<std::size_t>(i)]));
-      vector<Scalar> w(b);
-      list_phase phase = list_phase::warmup;
-      double kept = 1;
-      if (!m_opt.reweight || s < warm) {
-        w.setConstant(static_cast<Scalar>(1.0 / (b_all + 1e-5)));  // confidence mask at threshold 0
-      } else if (s == warm) {
-        w.setConstant(static_cast<Scalar>(1.0 / b_all));  // the reference's `w = None`: a plain mean
-      } else {
-        phase = list_phase::reweighted;
-        const auto mw = meta_reweight(model, pool, rows, q, labelled, meta_rows.next(), m_opt.meta, m_opt.pad_id, comm);
-        double wsum = 0;
-        for (index i = 0; i < b; ++i) {
-          const double wi = mw.weights[static_cast<std::size_t>(i)];
-          w[i] = static_cast<Scalar>(wi);
-          wsum += wi;
-          const auto& ex = pool[rows[static_cast<std::size_t>(i)]];
-          if (ex.label >= 0) {
-            kept_acc_den += wi;
-            kept_acc_num += wi * (pseudo[rows[static_cast<std::size_t>(i)]] == ex.label ? 1.0 : 0.0);
-          }
-        }
-        kept = double(mw.kept) / b_all;
-        kept_sum += kept;
-        wsum_sum += wsum;
-        ++reweighted;
-      }
-      set.zero_grad();
-      if (!comm) {
-        const task_batch tb = make_task_batch(pool, rows, m_opt.pad_id);
-        loss = model.forward_backward(tb, mode::train, drop_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
-          return static_cast<double>(kl_div(z, q, w, dz));
-        });
-      } else {
-        // The weighted KL is a sum over the batch: the ranks' sums add up to it.
-        rng step_gen(drop_gen.engine()());
-        const task_batch tb = detail::keyed_batch(pool, batch_rows, rows, m_opt.pad_id, step_gen);
-        loss = model.forward_backward(tb, mode::train, step_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
-          return static_cast<double>(kl_div(z, q, w, dz));
-        });
-        loss = detail::allreduce_gradients(set, *comm, 1.0, loss, flat);
-      }
-      finish_step(set, opt, schedule, step, loss, phase, session, kept, long(b_all), bar);
-    }
-    // Fine-tune phase: labelled data only, the same optimizer and schedule.
-    rng order_gen(base ^ 0x4444);
-    std::vector<std::size_t> order(nl);
-    for (std::size_t i = 0; i < nl; ++i) order[i] = i;
-    for (int e = 0; e < m_opt.finetune_epochs; ++e) {
-      for (std::size_t i = nl; i > 1; --i) std::swap(order[i - 1], order[order_gen.below(i)]);
-      for (std::size_t s = 0; s < nl; s += std::size_t(m_opt.labelled_batch)) {
-        const std::vector<std::size_t> rows(order.begin() + static_cast<std::ptrdiff_t>(s),
-                                            order.begin() + static_cast<std::ptrdiff_t>(
-                                                                std::min(nl, s + std::size_t(m_opt.labelled_batch))));
-        set.zero_grad();
-        if (!comm) {
-          const task_batch tb = make_task_batch(labelled, rows, m_opt.pad_id);
-          loss = model.forward_backward(tb, mode::train, drop_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
-            return static_cast<double>(cross_entropy(z, tb.labels, dz));
-          });
-        } else {
-          rng step_gen(drop_gen.engine()());
-          const auto mine = detail::rank_share(rows, comm);
-          double local = 0;
-          if (!mine.empty()) {
-            const task_batch tb = detail::keyed_batch(labelled, rows, mine, m_opt.pad_id, step_gen, std::uint64_t(1) << 62);
-            local = model.forward_backward(tb, mode::train, step_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
-              return static_cast<double>(cross_entropy(z, tb.labels, dz));
-            });
-          }
-          loss = detail::allreduce_gradients(set, *comm, double(mine.size()) / double(rows.size()), local, flat);
-        }
-        finish_step(set, opt, schedule, step, loss, list_phase::finetune, session, 1.0, long(rows.size()), bar);
-      }
-    }
-    if (comm) {  // the report's sums over this rank's rows, over all rows
-      double sums[3] = {kept_acc_num, kept_acc_den, wsum_sum};
-      comm->allreduce_sum(sums, 3);
-      kept_acc_num = sums[0];
-      kept_acc_den = sums[1];
-      wsum_sum = sums[2];
-    }
-    if (m_opt.show_progress && lead()) bar.finish();
-    rep.final_loss = loss;
-    rep.seconds = bar.seconds();
-    if (reweighted > 0) {
-      rep.mean_kept = kept_sum / double(reweighted);
-      rep.mean_weight_sum = wsum_sum / double(reweighted);
-      if (kept_acc_den > 0) rep.kept_accuracy = kept_acc_num / kept_acc_den;
-    }
-    if (!eval.empty()) rep.eval_accuracy = evaluate(model, eval, 64, m_opt.pad_id).accuracy;
-    return rep;
-  }
+                                  const std::vector<encoded_example>& eval = {});
 
   /// Phase 0 and every session. `pool` must not contain `labelled`'s examples (the caller's
   /// split); `eval` (may be empty) is only evaluated for the reports.
   list_result run(const std::vector<encoded_example>& labelled, const std::vector<encoded_example>& pool,
-                  const std::vector<encoded_example>& eval = {}) {
-    list_result r;
-    const auto t0 = std::chrono::steady_clock::now();
-    train_teacher(labelled);
-    if (!eval.empty()) r.teacher_eval_accuracy = evaluate(student(), eval, 64, m_opt.pad_id).accuracy;
-    for (int s = 1; s <= m_opt.sessions; ++s) r.sessions.push_back(run_session(s, labelled, pool, eval));
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return r;
-  }
+                  const std::vector<encoded_example>& eval = {});
 
 private:
   /// Endless shuffled batches over [0, n), reshuffled after each pass (a cycling data loader).
@@ -611,6 +406,246 @@ private:
   std::optional<Head> m_head, m_teacher_head;
 };
 
+template <typename Arch, typename Scalar, typename Policy, typename Head>
+self_trainer<Arch, Scalar, Policy, Head>::self_trainer(const encoder<Arch, Scalar>& enc,
+                                                       policy_factory make_policy, head_factory make_head,
+                                                       list_options o)
+    : m_enc(&enc), m_make_policy(std::move(make_policy)), m_make_head(std::move(make_head)), m_opt(o) {
+  m_opt.validate();
+  if (!m_make_policy || !m_make_head)
+    throw invalid_argument("self_trainer: policy and head factories are required");
+  m_policy.emplace(m_make_policy(m_opt.seed));
+  m_head.emplace(m_make_head(m_opt.seed));
+}
+
+template <typename Arch, typename Scalar, typename Policy, typename Head>
+fit_result self_trainer<Arch, Scalar, Policy, Head>::train_teacher(
+    const std::vector<encoded_example>& labelled) {
+  check_labelled(labelled);
+  fit_options f;
+  f.epochs = std::max(1, m_opt.teacher_epochs);
+  f.batch_size = m_opt.labelled_batch / (m_opt.comm ? m_opt.comm->size() : 1);
+  f.comm = m_opt.comm;
+  f.lr = m_opt.teacher_lr;
+  f.head_lr = m_opt.teacher_head_lr;
+  f.weight_decay = m_opt.weight_decay;
+  f.max_grad_norm = m_opt.max_grad_norm;
+  f.seed = m_opt.seed;
+  f.pad_id = m_opt.pad_id;
+  f.label = "LiST teacher";
+  f.show_progress = m_opt.show_progress && lead();
+  f.progress_out = m_opt.progress_out;
+  if (m_opt.teacher_epochs == 0) return {};
+  auto model = student();
+  return fit(model, labelled, {}, f);
+}
+
+template <typename Arch, typename Scalar, typename Policy, typename Head>
+list_session_report self_trainer<Arch, Scalar, Policy, Head>::run_session(
+    int session, const std::vector<encoded_example>& labelled, const std::vector<encoded_example>& pool,
+    const std::vector<encoded_example>& eval) {
+  check_labelled(labelled);
+  if (pool.empty()) throw invalid_argument("self_trainer: the unlabelled pool is empty");
+  list_session_report rep;
+  rep.session = session;
+  // Teacher <- frozen copy of the current model; student <- fresh (re_init) or a copy.
+  m_teacher_policy.emplace(*m_policy);
+  m_teacher_head.emplace(*m_head);
+  if (m_opt.re_init) {
+    const std::uint64_t s = m_opt.seed + 1000003ULL * static_cast<std::uint64_t>(session);
+    m_policy.emplace(m_make_policy(s));
+    m_head.emplace(m_make_head(s));
+  }
+  auto teacher_model = teacher();
+  collective* comm = m_opt.comm;
+  matrix<Scalar> q_all;
+  if (!comm) {
+    q_all = predict_probabilities(teacher_model, pool, 64, m_opt.pad_id);
+  } else {
+    // Each rank labels a slice of the pool; the sum over ranks fills every row everywhere.
+    std::vector<std::size_t> all(pool.size());
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+    const auto mine = detail::rank_share(all, comm);
+    std::vector<encoded_example> slice;
+    for (auto i : mine) slice.push_back(pool[i]);
+    const index classes = teacher_model.head().num_classes();
+    q_all = matrix<Scalar>::Zero(static_cast<index>(pool.size()), classes);
+    if (!slice.empty()) {
+      const matrix<Scalar> q_mine = predict_probabilities(teacher_model, slice, 64, m_opt.pad_id);
+      for (std::size_t k = 0; k < mine.size(); ++k)
+        q_all.row(static_cast<index>(mine[k])) = q_mine.row(static_cast<index>(k));
+    }
+    comm->allreduce_sum(q_all.data(), static_cast<std::size_t>(q_all.size()));
+  }
+  std::vector<int> pseudo(pool.size());
+  {
+    index right = 0, known = 0;
+    for (std::size_t i = 0; i < pool.size(); ++i) {
+      index c = 0;
+      q_all.row(static_cast<index>(i)).maxCoeff(&c);
+      pseudo[i] = static_cast<int>(c);
+      if (pool[i].label >= 0) {
+        ++known;
+        right += c == pool[i].label;
+      }
+    }
+    if (known > 0) rep.pseudo_label_accuracy = double(right) / double(known);
+  }
+
+  auto model = student();
+  auto set = model.parameters();
+  if (set.size() == 0) throw invalid_argument("self_trainer: the student has no trainable parameters");
+  const std::size_t nl = labelled.size();
+  const long ft_per_epoch =
+      static_cast<long>((nl + std::size_t(m_opt.labelled_batch) - 1) / std::size_t(m_opt.labelled_batch));
+  const long ft_steps = ft_per_epoch * m_opt.finetune_epochs;
+  const long total = m_opt.student_steps + ft_steps;
+  const long warm = static_cast<long>(std::llround(m_opt.warmup_fraction * double(m_opt.student_steps)));
+  adamw_hyper hyper;
+  hyper.lr = m_opt.student_lr;
+  hyper.weight_decay = m_opt.weight_decay;
+  adamw<Scalar> opt(hyper);
+  opt.init(set);
+  if (m_opt.student_head_lr > 0)
+    opt.set_store_lr_scale(static_cast<index>(set.num_stores()) - 1,
+                           m_opt.student_head_lr / m_opt.student_lr);
+  const auto schedule = lr_schedule::linear(m_opt.student_lr, 0, std::max<long>(total, 1));
+  const std::uint64_t base = m_opt.seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(session);
+  cycling_sampler pool_rows(pool.size(), std::size_t(m_opt.unlabelled_batch), base ^ 0x1111);
+  cycling_sampler meta_rows(nl, std::size_t(m_opt.meta_batch), base ^ 0x2222);
+  rng drop_gen(base ^ 0x3333);
+  progress bar("LiST session " + std::to_string(session) + "/" + std::to_string(m_opt.sessions), total,
+               m_opt.progress_out, std::max<long>(1, total / 10));
+  vector<Scalar> flat;  // the per-step gradient buffer of a sharded run
+
+  double kept_sum = 0, wsum_sum = 0, kept_acc_num = 0, kept_acc_den = 0;
+  long reweighted = 0;
+  long step = 0;
+  double loss = 0;
+  for (long s = 0; s < m_opt.student_steps; ++s) {
+    const auto batch_rows = pool_rows.next();
+    const auto rows = detail::rank_share(batch_rows, comm);  // all of them without comm
+    const index b = static_cast<index>(rows.size());
+    const double b_all = double(batch_rows.size());
+    matrix<Scalar> q(b, q_all.cols());
+    for (index i = 0; i < b; ++i) q.row(i) = q_all.row(static_cast<index>(rows[static_cast<std::size_t>(i)]));
+    vector<Scalar> w(b);
+    list_phase phase = list_phase::warmup;
+    double kept = 1;
+    if (!m_opt.reweight || s < warm) {
+      w.setConstant(static_cast<Scalar>(1.0 / (b_all + 1e-5)));  // confidence mask at threshold 0
+    } else if (s == warm) {
+      w.setConstant(static_cast<Scalar>(1.0 / b_all));  // the reference's `w = None`: a plain mean
+    } else {
+      phase = list_phase::reweighted;
+      const auto mw =
+          meta_reweight(model, pool, rows, q, labelled, meta_rows.next(), m_opt.meta, m_opt.pad_id, comm);
+      double wsum = 0;
+      for (index i = 0; i < b; ++i) {
+        const double wi = mw.weights[static_cast<std::size_t>(i)];
+        w[i] = static_cast<Scalar>(wi);
+        wsum += wi;
+        const auto& ex = pool[rows[static_cast<std::size_t>(i)]];
+        if (ex.label >= 0) {
+          kept_acc_den += wi;
+          kept_acc_num += wi * (pseudo[rows[static_cast<std::size_t>(i)]] == ex.label ? 1.0 : 0.0);
+        }
+      }
+      kept = double(mw.kept) / b_all;
+      kept_sum += kept;
+      wsum_sum += wsum;
+      ++reweighted;
+    }
+    set.zero_grad();
+    if (!comm) {
+      const task_batch tb = make_task_batch(pool, rows, m_opt.pad_id);
+      loss =
+          model.forward_backward(tb, mode::train, drop_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
+            return static_cast<double>(kl_div(z, q, w, dz));
+          });
+    } else {
+      // The weighted KL is a sum over the batch: the ranks' sums add up to it.
+      rng step_gen(drop_gen.engine()());
+      const task_batch tb = detail::keyed_batch(pool, batch_rows, rows, m_opt.pad_id, step_gen);
+      loss =
+          model.forward_backward(tb, mode::train, step_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
+            return static_cast<double>(kl_div(z, q, w, dz));
+          });
+      loss = detail::allreduce_gradients(set, *comm, 1.0, loss, flat);
+    }
+    finish_step(set, opt, schedule, step, loss, phase, session, kept, long(b_all), bar);
+  }
+  // Fine-tune phase: labelled data only, the same optimizer and schedule.
+  rng order_gen(base ^ 0x4444);
+  std::vector<std::size_t> order(nl);
+  for (std::size_t i = 0; i < nl; ++i) order[i] = i;
+  for (int e = 0; e < m_opt.finetune_epochs; ++e) {
+    for (std::size_t i = nl; i > 1; --i) std::swap(order[i - 1], order[order_gen.below(i)]);
+    for (std::size_t s = 0; s < nl; s += std::size_t(m_opt.labelled_batch)) {
+      const std::vector<std::size_t> rows(
+          order.begin() + static_cast<std::ptrdiff_t>(s),
+          order.begin() + static_cast<std::ptrdiff_t>(std::min(nl, s + std::size_t(m_opt.labelled_batch))));
+      set.zero_grad();
+      if (!comm) {
+        const task_batch tb = make_task_batch(labelled, rows, m_opt.pad_id);
+        loss = model.forward_backward(tb, mode::train, drop_gen,
+                                      [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
+                                        return static_cast<double>(cross_entropy(z, tb.labels, dz));
+                                      });
+      } else {
+        rng step_gen(drop_gen.engine()());
+        const auto mine = detail::rank_share(rows, comm);
+        double local = 0;
+        if (!mine.empty()) {
+          const task_batch tb =
+              detail::keyed_batch(labelled, rows, mine, m_opt.pad_id, step_gen, std::uint64_t(1) << 62);
+          local = model.forward_backward(tb, mode::train, step_gen,
+                                         [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
+                                           return static_cast<double>(cross_entropy(z, tb.labels, dz));
+                                         });
+        }
+        loss =
+            detail::allreduce_gradients(set, *comm, double(mine.size()) / double(rows.size()), local, flat);
+      }
+      finish_step(set, opt, schedule, step, loss, list_phase::finetune, session, 1.0, long(rows.size()), bar);
+    }
+  }
+  if (comm) {  // the report's sums over this rank's rows, over all rows
+    double sums[3] = {kept_acc_num, kept_acc_den, wsum_sum};
+    comm->allreduce_sum(sums, 3);
+    kept_acc_num = sums[0];
+    kept_acc_den = sums[1];
+    wsum_sum = sums[2];
+  }
+  if (m_opt.show_progress && lead()) bar.finish();
+  rep.final_loss = loss;
+  rep.seconds = bar.seconds();
+  if (reweighted > 0) {
+    rep.mean_kept = kept_sum / double(reweighted);
+    rep.mean_weight_sum = wsum_sum / double(reweighted);
+    if (kept_acc_den > 0) rep.kept_accuracy = kept_acc_num / kept_acc_den;
+  }
+  if (!eval.empty()) rep.eval_accuracy = evaluate(model, eval, 64, m_opt.pad_id).accuracy;
+  return rep;
+}
+
+template <typename Arch, typename Scalar, typename Policy, typename Head>
+list_result self_trainer<Arch, Scalar, Policy, Head>::run(const std::vector<encoded_example>& labelled,
+                                                          const std::vector<encoded_example>& pool,
+                                                          const std::vector<encoded_example>& eval) {
+  list_result r;
+  const auto t0 = std::chrono::steady_clock::now();
+  train_teacher(labelled);
+  if (!eval.empty()) r.teacher_eval_accuracy = evaluate(student(), eval, 64, m_opt.pad_id).accuracy;
+  for (int s = 1; s <= m_opt.sessions; ++s) r.sessions.push_back(run_session(s, labelled, pool, eval));
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
 }  // namespace peft
+
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_TRAIN_SELF_TRAINING
+#include "../detail/instances.hpp"
 
 #endif  // PEFT_TRAIN_SELF_TRAINING_HPP

@@ -1,7 +1,0 @@
-// SPDX-License-Identifier: Apache-2.0
-// peft::instances: encoder<roberta, float> with every built-in policy.
-#include "common.hpp"
-
-namespace peft {
-PEFT_SRC_ENCODER_ALL_POLICIES(roberta, float)
-}  // namespace peft
