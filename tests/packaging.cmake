@@ -1,6 +1,7 @@
 # Packaging tests, all labelled `packaging`:
 #  - cmake_import_*: a consumer project (tests/cmake_import) finds peft with find_package and
 #    links peft::peft, once from the build tree and once from an install into a scratch prefix;
+#    its train_adapter (peft.hpp + peft::instances: load a BERT folder, fit, save) must run;
 #  - failtest_*: compile-fail tests (tests/failtest), after Eigen's failtest folder;
 #  - format_check: scripts/format --check (only when PEFT_FORMAT_CHECK is ON).
 # Included at the end of tests/CMakeLists.txt.
@@ -21,6 +22,11 @@ function(peft_add_import_test kind requires)
             -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER} -DCMAKE_BUILD_TYPE=Release ${ARGN})
   add_test(NAME cmake_import_${kind}_build COMMAND ${CMAKE_COMMAND} --build ${bin} --config Release)
   add_test(NAME cmake_import_${kind}_run COMMAND ${CMAKE_COMMAND} -E chdir ${bin} ./consumer)
+  # The README's small program: trains and saves a Houlsby adapter on a real BERT folder.
+  add_test(NAME cmake_import_${kind}_train_adapter
+    COMMAND ${bin}/train_adapter ${CMAKE_CURRENT_BINARY_DIR}/cmake_import/bert ${bin}/houlsby)
+  set_tests_properties(cmake_import_${kind}_train_adapter PROPERTIES
+    FIXTURES_REQUIRED "peft_import_${kind}_built;peft_import_bert" LABELS packaging)
   set_tests_properties(cmake_import_${kind}_configure PROPERTIES
     FIXTURES_SETUP peft_import_${kind}_configured FIXTURES_REQUIRED "${requires}")
   set_tests_properties(cmake_import_${kind}_build PROPERTIES
@@ -30,6 +36,13 @@ function(peft_add_import_test kind requires)
   set_tests_properties(cmake_import_${kind}_configure cmake_import_${kind}_build cmake_import_${kind}_run
     PROPERTIES LABELS packaging)
 endfunction()
+
+# The reference BERT checkpoint with a vocab.txt, as a Hugging Face folder (train_adapter).
+add_test(NAME cmake_import_bert_folder
+  COMMAND ${CMAKE_COMMAND} -DSOURCE=${CMAKE_CURRENT_BINARY_DIR}/reference/torch/bert
+          -DDEST=${CMAKE_CURRENT_BINARY_DIR}/cmake_import/bert -P ${CMAKE_CURRENT_SOURCE_DIR}/cmake_import/bert_folder.cmake)
+set_tests_properties(cmake_import_bert_folder PROPERTIES
+  FIXTURES_SETUP peft_import_bert FIXTURES_REQUIRED peft_reference LABELS packaging)
 
 if(PEFT_INSTALL)
   # (a) The build tree: peftConfig.cmake and peftTargets.cmake written by export().

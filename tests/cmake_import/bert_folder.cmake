@@ -1,0 +1,22 @@
+# cmake -DSOURCE=<BERT folder without a tokenizer> -DDEST=<folder> -P bert_folder.cmake
+# Copies the reference BERT checkpoint (tests/reference/torch_bert.py: 100-token vocabulary)
+# into DEST and writes the vocab.txt a Hugging Face BERT folder has, so that train_adapter
+# reads the folder as a user's program would.
+foreach(var SOURCE DEST)
+  if(NOT ${var})
+    message(FATAL_ERROR "bert_folder.cmake: ${var} is not set")
+  endif()
+endforeach()
+file(REMOVE_RECURSE "${DEST}")
+file(MAKE_DIRECTORY "${DEST}")
+file(COPY "${SOURCE}/config.json" "${SOURCE}/model.safetensors" DESTINATION "${DEST}")
+set(words "[PAD]" "[UNK]" "[CLS]" "[SEP]" "[MASK]" a fine and moving film dull slow long great fun awful story)
+list(LENGTH words n)
+set(vocab "")
+foreach(w IN LISTS words)
+  string(APPEND vocab "${w}\n")
+endforeach()
+foreach(i RANGE ${n} 99)
+  string(APPEND vocab "[unused${i}]\n")
+endforeach()
+file(WRITE "${DEST}/vocab.txt" "${vocab}")
