@@ -7,11 +7,11 @@
 /// `PEFT_FUZZ_TARGET(name) { ... }`; the body sees the input as `data` (const std::uint8_t*)
 /// and `size` (std::size_t).
 ///
-/// - Compiled with `PEFT_FUZZ_LIBFUZZER` defined (the clang `-fsanitize=fuzzer` builds), the
-///   macro defines `LLVMFuzzerTestOneInput`: each target file is one libFuzzer binary.
-/// - Otherwise it registers the body under its name in `registry()`, so that every target links
-///   into the one ordinary executable `peft_fuzz_replay` (replay_main.cpp), which runs the
-///   committed seeds and regression inputs under ctest.
+/// The macro registers the body under its name in `registry()`. Every target is compiled once
+/// and linked into two executables: `peft_fuzz_replay` (replay_main.cpp), which runs the
+/// committed seeds and regression inputs under ctest, and, in a clang sanitizer build, the
+/// libFuzzer binary `peft_fuzz` (libfuzzer_main.cpp), which fuzzes the target its name or
+/// `$PEFT_FUZZ_TARGET` selects (scripts/fuzz links `fuzz_<name>` to it).
 ///
 /// The rule every target enforces: a parser fails only by throwing `peft::error`.
 /// `expect_only_peft_errors` swallows exactly those; anything else (std::out_of_range,
@@ -46,7 +46,7 @@ namespace peft_fuzz {
 /// A target body: runs one input.
 using target_fn = void (*)(const std::uint8_t* data, std::size_t size);
 
-/// Every target compiled into this executable, by name (replay builds only).
+/// Every target compiled into this executable, by name.
 inline std::map<std::string, target_fn>& registry() {
   static std::map<std::string, target_fn> targets;
   return targets;
@@ -259,27 +259,11 @@ inline std::string asset_path(const std::string& relative) {
 #define PEFT_FUZZ_CONCAT_(a, b) a##b
 #define PEFT_FUZZ_CONCAT(a, b) PEFT_FUZZ_CONCAT_(a, b)
 
-#ifdef PEFT_FUZZ_LIBFUZZER
-/// Defines fuzz target @p name: libFuzzer's entry point.
-#define PEFT_FUZZ_TARGET(name)                                                                     \
-  static void PEFT_FUZZ_CONCAT(peft_fuzz_body_, name)(const std::uint8_t* data, std::size_t size); \
-  extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {              \
-    try {                                                                                          \
-      PEFT_FUZZ_CONCAT(peft_fuzz_body_, name)(data, size);                                         \
-    } catch (const ::peft_fuzz::missing_asset& e) {                                                \
-      std::fprintf(stderr, "%s\n", e.what());                                                      \
-      std::exit(2);                                                                                \
-    }                                                                                              \
-    return 0;                                                                                      \
-  }                                                                                                \
-  static void PEFT_FUZZ_CONCAT(peft_fuzz_body_, name)(const std::uint8_t* data, std::size_t size)
-#else
-/// Defines fuzz target @p name: a body registered for the replay executable.
+/// Defines fuzz target @p name: a body registered under that name.
 #define PEFT_FUZZ_TARGET(name)                                                                     \
   static void PEFT_FUZZ_CONCAT(peft_fuzz_body_, name)(const std::uint8_t* data, std::size_t size); \
   static const ::peft_fuzz::registrar PEFT_FUZZ_CONCAT(peft_fuzz_registrar_, name)(                \
       #name, &PEFT_FUZZ_CONCAT(peft_fuzz_body_, name));                                            \
   static void PEFT_FUZZ_CONCAT(peft_fuzz_body_, name)(const std::uint8_t* data, std::size_t size)
-#endif
 
 #endif  // PEFT_FUZZ_FUZZ_COMMON_HPP

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // peft_fuzz_replay: runs fuzz targets on saved inputs, without libFuzzer. Every fuzz/fuzz_*.cpp
-// is compiled into this one executable (PEFT_FUZZ_LIBFUZZER undefined), and ctest replays the
-// committed seeds (fuzz/seeds/<target>/) and regression inputs (tests/data/fuzz/<target>/).
+// is linked into it (and, in a clang sanitizer build, into the libFuzzer binary peft_fuzz), and
+// ctest replays the committed seeds (fuzz/seeds/<target>/) and regression inputs
+// (tests/data/fuzz/<target>/).
 //
 //   peft_fuzz_replay --list
 //   peft_fuzz_replay <target> [--optional] <file-or-folder>...

@@ -16,19 +16,11 @@ foreach(_src IN LISTS _peft_fuzz_sources)
 endforeach()
 list(SORT PEFT_FUZZ_TARGETS)
 
-# peft_fuzz_link(<target> <name>): links what fuzz target <name> needs.
-function(peft_fuzz_link target name)
+# peft_fuzz_link(<target>): what the fuzz targets (and the programs linking them) need.
+function(peft_fuzz_link target)
   target_link_libraries(${target} PRIVATE peft::peft peft_dev_flags)
-  if(name STREQUAL "npy" OR name STREQUAL "*")
-    if(TARGET peft_npy)
-      target_link_libraries(${target} PRIVATE peft::npy)
-    endif()
+  if(TARGET peft_npy)
+    target_link_libraries(${target} PRIVATE peft::npy)
   endif()
   target_compile_definitions(${target} PRIVATE PEFT_FUZZ_ASSETS_DIR="${PEFT_ASSETS_DIR}")
-  # The ctest replay links the compiled instances; the libFuzzer targets (scripts/fuzz) do not,
-  # so that every line they reach is instrumented for coverage and the sanitizers.
-  if(NOT name STREQUAL "*" OR NOT COMMAND peft_link_instances)
-    return()
-  endif()
-  peft_link_instances(${target})
 endfunction()
