@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // compose<...>: hooks in order (backward reversed), FD-checked inside the encoder with a LiST
-// adapter plus a policy using every hook; parameter concatenation; checkpoints.
+// adapter plus a policy using every hook; parameter concatenation (members with several
+// stores and nested compositions included) and training; checkpoints.
 #include <peft/io/adapter_checkpoint.hpp>
+#include <peft/optim/adam.hpp>
 #include <peft/policies/bottleneck_adapter.hpp>
 #include <peft/policies/compose.hpp>
+#include <peft/policies/modular_prompt.hpp>
+#include <peft/train/trainer.hpp>
 
 #include <filesystem>
 
@@ -119,6 +123,69 @@ TEST_CASE("the same adapter type at two placements composes; parameters concaten
   A alone(shape, lc, 1);
   compose<A> one(alone);
   CHECK(m.enc.forward(m.b, one) == m.enc.forward(m.b, alone));
+}
+
+TEST_CASE("compose trains every member: a modular prompt and a nested composition included",
+          "[compose][params]") {
+  small_model<peft::bert> m("bert");
+  const auto shape = m.enc.shape();
+  const auto weights_before = m.enc.weights();
+  using A = bottleneck_adapter<double>;
+  using MP = peft::modular_prompt<double>;
+  using inner = compose<A, A>;
+  peft::modular_prompt_config mc;
+  mc.num_prompt_tokens = 2;
+  mc.num_modules = 3;
+  mc.intrinsic_dim = 4;
+  compose<inner, MP> c(inner(A(shape, bottleneck_config::list(4), 1), A(shape, bottleneck_config::houlsby(3), 2)),
+                       MP(shape, mc, 3));
+  auto& list = c.get<0>().get<0>();
+  auto& houlsby = c.get<0>().get<1>();
+  auto& mp = c.get<1>();
+  REQUIRE(mp.stores().size() == 3);  // router, z, A
+
+  // Every store of every member, in member order; the counts add up.
+  const auto stores = c.stores();
+  REQUIRE(stores.size() == 5);
+  CHECK(stores[0] == &list.parameters());
+  CHECK(stores[1] == &houlsby.parameters());
+  CHECK(stores[2] == &mp.router_parameters());
+  CHECK(stores[3] == &mp.prompt_parameters());
+  CHECK(stores[4] == &mp.projection_parameters());
+  const peft::index total = list.num_parameters() + houlsby.num_parameters() + mp.num_parameters();
+  CHECK(mp.num_parameters() == 2 * 3 + 2 * 3 * 4 + 2 * 4 * 2 * 16);  // L*M router, L*M*d z, L*d*n*H A
+  CHECK(c.num_parameters() == total);
+  peft::parameter_set<double> set;
+  peft::add_policy_parameters(set, c);  // what fit does
+  CHECK(set.size() == total);
+  CHECK(set.num_stores() == 5);
+
+  // AdamW steps over the composition move every store of every member; the encoder stays.
+  std::vector<peft::vector<double>> before;
+  for (auto* st : stores) before.push_back(st->values());
+  peft::adamw_hyper hy;
+  hy.lr = 0.02;
+  peft::adamw<double> opt(hy);
+  opt.init(set);
+  const auto R = loss_weights<double>(m.b, m.enc.hidden_size(), 5);
+  for (int step = 0; step < 3; ++step) {
+    peft::rng gen(static_cast<std::uint64_t>(40 + step));
+    peft::encoder_tape<double, compose<inner, MP>> tape;
+    m.enc.forward(m.b, c, peft::mode::train, &tape, &gen);
+    set.zero_grad();
+    m.enc.backward(R, c, tape);
+    opt.step(set);
+  }
+  for (std::size_t i = 0; i < stores.size(); ++i) {
+    INFO("store " << i);
+    CHECK((stores[i]->values() - before[i]).cwiseAbs().maxCoeff() > 1e-3);
+  }
+  CHECK(same_weights(weights_before, m.enc.weights()));
+
+  // A member's own trainable selection carries through: router-only leaves one store of it.
+  mp.set_trainable(peft::modular_prompt_parts::router_only());
+  CHECK(c.stores().size() == 3);
+  CHECK(c.num_parameters() == list.num_parameters() + houlsby.num_parameters() + 2 * 3);
 }
 
 TEST_CASE("two members transforming the same frozen weight are rejected", "[compose][errors]") {

@@ -17,8 +17,10 @@
 ///    throw `peft::invalid_argument` (the hook passes no gradient through a transform).
 ///  - `lowest_layer` = the minimum over the members.
 ///
-/// Parameters: `stores()` lists every member's `parameter_store` (members without one are
-/// skipped) and `parameters()` returns a `parameter_set` over them, in member order.
+/// Parameters: `stores()` lists every member's trainable stores in member order — the
+/// member's own `stores()` when it has several (`modular_prompt`, a nested `compose`), else its
+/// `parameter_store`; members with no parameters add none — and `parameters()` returns a
+/// `parameter_set` over them. `num_parameters()` is the sum of the members' counts.
 ///
 /// Checkpoints: `config_json()` = {"peft_type": "COMPOSE", "members": [each member's
 /// config_json()], shape fields}; tensors are each member's saved form with its keys
@@ -77,11 +79,16 @@ public:
   std::tuple<Ps...>& members() noexcept { return m_members; }
   const std::tuple<Ps...>& members() const noexcept { return m_members; }
 
-  /// Every member's parameter store, in member order (members without one are skipped).
+  /// Every member's trainable stores, in member order.
   std::vector<parameter_store<scalar_type>*> stores() {
     std::vector<parameter_store<scalar_type>*> out;
     for_each([&](auto& m) {
-      if constexpr (detail::has_parameter_store<std::decay_t<decltype(m)>>::value) out.push_back(&m.parameters());
+      using M = std::decay_t<decltype(m)>;
+      if constexpr (detail::has_parameter_stores<M>::value) {
+        for (auto* s : m.stores()) out.push_back(s);
+      } else if constexpr (detail::has_parameter_store<M>::value) {
+        out.push_back(&m.parameters());
+      }
     });
     return out;
   }
@@ -95,7 +102,12 @@ public:
   index num_parameters() const {
     index n = 0;
     for_each([&](const auto& m) {
-      if constexpr (detail::has_parameter_store<std::decay_t<decltype(m)>>::value) n += m.parameters().size();
+      using M = std::decay_t<decltype(m)>;
+      if constexpr (detail::has_num_parameters<M>::value) {
+        n += m.num_parameters();
+      } else if constexpr (detail::has_parameter_store<M>::value) {
+        n += m.parameters().size();
+      }
     });
     return n;
   }

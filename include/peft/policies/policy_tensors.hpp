@@ -39,10 +39,22 @@ template <typename P>
 struct has_import_tensors<P, std::void_t<decltype(ref_<P>().import_tensors(cref_<std::map<std::string, tensor>>()))>>
     : std::true_type {};
 
+/// P's trainable parameters are one `parameter_store` (`parameters()` returns it).
 template <typename P, typename = void>
 struct has_parameter_store : std::false_type {};
 template <typename P>
 struct has_parameter_store<P, std::void_t<decltype(cref_<P>().parameters().blocks())>> : std::true_type {};
+/// P counts its trainable parameters (`num_parameters() const`).
+template <typename P, typename = void>
+struct has_num_parameters : std::false_type {};
+template <typename P>
+struct has_num_parameters<P, std::void_t<decltype(cref_<P>().num_parameters())>> : std::true_type {};
+/// P lists its trainable stores itself (`stores()`): a policy with several stores
+/// (`modular_prompt`) or a composition. Takes precedence over `has_parameter_store`.
+template <typename P, typename = void>
+struct has_parameter_stores : std::false_type {};
+template <typename P>
+struct has_parameter_stores<P, std::void_t<decltype(ref_<P>().stores())>> : std::true_type {};
 }  // namespace detail
 
 /// True when `P` provides `export_tensors() const`.

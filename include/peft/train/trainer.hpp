@@ -28,6 +28,7 @@
 #include "../optim/adam.hpp"
 #include "../optim/clip.hpp"
 #include "../optim/schedule.hpp"
+#include "../policies/policy_tensors.hpp"
 #include "heads.hpp"
 #include "losses.hpp"
 #include "progress.hpp"
@@ -68,23 +69,12 @@ inline task_batch make_task_batch(const std::vector<encoded_example>& data, cons
   return tb;
 }
 
-namespace detail {
-template <typename P, typename = void>
-struct has_stores : std::false_type {};
-template <typename P>
-struct has_stores<P, std::void_t<decltype(std::declval<P&>().stores())>> : std::true_type {};
-template <typename P, typename = void>
-struct has_store : std::false_type {};
-template <typename P>
-struct has_store<P, std::void_t<decltype(std::declval<P&>().parameters().blocks())>> : std::true_type {};
-}  // namespace detail
-
 /// Adds a policy's parameter stores (none for `no_policy`, several for `compose`) to `set`.
 template <typename Scalar, typename Policy>
 void add_policy_parameters(parameter_set<Scalar>& set, Policy& p) {
-  if constexpr (detail::has_stores<Policy>::value) {
+  if constexpr (detail::has_parameter_stores<Policy>::value) {
     for (auto* s : p.stores()) set.add(*s);
-  } else if constexpr (detail::has_store<Policy>::value) {
+  } else if constexpr (detail::has_parameter_store<Policy>::value) {
     set.add(p.parameters());
   } else {
     (void)set;
