@@ -13,7 +13,8 @@ model_files load_model(const std::string& dir) {
   if (fs::exists(p / "model.json")) {
     m.model_type = "use_lite";
     m.weights = peft::load_use_lite<float>(dir);
-    m.unigram = std::make_shared<peft::unigram_tokenizer>(peft::unigram_tokenizer::from_vocab_json((p / "vocab.json").string()));
+    m.unigram = std::make_shared<peft::unigram_tokenizer>(
+        peft::unigram_tokenizer::from_vocab_json((p / "vocab.json").string()));
     return m;
   }
   if (!fs::exists(p / "config.json"))
@@ -21,34 +22,42 @@ model_files load_model(const std::string& dir) {
   m.weights = peft::load_hf_encoder<float>(dir);
   m.model_type = m.weights->config.model_type;
   if (fs::exists(p / "tokenizer.json"))
-    m.wordpiece = std::make_shared<peft::wordpiece_tokenizer>(peft::wordpiece_tokenizer::from_tokenizer_json((p / "tokenizer.json").string()));
+    m.wordpiece = std::make_shared<peft::wordpiece_tokenizer>(
+        peft::wordpiece_tokenizer::from_tokenizer_json((p / "tokenizer.json").string()));
   else if (fs::exists(p / "vocab.txt"))
-    m.wordpiece = std::make_shared<peft::wordpiece_tokenizer>(peft::wordpiece_tokenizer::from_vocab_txt((p / "vocab.txt").string()));
+    m.wordpiece = std::make_shared<peft::wordpiece_tokenizer>(
+        peft::wordpiece_tokenizer::from_vocab_txt((p / "vocab.txt").string()));
   else
-    throw peft::io_error("'" + dir + "' has no vocab.txt or tokenizer.json (a WordPiece tokenizer is needed)");
+    throw peft::io_error("'" + dir +
+                         "' has no vocab.txt or tokenizer.json (a WordPiece tokenizer is needed)");
   m.pad_id = m.wordpiece->pad_id();
   return m;
 }
 
-std::vector<peft::encoded_example> encode(const model_files& m, const task_settings& s, const peft::dataset& data,
-                                                 const peft::label_map& labels,
-                                                 const std::optional<peft::prompt_template>& tmpl, bool require_labels) {
+std::vector<peft::encoded_example> encode(const model_files& m, const task_settings& s,
+                                          const peft::dataset& data, const peft::label_map& labels,
+                                          const std::optional<peft::prompt_template>& tmpl,
+                                          bool require_labels) {
   std::vector<peft::encoded_example> out;
   // MPMP placeholders take n of the positions; the text keeps the rest.
-  const peft::index max_len = std::min<peft::index>(s.max_length, m.weights->config.max_sequence_length()) - s.prompt_tokens;
+  const peft::index max_len =
+      std::min<peft::index>(s.max_length, m.weights->config.max_sequence_length()) - s.prompt_tokens;
   if (max_len < 2)
-    throw peft::invalid_argument("max_length " + std::to_string(s.max_length) + " leaves no room for text after " +
-                                 std::to_string(s.prompt_tokens) + " prompt placeholders");
+    throw peft::invalid_argument("max_length " + std::to_string(s.max_length) +
+                                 " leaves no room for text after " + std::to_string(s.prompt_tokens) +
+                                 " prompt placeholders");
   for (const auto& e : data) {
     peft::encoded_example x;
     if (tmpl) {
-      const auto enc = e.text_b ? tmpl->apply(*m.wordpiece, e.text, *e.text_b, max_len) : tmpl->apply(*m.wordpiece, e.text, max_len);
+      const auto enc = e.text_b ? tmpl->apply(*m.wordpiece, e.text, *e.text_b, max_len)
+                                : tmpl->apply(*m.wordpiece, e.text, max_len);
       x.ids = enc.ids;
       x.segments = enc.segments;
       x.mask_pos = enc.mask_position;
     } else if (m.unigram) {
       x.ids = m.unigram->encode(e.text, max_len);
-      if (x.ids.empty()) throw peft::invalid_argument("line " + std::to_string(e.line) + ": text has no tokens");
+      if (x.ids.empty())
+        throw peft::invalid_argument("line " + std::to_string(e.line) + ": text has no tokens");
     } else if (e.text_b) {
       x.ids = m.wordpiece->encode_pair(e.text, *e.text_b, max_len, &x.segments);
     } else {
@@ -67,7 +76,8 @@ std::vector<peft::encoded_example> encode(const model_files& m, const task_setti
 
 saved_task read_saved_task(const model_files& m, const std::string& dir, const std::string& where) {
   const std::string file = task_file(dir);
-  if (!fs::exists(file)) throw peft::io_error(where + "'" + dir + "' is not a peft-train checkpoint (no task.json)");
+  if (!fs::exists(file))
+    throw peft::io_error(where + "'" + dir + "' is not a peft-train checkpoint (no task.json)");
   nlohmann::json j;
   try {
     j = peft::detail::parse_json_limited(peft::detail::read_file(file, "read_saved_task"), "'" + file + "'");
