@@ -2,11 +2,12 @@
 // Fuzz target: adapter checkpoints. The input is adapter_config.json; the harness puts it in a
 // folder next to a valid adapter_model.safetensors for the method its "peft_type" names (saved
 // once per process from a small default policy of that method, for a 2-layer hidden-16 BERT),
-// then loads the folder the way a program that does not know the method does: read the config,
-// dispatch on peft_type to load_policy<P>. peft has no such dispatcher of its own, so
-// `load_any_policy` below is it. Then, independently of peft_type, every method's from_config
-// parses the same JSON. A policy that loads must save and load again (round trip).
+// then loads the folder the way a program that does not know the method does:
+// peft::load_any_policy (a composition, whose member types the folder cannot name, as the one
+// composed type the harness knows). Then, independently of peft_type, every method's
+// from_config parses the same JSON. A policy that loads must save and load again (round trip).
 #include <peft/io/adapter_checkpoint.hpp>
+#include <peft/methods.hpp>
 #include <peft/policies/adapter_fusion.hpp>
 #include <peft/policies/bottleneck_adapter.hpp>
 #include <peft/policies/compose.hpp>
@@ -23,7 +24,7 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <tuple>
+#include <type_traits>
 
 #include "fuzz_common.hpp"
 #include "fuzz_models.hpp"
@@ -34,20 +35,14 @@ namespace fs = std::filesystem;
 using bottleneck = peft::bottleneck_adapter<float>;
 using lora = peft::lora<float>;
 using composed = peft::compose<peft::bottleneck_adapter<float>, peft::lora<float>>;
-/// A type carried as a value, so a tuple of them can be iterated with std::apply.
-template <typename T>
-struct tag {
-  using type = T;
-};
-/// Every method peft can save, one instantiation each (compose: one representative pair).
-using methods = std::tuple<tag<bottleneck>, tag<lora>, tag<peft::prefix_tuning<float>>, tag<peft::mask_tuning<float>>,
-                           tag<peft::side_tuning<float>>, tag<peft::full_finetune<float>>,
-                           tag<peft::modular_prompt<float>>, tag<peft::adapter_fusion<float>>, tag<composed>>;
-
-/// Calls `f(tag<P>{})` for every method P.
+/// Calls `f(tag)` with `typename decltype(tag)::type` = every registered policy class (the
+/// registry's list) and then one representative composition.
 template <typename F>
 void for_each_method(F&& f) {
-  std::apply([&](auto... t) { (f(t), ...); }, methods{});
+  peft::detail::for_each_alternative<peft::policy_variant<float>>([&](auto t) {
+    if constexpr (!std::is_same_v<typename decltype(t)::type, peft::no_policy<float>>) f(t);
+  });
+  f(peft::detail::type_tag<composed>{});
 }
 
 /// A small default policy of each method (the seeds' adapter_config.json files are theirs).
@@ -133,7 +128,8 @@ void check_round_trip(const P& p, const peft::encoder_shape& shape) {
     peft::save_policy(dir.string(), p);
     const P q = peft::load_policy<P>(dir.string(), shape);
     const auto before = peft::policy_tensors(p), after = peft::policy_tensors(q);
-    peft_fuzz::check(before.size() == after.size(), std::string(P::peft_type) + " round trip changed the tensor set");
+    peft_fuzz::check(before.size() == after.size(),
+                     std::string(P::peft_type) + " round trip changed the tensor set");
     for (const auto& kv : before) {
       const auto it = after.find(kv.first);
       peft_fuzz::check(it != after.end() && it->second.shape == kv.second.shape,
@@ -146,21 +142,18 @@ void check_round_trip(const P& p, const peft::encoder_shape& shape) {
 }
 
 /// Loads the checkpoint in @p dir as whatever method its config names.
-/// @return false if the method is unknown (after load_policy of one method rejected it)
-bool load_any_policy(const std::string& dir, const peft::encoder_shape& shape) {
+void load_unknown(const std::string& dir, const peft::encoder_shape& shape) {
   const nlohmann::json cfg = peft::read_adapter_config(dir);
   const auto type = cfg.find("peft_type");
-  const std::string name = type != cfg.end() && type->is_string() ? type->get<std::string>() : std::string();
-  bool known = false;
-  for_each_method([&](auto t) {
-    using P = typename decltype(t)::type;
-    if (known || name != P::peft_type) return;
-    known = true;
-    const P p = peft::load_policy<P>(dir, shape);
-    check_round_trip(p, shape);
+  if (type != cfg.end() && type->is_string() && type->get<std::string>() == composed::peft_type) {
+    check_round_trip(peft::load_policy<composed>(dir, shape), shape);
+    return;
+  }
+  const auto p = peft::load_any_policy<float>(dir, shape);
+  p.visit([&](const auto& q) {
+    if constexpr (!std::is_same_v<std::decay_t<decltype(q)>, peft::no_policy<float>>)
+      check_round_trip(q, shape);
   });
-  if (!known) (void)peft::load_policy<bottleneck>(dir, shape);
-  return known;
 }
 
 }  // namespace
@@ -178,7 +171,7 @@ PEFT_FUZZ_TARGET(adapter_config) {
   peft_fuzz::write_bytes(dir / peft::adapter_config_file, data, size);
   peft_fuzz::write_bytes(dir / peft::adapter_weights_file, weights.at(type));
   peft_fuzz::expect_only_peft_errors([&] { (void)peft::read_adapter_tensors(dir.string()); });
-  peft_fuzz::expect_only_peft_errors([&] { (void)load_any_policy(dir.string(), shape); });
+  peft_fuzz::expect_only_peft_errors([&] { load_unknown(dir.string(), shape); });
 
   // Every method's from_config on the same JSON (most reject it by peft_type at once).
   if (cfg.is_discarded()) return;

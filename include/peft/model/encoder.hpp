@@ -218,6 +218,9 @@ private:
   mat run_layers(mat h, const batch& b, const Policy& p, mode m, encoder_tape<Scalar, Policy>* t, rng* gen) const {
     hook_context ctx;
     ctx.run_mode = m;
+    static_assert(!is_any_policy_v<Policy>,
+                  "peft::encoder::forward: an any_policy has no hooks of its own; call "
+                  "policy.visit([&](const auto& p) { return enc.forward(b, p); })");
     ctx.gen = gen;
     ctx.record = t != nullptr;
     ctx.input = &b;
@@ -680,6 +683,8 @@ template <typename Policy>
 matrix<Scalar> encoder<Arch, Scalar>::backward(const mat& d_out, Policy& p,
                                                const encoder_tape<Scalar, Policy>& t,
                                                index stop_layer) const {
+  static_assert(!is_any_policy_v<Policy>,
+                "peft::encoder::backward: an any_policy has no hooks of its own; visit it");
   const index L = num_layers();
   if (t.layers.size() != static_cast<std::size_t>(L))
     throw invalid_argument("encoder::backward: tape holds " + std::to_string(t.layers.size()) +

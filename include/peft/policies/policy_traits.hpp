@@ -187,6 +187,20 @@ template <typename P> inline constexpr bool has_lowest_layer_v = detail::has_low
 template <typename P>
 inline constexpr bool is_policy_v = detail::has_scalar_type<P>::value;
 
+template <typename Scalar>
+class any_policy;  // methods.hpp
+
+namespace detail {
+template <typename P>
+struct is_any_policy : std::false_type {};
+template <typename S>
+struct is_any_policy<any_policy<S>> : std::true_type {};
+}  // namespace detail
+
+/// True for `any_policy<S>`: a registered policy held by value, reached through `visit`.
+template <typename P>
+inline constexpr bool is_any_policy_v = detail::is_any_policy<P>::value;
+
 /// Lowest layer whose backward must run for this policy (0 = all of them).
 template <typename P>
 index lowest_trainable_layer(const P& p, index num_layers) {

@@ -79,12 +79,23 @@ public:
   const encoder_type& encoder_ref() const noexcept { return *m_enc; }
   std::int32_t pad_id() const noexcept { return m_pad; }
 
-  /// Takes ownership of a task's policy and head under `name`.
+  /// Takes ownership of a task's policy and head under `name`; an `any_policy` is added as
+  /// the class it holds.
   /// @throws invalid_argument for an empty or already registered name
   template <typename Policy, typename Head>
   void add_task(const std::string& name, Policy policy, Head head) {
     using P = std::decay_t<Policy>;
-    using H = std::decay_t<Head>;
+    if constexpr (is_any_policy_v<P>) {
+      policy.visit([&](auto& p) { add_task(name, std::move(p), std::move(head)); });
+      return;
+    } else {
+      add_concrete_task(name, std::move(policy), std::move(head));
+    }
+  }
+
+private:
+  template <typename P, typename H>
+  void add_concrete_task(const std::string& name, P policy, H head) {
     static_assert(is_policy_v<P>,
                   "multi_task_server::add_task: Policy must be a peft policy (declare scalar_type)");
     static_assert(std::is_same_v<typename P::scalar_type, Scalar>,
@@ -101,6 +112,7 @@ public:
     m_tasks.emplace(name, std::make_unique<task_impl<P, H>>(std::move(policy), std::move(head)));
   }
 
+public:
   /// Removes task `name`. @throws invalid_argument if there is no such task
   void remove_task(const std::string& name) {
     find(name, "multi_task_server::remove_task");

@@ -85,7 +85,8 @@ void add_policy_parameters(parameter_set<Scalar>& set, Policy& p) {
 template <typename Head>
 inline constexpr bool is_prompt_head_v = std::is_same_v<Head, prompt_head<typename Head::scalar_type>>;
 
-/// Encoder + policy + head of one task.
+/// Encoder + policy + head of one task. `Policy` may be an `any_policy<Scalar>`
+/// (methods.hpp): each pass then runs the held class's own task model.
 template <typename Arch, typename Scalar, typename Policy, typename Head>
 class task_model {
 public:
@@ -109,6 +110,20 @@ public:
   /// gradient; parameter gradients accumulate (zero them first).
   template <typename LossFn>
   double forward_backward(const task_batch& tb, mode m, rng& gen, LossFn&& loss, mat* logits_out = nullptr) {
+    if constexpr (is_any_policy_v<Policy>) {
+      // The held policy's own task model: the same code as for its class.
+      return m_policy->visit([&](auto& p) {
+        task_model<Arch, Scalar, std::decay_t<decltype(p)>, Head> concrete(*m_enc, p, *m_head);
+        return concrete.forward_backward(tb, m, gen, std::forward<LossFn>(loss), logits_out);
+      });
+    } else {
+      return forward_backward_impl(tb, m, gen, std::forward<LossFn>(loss), logits_out);
+    }
+  }
+
+private:
+  template <typename LossFn>
+  double forward_backward_impl(const task_batch& tb, mode m, rng& gen, LossFn&& loss, mat* logits_out) {
     encoder_tape<Scalar, Policy> tape;
     const index lowest = lowest_trainable_layer(*m_policy, m_enc->num_layers());
     tape.record_from = lowest;  // frozen layers below the policy keep no activations
@@ -129,7 +144,6 @@ public:
     return value;
   }
 
-private:
   mat head_forward(const mat& h, const task_batch& tb, mode m, rng* gen, typename Head::cache_type* cache) const {
     if constexpr (is_prompt_head_v<Head>) {
       (void)m;
@@ -155,8 +169,14 @@ parameter_set<Scalar> task_model<Arch, Scalar, Policy, Head>::parameters() {
 
 template <typename Arch, typename Scalar, typename Policy, typename Head>
 matrix<Scalar> task_model<Arch, Scalar, Policy, Head>::predict(const task_batch& tb) const {
-  const mat h = m_enc->forward(tb.input, *m_policy);
-  return head_forward(h, tb, mode::eval, nullptr, nullptr);
+  if constexpr (is_any_policy_v<Policy>) {
+    return m_policy->visit([&](auto& p) {
+      return task_model<Arch, Scalar, std::decay_t<decltype(p)>, Head>(*m_enc, p, *m_head).predict(tb);
+    });
+  } else {
+    const mat h = m_enc->forward(tb.input, *m_policy);
+    return head_forward(h, tb, mode::eval, nullptr, nullptr);
+  }
 }
 
 namespace detail {
