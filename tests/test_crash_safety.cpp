@@ -3,10 +3,12 @@
 // a lost checkpoint behind. A child process saves two alternating versions in a loop; the
 // parent kills it after a random delay and checks that what is on disk is one complete
 // version. For adapter folders, the state a kill between the two renames leaves (new weights
-// next to the old config) is also built by hand, so that path is covered on every run.
+// next to the old config) is also built by hand, so that path is covered on every run. Task
+// folders (save_folder_atomically) are killed the same way.
 #include "test_common.hpp"
 
 #include <peft/io/adapter_checkpoint.hpp>
+#include <peft/io/atomic_folder.hpp>
 #include <peft/io/safetensors.hpp>
 #include <peft/policies/bottleneck_adapter.hpp>
 
@@ -17,6 +19,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <random>
 #include <thread>
 
@@ -137,4 +140,104 @@ TEST_CASE("new weights next to the old config (a kill between the renames) load 
   cfg.erase("peft_weights_fnv1a64");
   peft::atomic_write(dir + "/adapter_config.json", cfg.dump());
   CHECK(peft::load_policy<peft::bottleneck_adapter<float>>(dir, shape).parameters().values()[0] == 2.f);
+}
+
+namespace {
+
+/// A task-shaped folder of version @p v saved as one unit: a policy, a head and task.json.
+void save_task_version(const std::string& dir, const peft::encoder_shape& shape, float v) {
+  peft::save_folder_atomically(dir, "task.json", [&](const std::string& stage) {
+    peft::save_policy(stage, adapter_with(shape, v));
+    peft::save_safetensors((fs::path(stage) / "head.safetensors").string(), {{"w", filled(4096, v)}},
+                           {{"format", "pt"}});
+    peft::atomic_write((fs::path(stage) / "task.json").string(), nlohmann::json{{"version", v}}.dump());
+  });
+}
+
+/// The version in @p dir's loadable folder, after checking that every file holds that version.
+float loaded_task_version(const std::string& dir, const peft::encoder_shape& shape) {
+  const std::string at = peft::resolve_saved_folder(dir, "task.json");
+  const float v = nlohmann::json::parse(peft_test::read_text((fs::path(at) / "task.json").string()))["version"];
+  const auto policy = peft::load_policy<peft::bottleneck_adapter<float>>(at, shape);
+  for (peft::index i = 0; i < policy.num_parameters(); ++i) REQUIRE(policy.parameters().values()[i] == v);
+  const auto head = peft::safetensors_file::open((fs::path(at) / "head.safetensors").string()).load("w");
+  for (float x : head.data) REQUIRE(x == v);
+  return v;
+}
+
+/// Entries of @p parent (names only).
+std::vector<std::string> entries(const std::string& parent) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(parent)) out.push_back(e.path().filename().string());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a task folder saved as one unit, killed at random points, always loads one whole version",
+          "[crash][kill][task]") {
+  const auto shape = peft_test::small_model<peft::bert, float>("bert").enc.shape();
+  const std::string parent = peft_test::scratch_dir("kill_task");
+  const std::string dir = (fs::path(parent) / "task").string();
+  // Kill within a few saves' time, so that the kills land before, inside and after saves.
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int k = 0; k < 3; ++k) save_task_version(dir, shape, 0.f);
+  const auto per_save =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count() / 3;
+  std::mt19937 gen(4242);
+  std::uniform_int_distribution<long> delay_us(100, std::max<long>(2000, 4 * per_save));
+  std::set<float> seen;
+  for (int round = 0; round < 24; ++round) {
+    CHECK(run_and_kill(
+        [&] {
+          for (int k = 0;; ++k) save_task_version(dir, shape, k % 2 ? 1.f : 2.f);
+        },
+        std::chrono::microseconds(delay_us(gen))));
+    const float v = loaded_task_version(dir, shape);
+    CHECK((v == 0.f || v == 1.f || v == 2.f));
+    seen.insert(v);
+  }
+  CHECK(seen.size() >= 2);  // the kills landed at different points
+  // A save that completes removes what the killed ones left.
+  save_task_version(dir, shape, 5.f);
+  CHECK(entries(parent) == std::vector<std::string>{"task"});
+  CHECK(loaded_task_version(dir, shape) == 5.f);
+  fs::remove_all(parent);
+}
+
+TEST_CASE("a folder save interrupted between its two renames leaves the previous version loadable",
+          "[crash][task]") {
+  const auto shape = peft_test::small_model<peft::bert, float>("bert").enc.shape();
+  const std::string parent = peft_test::scratch_dir("task_two_renames");
+  const std::string dir = (fs::path(parent) / "task").string();
+  // What the path without an atomic exchange leaves when killed between its renames: no
+  // folder under the task's name, the previous version moved aside, the new one staged.
+  const std::string dead = "99999999";  // above any pid_max: no such process
+  // (Built from two complete saves moved into place afterwards: a save removes such leftovers.)
+  save_task_version(dir, shape, 1.f);
+  fs::rename(dir, dir + ".one");
+  save_task_version(dir, shape, 2.f);
+  fs::rename(dir, dir + ".staging." + dead);
+  fs::rename(dir + ".one", dir + ".previous." + dead);
+  CHECK(loaded_task_version(dir, shape) == 1.f);
+  // The next save puts its version in place and removes both leftovers.
+  save_task_version(dir, shape, 3.f);
+  CHECK(entries(parent) == std::vector<std::string>{"task"});
+  CHECK(loaded_task_version(dir, shape) == 3.f);
+
+  // Nothing there at all is a clear error; a folder with other content is never replaced.
+  CHECK_THROWS_WITH(peft::resolve_saved_folder((fs::path(parent) / "none").string(), "task.json"),
+                    Catch::Contains("holds no saved folder (no task.json)"));
+  const std::string other = (fs::path(parent) / "other").string();
+  fs::create_directories(other);
+  peft::atomic_write((fs::path(other) / "notes.txt").string(), std::string("keep me"));
+  CHECK_THROWS_WITH(save_task_version(other, shape, 4.f), Catch::Contains("refusing to replace it"));
+  CHECK(peft_test::read_text((fs::path(other) / "notes.txt").string()) == "keep me");
+  // A fill that fails leaves the previous version and no staging folder.
+  CHECK_THROWS_WITH(peft::save_folder_atomically(dir, "task.json",
+                                                 [](const std::string&) { throw peft::io_error("disk full"); }),
+                    Catch::Contains("disk full"));
+  CHECK(loaded_task_version(dir, shape) == 3.f);
+  CHECK(entries(parent).size() == 2);  // task, other
+  fs::remove_all(parent);
 }
