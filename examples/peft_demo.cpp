@@ -72,9 +72,10 @@ int main(int argc, char** argv) {
   std::string assets = PEFT_ASSETS_DIR, domain = "yelp", out_dir = "demo-results";
   int seeds = 5, shots = 16, epochs = 20, threads = 1;
   std::vector<std::string> methods;
-  for (const auto& m : task::methods())
-    // LiST needs an unlabelled pool (peft-list-table); MPMP a prompt library (peft-mpmp-table).
-    if (m.first != "list" && m.first != "mpmp") methods.push_back(m.first);
+  for (const auto& m : peft::methods())
+    // LiST needs an unlabelled pool (peft-list-table), MPMP a prompt library (peft-mpmp-table),
+    // AdapterFusion trained adapters: the demo runs the methods built from a config.
+    if (m.make && m.name != "list" && m.name != "mpmp") methods.push_back(m.name);
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
     if (a == "--assets") assets = v;
@@ -128,13 +129,13 @@ int main(int argc, char** argv) {
         peft::fit_options f;
         f.epochs = epochs;
         f.batch_size = 8;
-        f.lr = task::default_lr(methods[k]);
-        f.head_lr = task::default_lr("head");
+        f.lr = peft::default_lr(methods[k]);
+        f.head_lr = peft::default_lr("head");
         f.seed = std::uint64_t(seed);
         f.show_progress = false;
         task::task_settings ts = s;
         ts.method = methods[k];
-        const auto res = task::train_task(m, ts, labels.size(), {}, train, test, f, std::uint64_t(seed), "");
+        const auto res = task::train_task(m, ts, labels.size(), {}, train, {}, test, f, std::uint64_t(seed));
         r.acc.push_back(res.accuracy);
         r.params = res.trainable_params;
         r.seconds += res.train_seconds;

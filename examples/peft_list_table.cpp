@@ -52,7 +52,7 @@ double supervised(const enc_t& enc, Policy& policy, double lr, const std::vector
   f.epochs = st.epochs;
   f.batch_size = st.batch;
   f.lr = lr;
-  f.head_lr = task::default_lr("head");
+  f.head_lr = peft::default_lr("head");
   f.seed = seed;
   f.show_progress = false;
   peft::fit(model, train, {}, f);
@@ -136,11 +136,11 @@ int main(int argc, char** argv) {
     // LiST's phase 0 uses the list-adapter row's settings, so that row is its first teacher.
     st.list.teacher_epochs = st.epochs;
     st.list.labelled_batch = st.batch;
-    st.list.teacher_lr = task::default_lr("list-adapter");
-    st.list.teacher_head_lr = task::default_lr("head");
-    st.list.student_lr = st.list.student_lr == peft::list_options{}.student_lr ? task::default_lr("list-adapter")
+    st.list.teacher_lr = peft::default_lr("list-adapter");
+    st.list.teacher_head_lr = peft::default_lr("head");
+    st.list.student_lr = st.list.student_lr == peft::list_options{}.student_lr ? peft::default_lr("list-adapter")
                                                                                : st.list.student_lr;
-    st.list.student_head_lr = task::default_lr("head");
+    st.list.student_head_lr = peft::default_lr("head");
     st.list.show_progress = false;
     const std::vector<std::string> rows = {"head", "full", "list-adapter", "list-kd", "list"};
     bool timed = false;
@@ -174,11 +174,11 @@ int main(int argc, char** argv) {
           const auto s0 = std::chrono::steady_clock::now();
           {
             peft::no_policy<float> p;
-            a["head"].push_back(supervised(enc, p, task::default_lr("head"), train, test, st, std::uint64_t(seed)));
+            a["head"].push_back(supervised(enc, p, peft::default_lr("head"), train, test, st, std::uint64_t(seed)));
           }
           {
             peft::full_finetune<float> p(shape);
-            a["full"].push_back(supervised(enc, p, task::default_lr("full"), train, test, st, std::uint64_t(seed)));
+            a["full"].push_back(supervised(enc, p, peft::default_lr("full"), train, test, st, std::uint64_t(seed)));
           }
           peft::list_options lo = st.list;
           lo.seed = std::uint64_t(seed);

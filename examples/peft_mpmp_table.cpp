@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
   tune.prompt_epochs = 100;
   tune.eval_every = 10;
   tune.show_progress = false;
-  double scratch_lr = 3e-3, head_lr = task::default_lr("head");
+  double scratch_lr = 3e-3, head_lr = peft::default_lr("head");
   peft::mpmp_blackbox_options bbt;
   bbt.prompt_budget = 600;
   bbt.eval_every = 20;

@@ -2,10 +2,13 @@
 // peft-serve: many tasks saved by peft-train --save, served over one frozen encoder.
 //
 //   peft-serve --model DIR --task NAME=OUTDIR [--task NAME=OUTDIR ...] [--batch N] [--threads N]
+//              [--head NAME=FILE --labels NAME=L1,L2|labels.json [--pooling NAME=cls|mean|pooler]]
 //
 // The model folder is loaded once; every --task adds that checkpoint's policy (any method
 // peft-predict supports; several tasks may use the same folder under different names) and
-// head to a peft::multi_task_server. Requests are JSON lines on stdin:
+// head to a peft::multi_task_server. A task folder without task.json is a bare adapter folder
+// (any registered method, written by peft or by other code): --head, --labels and --pooling,
+// keyed by the task's name, describe its head. Requests are JSON lines on stdin:
 //
 //   {"task": "sentiment", "text": "great food"}            (optional "text_b" for pair tasks,
 //                                                          optional "id", echoed back)
@@ -47,6 +50,8 @@ namespace {
 
 constexpr const char* usage =
     "usage: peft-serve --model DIR --task NAME=OUTDIR [--task NAME=OUTDIR ...] [--batch N] [--threads N]\n"
+    "                  [--head NAME=FILE --labels NAME=L1,L2|labels.json [--pooling NAME=cls|mean|pooler]]\n"
+    "       (--head/--labels/--pooling describe task NAME when its folder is a bare adapter folder)\n"
     "       reads {\"task\": NAME, \"text\": ...} lines on stdin, writes one prediction line per request\n";
 
 using task::usage_error;
@@ -54,6 +59,7 @@ using task::usage_error;
 struct options {
   std::string model;
   std::vector<std::pair<std::string, std::string>> tasks;  // name, checkpoint folder
+  std::map<std::string, task::bare_task_options> bare;     // by task name: a bare folder's head
   long batch = 64;
   int threads = 0;
 };
@@ -78,6 +84,12 @@ options parse(int argc, char** argv) {
       for (const auto& t : o.tasks)
         if (t.first == name) throw usage_error("--task: the name '" + name + "' is given twice");
       o.tasks.emplace_back(name, v.substr(eq + 1));
+    } else if (a == "--head" || a == "--labels" || a == "--pooling") {
+      const auto eq = v.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == v.size())
+        throw usage_error(a + " expects NAME=VALUE (NAME a --task name), got '" + v + "'");
+      auto& b = o.bare[v.substr(0, eq)];
+      (a == "--head" ? b.head : a == "--labels" ? b.labels : b.pooling) = v.substr(eq + 1);
     } else if (a == "--batch") {
       o.batch = task::to_long(a, v, 1);
     } else if (a == "--threads") {
@@ -87,6 +99,11 @@ options parse(int argc, char** argv) {
     }
   }
   if (o.model.empty() || o.tasks.empty()) throw usage_error("--model and at least one --task are required");
+  for (const auto& b : o.bare) {
+    bool known = false;
+    for (const auto& t : o.tasks) known = known || t.first == b.first;
+    if (!known) throw usage_error("--head/--labels/--pooling name task '" + b.first + "', which no --task gives");
+  }
   return o;
 }
 
@@ -121,8 +138,18 @@ int serve(const options& o, const task::model_files& m, std::istream& in, std::o
   for (const auto& entry : o.tasks) {
     const std::string& name = entry.first;  // not a structured binding: the lambda captures it
     const std::string& dir = entry.second;
-    task::saved_task t = task::read_saved_task(m, dir, "task '" + name + "': ");
-    task::runtime::add_saved_task(server, m, name, dir, t);  // compiled once, in task_runtime_<arch>.cpp
+    const std::string where = "task '" + name + "': ";
+    const auto bare = o.bare.find(name);
+    task::saved_task t;
+    if (task::has_saved_task(dir)) {
+      if (bare != o.bare.end())
+        throw usage_error(where + "--head/--labels/--pooling go with a bare adapter folder; '" + dir +
+                          "' holds a saved task (task.json)");
+      t = task::read_saved_task(m, dir, where);
+    } else {
+      t = task::read_bare_task(m, dir, bare == o.bare.end() ? task::bare_task_options{} : bare->second, where);
+    }
+    task::runtime::add_saved_task(server, m, name, t);  // compiled once, in task_runtime_<arch>.cpp
     tasks.emplace(name, std::move(t));
   }
   const double load_peak = proc_status_mb("VmHWM");
@@ -239,6 +266,9 @@ int main(int argc, char** argv) {
   }
   try {
     return run(o);
+  } catch (const usage_error& e) {  // options that do not fit the folders given
+    std::cerr << "peft-serve: " << e.what() << "\n" << usage;
+    return 2;
   } catch (const std::exception& e) {
     std::cerr << "peft-serve: " << e.what() << "\n";
     return 1;

@@ -35,7 +35,9 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <iomanip>
 #include <iostream>
+#include <sstream>
 #include <string>
 
 #include "task_common.hpp"
@@ -54,7 +56,17 @@ constexpr const char* usage =
     "                  [--shots K --seed S] [--epochs N | --steps N] [--lr X] [--batch N]\n"
     "                  [--template T --verbalizer L1=w1,L2=w2] [--save OUTDIR] [--threads N]\n"
     "                  [--state FILE [--save-every N] [--resume]] [--data-parallel]  (mpirun -np N: data parallel)\n"
-    "methods: head full houlsby pfeiffer list-adapter prefix mask side lora list mpmp\n"
+    "training (fit-based methods; default in brackets):\n"
+    "  --weight-decay X [0] --warmup X (share of the steps) [0] --head-lr X [3e-2 with the default --lr]\n"
+    "  --dev DEV --eval-every N [end only] --patience N (evaluations without gain before stopping) [0: never]\n"
+    "input: --pooling cls|mean|pooler [the model's: cls, USE-lite mean] --max-length N [128]\n"
+    "method hyper-parameters (fields of the method's adapter_config.json; default: the method's):\n"
+    "  LoRA: --lora-r N [8] --lora-alpha X [8] --lora-dropout X [0.1] --target-modules query,value [query,value]\n"
+    "        --layers 0,1,... [all]   (also mask-tuning and the adapters: --target-modules, --layers)\n"
+    "  adapters (houlsby, pfeiffer, list-adapter, list): --adapter-size N [64; pfeiffer: hidden/16; LiST 128]\n"
+    "        --reduction-factor X\n"
+    "  prefix: --prefix-tokens N [10] --prefix-projection 0|1 [1]\n"
+    "  any method: --option KEY=VALUE (a JSON value, e.g. --option init_sparsity=0.3), repeatable\n"
     "LiST (method list, needs --unlabeled; defaults are the reference's):\n"
     "  --teacher-epochs 50 --teacher-lr 5e-6 --sessions 6 --student-steps 1000 --warmup-fraction 0.6\n"
     "  --finetune-epochs 50 --student-lr 1e-4 --batch 4 --unlabeled-batch 16 --meta-batch 4\n"
@@ -66,6 +78,15 @@ constexpr const char* usage =
     "  --router-epochs 500 --prompt-epochs 500 --router-lr 3e-3 --prompt-lr 2e-5 --eval-every 25\n"
     "  --router-budget 100 --prompt-budget 3000 (black-box)\n"
     "  from scratch: --prompt-tokens 50 --modules 8 --intrinsic-dim 300 --shallow 0|1\n";
+
+/// The usage text, with the methods peft-train can train (from the registry).
+std::string usage_text() {
+  std::ostringstream out;
+  out << usage << "methods (default --lr):\n";
+  for (const auto& m : peft::methods())
+    if (m.make) out << "  " << std::left << std::setw(13) << m.name << std::setw(8) << m.default_lr << m.summary << "\n";
+  return out.str();
+}
 
 struct options {
   std::string model, method, train, test, unlabeled, tmpl, verbalizer, save, dev;
@@ -80,14 +101,39 @@ struct options {
   std::string state;
   long save_every = 10;
   bool resume = false, data_parallel = false;
+  double weight_decay = 0, warmup = 0;
+  long eval_every = 0, patience = 0, max_length = 0;
+  nlohmann::json layers;  ///< --layers: the method's layer-list field (named per method)
+  std::string pooling;
+  nlohmann::json policy_options = nlohmann::json::object();  ///< fields of the method's adapter_config.json
+  std::string option_flags;                                  ///< the flags that set them, for messages
 };
+
+/// Sets policy option @p key (a field of the method's adapter_config.json) from flag @p flag.
+void set_policy_option(options& o, const std::string& flag, const std::string& key, nlohmann::json value) {
+  o.policy_options[key] = std::move(value);
+  o.option_flags += (o.option_flags.empty() ? "" : ", ") + flag;
+}
+
+/// "0,1,2" as a JSON array of integers >= 0; "query,value" as an array of strings.
+nlohmann::json integer_list(const std::string& flag, const std::string& v) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& item : task::split_list(v)) out.push_back(to_long(flag, item, 0));
+  if (out.empty()) throw usage_error(flag + " expects a comma-separated list of integers >= 0, got '" + v + "'");
+  return out;
+}
+nlohmann::json name_list(const std::string& flag, const std::string& v) {
+  const auto items = task::split_list(v);
+  if (items.empty()) throw usage_error(flag + " expects a comma-separated list of names, got '" + v + "'");
+  return nlohmann::json(items);
+}
 
 options parse(int argc, char** argv) {
   options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "-h" || a == "--help") {
-      std::cout << usage;
+      std::cout << usage_text();
       std::exit(0);
     }
     if (a == "--resume" || a == "--data-parallel") {  // flags without a value
@@ -125,6 +171,33 @@ options parse(int argc, char** argv) {
     else if (a == "--reweight") o.list.reweight = to_long(a, v, 0) != 0;
     else if (a == "--re-init") o.list.re_init = to_long(a, v, 0) != 0;
     else if (a == "--dev") o.dev = v;
+    else if (a == "--weight-decay") o.weight_decay = to_double(a, v, 0, 10);
+    else if (a == "--warmup") o.warmup = to_double(a, v, 0, 1);
+    else if (a == "--patience") o.patience = to_long(a, v, 1);
+    else if (a == "--max-length") o.max_length = to_long(a, v, 2);
+    else if (a == "--pooling") {
+      try {
+        o.pooling = peft::to_string(peft::parse_pool_kind(v));
+      } catch (const peft::error& e) {
+        throw usage_error(std::string("--pooling: ") + e.what());
+      }
+    }
+    else if (a == "--lora-r") set_policy_option(o, a, "r", to_long(a, v, 1));
+    else if (a == "--lora-alpha") set_policy_option(o, a, "lora_alpha", to_double(a, v, 1e-12, 1e6));
+    else if (a == "--lora-dropout") set_policy_option(o, a, "lora_dropout", to_double(a, v, 0, 0.99));
+    else if (a == "--target-modules") set_policy_option(o, a, "target_modules", name_list(a, v));
+    else if (a == "--layers") o.layers = integer_list(a, v);
+    else if (a == "--adapter-size") set_policy_option(o, a, "bottleneck_size", to_long(a, v, 1));
+    else if (a == "--reduction-factor") set_policy_option(o, a, "reduction_factor", to_double(a, v, 1e-6, 1e6));
+    else if (a == "--prefix-tokens") set_policy_option(o, a, "num_virtual_tokens", to_long(a, v, 1));
+    else if (a == "--prefix-projection") set_policy_option(o, a, "prefix_projection", to_long(a, v, 0) != 0);
+    else if (a == "--option") {
+      const auto eq = v.find('=');
+      if (eq == std::string::npos || eq == 0) throw usage_error("--option expects KEY=VALUE, got '" + v + "'");
+      const std::string value = v.substr(eq + 1);
+      nlohmann::json j = nlohmann::json::parse(value, nullptr, false);
+      set_policy_option(o, "--option " + v.substr(0, eq), v.substr(0, eq), j.is_discarded() ? nlohmann::json(value) : j);
+    }
     else if (a == "--mpmp-library") o.mpmp.library = v, o.mpmp_flags = true;
     else if (a == "--mpmp-head") o.mpmp.library_head = v, o.mpmp_flags = true;
     else if (a == "--stage") {
@@ -140,7 +213,7 @@ options parse(int argc, char** argv) {
     else if (a == "--prompt-epochs") o.mpmp.tune.prompt_epochs = static_cast<int>(to_long(a, v, 0)), o.mpmp_flags = true;
     else if (a == "--router-lr") o.mpmp.tune.router_lr = to_double(a, v, 1e-12, 10), o.mpmp_flags = true;
     else if (a == "--prompt-lr") o.mpmp.tune.prompt_lr = to_double(a, v, 1e-12, 10), o.mpmp_flags = true;
-    else if (a == "--eval-every") o.mpmp.tune.eval_every = static_cast<int>(to_long(a, v, 1)), o.mpmp_flags = true;
+    else if (a == "--eval-every") o.eval_every = to_long(a, v, 1);
     else if (a == "--router-budget") o.mpmp.bbt.router_budget = to_long(a, v, 0), o.mpmp_flags = true;
     else if (a == "--prompt-budget") o.mpmp.bbt.prompt_budget = to_long(a, v, 0), o.mpmp_flags = true;
     else if (a == "--prompt-tokens") o.mpmp.scratch.num_prompt_tokens = to_long(a, v, 1), o.mpmp_flags = true;
@@ -169,6 +242,12 @@ options parse(int argc, char** argv) {
     if (val->empty()) throw usage_error(std::string(flag) + " is required");
   if (o.epochs && o.steps) throw usage_error("give --epochs or --steps, not both");
   if (o.resume && o.state.empty()) throw usage_error("--resume needs --state FILE");
+  try {
+    if (!peft::find_method(o.method).make)
+      throw usage_error("--method " + o.method + " is not trained from a config (see the methods below)");
+  } catch (const peft::invalid_argument& e) {
+    throw usage_error(std::string("--method: ") + e.what());
+  }
   if (!o.state.empty() && (o.method == "list" || o.method == "mpmp"))
     throw usage_error("--state goes with the fit-based methods, not " + o.method);
   if (o.data_parallel && o.method == "mpmp") throw usage_error("--data-parallel does not go with method mpmp");
@@ -177,8 +256,21 @@ options parse(int argc, char** argv) {
   if (o.method == "list" && (o.lr > 0 || o.epochs || o.steps))
     throw usage_error("method list takes --teacher-lr/--student-lr and --teacher-epochs/--student-steps/--finetune-epochs, "
                       "not --lr/--epochs/--steps");
-  if (o.method != "mpmp" && (o.mpmp_flags || !o.dev.empty()))
-    throw usage_error("the MPMP options (--mpmp-library, --stage, --blackbox, --dev, ...) go with --method mpmp");
+  if (o.method != "mpmp" && o.mpmp_flags)
+    throw usage_error("the MPMP options (--mpmp-library, --stage, --blackbox, ...) go with --method mpmp");
+  if (o.patience && o.dev.empty()) throw usage_error("--patience needs --dev DEV (the set it watches)");
+  if (o.method == "list" && (!o.dev.empty() || o.eval_every))
+    throw usage_error("method list reports on --test each session; --dev and --eval-every go with the other methods");
+  if ((o.method == "list" || o.method == "mpmp") && (o.weight_decay > 0 || o.warmup > 0 || o.patience))
+    throw usage_error("--weight-decay, --warmup and --patience go with the fit-based methods, not " + o.method);
+  if (!o.layers.is_null()) {
+    // The layer list is named per method: LoRA's layers_to_transform, the adapters' and
+    // mask-tuning's layers.
+    set_policy_option(o, "--layers", o.method == "lora" ? "layers_to_transform" : "layers", o.layers);
+  }
+  if (o.method == "mpmp" && !o.policy_options.empty())
+    throw usage_error("method mpmp takes --prompt-tokens/--modules/--intrinsic-dim/--shallow, not " + o.option_flags);
+  if (o.method == "mpmp" && o.eval_every) o.mpmp.tune.eval_every = static_cast<int>(o.eval_every);
   if (o.method == "mpmp") {
     if (o.lr > 0 || o.epochs || o.steps)
       throw usage_error("method mpmp takes --router-lr/--prompt-lr and --router-epochs/--prompt-epochs, not --lr/--epochs/--steps");
@@ -203,7 +295,14 @@ int run(const options& o, peft::collective* comm) {
   if (o.threads > 0) peft::set_num_threads(o.threads);
   peft::keep_freed_memory();  // activation buffers are reused across steps, not re-faulted
   const auto m = task::load_model(o.model);
-  task::default_lr(o.method);  // validates the method name early
+  if (!o.policy_options.empty()) {
+    // Checked against the model now, before the data is read: a bad value names its flag.
+    try {
+      (void)peft::make_policy(o.method, task::model_shape(m), o.seed, o.policy_options);
+    } catch (const peft::invalid_argument& e) {
+      throw usage_error(o.option_flags + ": " + e.what());
+    }
+  }
   peft::dataset train_data = peft::read_dataset(o.train);
   const peft::dataset test_data = peft::read_dataset(o.test);
   const auto labels = peft::label_map::from_dataset(train_data);
@@ -230,7 +329,9 @@ int run(const options& o, peft::collective* comm) {
   s.model_type = m.model_type;
   s.template_spec = o.tmpl;
   s.verbalizer_spec = o.verbalizer;
-  s.pooling = peft::to_string(peft::default_pool_kind(m.model_type));
+  s.pooling = o.pooling.empty() ? peft::to_string(peft::default_pool_kind(m.model_type)) : o.pooling;
+  if (o.max_length > 0) s.max_length = o.max_length;
+  s.policy_options = o.policy_options;
   if (o.method == "mpmp") {
     if (!o.mpmp.library.empty()) {
       const auto info = peft::read_mpmp_library_info(o.mpmp.library);
@@ -263,7 +364,7 @@ int run(const options& o, peft::collective* comm) {
     ms.tune.progress_out = stderr;
     ms.bbt.progress_out = stderr;
     if (o.head_lr > 0) ms.fresh_head_lr = o.head_lr;
-    r = task::train_mpmp_task(m, s, labels, train, dev, test, ms, o.seed, o.save);
+    r = task::train_mpmp_task(m, s, labels, train, dev, test, ms, o.seed);
   } else if (o.method == "list") {
     // Labels in the pool are ignored (LiST's unlabelled data is a training set with labels removed).
     for (auto& e : pool_data) e.label.reset();
@@ -275,19 +376,23 @@ int run(const options& o, peft::collective* comm) {
     lo.progress_out = stderr;
     lo.comm = comm;  // sharded LiST under mpirun (batch sizes stay global)
     // A fresh classification head learns at the head's rate; the reference's LM head is pre-trained.
-    const double head_lr = o.head_lr > 0 ? o.head_lr : (words.empty() ? task::default_lr("head") : 0.0);
+    const double head_lr = o.head_lr > 0 ? o.head_lr : (words.empty() ? peft::default_lr("head") : 0.0);
     lo.teacher_head_lr = head_lr;
     lo.student_head_lr = head_lr;
-    r = task::train_list_task(m, s, labels.size(), words, train, pool, test, lo, lead ? o.save : std::string());
+    r = task::train_list_task(m, s, labels.size(), words, train, pool, test, lo);
   } else {
     peft::fit_options f;
     f.epochs = o.epochs ? static_cast<int>(o.epochs) : 20;
     f.steps = o.steps;
     f.batch_size = o.batch ? o.batch : 8;
-    f.lr = o.lr > 0 ? o.lr : task::default_lr(o.method);
-    f.head_lr = o.head_lr > 0 ? o.head_lr : o.lr > 0 ? 0.0 : task::default_lr("head");  // a fresh head: the head's rate
+    f.lr = o.lr > 0 ? o.lr : peft::default_lr(o.method);
+    f.head_lr = o.head_lr > 0 ? o.head_lr : o.lr > 0 ? 0.0 : peft::default_lr("head");  // a fresh head: the head's rate
     f.seed = o.seed;
     f.pad_id = m.pad_id;
+    f.weight_decay = o.weight_decay;
+    f.warmup_ratio = o.warmup;
+    f.eval_every = o.eval_every;
+    f.patience = static_cast<int>(o.patience);
     f.label = o.method;
     f.progress_out = stderr;  // stdout's last line is the JSON result
     f.comm = comm;
@@ -300,10 +405,11 @@ int run(const options& o, peft::collective* comm) {
         if (step == kill_at) std::raise(SIGKILL);
       };
     }
-    r = task::train_task(m, s, labels.size(), words, train, test, f, o.seed, lead ? o.save : std::string());
+    const auto dev = task::encode(m, s, dev_data, labels, tmpl, true);
+    r = task::train_task(m, s, labels.size(), words, train, dev, test, f, o.seed);
   }
   if (!lead) return 0;
-  if (!o.save.empty()) labels.save(task::labels_file(o.save));
+  if (!o.save.empty()) task::save_task(o.save, s, labels, r);  // one unit: policy, head, labels, settings
   nlohmann::json out = {{"method", o.method},
                         {"accuracy", r.accuracy},
                         {"macro_f1", r.macro_f1},
@@ -348,7 +454,7 @@ int main(int argc, char** argv) {
   try {
     o = parse(argc, argv);
   } catch (const usage_error& e) {
-    std::cerr << "peft-train: " << e.what() << "\n" << usage;
+    std::cerr << "peft-train: " << e.what() << "\n" << usage_text();
     return 2;
   }
 #ifdef PEFT_WITH_MPI
@@ -366,6 +472,9 @@ int main(int argc, char** argv) {
   try {
     peft::single_process one;
     return run(o, o.data_parallel ? &one : nullptr);
+  } catch (const usage_error& e) {  // an option the model rejects (checked before training)
+    std::cerr << "peft-train: " << e.what() << "\n";
+    return 2;
   } catch (const std::exception& e) {
     std::cerr << "peft-train: " << e.what() << "\n";
     return 1;

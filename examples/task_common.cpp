@@ -74,17 +74,30 @@ std::vector<peft::encoded_example> encode(const model_files& m, const task_setti
   return out;
 }
 
-saved_task read_saved_task(const model_files& m, const std::string& dir, const std::string& where) {
+bool has_saved_task(const std::string& dir) {
+  try {
+    (void)peft::resolve_saved_folder(dir, "task.json");
+    return true;
+  } catch (const peft::io_error&) {
+    return false;
+  }
+}
+
+saved_task read_saved_task(const model_files& m, const std::string& saved_dir, const std::string& where) {
+  std::string dir;
+  try {
+    dir = peft::resolve_saved_folder(saved_dir, "task.json");
+  } catch (const peft::io_error&) {
+    throw peft::io_error(where + "'" + saved_dir + "' is not a peft-train checkpoint (no task.json)");
+  }
   const std::string file = task_file(dir);
-  if (!fs::exists(file))
-    throw peft::io_error(where + "'" + dir + "' is not a peft-train checkpoint (no task.json)");
   nlohmann::json j;
   try {
     j = peft::detail::parse_json_limited(peft::detail::read_file(file, "read_saved_task"), "'" + file + "'");
   } catch (const nlohmann::json::exception& e) {
     throw peft::io_error(where + "'" + file + "' is not valid JSON: " + e.what());
   }
-  saved_task t{task_settings::from_json(j), peft::label_map::load(labels_file(dir)), {}, {}};
+  saved_task t{task_settings::from_json(j), peft::label_map::load(labels_file(dir)), {}, {}, dir, head_file(dir)};
   if (t.settings.model_type != m.model_type)
     throw peft::invalid_argument(where + "the checkpoint was trained on a '" + t.settings.model_type +
                                  "' model, but '" + m.dir + "' is '" + m.model_type + "'");
@@ -93,6 +106,65 @@ saved_task read_saved_task(const model_files& m, const std::string& dir, const s
     t.verb.emplace(peft::verbalizer::parse(*m.wordpiece, t.settings.verbalizer_spec, t.labels.labels()));
   }
   return t;
+}
+
+peft::any_policy<float> task_policy(const std::string& method, const peft::encoder_shape& shape,
+                                    std::uint64_t seed, const std::string& load_dir,
+                                    const peft::method_options& options) {
+  const auto& m = peft::find_method<float>(method);
+  if (m.peft_type.empty()) return {};  // the head alone
+  if (load_dir.empty()) {
+    if (method == "mpmp")
+      throw peft::invalid_argument(
+          "method mpmp: task_policy only loads a saved task (train with train_mpmp_task)");
+    return peft::make_policy<float>(method, shape, seed, options);
+  }
+  auto p = peft::load_any_policy<float>(load_dir, shape);
+  if (m.peft_type != p.peft_type())
+    throw peft::invalid_argument("task_policy: method '" + method + "' expects a " + m.peft_type +
+                                 " checkpoint in '" + load_dir + "', got " + p.peft_type());
+  return p;
+}
+
+peft::encoder_shape model_shape(const model_files& m) {
+  return with_arch(m.model_type, [&](auto arch) { return peft::encoder<decltype(arch), float>(m.weights).shape(); });
+}
+
+std::string method_of_peft_type(const std::string& peft_type) {
+  for (const auto& m : peft::methods())
+    if (!peft_type.empty() && m.peft_type == peft_type) return m.name;
+  throw peft::invalid_argument("no registered method saves peft_type '" + peft_type + "' (known: " +
+                               peft::known_peft_types() + ")");
+}
+
+saved_task read_bare_task(const model_files& m, const std::string& dir, const bare_task_options& o,
+                          const std::string& where) {
+  if (!fs::is_directory(dir)) throw peft::io_error(where + "adapter folder '" + dir + "' does not exist");
+  if (o.head.empty() || o.labels.empty())
+    throw usage_error(where + "'" + dir + "' has no task.json: a bare adapter folder needs --head FILE and --labels");
+  saved_task t;
+  const auto cfg = peft::read_adapter_config(dir);
+  const auto type = cfg.find("peft_type");
+  t.settings.method = method_of_peft_type(type != cfg.end() && type->is_string() ? type->get<std::string>() : "");
+  t.settings.model_type = m.model_type;
+  t.settings.pooling = o.pooling.empty() ? "cls" : o.pooling;
+  (void)peft::parse_pool_kind(t.settings.pooling);  // names the accepted values
+  if (o.max_length > 0) t.settings.max_length = o.max_length;
+  const bool file = o.labels.size() > 5 && o.labels.compare(o.labels.size() - 5, 5, ".json") == 0;
+  t.labels = file ? peft::label_map::load(o.labels) : peft::label_map(split_list(o.labels));
+  t.dir = dir;
+  t.head_path = o.head;
+  return t;
+}
+
+void save_task(const std::string& dir, const task_settings& settings, const peft::label_map& labels,
+               const run_result& trained) {
+  peft::save_folder_atomically(dir, "task.json", [&](const std::string& stage) {
+    if (trained.policy.has_policy()) peft::save_policy(stage, trained.policy);
+    peft::save_safetensors(head_file(stage), trained.head, {{"format", "pt"}});
+    labels.save(labels_file(stage));
+    peft::atomic_write(task_file(stage), settings.to_json().dump(2) + "\n");
+  });
 }
 
 }  // namespace task

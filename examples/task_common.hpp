@@ -19,11 +19,13 @@
 #include <nlohmann/json.hpp>
 #include <peft/data/data.hpp>
 #include <peft/io/adapter_checkpoint.hpp>
+#include <peft/io/atomic_folder.hpp>
 #include <peft/io/file_util.hpp>
 #include <peft/io/hf_checkpoint.hpp>
 #include <peft/io/mpmp_library.hpp>
 #include <peft/io/safetensors.hpp>
 #include <peft/io/use_lite.hpp>
+#include <peft/methods.hpp>
 #include <peft/peft.hpp>
 #include <peft/policies/bottleneck_adapter.hpp>
 #include <peft/policies/full_finetune.hpp>
@@ -55,8 +57,8 @@ inline double to_double(const std::string& flag, const std::string& v, double mi
     if (used == v.size() && x >= min && x <= max) return x;
   } catch (const std::exception&) {
   }
-  throw usage_error(flag + " expects a number in [" + std::to_string(min) + ", " + std::to_string(max) + "], got '" +
-                    v + "'");
+  throw usage_error(flag + " expects a number in [" + std::to_string(min) + ", " + std::to_string(max) +
+                    "], got '" + v + "'");
 }
 
 /// The integer in option @p flag's value @p v, which must be >= min.
@@ -122,73 +124,23 @@ decltype(auto) with_arch(const std::string& model_type, F&& f) {
   throw peft::invalid_argument("unknown model_type '" + model_type + "'");
 }
 
-/// The methods peft-train knows, with the learning rate each defaults to.
-inline const std::vector<std::pair<std::string, double>>& methods() {
-  static const std::vector<std::pair<std::string, double>> m = {
-      {"head", 3e-2},   {"full", 1e-4},    {"houlsby", 1e-3}, {"pfeiffer", 1e-3}, {"list-adapter", 1e-3},
-      {"prefix", 3e-3}, {"mask", 1e-2},    {"side", 1e-3},    {"lora", 1e-3},     {"list", 5e-6},
-      {"mpmp", 3e-3}};
-  return m;
-}
-inline double default_lr(const std::string& method) {
-  for (const auto& [name, lr] : methods())
-    if (name == method) return lr;
-  std::string known;
-  for (const auto& m : methods()) known += (known.empty() ? "" : ", ") + m.first;
-  throw peft::invalid_argument("unknown method '" + method + "' (expected one of " + known + ")");
-}
+/// The policy of a task of method @p method (a name in peft::methods()): loaded from
+/// @p load_dir when it is given and the method has a policy (the folder must hold that
+/// method's kind of checkpoint), else fresh. MPMP prompts are built by train_mpmp_task, so
+/// method mpmp is only loaded here. Compiled once, in task_common.cpp.
+/// @p options apply to a fresh policy only.
+/// @throws peft::invalid_argument for an unknown method, a bad option or a folder of another method
+/// The first registered method whose checkpoints carry @p peft_type (BOTTLENECK_ADAPTER:
+/// houlsby; every bottleneck variant loads the same way).
+/// @throws peft::invalid_argument naming the type and the known ones
+std::string method_of_peft_type(const std::string& peft_type);
 
-/// Calls `f(policy)` with a freshly initialised policy for `method`, or with a policy loaded
-/// from `load_dir` when given.
-template <typename F>
-decltype(auto) with_policy(const std::string& method, const peft::encoder_shape& shape, std::uint64_t seed,
-                           const std::string& load_dir, F&& f) {
-  const bool load = !load_dir.empty();
-  if (method == "head") {
-    peft::no_policy<float> p;
-    return f(p);
-  }
-  if (method == "full") {
-    auto p = load ? peft::load_policy<peft::full_finetune<float>>(load_dir, shape) : peft::full_finetune<float>(shape);
-    return f(p);
-  }
-  if (method == "houlsby" || method == "pfeiffer" || method == "list-adapter" || method == "list") {
-    const auto cfg = method == "houlsby"    ? peft::bottleneck_config::houlsby()
-                     : method == "pfeiffer" ? peft::bottleneck_config::pfeiffer()
-                                            : peft::bottleneck_config::list();
-    auto p = load ? peft::load_policy<peft::bottleneck_adapter<float>>(load_dir, shape)
-                  : peft::bottleneck_adapter<float>(shape, cfg, seed);
-    return f(p);
-  }
-  if (method == "prefix") {
-    auto p = load ? peft::load_policy<peft::prefix_tuning<float>>(load_dir, shape)
-                  : peft::prefix_tuning<float>(shape, peft::prefix_tuning_config{}, seed);
-    return f(p);
-  }
-  if (method == "mask") {
-    auto p = load ? peft::load_policy<peft::mask_tuning<float>>(load_dir, shape)
-                  : peft::mask_tuning<float>(shape, peft::mask_tuning_config{}, seed);
-    return f(p);
-  }
-  if (method == "side") {
-    auto p = load ? peft::load_policy<peft::side_tuning<float>>(load_dir, shape)
-                  : peft::side_tuning<float>(shape, peft::side_tuning_config{}, seed);
-    return f(p);
-  }
-  if (method == "lora") {
-    auto p = load ? peft::load_policy<peft::lora<float>>(load_dir, shape)
-                  : peft::lora<float>(shape, peft::lora_config{}, seed);
-    return f(p);
-  }
-  if (method == "mpmp") {
-    // Fresh MPMP prompts are built by train_mpmp_task (from a library or from scratch).
-    if (!load) throw peft::invalid_argument("method mpmp: with_policy only loads a saved task (train with train_mpmp_task)");
-    auto p = peft::load_policy<peft::modular_prompt<float>>(load_dir, shape);
-    return f(p);
-  }
-  default_lr(method);  // throws with the list of known methods
-  throw peft::invalid_argument("unknown method '" + method + "'");
-}
+peft::any_policy<float> task_policy(const std::string& method, const peft::encoder_shape& shape,
+                                    std::uint64_t seed, const std::string& load_dir,
+                                    const peft::method_options& options = {});
+
+/// The encoder shape of @p m's model (what policies are built for).
+peft::encoder_shape model_shape(const model_files& m);
 
 /// How a task turns text into model input.
 struct task_settings {
@@ -200,10 +152,14 @@ struct task_settings {
   peft::index max_length = 128;
   peft::index prompt_tokens = 0;  ///< MPMP: placeholders inserted after the first token
   std::int32_t placeholder_id = peft::mpmp_placeholder_id;
+  /// Training only (the saved adapter_config.json records them): fields of the method's config
+  /// that differ from its defaults, e.g. {"r": 16} (peft::make_policy).
+  peft::method_options policy_options = nlohmann::json::object();
 
   nlohmann::json to_json() const {
-    nlohmann::json j = {{"method", method},          {"model_type", model_type}, {"template", template_spec},
-                        {"verbalizer", verbalizer_spec}, {"pooling", pooling},   {"max_length", max_length}};
+    nlohmann::json j = {{"method", method},          {"model_type", model_type},
+                        {"template", template_spec}, {"verbalizer", verbalizer_spec},
+                        {"pooling", pooling},        {"max_length", max_length}};
     if (prompt_tokens > 0) {
       j["prompt_tokens"] = prompt_tokens;
       j["placeholder_id"] = placeholder_id;
@@ -222,8 +178,8 @@ struct task_settings {
       auto integer = [&](const char* key, auto& out, bool required) {
         if (!j.contains(key) && !required) return;
         if (!peft::detail::json_to_integer(j.at(key), out))
-          throw peft::io_error(std::string("task.json: field '") + key + "' expected an integer in range, got " +
-                               j.at(key).dump().substr(0, 60));
+          throw peft::io_error(std::string("task.json: field '") + key +
+                               "' expected an integer in range, got " + j.at(key).dump().substr(0, 60));
       };
       integer("max_length", s.max_length, true);
       integer("prompt_tokens", s.prompt_tokens, false);
@@ -236,9 +192,10 @@ struct task_settings {
 };
 
 /// Tokenizes `data` for the task; labels through `labels` (unlabelled rows get -1).
-std::vector<peft::encoded_example> encode(const model_files& m, const task_settings& s, const peft::dataset& data,
-                                          const peft::label_map& labels,
-                                          const std::optional<peft::prompt_template>& tmpl, bool require_labels);
+std::vector<peft::encoded_example> encode(const model_files& m, const task_settings& s,
+                                          const peft::dataset& data, const peft::label_map& labels,
+                                          const std::optional<peft::prompt_template>& tmpl,
+                                          bool require_labels);
 
 /// Files of a saved task (peft-train --save).
 inline std::string task_file(const std::string& dir) { return (fs::path(dir) / "task.json").string(); }
@@ -252,9 +209,32 @@ struct saved_task {
   peft::label_map labels;
   std::optional<peft::prompt_template> tmpl;
   std::optional<peft::verbalizer> verb;
+  std::string dir;        ///< the folder holding the policy (a task's, or a bare adapter folder)
+  std::string head_path;  ///< the head's safetensors file (head.safetensors in the task folder)
 };
 
-/// Reads the task saved in @p dir and checks that it was trained on @p m's kind of model.
+/// A head, labels and input settings that describe a bare adapter folder (no task.json).
+struct bare_task_options {
+  std::string head;      ///< the classification head's safetensors file
+  std::string labels;    ///< class names in class order, comma-separated, or a labels.json file
+  std::string pooling;   ///< empty: cls
+  long max_length = 0;   ///< 0: task_settings' default
+};
+
+/// The task of a bare adapter folder @p dir (adapter_config.json + adapter_model.safetensors of
+/// any registered method, written by peft or by other code) with a classification head: the
+/// method from the folder's peft_type, the rest from @p o.
+/// @throws usage_error when @p o lacks the head or the labels; peft::io_error or
+///   peft::invalid_argument for an unreadable folder or an unregistered peft_type
+saved_task read_bare_task(const model_files& m, const std::string& dir, const bare_task_options& o,
+                          const std::string& where = "");
+
+/// True when @p dir holds a saved task (task.json), or an interrupted save left its previous
+/// version beside it; false for a bare adapter folder.
+bool has_saved_task(const std::string& dir);
+
+/// Reads the task saved in @p dir (or, after a save killed mid-swap, the previous version
+/// save_task left beside it) and checks that it was trained on @p m's kind of model.
 /// @p where prefixes the messages (e.g. "task 'sentiment': ").
 /// @throws peft::io_error for a folder without task.json or an unreadable one;
 ///   peft::invalid_argument for a checkpoint of another model type
@@ -264,12 +244,18 @@ template <typename Head>
 void save_head(const std::string& dir, const Head& head) {
   peft::save_safetensors(head_file(dir), peft::store_tensors(head.parameters()), {{"format", "pt"}});
 }
+/// Loads a head's tensors from the safetensors file @p path (a task's head.safetensors, or a
+/// head saved next to a bare adapter folder).
 template <typename Head>
-void load_head(const std::string& dir, Head& head) {
-  const auto f = peft::safetensors_file::open(head_file(dir));
+void load_head_file(const std::string& path, Head& head) {
+  const auto f = peft::safetensors_file::open(path);
   std::map<std::string, peft::tensor> t;
   for (const auto& n : f.names()) t[n] = f.load(n);
-  peft::load_store_tensors(head.parameters(), t, "load_head: '" + head_file(dir) + "'");
+  peft::load_store_tensors(head.parameters(), t, "load_head: '" + path + "'");
+}
+template <typename Head>
+void load_head(const std::string& dir, Head& head) {
+  load_head_file(head_file(dir), head);
 }
 
 /// What training or predicting one task produced.
@@ -280,55 +266,72 @@ struct run_result {
   peft::index backbone_params = 0;
   double train_seconds = 0;
   double examples_per_second = 0;
-  std::vector<peft::index> predictions;           ///< per test example
-  std::vector<std::vector<double>> probabilities;  ///< per test example, per class
-  double teacher_accuracy = -1;                     ///< LiST: the phase-0 model on the test set
-  std::vector<peft::list_session_report> sessions;  ///< LiST: one report per session
+  std::vector<peft::index> predictions;              ///< per test example
+  std::vector<std::vector<double>> probabilities;    ///< per test example, per class
+  double teacher_accuracy = -1;                      ///< LiST: the phase-0 model on the test set
+  std::vector<peft::list_session_report> sessions;   ///< LiST: one report per session
   std::vector<peft::mpmp_stage_report> mpmp_stages;  ///< MPMP: one report per stage
-  std::string mpmp_head;                            ///< MPMP: library task whose head was used
+  std::string mpmp_head;                             ///< MPMP: library task whose head was used
+  peft::any_policy<float> policy;                    ///< training: the trained policy
+  std::map<std::string, peft::tensor> head;          ///< training: the trained head's tensors
 };
 
+/// Saves a trained task to @p dir as one unit: its policy (adapter_config.json +
+/// adapter_model.safetensors, as peft::save_policy), head.safetensors, labels.json and
+/// task.json are written into a staging folder that then replaces @p dir atomically
+/// (peft::save_folder_atomically), so a kill at any point leaves the previous task loadable.
+/// @throws peft::io_error when writing fails (the previous task is then unchanged) or @p dir
+///   is a folder with other content
+void save_task(const std::string& dir, const task_settings& settings, const peft::label_map& labels,
+               const run_result& trained);
+
 /// Trains `settings.method` on `train` (labels in [0, classes)), evaluates on `test`, and
-/// saves the task to `save_dir` when it is not empty. `label_words` selects a prompt head
+/// returns the trained policy and head with the results (save them with save_task). `dev`
+/// (may be empty) is what `fit.eval_every` / `fit.patience` evaluate. `label_words` selects a prompt head
 /// (masked-LM checkpoints) instead of a classification head. Compiled once, in
 /// task_runtime.cpp, for every architecture and method.
 run_result train_task(const model_files& m, const task_settings& settings, peft::index classes,
-                      const std::vector<std::int32_t>& label_words, const std::vector<peft::encoded_example>& train,
-                      const std::vector<peft::encoded_example>& test, const peft::fit_options& fit, std::uint64_t seed,
-                      const std::string& save_dir);
+                      const std::vector<std::int32_t>& label_words,
+                      const std::vector<peft::encoded_example>& train,
+                      const std::vector<peft::encoded_example>& dev,
+                      const std::vector<peft::encoded_example>& test, const peft::fit_options& fit,
+                      std::uint64_t seed);
 
 /// LiST self-training (method `list`): LiST adapters + the task's head as teacher and
-/// student over the one encoder; `list.teacher_lr` etc. are used as given. Saves the final
-/// student like train_task. `eval` (may be empty) is reported per session.
+/// student over the one encoder; `list.teacher_lr` etc. are used as given. Returns the final
+/// student like train_task.
 run_result train_list_task(const model_files& m, const task_settings& settings, peft::index classes,
-                           const std::vector<std::int32_t>& label_words, const std::vector<peft::encoded_example>& train,
-                           const std::vector<peft::encoded_example>& pool, const std::vector<peft::encoded_example>& test,
-                           const peft::list_options& list, const std::string& save_dir);
+                           const std::vector<std::int32_t>& label_words,
+                           const std::vector<peft::encoded_example>& train,
+                           const std::vector<peft::encoded_example>& pool,
+                           const std::vector<peft::encoded_example>& test, const peft::list_options& list);
 
 /// MPMP downstream settings for train_mpmp_task.
 struct mpmp_settings {
-  std::string library;             ///< pre-trained prompt library folder; empty: prompts from scratch
-  std::string library_head;        ///< library task whose head to start from; empty: by label names
+  std::string library;                  ///< pre-trained prompt library folder; empty: prompts from scratch
+  std::string library_head;             ///< library task whose head to start from; empty: by label names
   peft::modular_prompt_config scratch;  ///< config of the from-scratch prompts (no library)
-  bool blackbox = false;           ///< gradient-free tuning (BO on the router, CMA-ES on z)
+  bool blackbox = false;                ///< gradient-free tuning (BO on the router, CMA-ES on z)
   peft::mpmp_tune_options tune;
   peft::mpmp_blackbox_options bbt;
-  double fresh_head_lr = 3e-2;     ///< a fresh head (no library head matches) in every stage
+  double fresh_head_lr = 3e-2;  ///< a fresh head (no library head matches) in every stage
 };
 
 /// MPMP downstream tuning (method `mpmp`): a fresh router over the library's prompts (or
 /// prompts from scratch), then `settings.tune.stage` (or black-box tuning); the head starts
 /// from the library task with the same label names when there is one. `dev` picks the kept
-/// parameters (may be empty). Saves like train_task.
+/// parameters (may be empty). Returns the policy and head like train_task.
 run_result train_mpmp_task(const model_files& m, const task_settings& settings, const peft::label_map& labels,
-                           const std::vector<peft::encoded_example>& train, const std::vector<peft::encoded_example>& dev,
+                           const std::vector<peft::encoded_example>& train,
+                           const std::vector<peft::encoded_example>& dev,
                            const std::vector<peft::encoded_example>& test, const mpmp_settings& mpmp,
-                           std::uint64_t seed, const std::string& save_dir);
+                           std::uint64_t seed);
 
-/// Predicts `data` with a task saved by train_task.
+/// Predicts `data` with the policy saved in @p policy_dir (a task's folder, or a bare adapter
+/// folder; ignored for method head) and the head in the safetensors file @p head_path.
 run_result predict_task(const model_files& m, const task_settings& settings, peft::index classes,
-                        const std::vector<std::int32_t>& label_words, const std::string& task_dir,
-                        const std::vector<peft::encoded_example>& data);
+                        const std::vector<std::int32_t>& label_words, const std::string& policy_dir,
+                        const std::string& head_path, const std::vector<peft::encoded_example>& data);
 
 }  // namespace task
 

@@ -12,10 +12,11 @@ PEFT_EXAMPLES_TASK_RUNTIME(extern, peft::use_lite)
 run_result train_task(const model_files& m, const task_settings& s, peft::index classes,
                       const std::vector<std::int32_t>& label_words,
                       const std::vector<peft::encoded_example>& train,
+                      const std::vector<peft::encoded_example>& dev,
                       const std::vector<peft::encoded_example>& test, const peft::fit_options& fit,
-                      std::uint64_t seed, const std::string& save_dir) {
+                      std::uint64_t seed) {
   return with_arch(m.model_type, [&](auto arch) {
-    return runtime::train_task<decltype(arch)>(m, s, classes, label_words, train, test, fit, seed, save_dir);
+    return runtime::train_task<decltype(arch)>(m, s, classes, label_words, train, dev, test, fit, seed);
   });
 }
 
@@ -23,11 +24,9 @@ run_result train_list_task(const model_files& m, const task_settings& s, peft::i
                            const std::vector<std::int32_t>& label_words,
                            const std::vector<peft::encoded_example>& train,
                            const std::vector<peft::encoded_example>& pool,
-                           const std::vector<peft::encoded_example>& test, const peft::list_options& list,
-                           const std::string& save_dir) {
+                           const std::vector<peft::encoded_example>& test, const peft::list_options& list) {
   return with_arch(m.model_type, [&](auto arch) {
-    return runtime::train_list_task<decltype(arch)>(m, s, classes, label_words, train, pool, test, list,
-                                                    save_dir);
+    return runtime::train_list_task<decltype(arch)>(m, s, classes, label_words, train, pool, test, list);
   });
 }
 
@@ -35,17 +34,17 @@ run_result train_mpmp_task(const model_files& m, const task_settings& s, const p
                            const std::vector<peft::encoded_example>& train,
                            const std::vector<peft::encoded_example>& dev,
                            const std::vector<peft::encoded_example>& test, const mpmp_settings& mp,
-                           std::uint64_t seed, const std::string& save_dir) {
+                           std::uint64_t seed) {
   return with_arch(m.model_type, [&](auto arch) {
-    return runtime::train_mpmp_task<decltype(arch)>(m, s, labels, train, dev, test, mp, seed, save_dir);
+    return runtime::train_mpmp_task<decltype(arch)>(m, s, labels, train, dev, test, mp, seed);
   });
 }
 
 run_result predict_task(const model_files& m, const task_settings& s, peft::index classes,
-                        const std::vector<std::int32_t>& label_words, const std::string& task_dir,
-                        const std::vector<peft::encoded_example>& data) {
+                        const std::vector<std::int32_t>& label_words, const std::string& policy_dir,
+                        const std::string& head_path, const std::vector<peft::encoded_example>& data) {
   return with_arch(m.model_type, [&](auto arch) {
-    return runtime::predict_task<decltype(arch)>(m, s, classes, label_words, task_dir, data);
+    return runtime::predict_task<decltype(arch)>(m, s, classes, label_words, policy_dir, head_path, data);
   });
 }
 

@@ -29,51 +29,46 @@ void fill_predictions(const Model& model, const std::vector<peft::encoded_exampl
   }
 }
 
-/// Calls f(encoder, policy, head) for architecture Arch and the task's method and head kind.
+/// Calls f(encoder, policy, head) for architecture Arch, the task's policy (an any_policy:
+/// fresh for the method, or loaded from @p load_dir) and the task's kind of head.
 template <typename Arch, typename F>
 run_result dispatch(const model_files& m, const task_settings& s, peft::index classes,
                     const std::vector<std::int32_t>& label_words, std::uint64_t seed,
                     const std::string& load_dir, F&& f) {
   peft::encoder<Arch, float> enc(m.weights);
-  const std::string policy_dir = s.method == "head" ? std::string() : load_dir;
-  return with_policy(s.method, enc.shape(), seed, policy_dir, [&](auto& policy) -> run_result {
-    if constexpr (std::is_same_v<Arch, peft::bert>) {
-      if (!label_words.empty()) {
-        peft::prompt_head<float> head(*m.weights, label_words);
-        return f(enc, policy, head);
-      }
+  auto policy = task_policy(s.method, enc.shape(), seed, load_dir, s.policy_options);
+  if constexpr (std::is_same_v<Arch, peft::bert>) {
+    if (!label_words.empty()) {
+      peft::prompt_head<float> head(*m.weights, label_words);
+      return f(enc, policy, head);
     }
-    if (!label_words.empty())
-      throw peft::invalid_argument("prompt-based fine-tuning needs a BERT masked-LM checkpoint (got " +
-                                   m.model_type + ")");
-    peft::classification_head<float> head(enc.hidden_size(), classes, peft::parse_pool_kind(s.pooling), 0.1,
-                                          seed);
-    return f(enc, policy, head);
-  });
+  }
+  if (!label_words.empty())
+    throw peft::invalid_argument("prompt-based fine-tuning needs a BERT masked-LM checkpoint (got " +
+                                 m.model_type + ")");
+  peft::classification_head<float> head(enc.hidden_size(), classes, peft::parse_pool_kind(s.pooling), 0.1,
+                                        seed);
+  return f(enc, policy, head);
 }
 
 template <typename Arch>
 run_result train_task(const model_files& m, const task_settings& s, peft::index classes,
                       const std::vector<std::int32_t>& label_words,
                       const std::vector<peft::encoded_example>& train,
+                      const std::vector<peft::encoded_example>& dev,
                       const std::vector<peft::encoded_example>& test, const peft::fit_options& fit,
-                      std::uint64_t seed, const std::string& save_dir) {
+                      std::uint64_t seed) {
   return dispatch<Arch>(m, s, classes, label_words, seed, "", [&](const auto& enc, auto& policy, auto& head) {
-    using Policy = std::decay_t<decltype(policy)>;
     peft::task_model model(enc, policy, head);
-    const auto fr = peft::fit(model, train, {}, fit);
+    const auto fr = peft::fit(model, train, dev, fit);
     run_result r;
     fill_predictions(model, test, m.pad_id, r);
     r.trainable_params = model.parameters().size();
     r.backbone_params = enc.shape().backbone_parameters;
     r.train_seconds = fr.seconds;
     r.examples_per_second = fr.examples_per_second;
-    if (!save_dir.empty()) {
-      fs::create_directories(save_dir);
-      if constexpr (!std::is_same_v<Policy, peft::no_policy<float>>) peft::save_policy(save_dir, policy);
-      save_head(save_dir, head);
-      peft::atomic_write(task_file(save_dir), s.to_json().dump(2) + "\n");
-    }
+    r.policy = policy;
+    r.head = peft::store_tensors(head.parameters());
     return r;
   });
 }
@@ -83,8 +78,7 @@ run_result train_list_task(const model_files& m, const task_settings& s, peft::i
                            const std::vector<std::int32_t>& label_words,
                            const std::vector<peft::encoded_example>& train,
                            const std::vector<peft::encoded_example>& pool,
-                           const std::vector<peft::encoded_example>& test, const peft::list_options& list,
-                           const std::string& save_dir) {
+                           const std::vector<peft::encoded_example>& test, const peft::list_options& list) {
   {
     using adapter = peft::bottleneck_adapter<float>;
     const peft::encoder<Arch, float> enc(m.weights);
@@ -104,12 +98,8 @@ run_result train_list_task(const model_files& m, const task_settings& s, peft::i
       r.train_seconds = lr.seconds;
       r.teacher_accuracy = lr.teacher_eval_accuracy;
       for (const auto& rep : lr.sessions) r.sessions.push_back(rep);
-      if (!save_dir.empty()) {
-        fs::create_directories(save_dir);
-        peft::save_policy(save_dir, st.student_policy());
-        save_head(save_dir, st.student_head());
-        peft::atomic_write(task_file(save_dir), s.to_json().dump(2) + "\n");
-      }
+      r.policy = st.student_policy();
+      r.head = peft::store_tensors(st.student_head().parameters());
       return r;
     };
     if constexpr (std::is_same_v<Arch, peft::bert>) {
@@ -131,7 +121,7 @@ run_result train_mpmp_task(const model_files& m, const task_settings& s, const p
                            const std::vector<peft::encoded_example>& train,
                            const std::vector<peft::encoded_example>& dev,
                            const std::vector<peft::encoded_example>& test, const mpmp_settings& mp,
-                           std::uint64_t seed, const std::string& save_dir) {
+                           std::uint64_t seed) {
   {
     const peft::encoder<Arch, float> enc(m.weights);
     const auto shape = enc.shape();
@@ -213,54 +203,47 @@ run_result train_mpmp_task(const model_files& m, const task_settings& s, const p
     }
     fill_predictions(peft::task_model(enc, *policy, head), test, m.pad_id, r);
     r.backbone_params = shape.backbone_parameters;
-    if (!save_dir.empty()) {
-      fs::create_directories(save_dir);
-      peft::save_policy(save_dir, *policy);
-      save_head(save_dir, head);
-      peft::atomic_write(task_file(save_dir), s.to_json().dump(2) + "\n");
-    }
+    r.policy = std::move(*policy);
+    r.head = peft::store_tensors(head.parameters());
     return r;
   }
 }
 
 template <typename Arch>
 run_result predict_task(const model_files& m, const task_settings& s, peft::index classes,
-                        const std::vector<std::int32_t>& label_words, const std::string& task_dir,
-                        const std::vector<peft::encoded_example>& data) {
-  return dispatch<Arch>(m, s, classes, label_words, 0, task_dir,
+                        const std::vector<std::int32_t>& label_words, const std::string& policy_dir,
+                        const std::string& head_path, const std::vector<peft::encoded_example>& data) {
+  return dispatch<Arch>(m, s, classes, label_words, 0, policy_dir,
                         [&](const auto& enc, auto& policy, auto& head) {
-                          load_head(task_dir, head);
+                          load_head_file(head_path, head);
                           run_result r;
                           fill_predictions(peft::task_model(enc, policy, head), data, m.pad_id, r);
                           return r;
                         });
 }
 
-/// Adds the task saved in @p dir (read as @p t) to @p server under @p name: its policy, loaded
-/// by method, and its head (the prompt head for a template task on BERT).
+/// Adds task @p t (read by read_saved_task or read_bare_task) to @p server under @p name: its
+/// policy, loaded from `t.dir`, and its head (the prompt head for a template task on BERT).
 template <typename Arch>
 void add_saved_task(peft::multi_task_server<Arch, float>& server, const model_files& m,
-                    const std::string& name, const std::string& dir, const saved_task& t) {
+                    const std::string& name, const saved_task& t) {
   const auto& s = t.settings;
-  const std::string policy_dir = s.method == "head" ? std::string() : dir;
-  const auto shape = server.encoder_ref().shape();
-  with_policy(s.method, shape, 0, policy_dir, [&](auto& policy) {
-    if constexpr (std::is_same_v<Arch, peft::bert>) {
-      if (t.verb) {
-        peft::prompt_head<float> head(*m.weights, t.verb->ids());
-        load_head(dir, head);
-        server.add_task(name, std::move(policy), std::move(head));
-        return;
-      }
+  auto policy = task_policy(s.method, server.encoder_ref().shape(), 0, t.dir);
+  if constexpr (std::is_same_v<Arch, peft::bert>) {
+    if (t.verb) {
+      peft::prompt_head<float> head(*m.weights, t.verb->ids());
+      load_head_file(t.head_path, head);
+      server.add_task(name, std::move(policy), std::move(head));
+      return;
     }
-    if (t.verb)
-      throw peft::invalid_argument("task '" + name +
-                                   "': prompt-based fine-tuning needs a BERT masked-LM checkpoint");
-    peft::classification_head<float> head(server.encoder_ref().hidden_size(), t.labels.size(),
-                                          peft::parse_pool_kind(s.pooling), 0.1, 0);
-    load_head(dir, head);
-    server.add_task(name, std::move(policy), std::move(head));
-  });
+  }
+  if (t.verb)
+    throw peft::invalid_argument("task '" + name +
+                                 "': prompt-based fine-tuning needs a BERT masked-LM checkpoint");
+  peft::classification_head<float> head(server.encoder_ref().hidden_size(), t.labels.size(),
+                                        peft::parse_pool_kind(s.pooling), 0.1, 0);
+  load_head_file(t.head_path, head);
+  server.add_task(name, std::move(policy), std::move(head));
 }
 
 }  // namespace task::runtime
@@ -272,20 +255,20 @@ void add_saved_task(peft::multi_task_server<Arch, float>& server, const model_fi
   EXT template run_result runtime::train_task<Arch>(                                                         \
       const model_files&, const task_settings&, peft::index, const std::vector<std::int32_t>&,               \
       const std::vector<peft::encoded_example>&, const std::vector<peft::encoded_example>&,                  \
-      const peft::fit_options&, std::uint64_t, const std::string&);                                          \
+      const std::vector<peft::encoded_example>&, const peft::fit_options&, std::uint64_t);                   \
   EXT template run_result runtime::train_list_task<Arch>(                                                    \
       const model_files&, const task_settings&, peft::index, const std::vector<std::int32_t>&,               \
       const std::vector<peft::encoded_example>&, const std::vector<peft::encoded_example>&,                  \
-      const std::vector<peft::encoded_example>&, const peft::list_options&, const std::string&);             \
+      const std::vector<peft::encoded_example>&, const peft::list_options&);                                 \
   EXT template run_result runtime::train_mpmp_task<Arch>(                                                    \
       const model_files&, const task_settings&, const peft::label_map&,                                      \
       const std::vector<peft::encoded_example>&, const std::vector<peft::encoded_example>&,                  \
-      const std::vector<peft::encoded_example>&, const mpmp_settings&, std::uint64_t, const std::string&);   \
+      const std::vector<peft::encoded_example>&, const mpmp_settings&, std::uint64_t);                       \
   EXT template run_result runtime::predict_task<Arch>(const model_files&, const task_settings&, peft::index, \
                                                       const std::vector<std::int32_t>&, const std::string&,  \
+                                                      const std::string&,                                    \
                                                       const std::vector<peft::encoded_example>&);            \
   EXT template void runtime::add_saved_task<Arch>(peft::multi_task_server<Arch, float>&, const model_files&, \
-                                                  const std::string&, const std::string&,                    \
-                                                  const saved_task&);
+                                                  const std::string&, const saved_task&);
 
 #endif

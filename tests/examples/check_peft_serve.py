@@ -14,6 +14,7 @@ With PEFT_EXAMPLES_QUICK=1 training is one epoch on 4 shots and each test file h
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -124,6 +125,31 @@ for bad, expect in [(json.dumps({"task": "nope", "text": "x"}), "unknown task 'n
 r = run(serve_exe, "--model", use_lite, "--task", "a=x", "--task", "a=y", stdin="")
 check(r.returncode == 2 and "twice" in r.stderr, "a task name given twice is a usage error")
 r = run(serve_exe, "--model", use_lite, "--task", "a=" + os.path.join(scratch, "nothing"), stdin="")
-check(r.returncode == 1 and "task.json" in r.stderr, "a folder without a checkpoint is rejected: " + r.stderr.strip())
+check(r.returncode == 1 and "does not exist" in r.stderr, "a missing folder is rejected: " + r.stderr.strip())
+empty = os.path.join(scratch, "empty")
+os.makedirs(empty, exist_ok=True)
+r = run(serve_exe, "--model", use_lite, "--task", "a=" + empty, stdin="")
+check(r.returncode == 2 and "no task.json" in r.stderr and "--head" in r.stderr,
+      "a folder without task.json and without --head/--labels is a usage error: " + r.stderr.strip()[:160])
+r = run(serve_exe, "--model", use_lite, "--task", "a=" + empty, "--head", "a=h.safetensors", "--labels", "a=x,y", stdin="")
+check(r.returncode == 1 and "adapter_config.json" in r.stderr, "an empty folder is not an adapter: " + r.stderr.strip()[:160])
+
+# The LoRA task's adapter as a bare adapter folder (no task.json), its head and labels given on
+# the command line: it answers exactly as the saved task does.
+bare = os.path.join(scratch, "bare_yelp")
+shutil.rmtree(bare, ignore_errors=True)
+os.makedirs(bare)
+for f in ("adapter_config.json", "adapter_model.safetensors"):
+    shutil.copy(os.path.join(scratch, "ckpt_yelp", f), bare)
+settings = json.load(open(os.path.join(scratch, "ckpt_yelp", "task.json")))
+requests = "".join(json.dumps({"task": t, "text": raw["yelp"][i]["text"]}) + "\n" for i in range(5) for t in ("yelp", "bare"))
+r = run(serve_exe, "--model", use_lite, "--task", "yelp=" + os.path.join(scratch, "ckpt_yelp"), "--task", "bare=" + bare,
+        "--head", "bare=" + os.path.join(scratch, "ckpt_yelp", "head.safetensors"), "--labels", "bare=neg,pos",
+        "--pooling", "bare=" + settings["pooling"], stdin=requests)
+out = [json.loads(l) for l in r.stdout.strip().splitlines()] if r.returncode == 0 else []
+check(len(out) == 10 and all(out[2 * i]["scores"] == out[2 * i + 1]["scores"] for i in range(5)),
+      "a bare adapter folder with --head/--labels answers as its saved task (%s)" % r.stderr.strip()[-200:])
+r = run(serve_exe, "--model", use_lite, "--task", "yelp=" + os.path.join(scratch, "ckpt_yelp"), "--head", "yelp=x", stdin="")
+check(r.returncode == 2 and "holds a saved task" in r.stderr, "--head for a saved task is a usage error")
 
 sys.exit(1 if failures else 0)

@@ -13,6 +13,7 @@ and the test file has 40 sentences: the same checks, less arithmetic.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -71,6 +72,97 @@ for method in ["head", "list-adapter", "lora", "prefix", "side"]:
     rows = [json.loads(l) for l in open(preds)]
     check(len(rows) == n_test and all(abs(sum(x["scores"].values()) - 1) < 1e-5 and x["label"] in ("neg", "pos") for x in rows),
           "%s: one prediction per line with label and probabilities" % method)
+    if method == "head":
+        continue
+    # The adapter alone, as another program would hand it over: a bare adapter folder (no
+    # task.json), the head in a file elsewhere, labels and pooling given on the command line.
+    bare = os.path.join(scratch, "bare_" + method)
+    shutil.rmtree(bare, ignore_errors=True)
+    os.makedirs(bare)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(os.path.join(out, name), bare)
+    head = os.path.join(scratch, "head_" + method + ".safetensors")
+    shutil.copy(os.path.join(out, "head.safetensors"), head)
+    settings = json.load(open(os.path.join(out, "task.json")))
+    class_names = json.load(open(os.path.join(out, "labels.json")))["labels"]
+    # Labels as a list in class order for some methods, as the labels.json file for the others.
+    labels_arg = ",".join(class_names) if method in ("lora", "side") else os.path.join(out, "labels.json")
+    bare_preds = os.path.join(scratch, "pred_bare_" + method + ".jsonl")
+    q = run(predict_exe, "--model", use_lite, "--adapter", bare, "--head", head, "--labels", labels_arg,
+            "--pooling", settings["pooling"], "--max-length", str(settings["max_length"]), "--input", test_path,
+            "--output", bare_preds)
+    check(q.returncode == 0 and open(bare_preds).read() == open(preds).read(),
+          "%s: peft-predict on the bare adapter folder gives the saved task's predictions, byte for byte (%s)"
+          % (method, q.stderr.strip()[-200:]))
+    q = run(predict_exe, "--model", use_lite, "--adapter", bare, "--input", test_path)
+    check(q.returncode == 2 and "needs --head FILE and --labels" in q.stderr,
+          "%s: a bare adapter folder without --head/--labels is a usage error (%s)" % (method, q.stderr.strip()[:120]))
+
+
+
+def safetensors_shapes(path):
+    """Tensor name -> shape, read from a safetensors file's own header (not through peft)."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    return {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
+
+
+# Method hyper-parameters on the command line, as an HF PEFT user writes
+# LoraConfig(r=4, lora_alpha=16, target_modules=["query", "key", "value"], layers_to_transform=[0, 1]).
+common = ["--model", use_lite, "--train", train_path, "--test", test_path, "--shots", "4", "--seed", "3",
+          "--epochs", "1"]
+head_run = run(train_exe, "--method", "head", *common)
+head_params = json.loads(head_run.stdout.strip().splitlines()[-1])["trainable_params"] if head_run.returncode == 0 else -1
+out = os.path.join(scratch, "ckpt_lora_flags")
+r = run(train_exe, "--method", "lora", *common, "--lora-r", "4", "--lora-alpha", "16", "--lora-dropout", "0",
+        "--target-modules", "query,key,value", "--layers", "0,1", "--weight-decay", "0.01", "--warmup", "0.1",
+        "--save", out)
+check(r.returncode == 0, "peft-train lora with --lora-r/--lora-alpha/--target-modules/--layers runs (%s)" % r.stderr.strip()[-200:])
+if r.returncode == 0:
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    cfg = json.load(open(os.path.join(out, "adapter_config.json")))
+    check(cfg["r"] == 4 and cfg["lora_alpha"] == 16 and cfg["lora_dropout"] == 0 and
+          sorted(cfg["target_modules"]) == ["key", "query", "value"] and cfg["layers_to_transform"] == [0, 1],
+          "the saved adapter_config.json holds the flags' values: %s" % {k: cfg.get(k) for k in
+                                                                       ("r", "lora_alpha", "target_modules", "layers_to_transform")})
+    shapes = safetensors_shapes(os.path.join(out, "adapter_model.safetensors"))
+    # 2 layers x 3 targets x (A [4, in] and B [out, 4]).
+    rank_ok = len(shapes) == 12 and all((s[0] == 4) if "lora_A" in k else (s[1] == 4) for k, s in shapes.items())
+    lora_params = sum(s[0] * s[1] for s in shapes.values())
+    check(rank_ok and res["trainable_params"] == lora_params + head_params,
+          "trainable parameters = the file's LoRA tensors (%d, rank 4, 12 tensors: %s) + the head's (%d): %d"
+          % (lora_params, rank_ok, head_params, res["trainable_params"]))
+out = os.path.join(scratch, "ckpt_houlsby_flags")
+r = run(train_exe, "--method", "houlsby", *common[:-1], "3", "--adapter-size", "8", "--dev", test_path,
+        "--eval-every", "2", "--patience", "1", "--pooling", "cls", "--max-length", "64", "--save", out)
+check(r.returncode == 0, "peft-train houlsby with --adapter-size, --dev/--eval-every/--patience, --pooling, --max-length (%s)"
+      % r.stderr.strip()[-200:])
+if r.returncode == 0:
+    cfg = json.load(open(os.path.join(out, "adapter_config.json")))
+    settings = json.load(open(os.path.join(out, "task.json")))
+    check(cfg["bottleneck_size"] == 8 and settings["pooling"] == "cls" and settings["max_length"] == 64,
+          "adapter size, pooling and maximum length are saved as given")
+# Each bad value: exit status 2 and one line naming the flag and what it accepts.
+for method, extra, expect in [("lora", ["--lora-r", "0"], "--lora-r expects an integer >= 1, got '0'"),
+                              ("lora", ["--lora-alpha", "x"], "--lora-alpha expects a number in"),
+                              ("lora", ["--warmup", "2"], "--warmup expects a number in [0"),
+                              ("lora", ["--pooling", "max"], "--pooling"),
+                              ("lora", ["--layers", "0,a"], "--layers expects an integer >= 0, got 'a'"),
+                              ("lora", ["--target-modules", "querry"], "--target-modules"),
+                              ("houlsby", ["--lora-r", "4"], "no option 'r'"),
+                              ("lora", ["--patience", "2"], "--patience needs --dev"),
+                              ("lora", ["--option", "init_sparsity=0.3"], "no option 'init_sparsity'")]:
+    r = run(train_exe, "--method", method, *common, *extra)
+    lines = r.stderr.strip().splitlines()
+    check(r.returncode == 2 and lines and expect in lines[0] and lines[0].startswith("peft-train: "),
+          "%s %s: usage error '%s' (got %d: %s)" % (method, " ".join(extra), expect, r.returncode, lines[:1]))
+r = run(train_exe, "--help")
+check(r.returncode == 0 and all(f in r.stdout for f in ("--lora-r", "--lora-alpha", "--target-modules", "--layers",
+                                                        "--adapter-size", "--prefix-tokens", "--pooling",
+                                                        "--weight-decay", "--warmup", "--max-length", "--patience",
+                                                        "--option")),
+      "peft-train --help lists the method and training options")
 
 # Bad input.
 bad_data = os.path.join(scratch, "bad.jsonl")
