@@ -101,10 +101,8 @@ peft::vector<double> train(const run_setup& s, peft::fit_options o, peft::fit_re
 }
 
 std::string scratch(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("peft_test_dist_" + std::to_string(peft::detail::process_id()));
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
+  static const std::string dir = peft_test::scratch_dir("dist");  // removed when the test exits
+  return dir + "/" + name;
 }
 
 }  // namespace
