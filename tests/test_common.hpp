@@ -10,8 +10,10 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
+#include <system_error>
 
 namespace peft_test {
 
@@ -43,12 +45,38 @@ inline std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-/// A fresh, empty scratch folder for one test (unique per process).
+/// Folders this process removes when it exits. ctest runs every test case in its own process,
+/// so each test's scratch folders go at the end of that test, also when it failed (Catch2
+/// returns from main then). A forked child that exits normally leaves them to its parent.
+class scratch_registry {
+public:
+  static scratch_registry& get() {
+    static scratch_registry r;
+    return r;
+  }
+  void add(const std::filesystem::path& p) { m_paths.insert(p); }
+  ~scratch_registry() {
+    if (::getpid() != m_owner) return;
+    std::error_code ec;
+    for (const auto& p : m_paths) std::filesystem::remove_all(p, ec);
+  }
+  scratch_registry(const scratch_registry&) = delete;
+  scratch_registry& operator=(const scratch_registry&) = delete;
+
+private:
+  scratch_registry() = default;
+  pid_t m_owner = ::getpid();
+  std::set<std::filesystem::path> m_paths;
+};
+
+/// A fresh, empty scratch folder for one test (unique per process), removed when the process
+/// exits (see scratch_registry).
 inline std::string scratch_dir(const std::string& name) {
   namespace fs = std::filesystem;
   fs::path p = fs::temp_directory_path() / ("peft_test_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(p);
   fs::create_directories(p);
+  scratch_registry::get().add(p);
   return p.string();
 }
 

@@ -80,10 +80,11 @@ private:
   long m_generation = 0;
 };
 
-
 struct run_setup {
-  peft::encoder<peft::bert, double> enc{peft::random_encoder_weights<double>(peft_test::small_config("bert", 0.2), 42)};
-  std::vector<peft::encoded_example> train = peft_test::toy_examples(23, 1), eval = peft_test::toy_examples(9, 4);
+  peft::encoder<peft::bert, double> enc{
+      peft::random_encoder_weights<double>(peft_test::small_config("bert", 0.2), 42)};
+  std::vector<peft::encoded_example> train = peft_test::toy_examples(23, 1),
+                                     eval = peft_test::toy_examples(9, 4);
 };
 
 peft::vector<double> train(const run_setup& s, peft::fit_options o, peft::fit_result* res = nullptr) {
@@ -100,9 +101,8 @@ peft::vector<double> train(const run_setup& s, peft::fit_options o, peft::fit_re
 }
 
 std::string scratch(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / ("peft_test_dist_" + std::to_string(peft::detail::process_id()));
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
+  static const std::string dir = peft_test::scratch_dir("dist");  // removed when the test exits
+  return dir + "/" + name;
 }
 
 }  // namespace
@@ -129,7 +129,8 @@ TEST_CASE("keyed dropout: an example's mask does not depend on its batch", "[dis
   const double kept = double((mc.array() > 0).count()) / double(mc.size());
   CHECK(std::abs(kept - 0.75) < 0.01);
   CHECK(mc.maxCoeff() == Approx(1 / 0.75));
-  CHECK_THROWS_WITH(peft::ops::make_dropout_mask<double>(65, 4, 0.1, c, mc), Catch::Contains("multiple of the 64"));
+  CHECK_THROWS_WITH(peft::ops::make_dropout_mask<double>(65, 4, 0.1, c, mc),
+                    Catch::Contains("multiple of the 64"));
 }
 
 TEST_CASE("make_batch pads to min_time", "[dist][batch]") {

@@ -1,14 +1,18 @@
 # Reference ids for the WordPiece and unigram tokenizers (test_wordpiece, test_unigram) and
 # Unicode tables (test_unicode), from the JavaScript implementations in the npm assets folder.
+# Its four files are removed before each run; without node the test fails and says so.
 find_program(PEFT_NODE_EXECUTABLE NAMES node nodejs)
-if(PEFT_NODE_EXECUTABLE)
-  add_test(NAME reference_tokenizers
-           COMMAND ${PEFT_NODE_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/reference/tokenizers_ref.js
-                   ${CMAKE_CURRENT_BINARY_DIR}/reference
-           WORKING_DIRECTORY ${PEFT_ASSETS_DIR})
-  set_tests_properties(reference_tokenizers PROPERTIES
-                       FIXTURES_SETUP peft_reference
-                       ENVIRONMENT "NODE_PATH=${PEFT_ASSETS_DIR}")
-else()
-  message(STATUS "node not found: reference_tokenizers disabled (tokenizer parity tests will skip)")
+set(_peft_missing "")
+if(NOT PEFT_NODE_EXECUTABLE)
+  set(_peft_missing "node not found (Debian: nodejs, installed by scripts/fetch_assets)")
 endif()
+set(_peft_ref ${CMAKE_CURRENT_BINARY_DIR}/reference)
+peft_add_reference_test(reference_tokenizers
+  OUTPUTS ${_peft_ref}/tokenizers_bert_vocab.txt ${_peft_ref}/tokenizers_bert_tokenizer.json
+          ${_peft_ref}/tokenizers_ref.json ${_peft_ref}/tokenizers_unicode.json
+  MISSING "${_peft_missing}"
+  COMMAND ${PEFT_NODE_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/reference/tokenizers_ref.js ${_peft_ref})
+set_tests_properties(reference_tokenizers PROPERTIES
+                     FIXTURES_SETUP peft_reference
+                     ENVIRONMENT "NODE_PATH=${PEFT_ASSETS_DIR}"
+                     WORKING_DIRECTORY ${PEFT_ASSETS_DIR})
