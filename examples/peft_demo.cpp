@@ -71,26 +71,33 @@ double centroid_accuracy(const peft::encoder<peft::use_lite, float>& enc, const 
 int main(int argc, char** argv) {
   std::string assets = PEFT_ASSETS_DIR, domain = "yelp", out_dir = "demo-results";
   int seeds = 5, shots = 16, epochs = 20, threads = 1;
-  std::vector<std::string> methods;
+  std::string method_list;
   for (const auto& m : peft::methods())
     // LiST needs an unlabelled pool (peft-list-table), MPMP a prompt library (peft-mpmp-table),
     // AdapterFusion trained adapters: the demo runs the methods built from a config.
-    if (m.make && m.name != "list" && m.name != "mpmp") methods.push_back(m.name);
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--assets") assets = v;
-    else if (a == "--domain") domain = v;
-    else if (a == "--seeds") seeds = std::stoi(v);
-    else if (a == "--shots") shots = std::stoi(v);
-    else if (a == "--epochs") epochs = std::stoi(v);
-    else if (a == "--methods") methods = split_list(v);
-    else if (a == "--out") out_dir = v;
-    else if (a == "--threads") threads = std::stoi(v);
-    else {
-      std::cerr << "peft-demo: unknown option " << a << "\n";
-      return 2;
+    if (m.make && m.name != "list" && m.name != "mpmp") method_list += (method_list.empty() ? "" : ",") + m.name;
+  CLI::App app("peft-demo: every method on real data (frozen USE-lite, few-shot sentiment), over seeds", "peft-demo");
+  task::cli::setup(app);
+  app.add_option("--assets", assets, "assets folder (scripts/fetch_assets)");
+  app.add_option("--domain", domain, "sentiment file: yelp, imdb or amazon")
+      ->check(task::cli::one_of({"yelp", "imdb", "amazon"}));
+  app.add_option("--seeds", seeds, "seeds per method")->check(task::cli::integer(1));
+  app.add_option("--shots", shots, "labelled sentences per class")->check(task::cli::integer(1));
+  app.add_option("--epochs", epochs, "epochs per run")->check(task::cli::integer(1));
+  app.add_option("--methods", method_list, "methods to compare, comma-separated");
+  app.add_option("--out", out_dir, "folder for demo.md, demo.dat and demo.png");
+  app.add_option("--threads", threads, "OpenMP threads")->check(task::cli::integer(1));
+  if (const int rc = task::cli::parse(app, argc, argv); rc >= 0) return rc;
+  const std::vector<std::string> methods = split_list(method_list);
+  for (const auto& name : methods)
+    if (name != "head") {
+      try {
+        if (!peft::find_method(name).make) throw peft::invalid_argument("method '" + name + "' is not built from a config");
+      } catch (const peft::invalid_argument& e) {
+        std::cerr << "peft-demo: --methods: " << e.what() << "\n";
+        return 2;
+      }
     }
-  }
   try {
     peft::set_num_threads(threads);
     peft::keep_freed_memory();  // activation buffers are reused across steps, not re-faulted

@@ -25,62 +25,34 @@
 #include <peft/text/unigram.hpp>
 #include <peft/text/wordpiece.hpp>
 
+#include "cli.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* usage =
-    "usage: peft-encode --model DIR (--input TEXT_FILE | --ids IDS.npy [--mask MASK.npy]) --output OUT.npy\n"
-    "                   [--pool none|cls|mean|sentence] [--precision fp32|bf16] [--threads N]\n"
-    "  --precision bf16 stores the frozen layer weights in bf16 (half their memory; oneDNN's bf16\n"
-    "  kernels when built with -DPEFT_DNNL=ON).\n";
+using task::usage_error;
+namespace cli = task::cli;
 
 struct options {
   std::string model, input, ids, mask, output, pool, precision = "fp32";
   int threads = 0;
 };
 
-struct usage_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+void add_options(CLI::App& app, options& o) {
+  app.add_option("--model", o.model, "model folder (Hugging Face or USE-lite TF.js)")->required();
+  app.add_option("--input", o.input, "text file, one sentence per line (or --ids)");
+  app.add_option("--ids", o.ids, "token ids [B, T] as .npy (or --input)");
+  app.add_option("--mask", o.mask, "attention mask [B, T] as .npy (with --ids; default: ids != pad)");
+  app.add_option("--output", o.output, "output .npy: [B, T, H] hidden states or [B, H] pooled rows")->required();
+  app.add_option("--pool", o.pool, "none|cls|mean|sentence (default: USE-lite sentence, Hugging Face none)");
+  app.add_option("--precision", o.precision, "frozen weights in fp32 or bf16")->check(cli::one_of({"fp32", "bf16"}));
+  app.add_option("--threads", o.threads, "OpenMP threads (0: the default)")->check(cli::integer(1));
+}
 
-options parse(int argc, char** argv) {
-  options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      std::cout << usage;
-      std::exit(0);
-    }
-    if (i + 1 >= argc) throw usage_error("option " + a + " needs a value");
-    const std::string v = argv[++i];
-    if (a == "--model") o.model = v;
-    else if (a == "--input") o.input = v;
-    else if (a == "--ids") o.ids = v;
-    else if (a == "--mask") o.mask = v;
-    else if (a == "--output") o.output = v;
-    else if (a == "--pool") o.pool = v;
-    else if (a == "--precision") {
-      if (v != "fp32" && v != "bf16") throw usage_error("--precision expects fp32 or bf16, got '" + v + "'");
-      o.precision = v;
-    }
-    else if (a == "--threads") {
-      try {
-        std::size_t used = 0;
-        o.threads = std::stoi(v, &used);
-        if (used != v.size() || o.threads < 1) throw std::invalid_argument(v);
-      } catch (const std::exception&) {
-        throw usage_error("--threads expects a positive integer, got '" + v + "'");
-      }
-    } else {
-      throw usage_error("unknown option " + a);
-    }
-  }
-  if (o.model.empty()) throw usage_error("--model is required");
-  if (o.output.empty()) throw usage_error("--output is required");
+void check(const options& o) {
   if (o.input.empty() == o.ids.empty()) throw usage_error("give exactly one of --input and --ids");
   if (!o.mask.empty() && o.ids.empty()) throw usage_error("--mask goes with --ids");
-  return o;
 }
 
 std::vector<std::string> read_lines(const std::string& path) {
@@ -217,16 +189,11 @@ int main_impl(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  try {
-    o = parse(argc, argv);
-  } catch (const usage_error& e) {
-    std::cerr << "peft-encode: " << e.what() << "\n" << usage;
-    return 2;
-  }
-  try {
+  CLI::App app("peft-encode: hidden states or sentence embeddings of a frozen encoder, as .npy", "peft-encode");
+  cli::setup(app);
+  add_options(app, o);
+  return cli::run(app, argc, argv, [&] {
+    check(o);
     return main_impl(o);
-  } catch (const std::exception& e) {
-    std::cerr << "peft-encode: " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

@@ -104,28 +104,38 @@ int main(int argc, char** argv) {
   st.list.sessions = 2;
   st.list.student_steps = 150;
   st.list.finetune_epochs = 5;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--assets") assets = v;
-    else if (a == "--domains") domains = split_list(v);
-    else if (a == "--shots") {
-      shots.clear();
-      for (const auto& s : split_list(v)) shots.push_back(std::stoi(s));
-    } else if (a == "--seeds") seeds = std::stoi(v);
-    else if (a == "--sessions") st.list.sessions = std::stoi(v);
-    else if (a == "--student-steps") st.list.student_steps = std::stol(v);
-    else if (a == "--finetune-epochs") st.list.finetune_epochs = std::stoi(v);
-    else if (a == "--student-lr") st.list.student_lr = std::stod(v);
-    else if (a == "--meta-batch") st.list.meta_batch = std::stol(v);
-    else if (a == "--warm-start") st.list.re_init = v != "1";
-    else if (a == "--epochs") st.epochs = std::stoi(v);
-    else if (a == "--max-length") max_length = std::stol(v);
-    else if (a == "--out") out = v;
-    else if (a == "--threads") threads = std::stoi(v);
-    else {
-      std::cerr << "peft-list-table: unknown option " << a << "\n";
+  std::string domain_list = "yelp,imdb,amazon", shot_list = "8,16,32";
+  int warm_start = 0;
+  namespace cli = task::cli;
+  CLI::App app("peft-list-table: LiST self-training against its baselines on real data (LiST's Table 2)",
+               "peft-list-table");
+  cli::setup(app);
+  app.add_option("--assets", assets, "assets folder (scripts/fetch_assets)");
+  app.add_option("--domains", domain_list, "sentiment domains, comma-separated (yelp, imdb, amazon)");
+  app.add_option("--shots", shot_list, "labelled sentences per class, comma-separated");
+  app.add_option("--seeds", seeds, "seeds per (domain, K)")->check(cli::integer(1));
+  app.add_option("--sessions", st.list.sessions, "self-training sessions")->check(cli::integer(0));
+  app.add_option("--student-steps", st.list.student_steps, "student steps per session")->check(cli::integer(0));
+  app.add_option("--finetune-epochs", st.list.finetune_epochs, "student fine-tuning epochs")->check(cli::integer(0));
+  app.add_option("--student-lr", st.list.student_lr, "student learning rate (default: list-adapter's)")
+      ->check(cli::number(1e-12, 10));
+  app.add_option("--meta-batch", st.list.meta_batch, "labelled meta batch")->check(cli::integer(1));
+  app.add_option("--warm-start", warm_start, "students start from their teacher: 0|1")->check(cli::integer(0, 1));
+  app.add_option("--epochs", st.epochs, "epochs of the supervised rows and of LiST's phase 0")
+      ->check(cli::integer(1));
+  app.add_option("--max-length", max_length, "sentences cut at this many tokens")->check(cli::integer(2));
+  app.add_option("--out", out, "Markdown table file");
+  app.add_option("--threads", threads, "OpenMP threads")->check(cli::integer(1));
+  if (const int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+  st.list.re_init = warm_start == 0;
+  domains = split_list(domain_list);
+  shots.clear();
+  for (const auto& k : split_list(shot_list)) {
+    if (k.find_first_not_of("0123456789") != std::string::npos || k.size() > 6) {
+      std::cerr << "peft-list-table: --shots expects positive integers, got '" << shot_list << "'\n";
       return 2;
     }
+    shots.push_back(std::stoi(k));
   }
   try {
     peft::set_num_threads(threads);

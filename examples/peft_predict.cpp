@@ -19,15 +19,8 @@
 
 namespace {
 
-constexpr const char* usage =
-    "usage: peft-predict --model DIR --adapter TASKDIR --input FILE [--output PRED.jsonl] [--threads N]\n"
-    "       peft-predict --model DIR --adapter ADAPTERDIR --head HEAD.safetensors --labels L1,L2|labels.json\n"
-    "                    [--pooling cls|mean|pooler] [--max-length N] --input FILE [...]\n"
-    "  TASKDIR: a task saved by peft-train --save (task.json names its head, labels and settings)\n"
-    "  ADAPTERDIR: a bare adapter folder of any method (adapter_config.json + adapter_model.safetensors)\n"
-    "  --labels: the class names in class order (class 0 first), or a labels.json written by peft-train\n";
-
 using task::usage_error;
+namespace cli = task::cli;
 
 struct options {
   std::string model, adapter, input, output;
@@ -36,45 +29,22 @@ struct options {
   int threads = 0;
 };
 
-options parse(int argc, char** argv) {
-  options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      std::cout << usage;
-      std::exit(0);
-    }
-    if (i + 1 >= argc) throw usage_error("option " + a + " needs a value");
-    const std::string v = argv[++i];
-    if (a == "--model") o.model = v;
-    else if (a == "--adapter") o.adapter = v;
-    else if (a == "--input") o.input = v;
-    else if (a == "--output") o.output = v;
-    else if (a == "--head") o.head = v;
-    else if (a == "--labels") o.labels = v;
-    else if (a == "--pooling") o.pooling = v;
-    else if (a == "--max-length") o.max_length = task::to_long(a, v, 2);
-    else if (a == "--threads") {
-      try {
-        o.threads = std::stoi(v);
-      } catch (const std::exception&) {
-        o.threads = 0;
-      }
-      if (o.threads < 1) throw usage_error("--threads expects a positive integer, got '" + v + "'");
-    } else {
-      throw usage_error("unknown option " + a);
-    }
-  }
-  if (o.model.empty() || o.adapter.empty() || o.input.empty())
-    throw usage_error("--model, --adapter and --input are required");
-  if (!o.pooling.empty()) {
-    try {
-      (void)peft::parse_pool_kind(o.pooling);
-    } catch (const peft::error& e) {
-      throw usage_error(std::string("--pooling: ") + e.what());
-    }
-  }
-  return o;
+void add_options(CLI::App& app, options& o) {
+  app.add_option("--model", o.model, "model folder (Hugging Face or USE-lite)")->required();
+  app.add_option("--adapter", o.adapter,
+                 "a task saved by peft-train --save, or a bare adapter folder of any method "
+                 "(adapter_config.json + adapter_model.safetensors; then --head and --labels)")
+      ->required();
+  app.add_option("--input", o.input, "rows to predict (JSONL, TSV, CSV; labels optional)")->required();
+  app.add_option("--output", o.output, "predictions, one JSON line per row (default: stdout)");
+  const std::string bare = "A bare adapter folder";
+  app.add_option("--head", o.head, "the classification head's safetensors")->group(bare);
+  app.add_option("--labels", o.labels, "class names in class order (L1,L2,...), or a labels.json")->group(bare);
+  app.add_option("--pooling", o.pooling, "the head's pooling (default: cls)")
+      ->check(cli::one_of({"cls", "mean", "pooler", "sentence"}))
+      ->group(bare);
+  app.add_option("--max-length", o.max_length, "longest input in tokens (0: 128)")->check(cli::integer(2))->group(bare);
+  app.add_option("--threads", o.threads, "OpenMP threads (0: the default)")->check(cli::integer(1));
 }
 
 /// The task in --adapter: a saved task (task.json), or a bare adapter folder described by
@@ -129,19 +99,8 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  try {
-    o = parse(argc, argv);
-  } catch (const usage_error& e) {
-    std::cerr << "peft-predict: " << e.what() << "\n" << usage;
-    return 2;
-  }
-  try {
-    return run(o);
-  } catch (const usage_error& e) {  // options that do not fit the folder given
-    std::cerr << "peft-predict: " << e.what() << "\n" << usage;
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "peft-predict: " << e.what() << "\n";
-    return 1;
-  }
+  CLI::App app("peft-predict: predictions of a saved task or a bare adapter folder", "peft-predict");
+  cli::setup(app);
+  add_options(app, o);
+  return cli::run(app, argc, argv, [&] { return run(o); });
 }

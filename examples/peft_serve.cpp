@@ -48,13 +48,8 @@ PEFT_EXAMPLES_TASK_RUNTIME(extern, peft::use_lite)
 
 namespace {
 
-constexpr const char* usage =
-    "usage: peft-serve --model DIR --task NAME=OUTDIR [--task NAME=OUTDIR ...] [--batch N] [--threads N]\n"
-    "                  [--head NAME=FILE --labels NAME=L1,L2|labels.json [--pooling NAME=cls|mean|pooler]]\n"
-    "       (--head/--labels/--pooling describe task NAME when its folder is a bare adapter folder)\n"
-    "       reads {\"task\": NAME, \"text\": ...} lines on stdin, writes one prediction line per request\n";
-
 using task::usage_error;
+namespace cli = task::cli;
 
 struct options {
   std::string model;
@@ -64,47 +59,60 @@ struct options {
   int threads = 0;
 };
 
-options parse(int argc, char** argv) {
-  options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      std::cout << usage;
-      std::exit(0);
-    }
-    if (i + 1 >= argc) throw usage_error("option " + a + " needs a value");
-    const std::string v = argv[++i];
-    if (a == "--model") {
-      o.model = v;
-    } else if (a == "--task") {
-      const auto eq = v.find('=');
-      if (eq == std::string::npos || eq == 0 || eq + 1 == v.size())
-        throw usage_error("--task expects NAME=OUTDIR, got '" + v + "'");
-      const std::string name = v.substr(0, eq);
-      for (const auto& t : o.tasks)
-        if (t.first == name) throw usage_error("--task: the name '" + name + "' is given twice");
-      o.tasks.emplace_back(name, v.substr(eq + 1));
-    } else if (a == "--head" || a == "--labels" || a == "--pooling") {
-      const auto eq = v.find('=');
-      if (eq == std::string::npos || eq == 0 || eq + 1 == v.size())
-        throw usage_error(a + " expects NAME=VALUE (NAME a --task name), got '" + v + "'");
-      auto& b = o.bare[v.substr(0, eq)];
-      (a == "--head" ? b.head : a == "--labels" ? b.labels : b.pooling) = v.substr(eq + 1);
-    } else if (a == "--batch") {
-      o.batch = task::to_long(a, v, 1);
-    } else if (a == "--threads") {
-      o.threads = static_cast<int>(task::to_long(a, v, 1));
-    } else {
-      throw usage_error("unknown option " + a);
-    }
-  }
-  if (o.model.empty() || o.tasks.empty()) throw usage_error("--model and at least one --task are required");
+/// "NAME=VALUE" split at the first '='.
+std::pair<std::string, std::string> split_name(const std::string& v) {
+  const auto eq = v.find('=');
+  return {v.substr(0, eq), v.substr(eq + 1)};
+}
+
+void add_options(CLI::App& app, options& o) {
+  app.add_option("--model", o.model, "model folder (Hugging Face or USE-lite)")->required();
+  app.add_option_function<std::vector<std::string>>(
+         "--task",
+         [&o](const std::vector<std::string>& vs) {
+           for (const auto& v : vs) {
+             auto [name, dir] = split_name(v);
+             for (const auto& t : o.tasks)
+               if (t.first == name) throw CLI::ValidationError("--task", "the name '" + name + "' is given twice");
+             o.tasks.emplace_back(name, dir);
+           }
+         },
+         "NAME=DIR: a task saved by peft-train --save, or a bare adapter folder (then --head, --labels); repeatable")
+      ->required()
+      ->allow_extra_args(false)
+      ->check(cli::name_value("NAME=DIR"));
+  const std::string bare = "Bare adapter folders (keyed by the --task name)";
+  auto keyed = [&](const std::string& flag, std::string task::bare_task_options::*field, const std::string& help) {
+    app.add_option_function<std::vector<std::string>>(
+           flag,
+           [&o, field](const std::vector<std::string>& vs) {
+             for (const auto& v : vs) {
+               auto [name, value] = split_name(v);
+               o.bare[name].*field = value;
+             }
+           },
+           help)
+        ->allow_extra_args(false)
+        ->check(cli::name_value("NAME=VALUE"))
+        ->group(bare);
+  };
+  keyed("--head", &task::bare_task_options::head, "NAME=FILE: the head's safetensors");
+  keyed("--labels", &task::bare_task_options::labels, "NAME=L1,L2,...: class names in class order, or a labels.json");
+  keyed("--pooling", &task::bare_task_options::pooling, "NAME=cls|mean|pooler: the head's pooling (default cls)");
+  app.add_option("--batch", o.batch, "requests gathered into one call")->check(cli::integer(1));
+  app.add_option("--threads", o.threads, "OpenMP threads (0: the default)")->check(cli::integer(1));
+  app.footer(
+      "Reads {\"task\": NAME, \"text\": ...} lines on stdin (optional \"text_b\", \"id\"); writes one prediction\n"
+      "line per request, in input order.");
+}
+
+/// Checks that every bare-folder option names a task.
+void check(const options& o) {
   for (const auto& b : o.bare) {
     bool known = false;
     for (const auto& t : o.tasks) known = known || t.first == b.first;
     if (!known) throw usage_error("--head/--labels/--pooling name task '" + b.first + "', which no --task gives");
   }
-  return o;
 }
 
 /// A field of /proc/self/status ("VmRSS", "VmHWM") in MiB, or -1 when unavailable.
@@ -258,19 +266,11 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  try {
-    o = parse(argc, argv);
-  } catch (const usage_error& e) {
-    std::cerr << "peft-serve: " << e.what() << "\n" << usage;
-    return 2;
-  }
-  try {
+  CLI::App app("peft-serve: many saved tasks served over one frozen encoder", "peft-serve");
+  cli::setup(app);
+  add_options(app, o);
+  return cli::run(app, argc, argv, [&] {
+    check(o);
     return run(o);
-  } catch (const usage_error& e) {  // options that do not fit the folders given
-    std::cerr << "peft-serve: " << e.what() << "\n" << usage;
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "peft-serve: " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

@@ -47,46 +47,8 @@
 
 namespace {
 
-using task::to_double;
-using task::to_long;
 using task::usage_error;
-
-constexpr const char* usage =
-    "usage: peft-train --model DIR --method METHOD --train TRAIN --test TEST [--unlabeled POOL]\n"
-    "                  [--shots K --seed S] [--epochs N | --steps N] [--lr X] [--batch N]\n"
-    "                  [--template T --verbalizer L1=w1,L2=w2] [--save OUTDIR] [--threads N]\n"
-    "                  [--state FILE [--save-every N] [--resume]] [--data-parallel]  (mpirun -np N: data parallel)\n"
-    "training (fit-based methods; default in brackets):\n"
-    "  --weight-decay X [0] --warmup X (share of the steps) [0] --head-lr X [3e-2 with the default --lr]\n"
-    "  --dev DEV --eval-every N [end only] --patience N (evaluations without gain before stopping) [0: never]\n"
-    "input: --pooling cls|mean|pooler [the model's: cls, USE-lite mean] --max-length N [128]\n"
-    "method hyper-parameters (fields of the method's adapter_config.json; default: the method's):\n"
-    "  LoRA: --lora-r N [8] --lora-alpha X [8] --lora-dropout X [0.1] --target-modules query,value [query,value]\n"
-    "        --layers 0,1,... [all]   (also mask-tuning and the adapters: --target-modules, --layers)\n"
-    "  adapters (houlsby, pfeiffer, list-adapter, list): --adapter-size N [64; pfeiffer: hidden/16; LiST 128]\n"
-    "        --reduction-factor X\n"
-    "  prefix: --prefix-tokens N [10] --prefix-projection 0|1 [1]\n"
-    "  any method: --option KEY=VALUE (a JSON value, e.g. --option init_sparsity=0.3), repeatable\n"
-    "LiST (method list, needs --unlabeled; defaults are the reference's):\n"
-    "  --teacher-epochs 50 --teacher-lr 5e-6 --sessions 6 --student-steps 1000 --warmup-fraction 0.6\n"
-    "  --finetune-epochs 50 --student-lr 1e-4 --batch 4 --unlabeled-batch 16 --meta-batch 4\n"
-    "  --reweight 1 (0: KD only) --re-init 1 (0: student starts from the teacher)\n"
-    "  --meta-method directional|per-example --head-lr X (fresh classification head; default 3e-2)\n"
-    "MPMP (method mpmp; defaults are the reference's):\n"
-    "  --mpmp-library LIB (from peft-mpmp-pretrain; none: prompts from scratch) --mpmp-head TASK\n"
-    "  --stage router|prompts|both --blackbox 0|1 --dev DEV (default with --shots: K more per class)\n"
-    "  --router-epochs 500 --prompt-epochs 500 --router-lr 3e-3 --prompt-lr 2e-5 --eval-every 25\n"
-    "  --router-budget 100 --prompt-budget 3000 (black-box)\n"
-    "  from scratch: --prompt-tokens 50 --modules 8 --intrinsic-dim 300 --shallow 0|1\n";
-
-/// The usage text, with the methods peft-train can train (from the registry).
-std::string usage_text() {
-  std::ostringstream out;
-  out << usage << "methods (default --lr):\n";
-  for (const auto& m : peft::methods())
-    if (m.make) out << "  " << std::left << std::setw(13) << m.name << std::setw(8) << m.default_lr << m.summary << "\n";
-  return out.str();
-}
+namespace cli = task::cli;
 
 struct options {
   std::string model, method, train, test, unlabeled, tmpl, verbalizer, save, dev;
@@ -103,10 +65,12 @@ struct options {
   bool resume = false, data_parallel = false;
   double weight_decay = 0, warmup = 0;
   long eval_every = 0, patience = 0, max_length = 0;
-  nlohmann::json layers;  ///< --layers: the method's layer-list field (named per method)
   std::string pooling;
+  std::string layers;                                        ///< --layers: named per method (see check)
   nlohmann::json policy_options = nlohmann::json::object();  ///< fields of the method's adapter_config.json
   std::string option_flags;                                  ///< the flags that set them, for messages
+  std::string stage = "both", meta_method = "directional";
+  int reweight = 1, re_init = 1, blackbox = 0, shallow = 0;
 };
 
 /// Sets policy option @p key (a field of the method's adapter_config.json) from flag @p flag.
@@ -115,136 +79,178 @@ void set_policy_option(options& o, const std::string& flag, const std::string& k
   o.option_flags += (o.option_flags.empty() ? "" : ", ") + flag;
 }
 
-/// "0,1,2" as a JSON array of integers >= 0; "query,value" as an array of strings.
-nlohmann::json integer_list(const std::string& flag, const std::string& v) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& item : task::split_list(v)) out.push_back(to_long(flag, item, 0));
-  if (out.empty()) throw usage_error(flag + " expects a comma-separated list of integers >= 0, got '" + v + "'");
-  return out;
-}
-nlohmann::json name_list(const std::string& flag, const std::string& v) {
-  const auto items = task::split_list(v);
-  if (items.empty()) throw usage_error(flag + " expects a comma-separated list of names, got '" + v + "'");
-  return nlohmann::json(items);
+/// The methods peft-train trains (from the registry), for --help.
+std::string methods_footer() {
+  std::ostringstream out;
+  out << "Methods (--method; default --lr):\n";
+  for (const auto& m : peft::methods())
+    if (m.make) out << "  " << std::left << std::setw(13) << m.name << std::setw(8) << m.default_lr << m.summary << "\n";
+  out << "LiST (--method list) and MPMP (--method mpmp) defaults are the references' (microsoft/LiST run.sh,\n"
+         "Hzfinfdu/MPMP downstream_run.py); with --shots and no --dev, MPMP's dev set is K more per class.\n";
+  return out.str();
 }
 
-options parse(int argc, char** argv) {
-  options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      std::cout << usage_text();
-      std::exit(0);
-    }
-    if (a == "--resume" || a == "--data-parallel") {  // flags without a value
-      (a == "--resume" ? o.resume : o.data_parallel) = true;
-      continue;
-    }
-    if (i + 1 >= argc) throw usage_error("option " + a + " needs a value");
-    const std::string v = argv[++i];
-    if (a == "--model") o.model = v;
-    else if (a == "--method") o.method = v;
-    else if (a == "--train") o.train = v;
-    else if (a == "--test") o.test = v;
-    else if (a == "--unlabeled") o.unlabeled = v;
-    else if (a == "--template") o.tmpl = v;
-    else if (a == "--verbalizer") o.verbalizer = v;
-    else if (a == "--save") o.save = v;
-    else if (a == "--state") o.state = v;
-    else if (a == "--save-every") o.save_every = to_long(a, v, 1);
-    else if (a == "--shots") o.shots = to_long(a, v, 1);
-    else if (a == "--seed") o.seed = static_cast<std::uint64_t>(to_long(a, v, 0));
-    else if (a == "--epochs") o.epochs = to_long(a, v, 1);
-    else if (a == "--steps") o.steps = to_long(a, v, 1);
-    else if (a == "--batch") o.batch = to_long(a, v, 1);
-    else if (a == "--threads") o.threads = static_cast<int>(to_long(a, v, 1));
-    else if (a == "--teacher-epochs") o.list.teacher_epochs = static_cast<int>(to_long(a, v, 0));
-    else if (a == "--teacher-lr") o.list.teacher_lr = to_double(a, v, 1e-12, 10);
-    else if (a == "--sessions") o.list.sessions = static_cast<int>(to_long(a, v, 0));
-    else if (a == "--student-steps") o.list.student_steps = to_long(a, v, 0);
-    else if (a == "--warmup-fraction") o.list.warmup_fraction = to_double(a, v, 0, 1);
-    else if (a == "--finetune-epochs") o.list.finetune_epochs = static_cast<int>(to_long(a, v, 0));
-    else if (a == "--student-lr") o.list.student_lr = to_double(a, v, 1e-12, 10);
-    else if (a == "--head-lr") o.head_lr = to_double(a, v, 1e-12, 10);
-    else if (a == "--unlabeled-batch") o.list.unlabelled_batch = to_long(a, v, 1);
-    else if (a == "--meta-batch") o.list.meta_batch = to_long(a, v, 1);
-    else if (a == "--reweight") o.list.reweight = to_long(a, v, 0) != 0;
-    else if (a == "--re-init") o.list.re_init = to_long(a, v, 0) != 0;
-    else if (a == "--dev") o.dev = v;
-    else if (a == "--weight-decay") o.weight_decay = to_double(a, v, 0, 10);
-    else if (a == "--warmup") o.warmup = to_double(a, v, 0, 1);
-    else if (a == "--patience") o.patience = to_long(a, v, 1);
-    else if (a == "--max-length") o.max_length = to_long(a, v, 2);
-    else if (a == "--pooling") {
-      try {
-        o.pooling = peft::to_string(peft::parse_pool_kind(v));
-      } catch (const peft::error& e) {
-        throw usage_error(std::string("--pooling: ") + e.what());
-      }
-    }
-    else if (a == "--lora-r") set_policy_option(o, a, "r", to_long(a, v, 1));
-    else if (a == "--lora-alpha") set_policy_option(o, a, "lora_alpha", to_double(a, v, 1e-12, 1e6));
-    else if (a == "--lora-dropout") set_policy_option(o, a, "lora_dropout", to_double(a, v, 0, 0.99));
-    else if (a == "--target-modules") set_policy_option(o, a, "target_modules", name_list(a, v));
-    else if (a == "--layers") o.layers = integer_list(a, v);
-    else if (a == "--adapter-size") set_policy_option(o, a, "bottleneck_size", to_long(a, v, 1));
-    else if (a == "--reduction-factor") set_policy_option(o, a, "reduction_factor", to_double(a, v, 1e-6, 1e6));
-    else if (a == "--prefix-tokens") set_policy_option(o, a, "num_virtual_tokens", to_long(a, v, 1));
-    else if (a == "--prefix-projection") set_policy_option(o, a, "prefix_projection", to_long(a, v, 0) != 0);
-    else if (a == "--option") {
-      const auto eq = v.find('=');
-      if (eq == std::string::npos || eq == 0) throw usage_error("--option expects KEY=VALUE, got '" + v + "'");
-      const std::string value = v.substr(eq + 1);
-      nlohmann::json j = nlohmann::json::parse(value, nullptr, false);
-      set_policy_option(o, "--option " + v.substr(0, eq), v.substr(0, eq), j.is_discarded() ? nlohmann::json(value) : j);
-    }
-    else if (a == "--mpmp-library") o.mpmp.library = v, o.mpmp_flags = true;
-    else if (a == "--mpmp-head") o.mpmp.library_head = v, o.mpmp_flags = true;
-    else if (a == "--stage") {
-      try {
-        o.mpmp.tune.stage = peft::parse_mpmp_stage(v);
-      } catch (const peft::error& e) {
-        throw usage_error(std::string("--stage: ") + e.what());
-      }
-      o.mpmp_flags = true;
-    }
-    else if (a == "--blackbox") o.mpmp.blackbox = to_long(a, v, 0) != 0, o.mpmp_flags = true;
-    else if (a == "--router-epochs") o.mpmp.tune.router_epochs = static_cast<int>(to_long(a, v, 0)), o.mpmp_flags = true;
-    else if (a == "--prompt-epochs") o.mpmp.tune.prompt_epochs = static_cast<int>(to_long(a, v, 0)), o.mpmp_flags = true;
-    else if (a == "--router-lr") o.mpmp.tune.router_lr = to_double(a, v, 1e-12, 10), o.mpmp_flags = true;
-    else if (a == "--prompt-lr") o.mpmp.tune.prompt_lr = to_double(a, v, 1e-12, 10), o.mpmp_flags = true;
-    else if (a == "--eval-every") o.eval_every = to_long(a, v, 1);
-    else if (a == "--router-budget") o.mpmp.bbt.router_budget = to_long(a, v, 0), o.mpmp_flags = true;
-    else if (a == "--prompt-budget") o.mpmp.bbt.prompt_budget = to_long(a, v, 0), o.mpmp_flags = true;
-    else if (a == "--prompt-tokens") o.mpmp.scratch.num_prompt_tokens = to_long(a, v, 1), o.mpmp_flags = true;
-    else if (a == "--modules") o.mpmp.scratch.num_modules = to_long(a, v, 1), o.mpmp_flags = true;
-    else if (a == "--intrinsic-dim") o.mpmp.scratch.intrinsic_dim = to_long(a, v, 1), o.mpmp_flags = true;
-    else if (a == "--shallow") o.mpmp.scratch.deep = to_long(a, v, 0) == 0, o.mpmp_flags = true;
-    else if (a == "--meta-method") {
-      try {
-        o.list.meta.method = peft::parse_reweight_method(v);
-      } catch (const peft::error& e) {
-        throw usage_error(std::string("--meta-method: ") + e.what());
-      }
-    }
-    else if (a == "--lr") {
-      try {
-        o.lr = std::stod(v);
-      } catch (const std::exception&) {
-        throw usage_error("--lr expects a number, got '" + v + "'");
-      }
-      if (!(o.lr > 0)) throw usage_error("--lr must be > 0");
-    } else {
-      throw usage_error("unknown option " + a);
-    }
-  }
-  for (auto [flag, val] : {std::pair{"--model", &o.model}, {"--method", &o.method}, {"--train", &o.train}, {"--test", &o.test}})
-    if (val->empty()) throw usage_error(std::string(flag) + " is required");
+/// Every option of peft-train, bound to @p o.
+void add_options(CLI::App& app, options& o) {
+  const std::string task = "Task", train = "Training (fit-based methods)", method = "Method hyper-parameters",
+                    list = "LiST (--method list)", mpmp = "MPMP (--method mpmp)", run = "Checkpoints and parallelism";
+  app.add_option("--model", o.model, "model folder (Hugging Face or USE-lite)")->required()->group(task);
+  app.add_option("--method", o.method, "PEFT method (listed below)")->required()->group(task);
+  app.add_option("--train", o.train, "training data (JSONL, TSV, CSV, or the sentiment JSON)")->required()->group(task);
+  app.add_option("--test", o.test, "test data, evaluated after training")->required()->group(task);
+  app.add_option("--unlabeled", o.unlabeled, "unlabelled pool (LiST)")->group(task);
+  app.add_option("--shots", o.shots, "K labelled examples per class drawn from --train (0: all)")
+      ->check(cli::integer(1))->group(task);
+  app.add_option("--seed", o.seed, "seed of the few-shot draw, the initialisation and the order")
+      ->check(cli::integer(0))->group(task);
+  app.add_option("--template", o.tmpl, "prompt template (LM-BFF/LiST syntax; masked-LM BERT)")->group(task);
+  app.add_option("--verbalizer", o.verbalizer, "label words: L1=w1,L2=w2 (with --template)")->group(task);
+  app.add_option("--pooling", o.pooling, "classification head's pooling (default: cls; USE-lite: mean)")
+      ->check(cli::one_of({"cls", "mean", "pooler", "sentence"}))->group(task);
+  app.add_option("--max-length", o.max_length, "longest input in tokens (0: 128)")->check(cli::integer(2))->group(task);
+  app.add_option("--save", o.save, "save the task (policy, head, labels, settings) to this folder, as one unit")
+      ->group(task);
+  app.add_option("--threads", o.threads, "OpenMP threads (0: the default)")->check(cli::integer(1))->group(task);
+
+  app.add_option("--epochs", o.epochs, "epochs (0: 20)")->check(cli::integer(1))->group(train);
+  app.add_option("--steps", o.steps, "optimizer steps instead of epochs")->check(cli::integer(1))->group(train);
+  app.add_option("--lr", o.lr, "learning rate of the policy (0: the method's, below)")
+      ->check(cli::number(1e-12, 10))->group(train);
+  app.add_option("--head-lr", o.head_lr, "learning rate of a fresh head (0: 3e-2 with the method's --lr)")
+      ->check(cli::number(1e-12, 10))->group(train);
+  app.add_option("--batch", o.batch, "batch size (0: 8; LiST 4; MPMP the whole set)")
+      ->check(cli::integer(1))->group(train);
+  app.add_option("--weight-decay", o.weight_decay, "AdamW weight decay")->check(cli::number(0, 10))->group(train);
+  app.add_option("--warmup", o.warmup, "share of the steps with a linear warm-up")->check(cli::number(0, 1))->group(train);
+  app.add_option("--dev", o.dev, "development set (evaluated every --eval-every steps; MPMP keeps its best)")
+      ->group(train);
+  app.add_option("--eval-every", o.eval_every, "steps between evaluations on --dev (0: at the end; MPMP 25)")
+      ->check(cli::integer(1))->group(train);
+  app.add_option("--patience", o.patience, "stop after this many evaluations without gain (0: never)")
+      ->check(cli::integer(1))->group(train);
+
+  // Fields of the method's adapter_config.json; checked against the method and the model.
+  auto policy = [&](const std::string& flag, const std::string& key, const std::string& help,
+                    const CLI::Validator& check, auto convert) {
+    app.add_option_function<std::string>(
+           flag, [&o, flag, key, convert](const std::string& v) { set_policy_option(o, flag, key, convert(v)); },
+           help)
+        ->check(check)
+        ->group(method);
+  };
+  auto integer = [](const std::string& v) { return nlohmann::json(std::stol(v)); };
+  auto real = [](const std::string& v) { return nlohmann::json(std::stod(v)); };
+  policy("--lora-r", "r", "LoRA rank r [8]", cli::integer(1), integer);
+  policy("--lora-alpha", "lora_alpha", "LoRA alpha (scale alpha/r) [8]", cli::number(1e-12, 1e6), real);
+  policy("--lora-dropout", "lora_dropout", "LoRA dropout [0.1]", cli::number(0, 0.99), real);
+  policy("--target-modules", "target_modules",
+         "linears LoRA or mask-tuning changes: query,key,value,attn_out,ffn_in,ffn_out [LoRA: query,value]",
+         CLI::Validator(
+             [](std::string& v) {
+               return cli::split_list(v).empty() ? "expects a comma-separated list of names, got '" + v + "'"
+                                                 : std::string();
+             },
+             "LIST"),
+         [](const std::string& v) {
+           return nlohmann::json(cli::split_list(v));
+         });
+  app.add_option("--layers", o.layers, "layers to change, e.g. 0,1,2 (LoRA, adapters, mask-tuning) [all]")
+      ->group(method);
+  policy("--adapter-size", "bottleneck_size", "adapter bottleneck m [Houlsby 64, LiST 128]", cli::integer(1), integer);
+  policy("--reduction-factor", "reduction_factor", "adapter reduction factor hidden/m [Pfeiffer 16]",
+         cli::number(1e-6, 1e6), real);
+  policy("--prefix-tokens", "num_virtual_tokens", "prefix length [10]", cli::integer(1), integer);
+  policy("--prefix-projection", "prefix_projection", "prefix through its MLP during training: 0|1 [1]",
+         cli::integer(0, 1), [](const std::string& v) { return nlohmann::json(v != "0"); });
+  app.add_option_function<std::vector<std::string>>(
+         "--option",
+         [&o](const std::vector<std::string>& kvs) {
+           for (const auto& kv : kvs) {
+             const auto eq = kv.find('=');
+             const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+             nlohmann::json j = nlohmann::json::parse(value, nullptr, false);
+             set_policy_option(o, "--option " + key, key, j.is_discarded() ? nlohmann::json(value) : j);
+           }
+         },
+         "any field of the method's adapter_config.json: KEY=VALUE (a JSON value), repeatable")
+      ->check(cli::name_value("KEY=VALUE"))
+      ->allow_extra_args(false)
+      ->group(method);
+
+  app.add_option("--teacher-epochs", o.list.teacher_epochs, "teacher epochs")->check(cli::integer(0))->group(list);
+  app.add_option("--teacher-lr", o.list.teacher_lr, "teacher learning rate")->check(cli::number(1e-12, 10))->group(list);
+  app.add_option("--sessions", o.list.sessions, "self-training sessions")->check(cli::integer(0))->group(list);
+  app.add_option("--student-steps", o.list.student_steps, "student steps per session")
+      ->check(cli::integer(0))->group(list);
+  app.add_option("--warmup-fraction", o.list.warmup_fraction, "share of the student steps in KD warm-up")
+      ->check(cli::number(0, 1))->group(list);
+  app.add_option("--finetune-epochs", o.list.finetune_epochs, "student fine-tuning epochs on the labelled set")
+      ->check(cli::integer(0))->group(list);
+  app.add_option("--student-lr", o.list.student_lr, "student learning rate")->check(cli::number(1e-12, 10))->group(list);
+  app.add_option("--unlabeled-batch", o.list.unlabelled_batch, "pseudo-labelled batch")
+      ->check(cli::integer(1))->group(list);
+  app.add_option("--meta-batch", o.list.meta_batch, "labelled meta batch of the re-weighting")
+      ->check(cli::integer(1))->group(list);
+  app.add_option("--reweight", o.reweight, "meta re-weighting of the pseudo labels: 0 (KD only) | 1")
+      ->check(cli::integer(0, 1))->group(list);
+  app.add_option("--re-init", o.re_init, "each student starts fresh: 1 | 0 (from its teacher)")
+      ->check(cli::integer(0, 1))->group(list);
+  app.add_option("--meta-method", o.meta_method, "re-weighting gradient")
+      ->check(cli::one_of({"directional", "per-example"}))->group(list);
+
+  app.add_option("--mpmp-library", o.mpmp.library, "prompt library from peft-mpmp-pretrain (none: from scratch)")
+      ->group(mpmp);
+  app.add_option("--mpmp-head", o.mpmp.library_head, "library task whose head to start from (default: by labels)")
+      ->group(mpmp);
+  app.add_option("--stage", o.stage, "what is trained")->check(cli::one_of({"router", "prompts", "both"}))->group(mpmp);
+  app.add_option("--blackbox", o.blackbox, "gradient-free tuning (BO, then CMA-ES): 0|1")
+      ->check(cli::integer(0, 1))->group(mpmp);
+  app.add_option("--router-epochs", o.mpmp.tune.router_epochs, "router stage epochs")
+      ->check(cli::integer(0))->group(mpmp);
+  app.add_option("--prompt-epochs", o.mpmp.tune.prompt_epochs, "prompt stage epochs")
+      ->check(cli::integer(0))->group(mpmp);
+  app.add_option("--router-lr", o.mpmp.tune.router_lr, "router learning rate")
+      ->check(cli::number(1e-12, 10))->group(mpmp);
+  app.add_option("--prompt-lr", o.mpmp.tune.prompt_lr, "prompt learning rate")
+      ->check(cli::number(1e-12, 10))->group(mpmp);
+  app.add_option("--router-budget", o.mpmp.bbt.router_budget, "BO evaluations (black-box)")
+      ->check(cli::integer(0))->group(mpmp);
+  app.add_option("--prompt-budget", o.mpmp.bbt.prompt_budget, "CMA-ES evaluations (black-box)")
+      ->check(cli::integer(0))->group(mpmp);
+  app.add_option("--prompt-tokens", o.mpmp.scratch.num_prompt_tokens, "from scratch: prompt tokens")
+      ->check(cli::integer(1))->group(mpmp);
+  app.add_option("--modules", o.mpmp.scratch.num_modules, "from scratch: modules per layer")
+      ->check(cli::integer(1))->group(mpmp);
+  app.add_option("--intrinsic-dim", o.mpmp.scratch.intrinsic_dim, "from scratch: intrinsic dimension")
+      ->check(cli::integer(1))->group(mpmp);
+  app.add_option("--shallow", o.shallow, "from scratch: prompts before layer 0 only: 0|1")
+      ->check(cli::integer(0, 1))->group(mpmp);
+
+  app.add_option("--state", o.state, "training state file, saved every --save-every steps (resumable)")->group(run);
+  app.add_option("--save-every", o.save_every, "steps between state saves")->check(cli::integer(1))->group(run);
+  app.add_flag("--resume", o.resume, "continue the run saved in --state")->group(run);
+  app.add_flag("--data-parallel", o.data_parallel, "the data-parallel code path in one process")->group(run);
+  app.footer(methods_footer());
+}
+
+/// Checks the options that go together (after parsing) and fills what depends on several.
+/// @throws usage_error naming the options
+void check(const CLI::App& app, options& o) {
+  for (const char* f : {"--mpmp-library", "--mpmp-head", "--stage", "--blackbox", "--router-epochs", "--prompt-epochs",
+                        "--router-lr", "--prompt-lr", "--router-budget", "--prompt-budget", "--prompt-tokens",
+                        "--modules", "--intrinsic-dim", "--shallow"})
+    o.mpmp_flags = o.mpmp_flags || app.count(f) > 0;
+  o.mpmp.blackbox = o.blackbox != 0;
+  o.mpmp.scratch.deep = o.shallow == 0;
+  o.mpmp.tune.stage = peft::parse_mpmp_stage(o.stage);
+  o.list.reweight = o.reweight != 0;
+  o.list.re_init = o.re_init != 0;
+  o.list.meta.method = peft::parse_reweight_method(o.meta_method);
   if (o.epochs && o.steps) throw usage_error("give --epochs or --steps, not both");
   if (o.resume && o.state.empty()) throw usage_error("--resume needs --state FILE");
   try {
     if (!peft::find_method(o.method).make)
-      throw usage_error("--method " + o.method + " is not trained from a config (see the methods below)");
+      throw usage_error("--method " + o.method + " is not trained from a config (see --help)");
   } catch (const peft::invalid_argument& e) {
     throw usage_error(std::string("--method: ") + e.what());
   }
@@ -263,10 +269,16 @@ options parse(int argc, char** argv) {
     throw usage_error("method list reports on --test each session; --dev and --eval-every go with the other methods");
   if ((o.method == "list" || o.method == "mpmp") && (o.weight_decay > 0 || o.warmup > 0 || o.patience))
     throw usage_error("--weight-decay, --warmup and --patience go with the fit-based methods, not " + o.method);
-  if (!o.layers.is_null()) {
+  if (!o.layers.empty()) {
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& item : cli::split_list(o.layers)) {
+      if (item.find_first_not_of("0123456789") != std::string::npos || item.size() > 9)
+        throw usage_error("--layers expects a comma-separated list of integers >= 0, got '" + o.layers + "'");
+      layers.push_back(std::stol(item));
+    }
     // The layer list is named per method: LoRA's layers_to_transform, the adapters' and
     // mask-tuning's layers.
-    set_policy_option(o, "--layers", o.method == "lora" ? "layers_to_transform" : "layers", o.layers);
+    set_policy_option(o, "--layers", o.method == "lora" ? "layers_to_transform" : "layers", layers);
   }
   if (o.method == "mpmp" && !o.policy_options.empty())
     throw usage_error("method mpmp takes --prompt-tokens/--modules/--intrinsic-dim/--shallow, not " + o.option_flags);
@@ -275,16 +287,13 @@ options parse(int argc, char** argv) {
     if (o.lr > 0 || o.epochs || o.steps)
       throw usage_error("method mpmp takes --router-lr/--prompt-lr and --router-epochs/--prompt-epochs, not --lr/--epochs/--steps");
     if (!o.tmpl.empty()) throw usage_error("method mpmp uses a classification head (no --template)");
-    if (!o.mpmp.library.empty() && (o.mpmp.scratch.num_prompt_tokens != peft::modular_prompt_config{}.num_prompt_tokens ||
-                                    o.mpmp.scratch.num_modules != peft::modular_prompt_config{}.num_modules ||
-                                    o.mpmp.scratch.intrinsic_dim != peft::modular_prompt_config{}.intrinsic_dim ||
-                                    !o.mpmp.scratch.deep))
+    if (!o.mpmp.library.empty() && (app.count("--prompt-tokens") || app.count("--modules") ||
+                                    app.count("--intrinsic-dim") || app.count("--shallow")))
       throw usage_error("--prompt-tokens/--modules/--intrinsic-dim/--shallow describe prompts from scratch; a library has its own");
     o.mpmp.bbt.router_init_points =
         std::min<peft::index>(o.mpmp.bbt.router_init_points, std::max<peft::index>(1, o.mpmp.bbt.router_budget));
     if (o.mpmp.blackbox && o.mpmp.library.empty()) throw usage_error("--blackbox 1 needs --mpmp-library (a pre-trained A and head)");
   }
-  return o;
 }
 
 int run(const options& o, peft::collective* comm) {
@@ -451,12 +460,11 @@ int run(const options& o, peft::collective* comm) {
 
 int main(int argc, char** argv) {
   options o;
-  try {
-    o = parse(argc, argv);
-  } catch (const usage_error& e) {
-    std::cerr << "peft-train: " << e.what() << "\n" << usage_text();
-    return 2;
-  }
+  CLI::App app("peft-train: fine-tune one task with any PEFT method over a frozen encoder", "peft-train");
+  cli::setup(app);
+  add_options(app, o);
+  if (const int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+  if (const int rc = cli::guarded("peft-train", [&] { return check(app, o), 0; }); rc != 0) return rc;
 #ifdef PEFT_WITH_MPI
   if (peft::launched_by_mpi()) {
     peft::mpi_session session(&argc, &argv);  // outside the try: the handler reports, then aborts
@@ -469,14 +477,8 @@ int main(int argc, char** argv) {
     }
   }
 #endif
-  try {
+  return cli::guarded("peft-train", [&] {
     peft::single_process one;
     return run(o, o.data_parallel ? &one : nullptr);
-  } catch (const usage_error& e) {  // an option the model rejects (checked before training)
-    std::cerr << "peft-train: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "peft-train: " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

@@ -39,14 +39,12 @@
 #include <peft/train/mpmp.hpp>
 #include <peft/train/trainer.hpp>
 
+#include "cli.hpp"
+
 namespace task {
 
 namespace fs = std::filesystem;
 
-/// A bad command line: the programs print it with their usage text and exit with status 2.
-struct usage_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 /// The number in option @p flag's value @p v, which must lie in [min, max].
 /// @throws usage_error naming the flag, the range and the value
@@ -73,20 +71,7 @@ inline long to_long(const std::string& flag, const std::string& v, long min) {
   throw usage_error(flag + " expects an integer >= " + std::to_string(min) + ", got '" + v + "'");
 }
 
-/// Comma-separated list, empty items dropped ("a,,b" -> {"a", "b"}).
-inline std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::string item;
-  for (char c : s + ",") {
-    if (c != ',') {
-      item += c;
-    } else if (!item.empty()) {
-      out.push_back(item);
-      item.clear();
-    }
-  }
-  return out;
-}
+using cli::split_list;
 inline double mean(const std::vector<double>& v) {
   double s = 0;
   for (double x : v) s += x;

@@ -150,7 +150,8 @@ check(r.returncode == 2 and "--mpmp-library" in r.stderr, "--blackbox without a 
 r = run(common + ["--lr", "1e-3"], timeout=60)
 check(r.returncode == 2 and "--router-lr" in r.stderr, "mpmp with --lr is a usage error")
 r = run(common + ["--stage", "sideways"], timeout=60)
-check(r.returncode == 2 and "router, prompts or both" in r.stderr, "an unknown --stage is a usage error")
+check(r.returncode == 2 and "--stage: expects one of router, prompts, both, got 'sideways'" in r.stderr,
+      "an unknown --stage is a usage error naming the accepted values")
 r = run([train_exe, "--model", use_lite, "--method", "lora", "--train", amazon_train, "--test", amazon_test,
          "--stage", "router"], timeout=60)
 check(r.returncode == 2 and "--method mpmp" in r.stderr, "MPMP options with another method are a usage error")

@@ -144,11 +144,11 @@ if r.returncode == 0:
     check(cfg["bottleneck_size"] == 8 and settings["pooling"] == "cls" and settings["max_length"] == 64,
           "adapter size, pooling and maximum length are saved as given")
 # Each bad value: exit status 2 and one line naming the flag and what it accepts.
-for method, extra, expect in [("lora", ["--lora-r", "0"], "--lora-r expects an integer >= 1, got '0'"),
-                              ("lora", ["--lora-alpha", "x"], "--lora-alpha expects a number in"),
-                              ("lora", ["--warmup", "2"], "--warmup expects a number in [0"),
-                              ("lora", ["--pooling", "max"], "--pooling"),
-                              ("lora", ["--layers", "0,a"], "--layers expects an integer >= 0, got 'a'"),
+for method, extra, expect in [("lora", ["--lora-r", "0"], "--lora-r: expects an integer >= 1, got '0'"),
+                              ("lora", ["--lora-alpha", "x"], "--lora-alpha: expects a number in [1e-12, 1e+06], got 'x'"),
+                              ("lora", ["--warmup", "2"], "--warmup: expects a number in [0, 1], got '2'"),
+                              ("lora", ["--pooling", "max"], "--pooling: expects one of cls, mean, pooler, sentence, got 'max'"),
+                              ("lora", ["--layers", "0,a"], "--layers expects a comma-separated list of integers >= 0, got '0,a'"),
                               ("lora", ["--target-modules", "querry"], "--target-modules"),
                               ("houlsby", ["--lora-r", "4"], "no option 'r'"),
                               ("lora", ["--patience", "2"], "--patience needs --dev"),
@@ -161,8 +161,18 @@ r = run(train_exe, "--help")
 check(r.returncode == 0 and all(f in r.stdout for f in ("--lora-r", "--lora-alpha", "--target-modules", "--layers",
                                                         "--adapter-size", "--prefix-tokens", "--pooling",
                                                         "--weight-decay", "--warmup", "--max-length", "--patience",
-                                                        "--option")),
-      "peft-train --help lists the method and training options")
+                                                        "--option", "--config", "--teacher-lr", "--router-lr")),
+      "peft-train --help lists the method, training, LiST and MPMP options")
+check("=5e-06" in r.stdout and "=0.6" in r.stdout, "peft-train --help shows defaults (LiST's teacher lr, warm-up)")
+# --config FILE: the options from a file, the command line adding to them.
+config = os.path.join(scratch, "train.ini")
+with open(config, "w") as f:
+    f.write("model = %s\nmethod = lora\ntrain = %s\ntest = %s\nshots = 4\nseed = 3\nepochs = 1\nlora-r = 2\n"
+            % (use_lite, train_path, test_path))
+out = os.path.join(scratch, "ckpt_config")
+r = run(train_exe, "--config", config, "--save", out)
+check(r.returncode == 0 and json.load(open(os.path.join(out, "adapter_config.json")))["r"] == 2,
+      "peft-train --config FILE reads the options from the file (%s)" % r.stderr.strip()[-200:])
 
 # Bad input.
 bad_data = os.path.join(scratch, "bad.jsonl")
