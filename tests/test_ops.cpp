@@ -152,6 +152,46 @@ TEST_CASE("attention ignores padded keys and matches a direct softmax", "[ops]")
   CHECK(ctx2 == ctx);
 }
 
+TEST_CASE("attention over a batch of uneven lengths: every row of every sequence and head is its own softmax",
+          "[ops]") {
+  // Three sequences of lengths 5, 2 and 4 padded to 5, two heads of width 3, two prefix
+  // keys/values every query sees. Each sequence must use its own mask (a mask taken from
+  // another row changes these rows) and never another sequence's keys.
+  const Idx B = 3, T = 5, H = 2, P = 2, dh = 3, d = H * dh;
+  const std::vector<Idx> lengths = {5, 2, 4};
+  mat q = random_matrix<double>(B * T, d, 31), k = random_matrix<double>(B * T, d, 32),
+      v = random_matrix<double>(B * T, d, 33), pk = random_matrix<double>(P, d, 34),
+      pv = random_matrix<double>(P, d, 35);
+  peft::id_matrix mask = peft::id_matrix::Zero(B, T);
+  for (Idx b = 0; b < B; ++b) mask.row(b).head(lengths[static_cast<std::size_t>(b)]).setOnes();
+  const double scale = 1.0 / std::sqrt(double(dh));
+  mat ctx;
+  peft::ops::attention_forward<double>({B, T, H, P}, q, k, v, &pk, &pv, mask, scale, 0.0, nullptr, ctx, nullptr);
+  REQUIRE(ctx.rows() == B * T);
+  REQUIRE(ctx.cols() == d);
+  double worst = 0;
+  for (Idx b = 0; b < B; ++b) {
+    const Idx len = lengths[static_cast<std::size_t>(b)];
+    for (Idx h = 0; h < H; ++h)
+      for (Idx t = 0; t < len; ++t) {
+        const auto qi = q.row(b * T + t).segment(h * dh, dh);
+        // Scores over the prefix keys, then this sequence's real keys; a plain softmax.
+        std::vector<double> e;
+        for (Idx j = 0; j < P; ++j) e.push_back(std::exp(scale * qi.dot(pk.row(j).segment(h * dh, dh))));
+        for (Idx j = 0; j < len; ++j) e.push_back(std::exp(scale * qi.dot(k.row(b * T + j).segment(h * dh, dh))));
+        double z = 0;
+        for (double x : e) z += x;
+        peft::row_vector<double> expect = peft::row_vector<double>::Zero(dh);
+        for (Idx j = 0; j < P; ++j) expect += e[static_cast<std::size_t>(j)] / z * pv.row(j).segment(h * dh, dh);
+        for (Idx j = 0; j < len; ++j)
+          expect += e[static_cast<std::size_t>(P + j)] / z * v.row(b * T + j).segment(h * dh, dh);
+        worst = std::max(worst, (ctx.row(b * T + t).segment(h * dh, dh) - expect).cwiseAbs().maxCoeff());
+      }
+  }
+  INFO("max abs difference from the direct softmax " << worst);
+  CHECK(worst < 1e-12);
+}
+
 TEST_CASE("dropout masks are inverted and seeded", "[ops]") {
   peft::rng a(5), b(5);
   mat m1, m2;
