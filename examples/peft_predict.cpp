@@ -47,21 +47,10 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--threads", o.threads, "OpenMP threads (0: the default)")->check(cli::integer(1));
 }
 
-/// The task in --adapter: a saved task (task.json), or a bare adapter folder described by
-/// --head, --labels, --pooling and --max-length.
-task::saved_task read_task(const task::model_files& m, const options& o) {
-  const task::bare_task_options bare{o.head, o.labels, o.pooling, o.max_length};
-  if (!task::has_saved_task(o.adapter)) return task::read_bare_task(m, o.adapter, bare);
-  if (!o.head.empty() || !o.labels.empty() || !o.pooling.empty() || o.max_length > 0)
-    throw usage_error("--head, --labels, --pooling and --max-length go with a bare adapter folder; '" + o.adapter +
-                      "' holds a saved task (task.json)");
-  return task::read_saved_task(m, o.adapter);
-}
-
 int run(const options& o) {
   if (o.threads > 0) peft::set_num_threads(o.threads);
   const auto m = task::load_model(o.model);
-  const task::saved_task t = read_task(m, o);
+  const task::saved_task t = task::open_task(m, o.adapter, {o.head, o.labels, o.pooling, o.max_length});
   const auto& s = t.settings;
   const auto& labels = t.labels;
   const auto& tmpl = t.tmpl;

@@ -146,17 +146,9 @@ int serve(const options& o, const task::model_files& m, std::istream& in, std::o
   for (const auto& entry : o.tasks) {
     const std::string& name = entry.first;  // not a structured binding: the lambda captures it
     const std::string& dir = entry.second;
-    const std::string where = "task '" + name + "': ";
     const auto bare = o.bare.find(name);
-    task::saved_task t;
-    if (task::has_saved_task(dir)) {
-      if (bare != o.bare.end())
-        throw usage_error(where + "--head/--labels/--pooling go with a bare adapter folder; '" + dir +
-                          "' holds a saved task (task.json)");
-      t = task::read_saved_task(m, dir, where);
-    } else {
-      t = task::read_bare_task(m, dir, bare == o.bare.end() ? task::bare_task_options{} : bare->second, where);
-    }
+    task::saved_task t = task::open_task(m, dir, bare == o.bare.end() ? task::bare_task_options{} : bare->second,
+                                         "task '" + name + "': ");
     task::runtime::add_saved_task(server, m, name, t);  // compiled once, in task_runtime_<arch>.cpp
     tasks.emplace(name, std::move(t));
   }

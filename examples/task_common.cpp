@@ -1,170 +1,30 @@
 // SPDX-License-Identifier: Apache-2.0
-// The non-template parts of task_common.hpp that pull in the tokenizers, the JSON reader and
-// the loaders: compiled once here (in peft_task_runtime) instead of in every program.
+// The library's task layer (peft/task/task.hpp), compiled once for every example program
+// (they define PEFT_TASK_SEPARATE), and what the programs add to it.
+#include <peft/task/detail/task_impl.hpp>
+
 #include "task_common.hpp"
 
 namespace task {
 
-model_files load_model(const std::string& dir) {
-  if (!fs::is_directory(dir)) throw peft::io_error("model folder '" + dir + "' does not exist");
-  model_files m;
-  m.dir = dir;
-  const fs::path p(dir);
-  if (fs::exists(p / "model.json")) {
-    m.model_type = "use_lite";
-    m.weights = peft::load_use_lite<float>(dir);
-    m.unigram = std::make_shared<peft::unigram_tokenizer>(
-        peft::unigram_tokenizer::from_vocab_json((p / "vocab.json").string()));
-    return m;
-  }
-  if (!fs::exists(p / "config.json"))
-    throw peft::io_error("'" + dir + "' has neither config.json (Hugging Face) nor model.json (USE-lite)");
-  m.weights = peft::load_hf_encoder<float>(dir);
-  m.model_type = m.weights->config.model_type;
-  if (fs::exists(p / "tokenizer.json"))
-    m.wordpiece = std::make_shared<peft::wordpiece_tokenizer>(
-        peft::wordpiece_tokenizer::from_tokenizer_json((p / "tokenizer.json").string()));
-  else if (fs::exists(p / "vocab.txt"))
-    m.wordpiece = std::make_shared<peft::wordpiece_tokenizer>(
-        peft::wordpiece_tokenizer::from_vocab_txt((p / "vocab.txt").string()));
-  else
-    throw peft::io_error("'" + dir +
-                         "' has no vocab.txt or tokenizer.json (a WordPiece tokenizer is needed)");
-  m.pad_id = m.wordpiece->pad_id();
-  return m;
-}
-
-std::vector<peft::encoded_example> encode(const model_files& m, const task_settings& s,
-                                          const peft::dataset& data, const peft::label_map& labels,
-                                          const std::optional<peft::prompt_template>& tmpl,
-                                          bool require_labels) {
-  std::vector<peft::encoded_example> out;
-  // MPMP placeholders take n of the positions; the text keeps the rest.
-  const peft::index max_len =
-      std::min<peft::index>(s.max_length, m.weights->config.max_sequence_length()) - s.prompt_tokens;
-  if (max_len < 2)
-    throw peft::invalid_argument("max_length " + std::to_string(s.max_length) +
-                                 " leaves no room for text after " + std::to_string(s.prompt_tokens) +
-                                 " prompt placeholders");
-  for (const auto& e : data) {
-    peft::encoded_example x;
-    if (tmpl) {
-      const auto enc = e.text_b ? tmpl->apply(*m.wordpiece, e.text, *e.text_b, max_len)
-                                : tmpl->apply(*m.wordpiece, e.text, max_len);
-      x.ids = enc.ids;
-      x.segments = enc.segments;
-      x.mask_pos = enc.mask_position;
-    } else if (m.unigram) {
-      x.ids = m.unigram->encode(e.text, max_len);
-      if (x.ids.empty())
-        throw peft::invalid_argument("line " + std::to_string(e.line) + ": text has no tokens");
-    } else if (e.text_b) {
-      x.ids = m.wordpiece->encode_pair(e.text, *e.text_b, max_len, &x.segments);
-    } else {
-      x.ids = m.wordpiece->encode(e.text, max_len);
-    }
-    if (s.prompt_tokens > 0) peft::insert_prompt_placeholders(x, s.prompt_tokens, s.placeholder_id);
-    if (e.label) {
-      x.label = labels.id(*e.label);
-    } else if (require_labels) {
-      throw peft::invalid_argument("line " + std::to_string(e.line) + ": example has no label");
-    }
-    out.push_back(std::move(x));
-  }
-  return out;
-}
-
-bool has_saved_task(const std::string& dir) {
-  try {
-    (void)peft::resolve_saved_folder(dir, "task.json");
-    return true;
-  } catch (const peft::io_error&) {
-    return false;
-  }
-}
-
-saved_task read_saved_task(const model_files& m, const std::string& saved_dir, const std::string& where) {
-  std::string dir;
-  try {
-    dir = peft::resolve_saved_folder(saved_dir, "task.json");
-  } catch (const peft::io_error&) {
-    throw peft::io_error(where + "'" + saved_dir + "' is not a peft-train checkpoint (no task.json)");
-  }
-  const std::string file = task_file(dir);
-  nlohmann::json j;
-  try {
-    j = peft::detail::parse_json_limited(peft::detail::read_file(file, "read_saved_task"), "'" + file + "'");
-  } catch (const nlohmann::json::exception& e) {
-    throw peft::io_error(where + "'" + file + "' is not valid JSON: " + e.what());
-  }
-  saved_task t{task_settings::from_json(j), peft::label_map::load(labels_file(dir)), {}, {}, dir, head_file(dir)};
-  if (t.settings.model_type != m.model_type)
-    throw peft::invalid_argument(where + "the checkpoint was trained on a '" + t.settings.model_type +
-                                 "' model, but '" + m.dir + "' is '" + m.model_type + "'");
-  if (!t.settings.template_spec.empty()) {
-    t.tmpl.emplace(t.settings.template_spec);
-    t.verb.emplace(peft::verbalizer::parse(*m.wordpiece, t.settings.verbalizer_spec, t.labels.labels()));
-  }
-  return t;
-}
-
-peft::any_policy<float> task_policy(const std::string& method, const peft::encoder_shape& shape,
-                                    std::uint64_t seed, const std::string& load_dir,
-                                    const peft::method_options& options) {
-  const auto& m = peft::find_method<float>(method);
-  if (m.peft_type.empty()) return {};  // the head alone
-  if (load_dir.empty()) {
-    if (method == "mpmp")
-      throw peft::invalid_argument(
-          "method mpmp: task_policy only loads a saved task (train with train_mpmp_task)");
-    return peft::make_policy<float>(method, shape, seed, options);
-  }
-  auto p = peft::load_any_policy<float>(load_dir, shape);
-  if (m.peft_type != p.peft_type())
-    throw peft::invalid_argument("task_policy: method '" + method + "' expects a " + m.peft_type +
-                                 " checkpoint in '" + load_dir + "', got " + p.peft_type());
-  return p;
-}
-
-peft::encoder_shape model_shape(const model_files& m) {
-  return with_arch(m.model_type, [&](auto arch) { return peft::encoder<decltype(arch), float>(m.weights).shape(); });
-}
-
-std::string method_of_peft_type(const std::string& peft_type) {
-  for (const auto& m : peft::methods())
-    if (!peft_type.empty() && m.peft_type == peft_type) return m.name;
-  throw peft::invalid_argument("no registered method saves peft_type '" + peft_type + "' (known: " +
-                               peft::known_peft_types() + ")");
-}
-
-saved_task read_bare_task(const model_files& m, const std::string& dir, const bare_task_options& o,
-                          const std::string& where) {
-  if (!fs::is_directory(dir)) throw peft::io_error(where + "adapter folder '" + dir + "' does not exist");
-  if (o.head.empty() || o.labels.empty())
-    throw usage_error(where + "'" + dir + "' has no task.json: a bare adapter folder needs --head FILE and --labels");
-  saved_task t;
-  const auto cfg = peft::read_adapter_config(dir);
-  const auto type = cfg.find("peft_type");
-  t.settings.method = method_of_peft_type(type != cfg.end() && type->is_string() ? type->get<std::string>() : "");
-  t.settings.model_type = m.model_type;
-  t.settings.pooling = o.pooling.empty() ? "cls" : o.pooling;
-  (void)peft::parse_pool_kind(t.settings.pooling);  // names the accepted values
-  if (o.max_length > 0) t.settings.max_length = o.max_length;
-  const bool file = o.labels.size() > 5 && o.labels.compare(o.labels.size() - 5, 5, ".json") == 0;
-  t.labels = file ? peft::label_map::load(o.labels) : peft::label_map(split_list(o.labels));
-  t.dir = dir;
-  t.head_path = o.head;
-  return t;
-}
-
 void save_task(const std::string& dir, const task_settings& settings, const peft::label_map& labels,
                const run_result& trained) {
-  peft::save_folder_atomically(dir, "task.json", [&](const std::string& stage) {
-    if (trained.policy.has_policy()) peft::save_policy(stage, trained.policy);
-    peft::save_safetensors(head_file(stage), trained.head, {{"format", "pt"}});
-    labels.save(labels_file(stage));
-    peft::atomic_write(task_file(stage), settings.to_json().dump(2) + "\n");
-  });
+  peft::task::save_task(dir, settings, labels, trained.policy, trained.head);
+}
+
+saved_task open_task(const model_files& m, const std::string& dir, const bare_task_options& bare,
+                     const std::string& where) {
+  const bool described = !bare.head.empty() || !bare.labels.empty() || !bare.pooling.empty() || bare.max_length > 0;
+  if (has_saved_task(dir)) {
+    if (described)
+      throw usage_error(where + "--head, --labels, --pooling and --max-length go with a bare adapter folder; '" + dir +
+                        "' holds a saved task (task.json)");
+    return read_saved_task(m, dir, where);
+  }
+  if (!fs::is_directory(dir)) throw peft::io_error(where + "adapter folder '" + dir + "' does not exist");
+  if (bare.head.empty() || bare.labels.empty())
+    throw usage_error(where + "'" + dir + "' has no task.json: a bare adapter folder needs --head FILE and --labels");
+  return read_bare_task(m, dir, bare, where);
 }
 
 }  // namespace task

@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: Apache-2.0
+#ifndef PEFT_TASK_TASK_HPP
+#define PEFT_TASK_TASK_HPP
+
+/// @file task.hpp
+/// The task layer: what turns a model folder, a method and labelled text into a task that can
+/// be trained, saved, loaded and served, without knowing the method or the model at compile
+/// time. It sits above model/, policies/, io/ and the method registry (methods.hpp).
+///
+/// - `load_model(dir)`: a Hugging Face folder (config.json + safetensors, vocab.txt or
+///   tokenizer.json) or a USE-lite TF.js folder, with its tokenizer.
+/// - `task_settings`: how the task turns text into rows (method, template, pooling, lengths).
+/// - `encode(...)`: a data set as the rows the encoder takes.
+/// - `task_policy(...)`: the task's policy, fresh from the registry or loaded from a folder.
+/// - A saved task is one folder: the policy (`adapter_config.json` +
+///   `adapter_model.safetensors`, readable by Hugging Face PEFT tools), `head.safetensors`,
+///   `labels.json` and `task.json`. `save_task` writes it as one unit (staged, then swapped in,
+///   io/atomic_folder.hpp), so a kill at any point leaves the previous task loadable;
+///   `read_saved_task` reads it back (or the previous version such a kill left).
+/// - `read_bare_task(...)`: a bare adapter folder (any registered method, saved by other
+///   code) described by a head file, labels and pooling.
+///
+/// Header-only by default. A program that compiles the definitions once (peft's own example
+/// programs do, in one file) defines PEFT_TASK_SEPARATE everywhere and includes
+/// task/detail/task_impl.hpp in exactly one file.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "../core/encoder_shape.hpp"
+#include "../data/data.hpp"
+#include "../error.hpp"
+#include "../io/safetensors.hpp"
+#include "../methods.hpp"
+#include "../model/arch.hpp"
+#include "../model/weights.hpp"
+#include "../policies/modular_prompt.hpp"
+#include "../policies/policy_config.hpp"
+#include "../text/prompt.hpp"
+#include "../text/unigram.hpp"
+#include "../text/wordpiece.hpp"
+#include "../train/trainer.hpp"
+
+#if defined(PEFT_TASK_SEPARATE)
+#define PEFT_TASK_API
+#else
+#define PEFT_TASK_API inline
+#endif
+
+namespace peft::task {
+
+namespace fs = std::filesystem;
+
+/// A model folder: weights plus the tokenizer that goes with them.
+struct model_files {
+  std::string dir;
+  std::string model_type;  ///< bert, roberta, use_lite
+  peft::shared_weights<float> weights;
+  std::shared_ptr<peft::wordpiece_tokenizer> wordpiece;  ///< HF folders with vocab.txt / tokenizer.json
+  std::shared_ptr<peft::unigram_tokenizer> unigram;      ///< USE-lite
+  std::int32_t pad_id = 0;
+};
+
+/// Loads a model folder (Hugging Face or USE-lite TF.js) and its tokenizer.
+/// @throws peft::io_error naming what the folder lacks
+PEFT_TASK_API model_files load_model(const std::string& dir);
+
+/// Calls `f(Arch{})` with the architecture tag of `model_type`.
+template <typename F>
+decltype(auto) with_arch(const std::string& model_type, F&& f) {
+  if (model_type == "use_lite") return f(peft::use_lite{});
+  if (model_type == "roberta") return f(peft::roberta{});
+  if (model_type == "bert") return f(peft::bert{});
+  throw peft::invalid_argument("unknown model_type '" + model_type + "'");
+}
+
+/// The encoder shape of @p m's model (what policies are built for).
+PEFT_TASK_API peft::encoder_shape model_shape(const model_files& m);
+
+/// The first registered method whose checkpoints carry @p peft_type (BOTTLENECK_ADAPTER:
+/// houlsby; every bottleneck variant loads the same way).
+/// @throws peft::invalid_argument naming the type and the known ones
+PEFT_TASK_API std::string method_of_peft_type(const std::string& peft_type);
+
+/// The policy of a task of method @p method (a name in peft::methods()): loaded from
+/// @p load_dir when it is given and the method has a policy (the folder must hold that
+/// method's kind of checkpoint), else fresh with @p options applied. MPMP prompts start from
+/// a library or a config of their own, so method mpmp is only loaded here.
+/// @throws peft::invalid_argument for an unknown method, a bad option or a folder of another method
+PEFT_TASK_API peft::any_policy<float> task_policy(const std::string& method, const peft::encoder_shape& shape,
+                                                  std::uint64_t seed, const std::string& load_dir,
+                                                  const peft::method_options& options = {});
+
+/// How a task turns text into model input.
+struct task_settings {
+  std::string method;
+  std::string model_type;
+  std::string template_spec;    ///< prompt template, empty for a classification head
+  std::string verbalizer_spec;  ///< "label=word,..." with a template
+  std::string pooling;          ///< classification head's pooling
+  peft::index max_length = 128;
+  peft::index prompt_tokens = 0;  ///< MPMP: placeholders inserted after the first token
+  std::int32_t placeholder_id = peft::mpmp_placeholder_id;
+  /// Training only (the saved adapter_config.json records them): fields of the method's config
+  /// that differ from its defaults, e.g. {"r": 16} (peft::make_policy).
+  peft::method_options policy_options = nlohmann::json::object();
+
+  nlohmann::json to_json() const {
+    nlohmann::json j = {{"method", method},          {"model_type", model_type},
+                        {"template", template_spec}, {"verbalizer", verbalizer_spec},
+                        {"pooling", pooling},        {"max_length", max_length}};
+    if (prompt_tokens > 0) {
+      j["prompt_tokens"] = prompt_tokens;
+      j["placeholder_id"] = placeholder_id;
+    }
+    return j;
+  }
+  static task_settings from_json(const nlohmann::json& j) {
+    task_settings s;
+    try {
+      s.method = j.at("method").get<std::string>();
+      s.model_type = j.at("model_type").get<std::string>();
+      s.template_spec = j.at("template").get<std::string>();
+      s.verbalizer_spec = j.at("verbalizer").get<std::string>();
+      s.pooling = j.at("pooling").get<std::string>();
+      // Integers range-checked: get<index> would convert a float or a wide integer unchecked.
+      auto integer = [&](const char* key, auto& out, bool required) {
+        if (!j.contains(key) && !required) return;
+        if (!peft::detail::json_to_integer(j.at(key), out))
+          throw peft::io_error(std::string("task.json: field '") + key +
+                               "' expected an integer in range, got " + j.at(key).dump().substr(0, 60));
+      };
+      integer("max_length", s.max_length, true);
+      integer("prompt_tokens", s.prompt_tokens, false);
+      integer("placeholder_id", s.placeholder_id, false);
+    } catch (const nlohmann::json::exception& e) {
+      throw peft::io_error(std::string("task.json: ") + e.what());
+    }
+    return s;
+  }
+};
+
+/// Tokenizes `data` for the task; labels through `labels` (unlabelled rows get -1).
+/// @throws peft::invalid_argument naming the line for text with no tokens or a missing label
+PEFT_TASK_API std::vector<peft::encoded_example> encode(const model_files& m, const task_settings& s,
+                                                        const peft::dataset& data, const peft::label_map& labels,
+                                                        const std::optional<peft::prompt_template>& tmpl,
+                                                        bool require_labels);
+
+/// Files of a saved task (peft-train --save).
+inline std::string task_file(const std::string& dir) { return (fs::path(dir) / "task.json").string(); }
+inline std::string head_file(const std::string& dir) { return (fs::path(dir) / "head.safetensors").string(); }
+inline std::string labels_file(const std::string& dir) { return (fs::path(dir) / "labels.json").string(); }
+
+/// What a saved task needs to turn input into model rows and predictions into labels: its
+/// settings, label map and, for prompt-based tasks, template and verbalizer.
+struct saved_task {
+  task_settings settings;
+  peft::label_map labels;
+  std::optional<peft::prompt_template> tmpl;
+  std::optional<peft::verbalizer> verb;
+  std::string dir;        ///< the folder holding the policy (a task's, or a bare adapter folder)
+  std::string head_path;  ///< the head's safetensors file (head.safetensors in the task folder)
+};
+
+/// A head, labels and input settings that describe a bare adapter folder (no task.json).
+struct bare_task_options {
+  std::string head;      ///< the classification head's safetensors file
+  std::string labels;    ///< class names in class order, comma-separated, or a labels.json file
+  std::string pooling;   ///< empty: cls
+  long max_length = 0;   ///< 0: task_settings' default
+};
+
+/// The task of a bare adapter folder @p dir (adapter_config.json + adapter_model.safetensors of
+/// any registered method, written by peft or by other code) with a classification head: the
+/// method from the folder's peft_type, the rest from @p o.
+/// @throws peft::invalid_argument when @p o lacks the head or the labels, or the folder's
+///   peft_type is not registered; peft::io_error for an unreadable folder
+PEFT_TASK_API saved_task read_bare_task(const model_files& m, const std::string& dir, const bare_task_options& o,
+                          const std::string& where = "");
+
+/// True when @p dir holds a saved task (task.json), or an interrupted save left its previous
+/// version beside it; false for a bare adapter folder.
+PEFT_TASK_API bool has_saved_task(const std::string& dir);
+
+/// Reads the task saved in @p dir (or, after a save killed mid-swap, the previous version
+/// save_task left beside it) and checks that it was trained on @p m's kind of model.
+/// @p where prefixes the messages (e.g. "task 'sentiment': ").
+/// @throws peft::io_error for a folder without task.json or an unreadable one;
+///   peft::invalid_argument for a checkpoint of another model type
+PEFT_TASK_API saved_task read_saved_task(const model_files& m, const std::string& dir, const std::string& where = "");
+
+template <typename Head>
+void save_head(const std::string& dir, const Head& head) {
+  peft::save_safetensors(head_file(dir), peft::store_tensors(head.parameters()), {{"format", "pt"}});
+}
+/// Loads a head's tensors from the safetensors file @p path (a task's head.safetensors, or a
+/// head saved next to a bare adapter folder).
+template <typename Head>
+void load_head_file(const std::string& path, Head& head) {
+  const auto f = peft::safetensors_file::open(path);
+  std::map<std::string, peft::tensor> t;
+  for (const auto& n : f.names()) t[n] = f.load(n);
+  peft::load_store_tensors(head.parameters(), t, "load_head: '" + path + "'");
+}
+template <typename Head>
+void load_head(const std::string& dir, Head& head) {
+  load_head_file(head_file(dir), head);
+}
+
+/// Saves a task to @p dir as one unit: @p policy (as peft::save_policy; nothing for the head
+/// alone), @p head (head.safetensors), @p labels (labels.json) and @p settings (task.json) are
+/// written into a staging folder that then replaces @p dir atomically.
+/// @throws peft::io_error when writing fails (the previous task is then unchanged) or @p dir
+///   is a folder with other content
+PEFT_TASK_API void save_task(const std::string& dir, const task_settings& settings, const peft::label_map& labels,
+                             const peft::any_policy<float>& policy, const std::map<std::string, peft::tensor>& head);
+
+}  // namespace peft::task
+
+#if !defined(PEFT_TASK_SEPARATE)
+#include "detail/task_impl.hpp"
+#endif
+
+#endif  // PEFT_TASK_TASK_HPP

@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+// The task layer (peft/task/task.hpp), header-only: a real model folder and its tokenizer, text
+// encoded for a task, a task saved as one folder and read back (settings, labels, policy and
+// head giving the same predictions), a bare adapter folder, and the errors a program shows.
+#include <peft/task/task.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "test_common.hpp"
+
+namespace fs = std::filesystem;
+using namespace peft::task;
+
+namespace {
+
+/// Eight labelled sentences in the sentiment JSON the data readers take.
+peft::dataset small_data() {
+  peft::dataset d;
+  const char* texts[] = {"great food and friendly staff", "terrible service, never again", "loved every minute",
+                         "cold and bland", "the best pizza in town", "rude waiter and dirty tables",
+                         "wonderful evening", "a waste of money"};
+  for (int i = 0; i < 8; ++i) {
+    peft::example e;
+    e.text = texts[i];
+    e.label = i % 2 ? "neg" : "pos";
+    e.line = static_cast<std::size_t>(i + 1);
+    d.push_back(e);
+  }
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("a task saved as one folder reads back to the same settings, labels and predictions", "[task]") {
+  const model_files m = load_model(peft_test::use_lite_dir());
+  REQUIRE(m.model_type == "use_lite");
+  REQUIRE(m.unigram != nullptr);
+  const auto data = small_data();
+  const auto labels = peft::label_map::from_dataset(data);
+  task_settings s;
+  s.method = "lora";
+  s.model_type = m.model_type;
+  s.pooling = "mean";
+  s.max_length = 16;
+  const auto rows = encode(m, s, data, labels, std::nullopt, true);
+  REQUIRE(rows.size() == 8);
+  for (const auto& r : rows) CHECK((r.ids.size() >= 2 && r.ids.size() <= 16));
+  CHECK(rows[1].label == labels.id("neg"));
+
+  // A fresh LoRA from the registry (options as in adapter_config.json), moved off its zero init.
+  const auto shape = model_shape(m);
+  auto policy = task_policy("lora", shape, 3, "", {{"r", 2}, {"lora_alpha", 4.0}});
+  for (auto* st : policy.stores()) st->values().setConstant(0.01f);
+  peft::encoder<peft::use_lite, float> enc(m.weights);
+  peft::classification_head<float> head(enc.hidden_size(), 2, peft::pool_kind::mean, 0.0, 4);
+  std::vector<std::size_t> all(rows.size());
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+  const auto tb = peft::make_task_batch(rows, all, m.pad_id);
+  const auto before = peft::task_model(enc, policy, head).predict(tb);
+
+  const std::string dir = peft_test::scratch_dir("task_layer") + "/sentiment";
+  save_task(dir, s, labels, policy, peft::store_tensors(head.parameters()));
+  CHECK(has_saved_task(dir));
+  for (const char* f : {"task.json", "labels.json", "head.safetensors", "adapter_config.json",
+                        "adapter_model.safetensors"})
+    CHECK(fs::exists(fs::path(dir) / f));
+
+  const saved_task t = read_saved_task(m, dir);
+  CHECK(t.settings.to_json() == s.to_json());
+  CHECK(t.labels == labels);
+  CHECK(t.dir == dir);
+  auto loaded = task_policy(t.settings.method, shape, 0, t.dir);
+  REQUIRE(loaded.get_if<peft::lora<float>>() != nullptr);
+  CHECK(loaded.get_if<peft::lora<float>>()->config().r == 2);
+  peft::classification_head<float> head2(enc.hidden_size(), 2, peft::pool_kind::mean, 0.0, 99);
+  load_head_file(t.head_path, head2);
+  const auto after = peft::task_model(enc, loaded, head2).predict(tb);
+  CHECK((before - after).cwiseAbs().maxCoeff() == 0.0f);
+
+  // The adapter files alone, as other code hands them over: a bare folder plus head and labels.
+  const std::string bare = peft_test::scratch_dir("task_layer_bare");
+  for (const char* f : {"adapter_config.json", "adapter_model.safetensors"})
+    fs::copy_file(fs::path(dir) / f, fs::path(bare) / f);
+  CHECK(!has_saved_task(bare));
+  const saved_task b = read_bare_task(m, bare, {t.head_path, "neg,pos", "mean", 16});
+  CHECK(b.settings.method == "lora");
+  CHECK(b.labels.label(0) == "neg");
+  CHECK(b.dir == bare);
+  CHECK_THROWS_WITH(read_bare_task(m, bare, {t.head_path, "", "mean", 0}), Catch::Contains("needs a head file and labels"));
+  CHECK_THROWS_WITH(read_bare_task(m, bare, {t.head_path, "neg,pos", "max", 0}), Catch::Contains("max"));
+
+  // A second save replaces the first as one unit; a folder with other content is refused.
+  s.max_length = 12;
+  save_task(dir, s, labels, policy, peft::store_tensors(head.parameters()));
+  CHECK(read_saved_task(m, dir).settings.max_length == 12);
+  CHECK_THROWS_WITH(save_task(bare, s, labels, policy, peft::store_tensors(head.parameters())),
+                    Catch::Contains("refusing to replace it"));
+  CHECK(fs::exists(fs::path(bare) / "adapter_config.json"));
+}
+
+TEST_CASE("the task layer's errors name what was expected and what was found", "[task][errors]") {
+  CHECK_THROWS_WITH(load_model("/nonexistent/model"), Catch::Contains("does not exist"));
+  const std::string empty = peft_test::scratch_dir("task_layer_empty");
+  CHECK_THROWS_WITH(load_model(empty), Catch::Contains("neither config.json") && Catch::Contains("model.json"));
+  const model_files m = load_model(peft_test::use_lite_dir());
+  CHECK_THROWS_WITH(read_saved_task(m, empty), Catch::Contains("no task.json"));
+  CHECK_THROWS_WITH(task_policy("mpmp", model_shape(m), 0, ""), Catch::Contains("method mpmp"));
+  CHECK_THROWS_WITH(method_of_peft_type("IA3"), Catch::Contains("IA3") && Catch::Contains("LORA"));
+  task_settings s;
+  s.model_type = m.model_type;
+  s.max_length = 4;
+  s.prompt_tokens = 3;
+  CHECK_THROWS_WITH(encode(m, s, small_data(), peft::label_map::from_dataset(small_data()), std::nullopt, true),
+                    Catch::Contains("leaves no room"));
+  // A task trained on another kind of model.
+  const std::string dir = peft_test::scratch_dir("task_layer_other") + "/t";
+  task_settings bert;
+  bert.method = "head";
+  bert.model_type = "bert";
+  bert.pooling = "cls";
+  save_task(dir, bert, peft::label_map({"a", "b"}), {}, {{"w", peft::tensor{{2}, {1.f, 2.f}}}});
+  CHECK_THROWS_WITH(read_saved_task(m, dir), Catch::Contains("'bert' model"));
+}
