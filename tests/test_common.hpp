@@ -80,6 +80,25 @@ inline std::string scratch_dir(const std::string& name) {
   return p.string();
 }
 
+/// Runs @p f and returns the message of the @p E it throws; fails the test when it throws
+/// something else or nothing.
+template <typename E, typename F>
+std::string message_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    FAIL("wrong exception type: " << e.what());
+  }
+  FAIL("no exception thrown");
+  return {};
+}
+
 }  // namespace peft_test
+
+/// Checks that @p expr throws a @p Type whose message satisfies @p matcher.
+#define CHECK_THROWS_MSG(expr, Type, matcher) \
+  CHECK_THAT(peft_test::message_of<Type>([&] { (void)(expr); }), matcher)
 
 #endif

@@ -32,15 +32,6 @@ std::string write(const std::string& dir, const std::string& name, const std::st
   return path;
 }
 
-template <typename E = peft::io_error, typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
 
 std::set<std::size_t> as_set(const std::vector<std::size_t>& v) { return {v.begin(), v.end()}; }
 
@@ -145,10 +136,10 @@ TEST_CASE("data: JSON lines", "[data][readers]") {
   for (const auto& c : cases) {
     INFO(c.name);
     const auto p = write(dir, std::string(c.name) + ".jsonl", c.content);
-    const std::string msg = error_of([&] { peft::read_jsonl(p); });
+    const std::string msg = peft_test::message_of<peft::io_error>([&] { peft::read_jsonl(p); });
     CHECK_THAT(msg, Catch::StartsWith("read_jsonl: " + p) && Catch::Contains(c.expect));
   }
-  CHECK_THAT(error_of([&] { peft::read_jsonl(dir + "/missing.jsonl"); }), Catch::Contains("missing.jsonl"));
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::read_jsonl(dir + "/missing.jsonl"); }), Catch::Contains("missing.jsonl"));
   std::filesystem::remove_all(dir);
 }
 
@@ -198,7 +189,7 @@ TEST_CASE("data: TSV with a header", "[data][readers]") {
   for (const auto& c : cases) {
     INFO(c.name);
     const auto p = write(dir, std::string(c.name) + ".tsv", c.content);
-    CHECK_THAT(error_of([&] { peft::read_tsv(p); }),
+    CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::read_tsv(p); }),
                Catch::StartsWith("read_tsv: " + p) && Catch::Contains(c.expect));
   }
   std::filesystem::remove_all(dir);
@@ -252,7 +243,7 @@ TEST_CASE("data: CSV with RFC 4180 quoting", "[data][readers]") {
   for (const auto& c : cases) {
     INFO(c.name);
     const auto p = write(dir, std::string(c.name) + ".csv", c.content);
-    CHECK_THAT(error_of([&] { peft::read_csv(p); }),
+    CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::read_csv(p); }),
                Catch::StartsWith("read_csv: " + p) && Catch::Contains(c.expect));
   }
   std::filesystem::remove_all(dir);
@@ -260,27 +251,27 @@ TEST_CASE("data: CSV with RFC 4180 quoting", "[data][readers]") {
 
 TEST_CASE("data: read_dataset dispatch and JSON shape errors", "[data][readers]") {
   const std::string dir = peft_test::scratch_dir("data_dispatch");
-  CHECK_THAT(error_of<peft::invalid_argument>([&] { peft::read_dataset(write(dir, "a.txt", "x")); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::read_dataset(write(dir, "a.txt", "x")); }),
              Catch::Contains(".jsonl, .tsv, .csv or .json") && Catch::Contains("\".txt\""));
-  CHECK_THAT(error_of<peft::invalid_argument>([&] { peft::read_dataset(dir + "/noext"); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::read_dataset(dir + "/noext"); }),
              Catch::Contains("(none)"));
-  CHECK_THAT(error_of([&] { peft::read_dataset(write(dir, "obj.json", "{\"rows\": []}")); }),
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::read_dataset(write(dir, "obj.json", "{\"rows\": []}")); }),
              Catch::Contains("a JSON array of {text, class} or an object with \"sentences\""));
-  CHECK_THAT(error_of([&] { peft::read_dataset(write(dir, "broken.json", "[{\"text\": \"x\", ")); }),
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::read_dataset(write(dir, "broken.json", "[{\"text\": \"x\", ")); }),
              Catch::Contains("valid JSON expected"));
-  CHECK_THAT(error_of([&] {
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] {
                peft::read_sentiment_json(write(dir, "s.json", "[{\"text\": \"ok\", \"class\": 1}, 7]"));
              }),
              Catch::Contains("entry 2: an object expected, got 7"));
   CHECK_THAT(
-      error_of([&] { peft::read_sentiment_json(write(dir, "s2.json", "[{\"text\": \"\", \"class\": 1}]")); }),
+      peft_test::message_of<peft::io_error>([&] { peft::read_sentiment_json(write(dir, "s2.json", "[{\"text\": \"\", \"class\": 1}]")); }),
       Catch::Contains("entry 1: a non-empty \"text\" expected"));
-  CHECK_THAT(error_of([&] {
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] {
                peft::read_chatbot_json(
                    write(dir, "c.json", "{\"sentences\": [{\"text\": \"hi\", \"intent\": \"x\"}]}"));
              }),
              Catch::Contains("entry 1: \"training\" expected true or false, got none"));
-  CHECK_THAT(error_of([&] { peft::read_dataset(dir + "/missing.csv"); }), Catch::Contains("missing.csv"));
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::read_dataset(dir + "/missing.csv"); }), Catch::Contains("missing.csv"));
   std::filesystem::remove_all(dir);
 }
 
@@ -306,23 +297,23 @@ TEST_CASE("label_map: sorted, stable ids saved as JSON", "[data][labels]") {
   CHECK(std::count(ids.begin(), ids.end(), 1) == 500);
 
   // Unknown labels at predict time.
-  CHECK_THAT(error_of<peft::invalid_argument>([&] { m.id("2"); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { m.id("2"); }),
              Catch::Contains("a known label (one of \"0\", \"1\") expected, got \"2\""));
   peft::dataset test = {{"fine", std::nullopt, std::string("1"), 3},
                         {"odd", std::nullopt, std::string("neutral"), 7}};
-  CHECK_THAT(error_of<peft::invalid_argument>([&] { m.encode(test, "test.jsonl"); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { m.encode(test, "test.jsonl"); }),
              Catch::Contains("test.jsonl line 7") && Catch::Contains("got \"neutral\""));
   test[1].label.reset();
-  CHECK_THAT(error_of<peft::invalid_argument>([&] { m.encode(test); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { m.encode(test); }),
              Catch::Contains("example 1: a label expected, got an unlabelled example"));
-  CHECK_THAT(error_of<peft::invalid_argument>([&] { m.label(2); }), Catch::Contains("id in [0, size)"));
-  CHECK_THAT(error_of<peft::invalid_argument>([&] {
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { m.label(2); }), Catch::Contains("id in [0, size)"));
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] {
                peft::label_map({"a", "b", "a"});
              }),
              Catch::Contains("\"a\" twice"));
-  CHECK_THAT(error_of<peft::invalid_argument>([&] { peft::label_map(std::vector<std::string>{}); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::label_map(std::vector<std::string>{}); }),
              Catch::Contains("at least 1"));
-  CHECK_THAT(error_of<peft::invalid_argument>([&] {
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] {
                peft::label_map::from_dataset(peft::dataset{{"x", {}, {}, 1}});
              }),
              Catch::Contains("none labelled"));
@@ -333,17 +324,17 @@ TEST_CASE("label_map: sorted, stable ids saved as JSON", "[data][labels]") {
   const std::string dir = peft_test::scratch_dir("data_labels");
   given.save(dir + "/labels.json");
   CHECK(peft::label_map::load(dir + "/labels.json") == given);
-  CHECK_THAT(error_of<peft::invalid_argument>([&] {
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] {
                peft::label_map::from_json({{"labels", {"a", 1}}});
              }),
              Catch::Contains("labels[1] expected a string, got 1"));
-  CHECK_THAT(error_of<peft::invalid_argument>([&] { peft::label_map::from_json(nlohmann::json::array()); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::label_map::from_json(nlohmann::json::array()); }),
              Catch::Contains("\"labels\" array"));
   write(dir, "bad.json", "{\"labels\": [\"a\", \"a\"]}");
-  CHECK_THAT(error_of([&] { peft::label_map::load(dir + "/bad.json"); }),
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::label_map::load(dir + "/bad.json"); }),
              Catch::Contains(dir + "/bad.json") && Catch::Contains("twice"));
   write(dir, "notjson.json", "labels: a");
-  CHECK_THAT(error_of([&] { peft::label_map::load(dir + "/notjson.json"); }),
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::label_map::load(dir + "/notjson.json"); }),
              Catch::Contains("valid JSON expected"));
   std::filesystem::remove_all(dir);
 }
@@ -419,20 +410,20 @@ TEST_CASE("few-shot: K per class, K in total, pool and test split", "[data][few_
 
   // Not enough data.
   small.shots = 44;
-  CHECK_THAT(error_of<peft::invalid_argument>([&] { peft::sample_few_shot(train, small); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::sample_few_shot(train, small); }),
              Catch::Contains("class \"DepartureTime\"") && Catch::Contains("at least 44, got 43"));
   small.shots = 0;
-  CHECK_THAT(error_of<peft::invalid_argument>([&] { peft::sample_few_shot(train, small); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::sample_few_shot(train, small); }),
              Catch::Contains("shots"));
   small.shots = 10;
   small.test_size = 101;
-  CHECK_THAT(error_of<peft::invalid_argument>([&] { peft::sample_few_shot(train, small); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::sample_few_shot(train, small); }),
              Catch::Contains("test_size expected at most the 100 labelled examples, got 101"));
   small.test_size = 95;
   small.mode = peft::shots_mode::total;
-  CHECK_THAT(error_of<peft::invalid_argument>([&] { peft::sample_few_shot(train, small); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::sample_few_shot(train, small); }),
              Catch::Contains("at least 10, got 5"));
-  CHECK_THAT(error_of<peft::invalid_argument>([&] { peft::subset(train, {100}); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::subset(train, {100}); }),
              Catch::Contains("got 100"));
 }
 

@@ -21,19 +21,6 @@ using json = nlohmann::json;
 
 namespace {
 
-template <typename E, typename F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("wrong exception type: " << e.what());
-  }
-  FAIL("no exception thrown");
-  return {};
-}
-#define CHECK_THROWS_MSG(expr, Type, matcher) CHECK_THAT(message_of<Type>([&] { (void)(expr); }), matcher)
 
 std::string torch_dir(const std::string& model) { return peft_test::reference_dir() + "/torch/" + model; }
 
@@ -166,7 +153,7 @@ TEST_CASE("read_hf_config rejects bad configs naming the key", "[hf][config][err
   json c = bert_config();
   auto error_for = [&](const std::string& name, const json& cfg) {
     const std::string path = write_config(name, cfg);
-    return message_of<peft::io_error>([&] { peft::read_hf_config(path); });
+    return peft_test::message_of<peft::io_error>([&] { peft::read_hf_config(path); });
   };
   json x = c;
   x["hidden_size"] = 66;
@@ -356,7 +343,7 @@ TEST_CASE("checkpoints without the model prefix, with gamma/beta, or without hea
 
 TEST_CASE("load_hf_encoder errors name the key, the expected and the found shape", "[hf][load][errors]") {
   auto load_error = [](const std::string& dir) {
-    return message_of<peft::io_error>([&] { peft::load_hf_encoder<float>(dir); });
+    return peft_test::message_of<peft::io_error>([&] { peft::load_hf_encoder<float>(dir); });
   };
 
   SECTION("missing tensor") {

@@ -38,19 +38,6 @@ void write_file(const std::string& path, const std::string& bytes) {
 /// `levels` nested arrays around a 0.
 std::string nested(std::size_t levels) { return std::string(levels, '[') + "0" + std::string(levels, ']'); }
 
-/// Runs @p f and returns the message of the peft::io_error it throws (fails otherwise).
-template <typename F>
-std::string io_error_of(F&& f) {
-  try {
-    f();
-  } catch (const peft::io_error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("expected peft::io_error, got: " << e.what());
-  }
-  FAIL("no exception thrown");
-  return {};
-}
 
 }  // namespace
 
@@ -58,12 +45,12 @@ TEST_CASE("parse_json_limited accepts the limit and refuses one level more", "[h
   peft::read_limits lim;
   lim.max_json_depth = 4;
   CHECK(peft::detail::parse_json_limited(nested(4), "t", lim).is_array());
-  CHECK_THAT(io_error_of([&] { peft::detail::parse_json_limited(nested(5), "t", lim); }),
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::detail::parse_json_limited(nested(5), "t", lim); }),
              Contains("t: JSON nested deeper than 4 levels"));
-  CHECK_THAT(io_error_of([&] { peft::detail::parse_json_limited(R"({"a":{"b":{"c":{"d":{}}}}})", "t", lim); }),
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::detail::parse_json_limited(R"({"a":{"b":{"c":{"d":{}}}}})", "t", lim); }),
              Contains("deeper than 4"));
   lim.max_json_bytes = 3;
-  CHECK_THAT(io_error_of([&] { peft::detail::parse_json_limited("[1,2]", "t", lim); }),
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::detail::parse_json_limited("[1,2]", "t", lim); }),
              Contains("5 bytes") && Contains("max_json_bytes"));
   // Syntax errors stay nlohmann's, for each caller to word with its own file name.
   CHECK_THROWS_AS(peft::detail::parse_json_limited("[1,", "t"), nlohmann::json::exception);
@@ -75,39 +62,39 @@ TEST_CASE("every JSON file reader refuses a document nested a million levels dee
   const auto deeper = Contains("nested deeper than 128");
 
   write_file(dir + "/config.json", R"({"model_type":"bert","hidden_size":)" + deep + "}");
-  CHECK_THAT(io_error_of([&] { peft::read_hf_config(dir + "/config.json"); }),
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::read_hf_config(dir + "/config.json"); }),
              deeper && Contains(dir + "/config.json"));
 
   fs::create_directories(dir + "/adapter");
   write_file(dir + "/adapter/adapter_config.json", R"({"peft_type":"LORA","r":)" + deep + "}");
-  CHECK_THAT(io_error_of([&] { peft::read_adapter_config(dir + "/adapter"); }),
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::read_adapter_config(dir + "/adapter"); }),
              deeper && Contains("adapter_config.json"));
 
   fs::create_directories(dir + "/tfjs");
   write_file(dir + "/tfjs/model.json", R"({"modelTopology":)" + deep + "}");
-  CHECK_THAT(io_error_of([&] { peft::tfjs_model::load(dir + "/tfjs"); }), deeper && Contains("model.json"));
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::tfjs_model::load(dir + "/tfjs"); }), deeper && Contains("model.json"));
 
   write_file(dir + "/tokenizer.json", R"({"model":)" + deep + "}");
-  CHECK_THAT(io_error_of([&] { peft::wordpiece_tokenizer::from_tokenizer_json(dir + "/tokenizer.json"); }),
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::wordpiece_tokenizer::from_tokenizer_json(dir + "/tokenizer.json"); }),
              deeper && Contains("tokenizer.json"));
 
   write_file(dir + "/vocab.json", deep);
-  CHECK_THAT(io_error_of([&] { peft::unigram_tokenizer::from_vocab_json(dir + "/vocab.json"); }),
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::unigram_tokenizer::from_vocab_json(dir + "/vocab.json"); }),
              deeper && Contains("vocab.json"));
 
   write_file(dir + "/labels.json", R"({"labels":)" + deep + "}");
-  CHECK_THAT(io_error_of([&] { peft::label_map::load(dir + "/labels.json"); }), deeper && Contains("labels.json"));
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::label_map::load(dir + "/labels.json"); }), deeper && Contains("labels.json"));
 
   write_file(dir + "/data.jsonl", "{\"text\": \"fine\", \"label\": \"a\"}\n{\"text\": " + deep + "}\n");
-  CHECK_THAT(io_error_of([&] { peft::read_jsonl(dir + "/data.jsonl"); }),
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::read_jsonl(dir + "/data.jsonl"); }),
              deeper && Contains("data.jsonl line 2"));
 
   write_file(dir + "/data.json", deep);
-  CHECK_THAT(io_error_of([&] { peft::read_dataset(dir + "/data.json"); }), deeper && Contains("data.json"));
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::read_dataset(dir + "/data.json"); }), deeper && Contains("data.json"));
 
   fs::create_directories(dir + "/library");
   write_file(dir + "/library/library.json", R"({"tasks":)" + deep + "}");
-  CHECK_THAT(io_error_of([&] { peft::read_mpmp_library_info(dir + "/library"); }),
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::read_mpmp_library_info(dir + "/library"); }),
              deeper && Contains("library.json"));
 }
 
@@ -123,13 +110,13 @@ TEST_CASE("a config.json declaring an impossibly large encoder is refused before
   // BERT-large's sizes pass.
   CHECK(peft::read_hf_config(config(1024, 24)).hidden_size == 1024);
   // A hidden size of 2^40 would need ~10^27 parameters: refused, naming the limit.
-  CHECK_THAT(io_error_of([&] { peft::read_hf_config(config(1LL << 40, 12)); }),
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::read_hf_config(config(1LL << 40, 12)); }),
              Contains("max_model_parameters") && Contains("config.json"));
   // The limit is configurable: a tiny one refuses BERT-large too.
   peft::read_limits& lim = peft::default_read_limits();
   const peft::read_limits saved = lim;
   lim.max_model_parameters = 1000000;
-  CHECK_THAT(io_error_of([&] { peft::read_hf_config(config(1024, 24)); }), Contains("max_model_parameters"));
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::read_hf_config(config(1024, 24)); }), Contains("max_model_parameters"));
   lim = saved;
 }
 
@@ -137,10 +124,10 @@ TEST_CASE("vocabularies with invalid UTF-8 are rejected naming the file", "[host
   const std::string dir = peft_test::scratch_dir("hostile_utf8");
   // A unigram vocabulary is JSON: the bytes C3 28 are not UTF-8.
   write_file(dir + "/vocab.json", "[[\"<pad>\", 0.0], [\"bad\xC3\x28\", -1.0]]");
-  CHECK_THAT(io_error_of([&] { peft::unigram_tokenizer::from_vocab_json(dir + "/vocab.json"); }),
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::unigram_tokenizer::from_vocab_json(dir + "/vocab.json"); }),
              Contains("vocab.json"));
   write_file(dir + "/tokenizer.json", "{\"model\": {\"vocab\": {\"\xED\xA0\x80\": 0}}}");
-  CHECK_THAT(io_error_of([&] { peft::wordpiece_tokenizer::from_tokenizer_json(dir + "/tokenizer.json"); }),
+  CHECK_THAT(peft_test::message_of<peft::io_error>([&] { peft::wordpiece_tokenizer::from_tokenizer_json(dir + "/tokenizer.json"); }),
              Contains("tokenizer.json"));
 }
 

@@ -17,19 +17,6 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-template <typename E, typename F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("wrong exception type: " << e.what());
-  }
-  FAIL("no exception thrown");
-  return {};
-}
-#define CHECK_THROWS_MSG(expr, Type, matcher) CHECK_THAT(message_of<Type>([&] { (void)(expr); }), matcher)
 
 /// A hand-made .npy file (format 1.0) with the given header dictionary and payload.
 std::string npy_bytes(const std::string& dict, const std::string& payload, unsigned char major = 1) {

@@ -52,15 +52,6 @@ ids_t vocab_ids(const std::vector<std::string>& tokens) {
   return out;
 }
 
-template <typename E = peft::invalid_argument, typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
 
 /// A small cased vocabulary, for the lower-casing modifier.
 peft::wordpiece_tokenizer cased() {
@@ -103,7 +94,7 @@ TEST_CASE("prompt: parsing the LM-BFF / LiST templates", "[prompt]") {
 }
 
 TEST_CASE("prompt: bad templates name the offending part", "[prompt]") {
-  auto msg = [](const std::string& t) { return error_of([&] { peft::prompt_template x(t); }); };
+  auto msg = [](const std::string& t) { return peft_test::message_of<peft::invalid_argument>([&] { peft::prompt_template x(t); }); };
   CHECK_THAT(msg(""), Catch::Contains("empty"));
   CHECK_THAT(msg("*cls**sent_0*_It_was*mask"),
              Catch::Contains("closing '*'") && Catch::Contains("offset 20"));
@@ -202,7 +193,7 @@ TEST_CASE("prompt: truncation cuts sentences, never the template, so the mask st
   const auto bare = t.apply(tok, longtext, 6);
   CHECK(bare.ids == vocab_ids({"[CLS]", "it", "was", "[MASK]", ".", "[SEP]"}));
   CHECK(bare.mask_position == 3);
-  CHECK_THAT(error_of([&] { t.apply(tok, longtext, 5); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { t.apply(tok, longtext, 5); }),
              Catch::Contains("template tokens expected at most max_length = 5, got 6"));
 
   // Two sentences: the longer one is cut first; equal lengths end up within one token.
@@ -228,13 +219,13 @@ TEST_CASE("prompt: bad examples are rejected", "[prompt][reference]") {
   if (!have_vocab()) return;
   const auto& tok = bert();
   const peft::prompt_template nli(peft::templates::nli);
-  CHECK_THAT(error_of([&] { nli.apply(tok, "only one", 128); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { nli.apply(tok, "only one", 128); }),
              Catch::Contains("sentences expected 2") && Catch::Contains("got 1"));
   const peft::prompt_template t(peft::templates::it_was);
-  CHECK_THAT(error_of([&] { t.apply(tok, "It was [MASK] anyway", 128); }), Catch::Contains("mask token"));
-  CHECK_THAT(error_of([&] { t.apply(tok, "bad \xFF byte", 128); }), Catch::Contains("UTF-8"));
-  CHECK_THAT(error_of([&] { t.apply(tok, "fine", 0); }), Catch::Contains("max_length"));
-  CHECK_THAT(error_of([&] { peft::prompt_template("*cls**sent_0*[MASK]*mask**sep+*").apply(tok, "x", 128); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { t.apply(tok, "It was [MASK] anyway", 128); }), Catch::Contains("mask token"));
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { t.apply(tok, "bad \xFF byte", 128); }), Catch::Contains("UTF-8"));
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { t.apply(tok, "fine", 0); }), Catch::Contains("max_length"));
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::prompt_template("*cls**sent_0*[MASK]*mask**sep+*").apply(tok, "x", 128); }),
              Catch::Contains("second one"));
 }
 
@@ -259,7 +250,7 @@ TEST_CASE("verbalizer: single-token label words in label-id order", "[prompt][re
   CHECK(peft::verbalizer::from_json(tok, j).ids() == v.ids());
   auto wrong = j;
   wrong["ids"] = ids_t{1, 2};
-  CHECK_THAT(error_of([&] { peft::verbalizer::from_json(tok, wrong); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::verbalizer::from_json(tok, wrong); }),
              Catch::Contains("different vocabulary"));
 }
 
@@ -270,33 +261,33 @@ TEST_CASE("verbalizer: multi-token and bad label words are rejected", "[prompt][
   REQUIRE(pieces.size() > 1);
   std::string listed;
   for (const auto& p : pieces) listed += (listed.empty() ? "\"" : ", \"") + p + "\"";
-  const std::string msg = error_of([&] { peft::verbalizer(tok, {"terrible", "unwatchable"}); });
+  const std::string msg = peft_test::message_of<peft::invalid_argument>([&] { peft::verbalizer(tok, {"terrible", "unwatchable"}); });
   CHECK_THAT(msg, Catch::Contains("label word 1 \"unwatchable\"") &&
                       Catch::Contains("single vocabulary token") && Catch::Contains("[" + listed + "]"));
-  CHECK_THAT(error_of([&] {
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] {
                peft::verbalizer(tok, {"very good", "great"});
              }),
              Catch::Contains("\"very good\"") && Catch::Contains("2 word pieces"));
-  CHECK_THAT(error_of([&] {
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] {
                peft::verbalizer(tok, {"great", "Great"});
              }),
              Catch::Contains("distinct label words"));
-  CHECK_THAT(error_of([&] {
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] {
                peft::verbalizer(tok, {"[MASK]", "great"});
              }),
              Catch::Contains("ordinary vocabulary token"));
-  CHECK_THAT(error_of([&] { peft::verbalizer(tok, {"", "great"}); }), Catch::Contains("0 word pieces"));
-  CHECK_THAT(error_of([&] { peft::verbalizer(tok, std::vector<std::string>{}); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::verbalizer(tok, {"", "great"}); }), Catch::Contains("0 word pieces"));
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::verbalizer(tok, std::vector<std::string>{}); }),
              Catch::Contains("at least 1"));
   const std::vector<std::string> labels{"0", "1"};
-  CHECK_THAT(error_of([&] { peft::verbalizer::parse(tok, "0=terrible", labels); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::verbalizer::parse(tok, "0=terrible", labels); }),
              Catch::Contains("none for \"1\""));
-  CHECK_THAT(error_of([&] { peft::verbalizer::parse(tok, "0=terrible,2=great", labels); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::verbalizer::parse(tok, "0=terrible,2=great", labels); }),
              Catch::Contains("got \"2\""));
-  CHECK_THAT(error_of([&] { peft::verbalizer::parse(tok, "0=terrible,0=bad,1=great", labels); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::verbalizer::parse(tok, "0=terrible,0=bad,1=great", labels); }),
              Catch::Contains("label \"0\" twice"));
-  CHECK_THAT(error_of([&] { peft::verbalizer::parse(tok, "0:terrible,1=great", labels); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::verbalizer::parse(tok, "0:terrible,1=great", labels); }),
              Catch::Contains("\"label=word\""));
-  CHECK_THAT(error_of([&] { peft::verbalizer::parse(tok, "0=terrible,1=unwatchable", labels); }),
+  CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::verbalizer::parse(tok, "0=terrible,1=unwatchable", labels); }),
              Catch::Contains("unwatchable"));
 }

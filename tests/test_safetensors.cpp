@@ -91,20 +91,6 @@ std::string open_error(const std::string& bytes) {
   return {};
 }
 
-/// Runs @p f and returns the message of the E it throws (fails the test otherwise).
-template <typename E, typename F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL("wrong exception type: " << e.what());
-  }
-  FAIL("no exception thrown");
-  return {};
-}
-#define CHECK_THROWS_MSG(expr, Type, matcher) CHECK_THAT(message_of<Type>([&] { (void)(expr); }), matcher)
 
 float ldexpf_exact(int mant, int exp) { return std::ldexp(static_cast<float>(mant), exp); }
 

@@ -46,15 +46,6 @@ void write_file(const std::string& path, const std::string& text) {
   out << text;
 }
 
-template <typename E>
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
 
 std::string vocab_path() { return peft_test::use_lite_dir() + "/vocab.json"; }
 
@@ -98,7 +89,7 @@ TEST_CASE("unigram: duplicates, reserved pieces and bad input", "[unigram]") {
   CHECK_THROWS_AS(peft::unigram_tokenizer(tiny_pieces(), 0), peft::invalid_argument);
   CHECK_THROWS_AS(peft::unigram_tokenizer(tiny_pieces(), 14), peft::invalid_argument);
   CHECK_THROWS_AS(peft::unigram_tokenizer({{"a", 0}, {"\xFF", -1}}, 1), peft::invalid_argument);
-  const std::string bad = message_of<peft::invalid_argument>([&] { tok.encode("ab\xE2\x96"); });
+  const std::string bad = peft_test::message_of<peft::invalid_argument>([&] { tok.encode("ab\xE2\x96"); });
   CHECK(bad.find("unigram_tokenizer::encode") != std::string::npos);
   CHECK(bad.find("byte offset 2") != std::string::npos);
 }
@@ -115,13 +106,13 @@ TEST_CASE("unigram: vocab.json files and their errors", "[unigram]") {
 
   CHECK_THROWS_AS(peft::unigram_tokenizer::from_vocab_json(dir + "/missing.json"), peft::io_error);
   write_file(dir + "/corrupt.json", j.dump().substr(0, 40));
-  CHECK(message_of<peft::io_error>([&] {
+  CHECK(peft_test::message_of<peft::io_error>([&] {
           peft::unigram_tokenizer::from_vocab_json(dir + "/corrupt.json");
         }).find("corrupt.json") != std::string::npos);
   auto k = j;
   k[7] = {"x", "not a number"};
   write_file(dir + "/entry.json", k.dump());
-  CHECK(message_of<peft::io_error>([&] {
+  CHECK(peft_test::message_of<peft::io_error>([&] {
           peft::unigram_tokenizer::from_vocab_json(dir + "/entry.json");
         }).find("entry 7") != std::string::npos);
   write_file(dir + "/object.json", "{\"a\": 1}");

@@ -33,15 +33,6 @@ void write_file(const std::string& path, const std::string& text) {
   out << text;
 }
 
-template <typename E>
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
 
 bool have_reference() {
   const bool ok = std::filesystem::exists(peft_test::reference_dir() + "/tokenizers_ref.json");
@@ -149,7 +140,7 @@ TEST_CASE("wordpiece: vocabulary look-ups and bad input", "[wordpiece]") {
   CHECK_THROWS_AS(tok.id_to_token(26), peft::invalid_argument);
   CHECK_THROWS_AS(tok.id_to_token(-1), peft::invalid_argument);
   CHECK_THROWS_AS(tok.token_to_id("zebra"), peft::invalid_argument);
-  const std::string bad = message_of<peft::invalid_argument>([&] { tok.encode("ok \xC3\x28 bad", 8); });
+  const std::string bad = peft_test::message_of<peft::invalid_argument>([&] { tok.encode("ok \xC3\x28 bad", 8); });
   CHECK(bad.find("wordpiece_tokenizer::encode") != std::string::npos);
   CHECK(bad.find("byte offset 3") != std::string::npos);
   CHECK_THROWS_AS(tok.tokenize("\xED\xA0\x80"), peft::invalid_argument);  // encoded surrogate
@@ -161,7 +152,7 @@ TEST_CASE("wordpiece: vocabulary look-ups and bad input", "[wordpiece]") {
   CHECK_THROWS_AS(peft::wordpiece_tokenizer(v), peft::invalid_argument);
   v = tiny_vocab();
   v.erase(v.begin() + 4);  // no [MASK]
-  const std::string missing = message_of<peft::invalid_argument>([&] { peft::wordpiece_tokenizer t(v); });
+  const std::string missing = peft_test::message_of<peft::invalid_argument>([&] { peft::wordpiece_tokenizer t(v); });
   CHECK(missing.find("[MASK]") != std::string::npos);
 }
 
@@ -180,19 +171,19 @@ TEST_CASE("wordpiece: vocab.txt and tokenizer.json files, and their errors", "[w
   CHECK_THROWS_AS(peft::wordpiece_tokenizer::from_vocab_txt(dir + "/empty.txt"), peft::io_error);
   write_file(dir + "/dup.txt", text + "world\n");
   const std::string dup =
-      message_of<peft::io_error>([&] { peft::wordpiece_tokenizer::from_vocab_txt(dir + "/dup.txt"); });
+      peft_test::message_of<peft::io_error>([&] { peft::wordpiece_tokenizer::from_vocab_txt(dir + "/dup.txt"); });
   CHECK(dup.find("dup.txt line 27") != std::string::npos);
   CHECK(dup.find("first at line 7") != std::string::npos);
   write_file(dir + "/blank.txt", "[PAD]\n\n[UNK]\n");
-  CHECK(message_of<peft::io_error>([&] {
+  CHECK(peft_test::message_of<peft::io_error>([&] {
           peft::wordpiece_tokenizer::from_vocab_txt(dir + "/blank.txt");
         }).find("line 2") != std::string::npos);
   write_file(dir + "/nomask.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n");
-  CHECK(message_of<peft::io_error>([&] {
+  CHECK(peft_test::message_of<peft::io_error>([&] {
           peft::wordpiece_tokenizer::from_vocab_txt(dir + "/nomask.txt");
         }).find("[MASK]") != std::string::npos);
   write_file(dir + "/badutf8.txt", "[PAD]\n[UNK]\n\xFF\xFE\n");
-  CHECK(message_of<peft::io_error>([&] {
+  CHECK(peft_test::message_of<peft::io_error>([&] {
           peft::wordpiece_tokenizer::from_vocab_txt(dir + "/badutf8.txt");
         }).find("line 3") != std::string::npos);
 
@@ -223,7 +214,7 @@ TEST_CASE("wordpiece: vocab.txt and tokenizer.json files, and their errors", "[w
 
   CHECK_THROWS_AS(peft::wordpiece_tokenizer::from_tokenizer_json(dir + "/missing.json"), peft::io_error);
   write_file(dir + "/corrupt.json", j.dump().substr(0, 200));
-  const std::string corrupt = message_of<peft::io_error>(
+  const std::string corrupt = peft_test::message_of<peft::io_error>(
       [&] { peft::wordpiece_tokenizer::from_tokenizer_json(dir + "/corrupt.json"); });
   CHECK(corrupt.find("corrupt.json") != std::string::npos);
   auto k = j;
