@@ -313,37 +313,37 @@ flip_draw reweight_flipped(std::uint64_t seed) {
 }  // namespace
 
 TEST_CASE("re-weighting gives deliberately flipped pseudo-labels less weight", "[self_training]") {
-  // Per seed, r = (mean weight of a flipped example) / (mean weight of a correct one); uniform
-  // weights give r = 1. Measured over seeds 1-100 in blocks of 20: block means of r 0.53-0.71
-  // (0.62 over all 100; per-seed sd 0.26-0.37, so about 0.07 for a mean of 20), and 17-19 of
-  // 20 seeds below 1. Seeds whose student is still at chance give r near 1. The thresholds,
-  // mean r < 0.85 and at least 14 of 20 below 1, sit about 3 standard errors from those
-  // figures. A confident student is a different case: with two warm-up epochs instead of one,
-  // seeds 1-20 give mean r 1.20, 12 below 1 (a few confidently wrong meta examples make the
-  // meta gradient say "shrink the logits", which flipped labels also do; see the README's LiST
-  // section).
+  // Per seed, r = (mean weight of a flipped example) / (mean weight of a correct one); weights
+  // that ignore the labels give r = 1. Measured over seeds 1-100 in blocks of 20: block means
+  // of r 0.53-0.71 (0.62 over all 100, per-seed sd 0.32, so about 0.07 for a mean of 20), and
+  // 14-19 of 20 seeds with r < 0.95 (84 of 100). Seeds whose student is still at chance give r
+  // near 1. The thresholds, mean r < 0.85 and r < 0.95 for at least 12 of 20, are about 3
+  // standard errors from those figures (a binomial tail of 0.2 % for the count). A confident
+  // student is a different case: with two warm-up epochs instead of one, seeds 1-20 give mean
+  // r 1.20 (a few confidently wrong meta examples make the meta gradient say "shrink the
+  // logits", which flipped labels also do; see the README's LiST section).
   const int seeds = 20;
   double sum_r = 0, sum_accuracy = 0;
-  int below = 0;
+  int below = 0;  // seeds with r < 0.95
   std::string per_seed;
   for (int s = 1; s <= seeds; ++s) {
     const auto d = reweight_flipped(static_cast<std::uint64_t>(s));
     const double r = d.flipped / d.correct;
     sum_r += r;
     sum_accuracy += d.student_accuracy;
-    below += r < 1;
+    below += r < 0.95;
     char line[96];
     std::snprintf(line, sizeof line, "\n  seed %2d: student accuracy %.3f, r %.3f", s, d.student_accuracy, r);
     per_seed += line;
   }
   const double mean_r = sum_r / seeds;
   std::printf(
-      "flipped vs correct pseudo-labels over %d seeds: mean weight ratio %.3f, below 1 for %d; "
+      "flipped vs correct pseudo-labels over %d seeds: mean weight ratio %.3f, below 0.95 for %d; "
       "mean student accuracy %.3f\n",
       seeds, mean_r, below, sum_accuracy / seeds);
   INFO("weight of a flipped over a correct pseudo-label, per seed:" << per_seed);
   CHECK(mean_r < 0.85);
-  CHECK(below >= 14);
+  CHECK(below >= 12);
 }
 
 TEST_CASE("self-training rejects bad input", "[self_training]") {
