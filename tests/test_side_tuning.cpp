@@ -591,12 +591,12 @@ TEST_CASE("side_tuning: save -> load reproduces the outputs bit for bit, mismatc
   other_cfg.embedding_size = 24;
   peft::encoder<peft::bert, float> other(peft::random_encoder_weights<float>(other_cfg, 1));
   CHECK_THROWS_WITH(peft::load_policy<peft::side_tuning<float>>(dir, other.shape()),
-                    Catch::Contains("field 'hidden_size' expected 24 (the encoder), got 16"));
+                    Catch::Contains("field 'hidden_size' expected 24 (encoder), got 16 (checkpoint)"));
   auto layers_cfg = small_config("bert");
   layers_cfg.num_layers = 3;
   peft::encoder<peft::bert, float> deeper(peft::random_encoder_weights<float>(layers_cfg, 1));
   CHECK_THROWS_WITH(peft::load_policy<peft::side_tuning<float>>(dir, deeper.shape()),
-                    Catch::Contains("field 'num_layers' expected 3 (the encoder), got 2"));
+                    Catch::Contains("field 'num_layers' expected 3 (encoder), got 2 (checkpoint)"));
   peft::encoder<peft::use_lite, float> lite(peft::random_encoder_weights<float>(small_config("use_lite"), 1));
   CHECK_THROWS_WITH(peft::load_policy<peft::side_tuning<float>>(dir, lite.shape()),
                     Catch::Contains("field 'model_type' expected \"use_lite\""));

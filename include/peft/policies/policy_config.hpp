@@ -45,19 +45,22 @@ T config_field(const nlohmann::json& j, const char* key, const std::string& wher
   if (!j.is_object() || !j.contains(key))
     throw invalid_argument(where + ": field '" + key + "' missing from the config");
   const auto& v = j.at(key);
-  bool ok = false;
+  bool ok = true;
+  const char* what = "";
   if constexpr (std::is_same_v<T, bool>) {
     ok = v.is_boolean();
+    what = "a boolean";
   } else if constexpr (std::is_integral_v<T>) {
     ok = v.is_number_integer();
+    what = "an integer";
   } else if constexpr (std::is_floating_point_v<T>) {
     ok = v.is_number();
+    what = "a number";
   } else if constexpr (std::is_same_v<T, std::string>) {
     ok = v.is_string();
-  } else {
-    ok = true;
+    what = "a string";
   }
-  if (!ok) throw invalid_argument(where + ": field '" + key + "' has the wrong type, got " + v.dump());
+  if (!ok) throw invalid_argument(where + ": field '" + key + "' expected " + what + ", got " + v.dump());
   if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
     T out{};
     if (!detail::json_to_integer(v, out))
@@ -76,6 +79,14 @@ T config_field(const nlohmann::json& j, const char* key, const std::string& wher
       throw invalid_argument(where + ": field '" + key + "' cannot be read: " + e.what());
     }
   }
+}
+
+/// Field @p key of @p j as T, checked like config_field, or @p fallback when @p j has no such
+/// field (a field added after checkpoints were written).
+template <typename T>
+T config_field_or(const nlohmann::json& j, const char* key, T fallback, const std::string& where) {
+  if (!j.is_object() || !j.contains(key)) return fallback;
+  return config_field<T>(j, key, where);
 }
 
 /// Checks "peft_type" and the encoder-shape fields of a checkpoint config against the

@@ -69,6 +69,7 @@
 #include "../ops/attention.hpp"
 #include "../ops/dropout.hpp"
 #include "../ops/layer_norm.hpp"
+#include "policy_config.hpp"
 #include "policy_traits.hpp"
 
 namespace peft {
@@ -410,53 +411,21 @@ nlohmann::json side_tuning<Scalar>::config_json() const {
 template <typename Scalar>
 side_tuning<Scalar> side_tuning<Scalar>::from_config(const nlohmann::json& j, const encoder_shape& shape) {
   const std::string where = "side_tuning::from_config";
-  if (!j.is_object()) throw invalid_argument(where + ": config expected a JSON object, got " + j.type_name());
+  check_config_header(j, peft_type, shape, where);
+  // Fields absent from a checkpoint keep their defaults (the config grew after the first saves).
+  auto get_string = [&](const char* key, const std::string& def) {
+    return config_field_or<std::string>(j, key, def, where);
+  };
+  auto get_int = [&](const nlohmann::json& obj, const char* key, index def, const std::string& at) {
+    return config_field_or<index>(obj, key, def, at);
+  };
+  auto get_double = [&](const nlohmann::json& obj, const char* key, double def, const std::string& at) {
+    return config_field_or<double>(obj, key, def, at);
+  };
   auto field = [&](const char* key) -> const nlohmann::json* {
     auto it = j.find(key);
     return it == j.end() ? nullptr : &*it;
   };
-  auto get_string = [&](const char* key, std::string def) {
-    const auto* v = field(key);
-    if (!v) return def;
-    if (!v->is_string())
-      throw invalid_argument(where + ": field '" + key + "' expected a string, got " + v->dump());
-    return v->template get<std::string>();
-  };
-  auto get_int = [&](const nlohmann::json& obj, const char* key, index def, const std::string& path) {
-    auto it = obj.find(key);
-    if (it == obj.end()) return def;
-    if (!it->is_number_integer())
-      throw invalid_argument(where + ": field '" + path + "' expected an integer, got " + it->dump());
-    return static_cast<index>(it->template get<std::int64_t>());
-  };
-  auto get_double = [&](const nlohmann::json& obj, const char* key, double def, const std::string& path) {
-    auto it = obj.find(key);
-    if (it == obj.end()) return def;
-    if (!it->is_number())
-      throw invalid_argument(where + ": field '" + path + "' expected a number, got " + it->dump());
-    return it->template get<double>();
-  };
-
-  const std::string type = get_string("peft_type", "");
-  if (type != peft_type)
-    throw invalid_argument(where + ": field 'peft_type' expected \"" + std::string(peft_type) + "\", got \"" +
-                           type + "\"");
-  const std::string model = get_string("model_type", "");
-  if (model != shape.model_type)
-    throw invalid_argument(where + ": field 'model_type' expected \"" + shape.model_type +
-                           "\" (the encoder), got \"" + model + "\"");
-  auto require_int = [&](const char* key, index expected) {
-    if (!field(key))
-      throw invalid_argument(where + ": field '" + std::string(key) + "' missing (expected " +
-                             std::to_string(expected) + ")");
-    const index got = get_int(j, key, 0, key);
-    if (got != expected)
-      throw invalid_argument(where + ": field '" + std::string(key) + "' expected " +
-                             std::to_string(expected) + " (the encoder), got " + std::to_string(got));
-  };
-  require_int("num_layers", shape.num_layers);
-  require_int("hidden_size", shape.hidden_size);
-  require_int("embedding_size", shape.embedding_size);
 
   side_tuning_config c;
   const std::string kind = get_string("side_network", to_string(c.side));
@@ -468,9 +437,9 @@ side_tuning<Scalar> side_tuning<Scalar>::from_config(const nlohmann::json& j, co
     throw invalid_argument(where + ": field 'side_network' expected \"mlp\" or \"transformer\", got \"" +
                            kind + "\"");
   }
-  c.side_hidden = get_int(j, "side_hidden_size", c.side_hidden, "side_hidden_size");
-  c.side_heads = get_int(j, "side_num_heads", c.side_heads, "side_num_heads");
-  c.side_intermediate = get_int(j, "side_intermediate_size", c.side_intermediate, "side_intermediate_size");
+  c.side_hidden = get_int(j, "side_hidden_size", c.side_hidden, where);
+  c.side_heads = get_int(j, "side_num_heads", c.side_heads, where);
+  c.side_intermediate = get_int(j, "side_intermediate_size", c.side_intermediate, where);
   const std::string act = get_string("side_activation", detail::side_activation_name(c.side_activation));
   if (act == "relu") {
     c.side_activation = activation::relu;
@@ -482,8 +451,8 @@ side_tuning<Scalar> side_tuning<Scalar>::from_config(const nlohmann::json& j, co
     throw invalid_argument(
         where + ": field 'side_activation' expected \"relu\", \"gelu\" or \"gelu_new\", got \"" + act + "\"");
   }
-  c.dropout = get_double(j, "side_dropout", c.dropout, "side_dropout");
-  c.layer_norm_eps = get_double(j, "side_layer_norm_eps", c.layer_norm_eps, "side_layer_norm_eps");
+  c.dropout = get_double(j, "side_dropout", c.dropout, where);
+  c.layer_norm_eps = get_double(j, "side_layer_norm_eps", c.layer_norm_eps, where);
   const std::string am = get_string("alpha_mode", to_string(c.alpha));
   if (am == "learned") {
     c.alpha = alpha_mode::learned;
@@ -495,16 +464,16 @@ side_tuning<Scalar> side_tuning<Scalar>::from_config(const nlohmann::json& j, co
     throw invalid_argument(
         where + ": field 'alpha_mode' expected \"learned\", \"fixed\" or \"schedule\", got \"" + am + "\"");
   }
-  c.alpha_init = get_double(j, "alpha_init", c.alpha_init, "alpha_init");
-  c.alpha_fixed = get_double(j, "alpha_fixed", c.alpha_fixed, "alpha_fixed");
+  c.alpha_init = get_double(j, "alpha_init", c.alpha_init, where);
+  c.alpha_fixed = get_double(j, "alpha_fixed", c.alpha_fixed, where);
   if (const auto* s = field("alpha_schedule")) {
     if (!s->is_object())
       throw invalid_argument(where + ": field 'alpha_schedule' expected an object, got " + s->dump());
-    c.schedule.start = get_double(*s, "start", c.schedule.start, "alpha_schedule.start");
-    c.schedule.end = get_double(*s, "end", c.schedule.end, "alpha_schedule.end");
-    c.schedule.steps = get_int(*s, "steps", c.schedule.steps, "alpha_schedule.steps");
+    c.schedule.start = get_double(*s, "start", c.schedule.start, where + ": alpha_schedule");
+    c.schedule.end = get_double(*s, "end", c.schedule.end, where + ": alpha_schedule");
+    c.schedule.steps = get_int(*s, "steps", c.schedule.steps, where + ": alpha_schedule");
   }
-  const index step = get_int(j, "schedule_step", 0, "schedule_step");
+  const index step = get_int(j, "schedule_step", 0, where);
   if (step < 0)
     throw invalid_argument(where + ": field 'schedule_step' expected >= 0, got " + std::to_string(step));
   side_tuning p(shape, c, 0);
