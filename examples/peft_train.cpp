@@ -4,9 +4,12 @@
 //   peft-train --model DIR --method METHOD --train TRAIN --test TEST [--unlabeled POOL]
 //              [--shots K --seed S] [--epochs N | --steps N] [--lr X] [--batch N]
 //              [--template T --verbalizer L1=w1,L2=w2] [--save OUTDIR] [--threads N]
-//              [LiST options]
+//              [method hyper-parameters: --lora-r, --lora-alpha, --target-modules, --layers,
+//               --adapter-size, --prefix-tokens, --option KEY=VALUE, ...] [LiST / MPMP options]
+//              [--config FILE]   (peft-train --help lists every option with its default)
 //
-// METHOD: head, full, houlsby, pfeiffer, list-adapter, prefix, mask, side, lora, list.
+// METHOD: a method of the registry (peft/methods.hpp; --help lists them): head, full,
+// houlsby, pfeiffer, list-adapter, prefix, mask, side, lora, list, mpmp.
 // `list` is LiST self-training (needs --unlabeled); its options default to the reference's:
 //   --teacher-epochs 50 --teacher-lr 5e-6 --sessions 6 --student-steps 1000
 //   --warmup-fraction 0.6 --finetune-epochs 50 --student-lr 1e-4 --batch 4
