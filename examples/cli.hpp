@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <peft/task/task.hpp>
 
 namespace task {
 
@@ -134,20 +135,7 @@ inline int run(CLI::App& app, int argc, char** argv, const std::function<int()>&
   return rc >= 0 ? rc : guarded(app.get_name(), body);
 }
 
-/// "a,,b" -> {"a", "b"}.
-inline std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::string item;
-  for (char c : s + ",") {
-    if (c != ',') {
-      item += c;
-    } else if (!item.empty()) {
-      out.push_back(item);
-      item.clear();
-    }
-  }
-  return out;
-}
+using peft::task::split_list;  // "a,,b" -> {"a", "b"}
 
 }  // namespace cli
 }  // namespace task

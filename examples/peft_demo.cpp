@@ -89,15 +89,14 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "OpenMP threads")->check(task::cli::integer(1));
   if (const int rc = task::cli::parse(app, argc, argv); rc >= 0) return rc;
   const std::vector<std::string> methods = split_list(method_list);
-  for (const auto& name : methods)
-    if (name != "head") {
-      try {
-        if (!peft::find_method(name).make) throw peft::invalid_argument("method '" + name + "' is not built from a config");
-      } catch (const peft::invalid_argument& e) {
-        std::cerr << "peft-demo: --methods: " << e.what() << "\n";
-        return 2;
-      }
+  for (const auto& name : methods) {
+    try {
+      if (!peft::find_method(name).make) throw peft::invalid_argument("method '" + name + "' is not built from a config");
+    } catch (const peft::invalid_argument& e) {
+      std::cerr << "peft-demo: --methods: " << e.what() << "\n";
+      return 2;
     }
+  }
   try {
     peft::set_num_threads(threads);
     peft::keep_freed_memory();  // activation buffers are reused across steps, not re-faulted

@@ -61,7 +61,6 @@ inline long to_long(const std::string& flag, const std::string& v, long min) {
   throw usage_error(flag + " expects an integer >= " + std::to_string(min) + ", got '" + v + "'");
 }
 
-using cli::split_list;
 inline double mean(const std::vector<double>& v) {
   double s = 0;
   for (double x : v) s += x;

@@ -58,6 +58,21 @@ namespace peft::task {
 
 namespace fs = std::filesystem;
 
+/// A comma-separated list, empty items dropped ("a,,b" -> {"a", "b"}): labels, names.
+inline std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::string item;
+  for (char c : s + ",") {
+    if (c != ',') {
+      item += c;
+    } else if (!item.empty()) {
+      out.push_back(item);
+      item.clear();
+    }
+  }
+  return out;
+}
+
 /// A model folder: weights plus the tokenizer that goes with them.
 struct model_files {
   std::string dir;

@@ -20,23 +20,6 @@
 
 namespace peft::task {
 
-namespace detail {
-/// "a,,b" -> {"a", "b"}.
-inline std::vector<std::string> split_names(const std::string& s) {
-  std::vector<std::string> out;
-  std::string item;
-  for (char c : s + ",") {
-    if (c != ',') {
-      item += c;
-    } else if (!item.empty()) {
-      out.push_back(item);
-      item.clear();
-    }
-  }
-  return out;
-}
-}  // namespace detail
-
 
 PEFT_TASK_API model_files load_model(const std::string& dir) {
   if (!fs::is_directory(dir)) throw peft::io_error("model folder '" + dir + "' does not exist");
@@ -186,7 +169,7 @@ PEFT_TASK_API saved_task read_bare_task(const model_files& m, const std::string&
   (void)peft::parse_pool_kind(t.settings.pooling);  // names the accepted values
   if (o.max_length > 0) t.settings.max_length = o.max_length;
   const bool file = o.labels.size() > 5 && o.labels.compare(o.labels.size() - 5, 5, ".json") == 0;
-  t.labels = file ? peft::label_map::load(o.labels) : peft::label_map(detail::split_names(o.labels));
+  t.labels = file ? peft::label_map::load(o.labels) : peft::label_map(split_list(o.labels));
   t.dir = dir;
   t.head_path = o.head;
   return t;
