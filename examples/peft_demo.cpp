@@ -76,8 +76,7 @@ int main(int argc, char** argv) {
     // LiST needs an unlabelled pool (peft-list-table), MPMP a prompt library (peft-mpmp-table),
     // AdapterFusion trained adapters: the demo runs the methods built from a config.
     if (m.make && m.name != "list" && m.name != "mpmp") method_list += (method_list.empty() ? "" : ",") + m.name;
-  CLI::App app("peft-demo: every method on real data (frozen USE-lite, few-shot sentiment), over seeds", "peft-demo");
-  task::cli::setup(app);
+  task::cli::app app("peft-demo: every method on real data (frozen USE-lite, few-shot sentiment), over seeds", "peft-demo");
   app.add_option("--assets", assets, "assets folder (scripts/fetch_assets)");
   app.add_option("--domain", domain, "sentiment file: yelp, imdb or amazon")
       ->check(task::cli::one_of({"yelp", "imdb", "amazon"}));
@@ -87,7 +86,7 @@ int main(int argc, char** argv) {
   app.add_option("--methods", method_list, "methods to compare, comma-separated");
   app.add_option("--out", out_dir, "folder for demo.md, demo.dat and demo.png");
   app.add_option("--threads", threads, "OpenMP threads")->check(task::cli::integer(1));
-  if (const int rc = task::cli::parse(app, argc, argv); rc >= 0) return rc;
+  if (const int rc = app.parse(argc, argv); rc >= 0) return rc;
   const std::vector<std::string> methods = split_list(method_list);
   for (const auto& name : methods) {
     try {

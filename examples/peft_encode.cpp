@@ -39,7 +39,7 @@ struct options {
   int threads = 0;
 };
 
-void add_options(CLI::App& app, options& o) {
+void add_options(cli::app& app, options& o) {
   app.add_option("--model", o.model, "model folder (Hugging Face or USE-lite TF.js)")->required();
   app.add_option("--input", o.input, "text file, one sentence per line (or --ids)");
   app.add_option("--ids", o.ids, "token ids [B, T] as .npy (or --input)");
@@ -189,8 +189,7 @@ int main_impl(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  CLI::App app("peft-encode: hidden states or sentence embeddings of a frozen encoder, as .npy", "peft-encode");
-  cli::setup(app);
+  cli::app app("peft-encode: hidden states or sentence embeddings of a frozen encoder, as .npy", "peft-encode");
   add_options(app, o);
   return cli::run(app, argc, argv, [&] {
     check(o);

@@ -107,9 +107,8 @@ int main(int argc, char** argv) {
   std::string domain_list = "yelp,imdb,amazon", shot_list = "8,16,32";
   int warm_start = 0;
   namespace cli = task::cli;
-  CLI::App app("peft-list-table: LiST self-training against its baselines on real data (LiST's Table 2)",
+  cli::app app("peft-list-table: LiST self-training against its baselines on real data (LiST's Table 2)",
                "peft-list-table");
-  cli::setup(app);
   app.add_option("--assets", assets, "assets folder (scripts/fetch_assets)");
   app.add_option("--domains", domain_list, "sentiment domains, comma-separated (yelp, imdb, amazon)");
   app.add_option("--shots", shot_list, "labelled sentences per class, comma-separated");
@@ -126,7 +125,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-length", max_length, "sentences cut at this many tokens")->check(cli::integer(2));
   app.add_option("--out", out, "Markdown table file");
   app.add_option("--threads", threads, "OpenMP threads")->check(cli::integer(1));
-  if (const int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+  if (const int rc = app.parse(argc, argv); rc >= 0) return rc;
   st.list.re_init = warm_start == 0;
   domains = split_list(domain_list);
   shots.clear();

@@ -39,28 +39,27 @@ struct options {
   int shallow = 0;
 };
 
-void add_options(CLI::App& app, options& o) {
+void add_options(cli::app& app, options& o) {
   o.pre.steps = 2000;
   app.add_option("--model", o.model, "model folder (Hugging Face or USE-lite)")->required();
-  app.add_option_function<std::vector<std::string>>(
+  app.add_repeated(
          "--task",
          [&o](const std::vector<std::string>& vs) {
            for (const auto& v : vs) {
              const auto eq = v.find('=');
              task_spec t;
              t.name = v.substr(0, eq);
-             const auto files = cli::split_list(v.substr(eq + 1));
-             if (files.size() > 2) throw CLI::ValidationError("--task", "expects NAME=TRAIN[,DEV], got '" + v + "'");
+             const auto files = task::split_list(v.substr(eq + 1));
+             if (files.size() > 2) throw usage_error("expects NAME=TRAIN[,DEV], got '" + v + "'");
              t.train = files.at(0);
              if (files.size() == 2) t.dev = files[1];
              for (const auto& other : o.tasks)
-               if (other.name == t.name) throw CLI::ValidationError("--task", "name '" + t.name + "' given twice");
+               if (other.name == t.name) throw usage_error("name '" + t.name + "' given twice");
              o.tasks.push_back(t);
            }
          },
          "NAME=TRAIN[,DEV]: an upstream task (no DEV: --dev-fraction of TRAIN); repeatable")
       ->required()
-      ->allow_extra_args(false)
       ->check(cli::name_value("NAME=TRAIN[,DEV]"));
   app.add_option("--save", o.save, "library folder to write")->required();
   app.add_option("--steps", o.pre.steps, "optimizer steps")->check(cli::integer(1));
@@ -165,8 +164,7 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  CLI::App app("peft-mpmp-pretrain: an MPMP prompt library from upstream tasks", "peft-mpmp-pretrain");
-  cli::setup(app);
+  cli::app app("peft-mpmp-pretrain: an MPMP prompt library from upstream tasks", "peft-mpmp-pretrain");
   add_options(app, o);
   return cli::run(app, argc, argv, [&] {
     o.prompts.deep = o.shallow == 0;

@@ -65,9 +65,8 @@ int main(int argc, char** argv) {
   bbt.eval_every = 20;
   bbt.show_progress = false;
   namespace cli = task::cli;
-  CLI::App app("peft-mpmp-table: MPMP downstream tuning from a prompt library against its baselines",
+  cli::app app("peft-mpmp-table: MPMP downstream tuning from a prompt library against its baselines",
                "peft-mpmp-table");
-  cli::setup(app);
   app.add_option("--assets", assets, "assets folder (scripts/fetch_assets)");
   app.add_option("--library", library, "prompt library from peft-mpmp-pretrain")->required();
   app.add_option("--domain", domain, "sentiment domain")->check(cli::one_of({"yelp", "imdb", "amazon"}));
@@ -84,7 +83,7 @@ int main(int argc, char** argv) {
   app.add_option("--test-size", test_size, "test sentences")->check(cli::integer(1));
   app.add_option("--out", out, "Markdown table file");
   app.add_option("--threads", threads, "OpenMP threads")->check(cli::integer(1));
-  if (const int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+  if (const int rc = app.parse(argc, argv); rc >= 0) return rc;
   bbt.router_init_points = std::min<peft::index>(bbt.router_init_points, std::max<peft::index>(1, bbt.router_budget));
   try {
     peft::set_num_threads(threads);

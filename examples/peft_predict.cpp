@@ -29,7 +29,7 @@ struct options {
   int threads = 0;
 };
 
-void add_options(CLI::App& app, options& o) {
+void add_options(cli::app& app, options& o) {
   app.add_option("--model", o.model, "model folder (Hugging Face or USE-lite)")->required();
   app.add_option("--adapter", o.adapter,
                  "a task saved by peft-train --save, or a bare adapter folder of any method "
@@ -88,8 +88,7 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  CLI::App app("peft-predict: predictions of a saved task or a bare adapter folder", "peft-predict");
-  cli::setup(app);
+  cli::app app("peft-predict: predictions of a saved task or a bare adapter folder", "peft-predict");
   add_options(app, o);
   return cli::run(app, argc, argv, [&] { return run(o); });
 }

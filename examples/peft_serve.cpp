@@ -65,25 +65,24 @@ std::pair<std::string, std::string> split_name(const std::string& v) {
   return {v.substr(0, eq), v.substr(eq + 1)};
 }
 
-void add_options(CLI::App& app, options& o) {
+void add_options(cli::app& app, options& o) {
   app.add_option("--model", o.model, "model folder (Hugging Face or USE-lite)")->required();
-  app.add_option_function<std::vector<std::string>>(
+  app.add_repeated(
          "--task",
          [&o](const std::vector<std::string>& vs) {
            for (const auto& v : vs) {
              auto [name, dir] = split_name(v);
              for (const auto& t : o.tasks)
-               if (t.first == name) throw CLI::ValidationError("--task", "the name '" + name + "' is given twice");
+               if (t.first == name) throw usage_error("the name '" + name + "' is given twice");
              o.tasks.emplace_back(name, dir);
            }
          },
          "NAME=DIR: a task saved by peft-train --save, or a bare adapter folder (then --head, --labels); repeatable")
       ->required()
-      ->allow_extra_args(false)
       ->check(cli::name_value("NAME=DIR"));
   const std::string bare = "Bare adapter folders (keyed by the --task name)";
   auto keyed = [&](const std::string& flag, std::string task::bare_task_options::*field, const std::string& help) {
-    app.add_option_function<std::vector<std::string>>(
+    app.add_repeated(
            flag,
            [&o, field](const std::vector<std::string>& vs) {
              for (const auto& v : vs) {
@@ -92,7 +91,6 @@ void add_options(CLI::App& app, options& o) {
              }
            },
            help)
-        ->allow_extra_args(false)
         ->check(cli::name_value("NAME=VALUE"))
         ->group(bare);
   };
@@ -258,8 +256,7 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  CLI::App app("peft-serve: many saved tasks served over one frozen encoder", "peft-serve");
-  cli::setup(app);
+  cli::app app("peft-serve: many saved tasks served over one frozen encoder", "peft-serve");
   add_options(app, o);
   return cli::run(app, argc, argv, [&] {
     check(o);

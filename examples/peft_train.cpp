@@ -94,7 +94,7 @@ std::string methods_footer() {
 }
 
 /// Every option of peft-train, bound to @p o.
-void add_options(CLI::App& app, options& o) {
+void add_options(cli::app& app, options& o) {
   const std::string task = "Task", train = "Training (fit-based methods)", method = "Method hyper-parameters",
                     list = "LiST (--method list)", mpmp = "MPMP (--method mpmp)", run = "Checkpoints and parallelism";
   app.add_option("--model", o.model, "model folder (Hugging Face or USE-lite)")->required()->group(task);
@@ -134,8 +134,8 @@ void add_options(CLI::App& app, options& o) {
 
   // Fields of the method's adapter_config.json; checked against the method and the model.
   auto policy = [&](const std::string& flag, const std::string& key, const std::string& help,
-                    const CLI::Validator& check, auto convert) {
-    app.add_option_function<std::string>(
+                    const cli::validator& check, auto convert) {
+    app.add_option_function(
            flag, [&o, flag, key, convert](const std::string& v) { set_policy_option(o, flag, key, convert(v)); },
            help)
         ->check(check)
@@ -148,15 +148,13 @@ void add_options(CLI::App& app, options& o) {
   policy("--lora-dropout", "lora_dropout", "LoRA dropout [0.1]", cli::number(0, 0.99), real);
   policy("--target-modules", "target_modules",
          "linears LoRA or mask-tuning changes: query,key,value,attn_out,ffn_in,ffn_out [LoRA: query,value]",
-         CLI::Validator(
-             [](std::string& v) {
-               return cli::split_list(v).empty() ? "expects a comma-separated list of names, got '" + v + "'"
-                                                 : std::string();
-             },
-             "LIST"),
-         [](const std::string& v) {
-           return nlohmann::json(cli::split_list(v));
-         });
+         cli::validator{[](const std::string& v) {
+                          return peft::task::split_list(v).empty()
+                                     ? "expects a comma-separated list of names, got '" + v + "'"
+                                     : std::string();
+                        },
+                        "LIST"},
+         [](const std::string& v) { return nlohmann::json(peft::task::split_list(v)); });
   app.add_option("--layers", o.layers, "layers to change, e.g. 0,1,2 (LoRA, adapters, mask-tuning) [all]")
       ->group(method);
   policy("--adapter-size", "bottleneck_size", "adapter bottleneck m [Houlsby 64, LiST 128]", cli::integer(1), integer);
@@ -165,7 +163,7 @@ void add_options(CLI::App& app, options& o) {
   policy("--prefix-tokens", "num_virtual_tokens", "prefix length [10]", cli::integer(1), integer);
   policy("--prefix-projection", "prefix_projection", "prefix through its MLP during training: 0|1 [1]",
          cli::integer(0, 1), [](const std::string& v) { return nlohmann::json(v != "0"); });
-  app.add_option_function<std::vector<std::string>>(
+  app.add_repeated(
          "--option",
          [&o](const std::vector<std::string>& kvs) {
            for (const auto& kv : kvs) {
@@ -177,7 +175,6 @@ void add_options(CLI::App& app, options& o) {
          },
          "any field of the method's adapter_config.json: KEY=VALUE (a JSON value), repeatable")
       ->check(cli::name_value("KEY=VALUE"))
-      ->allow_extra_args(false)
       ->group(method);
 
   app.add_option("--teacher-epochs", o.list.teacher_epochs, "teacher epochs")->check(cli::integer(0))->group(list);
@@ -238,7 +235,7 @@ void add_options(CLI::App& app, options& o) {
 
 /// Checks the options that go together (after parsing) and fills what depends on several.
 /// @throws usage_error naming the options
-void check(const CLI::App& app, options& o) {
+void check(const cli::app& app, options& o) {
   for (const char* f : {"--mpmp-library", "--mpmp-head", "--stage", "--blackbox", "--router-epochs", "--prompt-epochs",
                         "--router-lr", "--prompt-lr", "--router-budget", "--prompt-budget", "--prompt-tokens",
                         "--modules", "--intrinsic-dim", "--shallow"})
@@ -274,7 +271,7 @@ void check(const CLI::App& app, options& o) {
     throw usage_error("--weight-decay, --warmup and --patience go with the fit-based methods, not " + o.method);
   if (!o.layers.empty()) {
     nlohmann::json layers = nlohmann::json::array();
-    for (const auto& item : cli::split_list(o.layers)) {
+    for (const auto& item : task::split_list(o.layers)) {
       if (item.find_first_not_of("0123456789") != std::string::npos || item.size() > 9)
         throw usage_error("--layers expects a comma-separated list of integers >= 0, got '" + o.layers + "'");
       layers.push_back(std::stol(item));
@@ -463,10 +460,9 @@ int run(const options& o, peft::collective* comm) {
 
 int main(int argc, char** argv) {
   options o;
-  CLI::App app("peft-train: fine-tune one task with any PEFT method over a frozen encoder", "peft-train");
-  cli::setup(app);
+  cli::app app("peft-train: fine-tune one task with any PEFT method over a frozen encoder", "peft-train");
   add_options(app, o);
-  if (const int rc = cli::parse(app, argc, argv); rc >= 0) return rc;
+  if (const int rc = app.parse(argc, argv); rc >= 0) return rc;
   if (const int rc = cli::guarded("peft-train", [&] { return check(app, o), 0; }); rc != 0) return rc;
 #ifdef PEFT_WITH_MPI
   if (peft::launched_by_mpi()) {
