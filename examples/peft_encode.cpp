@@ -2,7 +2,7 @@
 // peft-encode: hidden states or sentence embeddings of a frozen encoder, as .npy.
 //
 //   peft-encode --model DIR (--input TEXT_FILE | --ids IDS.npy [--mask MASK.npy]) --output OUT.npy
-//               [--pool none|cls|mean|sentence] [--precision fp32|bf16] [--threads N]
+//               [--pool none|cls|mean|pooler|sentence] [--precision fp32|bf16] [--threads N]
 //
 // DIR is a Hugging Face folder (config.json, model.safetensors, vocab.txt or tokenizer.json)
 // or a USE-lite TF.js folder (model.json, shards, vocab.json). Bad input exits non-zero with
@@ -45,7 +45,8 @@ void add_options(cli::app& app, options& o) {
   app.add_option("--ids", o.ids, "token ids [B, T] as .npy (or --input)");
   app.add_option("--mask", o.mask, "attention mask [B, T] as .npy (with --ids; default: ids != pad)");
   app.add_option("--output", o.output, "output .npy: [B, T, H] hidden states or [B, H] pooled rows")->required();
-  app.add_option("--pool", o.pool, "none|cls|mean|sentence (default: USE-lite sentence, Hugging Face none)");
+  app.add_option("--pool", o.pool, "pooled rows: sentence (USE-lite's head, BERT's pooler) [USE-lite], none [others]")
+      ->check(cli::one_of({"none", "cls", "mean", "pooler", "sentence"}));
   app.add_option("--precision", o.precision, "frozen weights in fp32 or bf16")->check(cli::one_of({"fp32", "bf16"}));
   app.add_option("--threads", o.threads, "OpenMP threads (0: the default)")->check(cli::integer(1));
 }
@@ -72,14 +73,23 @@ using tokenize_fn = std::function<std::vector<std::int32_t>(const std::string&, 
 
 /// Encodes `b` and pools it; returns rows of the output tensor ([B x H] or [B*T x H]).
 template <typename Arch>
-peft::matrix<float> encode_batch(const peft::encoder<Arch, float>& enc, const peft::batch& b, peft::pooling kind) {
-  const auto h = enc.forward(b);
-  return peft::pool(enc.weights(), h, b, kind);
+peft::matrix<float> encode_batch(const peft::encoder<Arch, float>& enc, const peft::batch& b,
+                                 std::optional<peft::pool_kind> kind) {
+  auto h = enc.forward(b);
+  return kind ? peft::pool_forward(enc.weights(), h, b, *kind) : h;
+}
+
+/// --pool's value: none (hidden states) or a pool_kind; `sentence` is the checkpoint's own
+/// sentence vector, so on a Hugging Face model it is BERT's pooler.
+std::optional<peft::pool_kind> parse_pool(const std::string& name, bool use_lite) {
+  if (name == "none") return std::nullopt;
+  if (name == "sentence" && !use_lite) return peft::pool_kind::pooler;
+  return peft::parse_pool_kind(name);
 }
 
 template <typename Arch>
 int run(const options& o, peft::shared_weights<float> weights, const tokenize_fn& tokenize, std::int32_t pad_id,
-        peft::pooling kind) {
+        std::optional<peft::pool_kind> kind) {
   if (o.precision == "bf16") weights = peft::to_bf16(weights);
   peft::encoder<Arch, float> enc(std::move(weights));
   const peft::index H = enc.hidden_size();
@@ -117,7 +127,7 @@ int run(const options& o, peft::shared_weights<float> weights, const tokenize_fn
     for (const auto& s : seqs) T = std::max<peft::index>(T, static_cast<peft::index>(s.size()));
 
   peft::tensor out;
-  out.shape = kind == peft::pooling::none ? std::vector<std::int64_t>{B, T, H} : std::vector<std::int64_t>{B, H};
+  out.shape = !kind ? std::vector<std::int64_t>{B, T, H} : std::vector<std::int64_t>{B, H};
   out.data.assign(static_cast<std::size_t>(out.numel()), 0.0f);
   for (peft::index start = 0; start < B; start += chunk) {
     const peft::index n = std::min(chunk, B - start);
@@ -131,7 +141,7 @@ int run(const options& o, peft::shared_weights<float> weights, const tokenize_fn
     }
     const auto rows = encode_batch(enc, b, kind);
     for (peft::index i = 0; i < n; ++i) {
-      if (kind == peft::pooling::none) {
+      if (!kind) {
         for (peft::index t = 0; t < b.time(); ++t) {
           if (!b.mask(i, t)) continue;  // padding stays zero
           float* dst = out.data.data() + ((start + i) * T + t) * H;
@@ -152,7 +162,7 @@ int main_impl(const options& o) {
   if (!fs::is_directory(o.model)) throw peft::io_error("model folder '" + o.model + "' does not exist");
   const fs::path dir(o.model);
   if (fs::exists(dir / "model.json")) {
-    const auto kind = peft::parse_pooling(o.pool.empty() ? "sentence" : o.pool);
+    const auto kind = parse_pool(o.pool.empty() ? "sentence" : o.pool, true);
     tokenize_fn tok;
     if (!o.input.empty()) {
       auto t = std::make_shared<peft::unigram_tokenizer>(
@@ -164,7 +174,7 @@ int main_impl(const options& o) {
   if (!fs::exists(dir / "config.json"))
     throw peft::io_error("'" + o.model + "' has neither config.json (Hugging Face) nor model.json (USE-lite)");
   const auto cfg = peft::read_hf_config((dir / "config.json").string());
-  const auto kind = peft::parse_pooling(o.pool.empty() ? "none" : o.pool);
+  const auto kind = parse_pool(o.pool.empty() ? "none" : o.pool, false);
   tokenize_fn tok;
   std::int32_t pad = static_cast<std::int32_t>(cfg.pad_token_id);
   if (!o.input.empty()) {

@@ -20,7 +20,7 @@
 #include <peft/data/data.hpp>
 #include <peft/io/adapter_checkpoint.hpp>
 #include <peft/io/atomic_folder.hpp>
-#include <peft/io/file_util.hpp>
+#include <peft/core/file_util.hpp>
 #include <peft/io/hf_checkpoint.hpp>
 #include <peft/io/mpmp_library.hpp>
 #include <peft/io/safetensors.hpp>

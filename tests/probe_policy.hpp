@@ -7,6 +7,7 @@
 #include <cmath>
 #include <vector>
 
+#include <peft/core/encoder_shape.hpp>
 #include <peft/core/random.hpp>
 #include <peft/core/types.hpp>
 #include <peft/policies/policy_traits.hpp>
@@ -169,6 +170,13 @@ private:
   peft::index m_hidden, m_prefix;
   peft::vector<Scalar> m_theta, m_grad;
 };
+
+/// A probe fitted to an encoder of shape `s`, with `prefix` prefix keys/values per layer.
+template <typename Scalar>
+probe_policy<Scalar> make_probe(const peft::encoder_shape& s, peft::index prefix, std::uint64_t seed) {
+  return probe_policy<Scalar>(s.num_layers, s.embedding_size, s.input_width, s.attention_width, s.hidden_size, prefix,
+                              seed);
+}
 
 }  // namespace peft_test
 

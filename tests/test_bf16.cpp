@@ -13,7 +13,7 @@
 #include <peft/io/npy.hpp>
 #include <peft/io/use_lite.hpp>
 #include <peft/model/encoder.hpp>
-#include <peft/model/heads.hpp>
+#include <peft/model/pooling.hpp>
 #include <peft/optim/adam.hpp>
 #include <peft/policies/bottleneck_adapter.hpp>
 #include <peft/policies/full_finetune.hpp>

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include <peft/dist/collective.hpp>
-#include <peft/io/file_util.hpp>
+#include <peft/core/file_util.hpp>
 #include <peft/model/encoder.hpp>
 #include <peft/model/random_weights.hpp>
 #include <peft/policies/bottleneck_adapter.hpp>

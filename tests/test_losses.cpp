@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Losses and metrics: values and gradients against F.cross_entropy / F.kl_div
 // (tests/reference/torch_optim.py), finite differences, stability, bad input, NaN handling.
-#include <peft/train/losses.hpp>
+#include <peft/ops/losses.hpp>
 
 #include <nlohmann/json.hpp>
 

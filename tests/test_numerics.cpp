@@ -7,7 +7,7 @@
 #include <peft/policies/bottleneck_adapter.hpp>
 #include <peft/policies/compose.hpp>
 #include <peft/policies/lora.hpp>
-#include <peft/train/losses.hpp>
+#include <peft/ops/losses.hpp>
 
 #include <cstdlib>
 #include <cstring>
@@ -73,12 +73,6 @@ Scalar probe_loss(const peft::matrix<Scalar>& h, const peft::batch& b) {
   std::vector<int> labels(static_cast<std::size_t>(b.size()), 1);
   peft::matrix<Scalar> d_logits;
   return peft::cross_entropy(logits, labels, d_logits);
-}
-
-template <typename Scalar>
-peft_test::probe_policy<Scalar> make_probe(const peft::encoder_shape& s, peft::index prefix = 2) {
-  return peft_test::probe_policy<Scalar>(s.num_layers, s.embedding_size, s.input_width, s.attention_width,
-                                         s.hidden_size, prefix, 7);
 }
 
 }  // namespace
@@ -264,28 +258,28 @@ TEST_CASE("what a policy injects is always checked, check mode or not", "[numeri
   const auto s = enc.shape();
 
   SECTION("the h0 given to forward_embedded") {
-    auto p = make_probe<double>(s);
+    auto p = peft_test::make_probe<double>(s, 2, 7);
     peft::matrix<double> h0 = enc.embed(b);
     h0(4, 1) = nan_v<double>;
     CHECK_THROWS_WITH(enc.forward_embedded(h0, b, p),
                       Equals("encoder::forward_embedded: h0: expected finite, got NaN at row 4, column 1"));
   }
   SECTION("on_embeddings output") {
-    auto p = make_probe<double>(s);
+    auto p = peft_test::make_probe<double>(s, 2, 7);
     p.theta()[3] = nan_v<double>;  // the embeddings bias comes first
     CHECK_THROWS_WITH(
         enc.forward(b, p),
         Equals("encoder::forward: policy on_embeddings output: expected finite, got NaN at row 0, column 3"));
   }
   SECTION("on_layer_input output") {
-    auto p = make_probe<double>(s);
+    auto p = peft_test::make_probe<double>(s, 2, 7);
     p.theta()[s.embedding_size + 2] = -inf_v<double>;  // then layer 0's input bias
     CHECK_THROWS_WITH(enc.forward(b, p),
                       Equals("encoder::forward: layer 0 policy on_layer_input output: expected "
                              "finite, got -Inf at row 0, column 2"));
   }
   SECTION("kv_prefix vectors") {
-    auto p = make_probe<double>(s);
+    auto p = peft_test::make_probe<double>(s, 2, 7);
     p.theta()[s.embedding_size + s.input_width[0] + 1] = inf_v<double>;  // then layer 0's prefix keys
     CHECK_THROWS_WITH(enc.forward(b, p),
                       Equals("encoder::forward: layer 0 prefix keys (policy kv_prefix output): "
@@ -468,7 +462,7 @@ TEMPLATE_TEST_CASE("with finite inputs, check mode changes no bit of outputs or 
         using Enc = decltype(enc_tag);
         const Enc enc(peft::random_encoder_weights<TestType>(peft_test::small_config(type, 0.2), 42));
         const auto b = batch_for(type);
-        auto p = make_probe<TestType>(enc.shape());
+        auto p = peft_test::make_probe<TestType>(enc.shape(), 2, 7);
         const peft::matrix<TestType> R = peft_test::loss_weights<TestType>(b, enc.hidden_size(), 11);
         struct result {
           peft::matrix<TestType> plain, h, dh;

@@ -4,7 +4,8 @@
 #include <peft/io/hf_checkpoint.hpp>
 #include <peft/io/npy.hpp>
 #include <peft/model/encoder.hpp>
-#include <peft/model/heads.hpp>
+#include <peft/model/mlm_head.hpp>
+#include <peft/model/pooling.hpp>
 
 #include "test_common.hpp"
 

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <peft/io/use_lite.hpp>
 #include <peft/model/encoder.hpp>
-#include <peft/model/heads.hpp>
+#include <peft/model/pooling.hpp>
 #include <peft/text/unigram.hpp>
 
 #include "test_common.hpp"

@@ -3,7 +3,7 @@
 // every way a hostile header can be wrong, and crash-safe saving.
 #include "test_common.hpp"
 
-#include <peft/io/file_util.hpp>
+#include <peft/core/file_util.hpp>
 #include <peft/io/safetensors.hpp>
 
 #include <cmath>

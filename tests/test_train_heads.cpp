@@ -4,8 +4,9 @@
 #include <peft/io/hf_checkpoint.hpp>
 #include <peft/io/npy.hpp>
 #include <peft/model/encoder.hpp>
-#include <peft/model/heads.hpp>
-#include <peft/train/heads.hpp>
+#include <peft/model/mlm_head.hpp>
+#include <peft/model/pooling.hpp>
+#include <peft/task/heads.hpp>
 
 #include "gradcheck.hpp"
 #include "small_model.hpp"

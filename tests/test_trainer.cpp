@@ -3,7 +3,7 @@
 // LiST-style adapter learn clearly above chance; the same seed gives the same result.
 #include <nlohmann/json.hpp>
 #include <peft/core/memory.hpp>
-#include <peft/io/file_util.hpp>
+#include <peft/core/file_util.hpp>
 #include <peft/io/use_lite.hpp>
 #include <peft/policies/bottleneck_adapter.hpp>
 #include <peft/text/unigram.hpp>

@@ -2,7 +2,7 @@
 // peft::instances: the encoder classes (every architecture, float and double) and the encoder
 // without a policy, the heads, fit's training loop and the head-only float tasks.
 #include <peft/model/encoder.hpp>
-#include <peft/train/heads.hpp>
+#include <peft/task/heads.hpp>
 #include <peft/train/trainer.hpp>
 
 namespace peft {

@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 #include <peft/dist/mpi.hpp>
-#include <peft/io/file_util.hpp>
+#include <peft/core/file_util.hpp>
 #include <peft/io/use_lite.hpp>
 #include <peft/policies/bottleneck_adapter.hpp>
 #include <peft/text/unigram.hpp>

@@ -109,7 +109,7 @@ cases = [
     ("sequence too long", ["--model", bert, "--ids", os.path.join(bad, "long_ids.npy")], "sequence length"),
     ("mask shape mismatch", ["--model", bert, "--ids", os.path.join(bad, "ids.npy"), "--mask",
                              os.path.join(bad, "mask_wrong.npy")], "does not match"),
-    ("unknown pooling", ["--model", bert, "--ids", os.path.join(bad, "ids.npy"), "--pool", "max"], "pooling"),
+    ("unknown pooling", ["--model", bert, "--ids", os.path.join(bad, "ids.npy"), "--pool", "max"], "--pool"),
     ("text without a vocabulary", ["--model", bert, "--input", text], "vocab.txt"),
     ("no input given", ["--model", bert], "exactly one of"),
     ("unknown precision", ["--model", bert, "--ids", os.path.join(bad, "ids.npy"), "--precision", "fp16"],

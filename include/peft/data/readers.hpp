@@ -38,7 +38,7 @@
 
 #include "../core/limits.hpp"
 #include "../error.hpp"
-#include "../io/file_util.hpp"
+#include "../core/file_util.hpp"
 #include "dataset.hpp"
 
 namespace peft {

@@ -105,12 +105,19 @@
                                               const std::vector<encoded_example>&,                 \
                                               const std::vector<encoded_example>&, const fit_options&);
 
-/// One float task: encoder `A`, policy `P`, head `H`.
-#define PEFT_INSTANCES_TASK(EXT, A, P, H)                                                                    \
-  EXT template class task_model<A, float, P, H>;                                                             \
+/// One float task: encoder `A`, policy `P`, head `H`; its model (task/task_model.hpp) and its
+/// training (train/trainer.hpp), declared by the header that defines each.
+#define PEFT_INSTANCES_TASK(EXT, A, P, H) \
+  PEFT_INSTANCES_TASK_MODEL(EXT, A, P, H) \
+  PEFT_INSTANCES_TASK_FIT(EXT, A, P, H)
+
+#define PEFT_INSTANCES_TASK_FIT(EXT, A, P, H)                                                                \
   EXT template fit_result fit<task_model<A, float, P, H>>(                                                   \
       task_model<A, float, P, H>&, const std::vector<encoded_example>&, const std::vector<encoded_example>&, \
-      const fit_options&);                                                                                   \
+      const fit_options&);
+
+#define PEFT_INSTANCES_TASK_MODEL(EXT, A, P, H)                                                              \
+  EXT template class task_model<A, float, P, H>;                                                             \
   EXT template std::vector<index> predict_classes<task_model<A, float, P, H>>(                               \
       const task_model<A, float, P, H>&, const std::vector<encoded_example>&, index, std::int32_t,           \
       std::vector<std::vector<double>>*);                                                                    \
@@ -119,11 +126,16 @@
 
 /// Float tasks with policy `P`: a classification head on every architecture, the prompt head
 /// (masked-LM checkpoints) on BERT.
-#define PEFT_INSTANCES_TASKS(EXT, P)                                \
-  PEFT_INSTANCES_TASK(EXT, bert, P, classification_head<float>)     \
-  PEFT_INSTANCES_TASK(EXT, roberta, P, classification_head<float>)  \
-  PEFT_INSTANCES_TASK(EXT, use_lite, P, classification_head<float>) \
-  PEFT_INSTANCES_TASK(EXT, bert, P, prompt_head<float>)
+#define PEFT_INSTANCES_TASKS(EXT, P)    \
+  PEFT_INSTANCES_TASKS_OF(EXT, P, MODEL) \
+  PEFT_INSTANCES_TASKS_OF(EXT, P, FIT)
+
+/// One part (MODEL or FIT) of the float tasks with policy `P`.
+#define PEFT_INSTANCES_TASKS_OF(EXT, P, PART)                                 \
+  PEFT_INSTANCES_TASK_##PART(EXT, bert, P, classification_head<float>)     \
+  PEFT_INSTANCES_TASK_##PART(EXT, roberta, P, classification_head<float>)  \
+  PEFT_INSTANCES_TASK_##PART(EXT, use_lite, P, classification_head<float>) \
+  PEFT_INSTANCES_TASK_##PART(EXT, bert, P, prompt_head<float>)
 
 // ---- black-box optimizers, LiST and MPMP -------------------------------------------------
 #define PEFT_INSTANCES_CMAES(EXT) EXT template class basic_cmaes<void>;
@@ -341,8 +353,8 @@ PEFT_INSTANCES_ENCODER(extern, modular_prompt)
 }  // namespace peft
 #endif
 
-#if defined(PEFT_DONE_TRAIN_HEADS) && !defined(PEFT_EXTERN_TRAIN_HEADS)
-#define PEFT_EXTERN_TRAIN_HEADS
+#if defined(PEFT_DONE_TASK_HEADS) && !defined(PEFT_EXTERN_TASK_HEADS)
+#define PEFT_EXTERN_TASK_HEADS
 namespace peft {
 PEFT_INSTANCES_HEADS(extern, float)
 PEFT_INSTANCES_HEADS(extern, double)
@@ -354,57 +366,100 @@ PEFT_INSTANCES_HEADS(extern, double)
 namespace peft {
 PEFT_INSTANCES_FIT_LOOP(extern, float)
 PEFT_INSTANCES_FIT_LOOP(extern, double)
-PEFT_INSTANCES_TASKS(extern, no_policy<float>)
+PEFT_INSTANCES_TASKS_OF(extern, no_policy<float>, FIT)
+}  // namespace peft
+#endif
+
+#if defined(PEFT_DONE_TASK_TASK_MODEL) && !defined(PEFT_EXTERN_TASK_TASK_MODEL)
+#define PEFT_EXTERN_TASK_TASK_MODEL
+namespace peft {
+PEFT_INSTANCES_TASKS_OF(extern, no_policy<float>, MODEL)
 }  // namespace peft
 #endif
 
 // Trainer x policy.
-#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_BOTTLENECK_ADAPTER) && \
-    !defined(PEFT_EXTERN_TASKS_BOTTLENECK_ADAPTER)
-#define PEFT_EXTERN_TASKS_BOTTLENECK_ADAPTER
+#if defined(PEFT_DONE_TASK_TASK_MODEL) && defined(PEFT_DONE_POLICIES_BOTTLENECK_ADAPTER) && !defined(PEFT_EXTERN_TASK_MODEL_BOTTLENECK_ADAPTER)
+#define PEFT_EXTERN_TASK_MODEL_BOTTLENECK_ADAPTER
 namespace peft {
-PEFT_INSTANCES_TASKS(extern, bottleneck_adapter<float>)
+PEFT_INSTANCES_TASKS_OF(extern, bottleneck_adapter<float>, MODEL)
 }  // namespace peft
 #endif
-#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_LORA) && !defined(PEFT_EXTERN_TASKS_LORA)
-#define PEFT_EXTERN_TASKS_LORA
+#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_BOTTLENECK_ADAPTER) && !defined(PEFT_EXTERN_TASK_FIT_BOTTLENECK_ADAPTER)
+#define PEFT_EXTERN_TASK_FIT_BOTTLENECK_ADAPTER
 namespace peft {
-PEFT_INSTANCES_TASKS(extern, lora<float>)
+PEFT_INSTANCES_TASKS_OF(extern, bottleneck_adapter<float>, FIT)
 }  // namespace peft
 #endif
-#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_PREFIX_TUNING) && \
-    !defined(PEFT_EXTERN_TASKS_PREFIX_TUNING)
-#define PEFT_EXTERN_TASKS_PREFIX_TUNING
+#if defined(PEFT_DONE_TASK_TASK_MODEL) && defined(PEFT_DONE_POLICIES_LORA) && !defined(PEFT_EXTERN_TASK_MODEL_LORA)
+#define PEFT_EXTERN_TASK_MODEL_LORA
 namespace peft {
-PEFT_INSTANCES_TASKS(extern, prefix_tuning<float>)
+PEFT_INSTANCES_TASKS_OF(extern, lora<float>, MODEL)
 }  // namespace peft
 #endif
-#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_MASK_TUNING) && \
-    !defined(PEFT_EXTERN_TASKS_MASK_TUNING)
-#define PEFT_EXTERN_TASKS_MASK_TUNING
+#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_LORA) && !defined(PEFT_EXTERN_TASK_FIT_LORA)
+#define PEFT_EXTERN_TASK_FIT_LORA
 namespace peft {
-PEFT_INSTANCES_TASKS(extern, mask_tuning<float>)
+PEFT_INSTANCES_TASKS_OF(extern, lora<float>, FIT)
 }  // namespace peft
 #endif
-#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_SIDE_TUNING) && \
-    !defined(PEFT_EXTERN_TASKS_SIDE_TUNING)
-#define PEFT_EXTERN_TASKS_SIDE_TUNING
+#if defined(PEFT_DONE_TASK_TASK_MODEL) && defined(PEFT_DONE_POLICIES_PREFIX_TUNING) && !defined(PEFT_EXTERN_TASK_MODEL_PREFIX_TUNING)
+#define PEFT_EXTERN_TASK_MODEL_PREFIX_TUNING
 namespace peft {
-PEFT_INSTANCES_TASKS(extern, side_tuning<float>)
+PEFT_INSTANCES_TASKS_OF(extern, prefix_tuning<float>, MODEL)
 }  // namespace peft
 #endif
-#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_FULL_FINETUNE) && \
-    !defined(PEFT_EXTERN_TASKS_FULL_FINETUNE)
-#define PEFT_EXTERN_TASKS_FULL_FINETUNE
+#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_PREFIX_TUNING) && !defined(PEFT_EXTERN_TASK_FIT_PREFIX_TUNING)
+#define PEFT_EXTERN_TASK_FIT_PREFIX_TUNING
 namespace peft {
-PEFT_INSTANCES_TASKS(extern, full_finetune<float>)
+PEFT_INSTANCES_TASKS_OF(extern, prefix_tuning<float>, FIT)
 }  // namespace peft
 #endif
-#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_MODULAR_PROMPT) && \
-    !defined(PEFT_EXTERN_TASKS_MODULAR_PROMPT)
-#define PEFT_EXTERN_TASKS_MODULAR_PROMPT
+#if defined(PEFT_DONE_TASK_TASK_MODEL) && defined(PEFT_DONE_POLICIES_MASK_TUNING) && !defined(PEFT_EXTERN_TASK_MODEL_MASK_TUNING)
+#define PEFT_EXTERN_TASK_MODEL_MASK_TUNING
 namespace peft {
-PEFT_INSTANCES_TASKS(extern, modular_prompt<float>)
+PEFT_INSTANCES_TASKS_OF(extern, mask_tuning<float>, MODEL)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_MASK_TUNING) && !defined(PEFT_EXTERN_TASK_FIT_MASK_TUNING)
+#define PEFT_EXTERN_TASK_FIT_MASK_TUNING
+namespace peft {
+PEFT_INSTANCES_TASKS_OF(extern, mask_tuning<float>, FIT)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_TASK_TASK_MODEL) && defined(PEFT_DONE_POLICIES_SIDE_TUNING) && !defined(PEFT_EXTERN_TASK_MODEL_SIDE_TUNING)
+#define PEFT_EXTERN_TASK_MODEL_SIDE_TUNING
+namespace peft {
+PEFT_INSTANCES_TASKS_OF(extern, side_tuning<float>, MODEL)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_SIDE_TUNING) && !defined(PEFT_EXTERN_TASK_FIT_SIDE_TUNING)
+#define PEFT_EXTERN_TASK_FIT_SIDE_TUNING
+namespace peft {
+PEFT_INSTANCES_TASKS_OF(extern, side_tuning<float>, FIT)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_TASK_TASK_MODEL) && defined(PEFT_DONE_POLICIES_FULL_FINETUNE) && !defined(PEFT_EXTERN_TASK_MODEL_FULL_FINETUNE)
+#define PEFT_EXTERN_TASK_MODEL_FULL_FINETUNE
+namespace peft {
+PEFT_INSTANCES_TASKS_OF(extern, full_finetune<float>, MODEL)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_FULL_FINETUNE) && !defined(PEFT_EXTERN_TASK_FIT_FULL_FINETUNE)
+#define PEFT_EXTERN_TASK_FIT_FULL_FINETUNE
+namespace peft {
+PEFT_INSTANCES_TASKS_OF(extern, full_finetune<float>, FIT)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_TASK_TASK_MODEL) && defined(PEFT_DONE_POLICIES_MODULAR_PROMPT) && !defined(PEFT_EXTERN_TASK_MODEL_MODULAR_PROMPT)
+#define PEFT_EXTERN_TASK_MODEL_MODULAR_PROMPT
+namespace peft {
+PEFT_INSTANCES_TASKS_OF(extern, modular_prompt<float>, MODEL)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_MODULAR_PROMPT) && !defined(PEFT_EXTERN_TASK_FIT_MODULAR_PROMPT)
+#define PEFT_EXTERN_TASK_FIT_MODULAR_PROMPT
+namespace peft {
+PEFT_INSTANCES_TASKS_OF(extern, modular_prompt<float>, FIT)
 }  // namespace peft
 #endif
 

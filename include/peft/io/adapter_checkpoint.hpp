@@ -46,7 +46,7 @@
 #include "../error.hpp"
 #include "../policies/policy_tensors.hpp"
 #include "../version.hpp"
-#include "file_util.hpp"
+#include "../core/file_util.hpp"
 #include "safetensors.hpp"
 
 namespace peft {

@@ -38,7 +38,7 @@
 #include <unistd.h>
 
 #include "../error.hpp"
-#include "file_util.hpp"
+#include "../core/file_util.hpp"
 
 namespace peft {
 

@@ -26,7 +26,7 @@
 #include "../error.hpp"
 #include "../model/config.hpp"
 #include "../model/weights.hpp"
-#include "file_util.hpp"
+#include "../core/file_util.hpp"
 #include "safetensors.hpp"
 
 namespace peft {

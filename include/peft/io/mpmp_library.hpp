@@ -20,7 +20,7 @@
 #include "../policies/modular_prompt.hpp"
 #include "../policies/policy_tensors.hpp"
 #include "adapter_checkpoint.hpp"
-#include "file_util.hpp"
+#include "../core/file_util.hpp"
 #include "safetensors.hpp"
 
 namespace peft {

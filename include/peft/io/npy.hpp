@@ -23,7 +23,7 @@
 
 #include "../core/types.hpp"
 #include "../error.hpp"
-#include "file_util.hpp"
+#include "../core/file_util.hpp"
 
 namespace peft {
 namespace detail {

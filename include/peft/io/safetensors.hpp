@@ -35,7 +35,7 @@
 #include "../core/limits.hpp"
 #include "../core/types.hpp"
 #include "../error.hpp"
-#include "file_util.hpp"
+#include "../core/file_util.hpp"
 
 namespace peft {
 

@@ -32,7 +32,7 @@
 #include "../core/types.hpp"
 #include "../core/limits.hpp"
 #include "../error.hpp"
-#include "file_util.hpp"
+#include "../core/file_util.hpp"
 
 namespace peft {
 

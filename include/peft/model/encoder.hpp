@@ -31,7 +31,7 @@
 #include "../ops/linear.hpp"
 #include "../policies/policy_traits.hpp"
 #include "arch.hpp"
-#include "batch.hpp"
+#include "../core/batch.hpp"
 #include "tape.hpp"
 #include "weights.hpp"
 

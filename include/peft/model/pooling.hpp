@@ -3,20 +3,22 @@
 #define PEFT_MODEL_POOLING_HPP
 
 /// @file pooling.hpp
-/// Differentiable reductions of `[B*T x H]` hidden states to one row per sequence, through
-/// the frozen heads a checkpoint ships (BERT pooler, USE-lite sentence head): forward with a
-/// cache, and the input-gradient for training a policy under a task head.
+/// Reductions of `[B*T x H]` hidden states to one row per sequence, plain (CLS, mean) or
+/// through the frozen heads a checkpoint ships (BERT pooler, USE-lite sentence head): forward
+/// with a cache, and the input-gradient for training a policy under a task head. `pool_kind`
+/// is the one pooling enum of peft (task heads, saved tasks, `peft-encode`).
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
 #include "../core/types.hpp"
 #include "../ops/linear.hpp"
-#include "batch.hpp"
-#include "heads.hpp"
+#include "../core/batch.hpp"
 #include "weights.hpp"
 
 namespace peft {
+
 
 /// How a task head reduces the encoder output.
 enum class pool_kind {
@@ -46,6 +48,62 @@ inline const char* to_string(pool_kind k) noexcept {
 /// The natural pooling of an architecture: the sentence head for USE-lite, CLS otherwise.
 inline pool_kind default_pool_kind(const std::string& model_type) {
   return model_type == "use_lite" ? pool_kind::sentence : pool_kind::cls;
+}
+
+namespace detail {
+inline void check_hidden(const char* where, index rows, const batch& b) {
+  if (rows != b.rows())
+    throw invalid_argument(std::string(where) + ": hidden rows expected " + std::to_string(b.rows()) + " (B*T), got " +
+                           std::to_string(rows));
+}
+}  // namespace detail
+
+/// Hidden state of each sequence's first token, `[B x H]`.
+template <typename Scalar>
+matrix<Scalar> cls_pool(const matrix<Scalar>& h, const batch& b) {
+  detail::check_hidden("cls_pool", h.rows(), b);
+  matrix<Scalar> out(b.size(), h.cols());
+  for (index i = 0; i < b.size(); ++i) out.row(i) = h.row(i * b.time());
+  return out;
+}
+
+/// Mean of the hidden states of each sequence's real tokens, `[B x H]`.
+template <typename Scalar>
+matrix<Scalar> mean_pool(const matrix<Scalar>& h, const batch& b) {
+  detail::check_hidden("mean_pool", h.rows(), b);
+  matrix<Scalar> out = matrix<Scalar>::Zero(b.size(), h.cols());
+  for (index i = 0; i < b.size(); ++i) {
+    index n = 0;
+    for (index t = 0; t < b.time(); ++t)
+      if (b.mask(i, t)) {
+        out.row(i) += h.row(i * b.time() + t);
+        ++n;
+      }
+    if (n > 0) out.row(i) /= static_cast<Scalar>(n);
+  }
+  return out;
+}
+
+/// Backward of mean_pool: spreads `d_pooled` (`[B x H]`) over the real tokens.
+template <typename Scalar>
+matrix<Scalar> mean_pool_backward(const matrix<Scalar>& d_pooled, const batch& b) {
+  matrix<Scalar> dh = matrix<Scalar>::Zero(b.rows(), d_pooled.cols());
+  for (index i = 0; i < b.size(); ++i) {
+    const index n = b.length(i);
+    for (index t = 0; t < b.time(); ++t)
+      if (b.mask(i, t)) dh.row(i * b.time() + t) = d_pooled.row(i) / static_cast<Scalar>(n);
+  }
+  return dh;
+}
+
+/// BERT pooler: tanh(W h_cls + b), `[B x H]`.
+template <typename Scalar>
+matrix<Scalar> bert_pooler(const encoder_weights<Scalar>& w, const matrix<Scalar>& h, const batch& b) {
+  if (!w.has_pooler()) throw invalid_argument("bert_pooler: the checkpoint has no pooler weights");
+  matrix<Scalar> out;
+  ops::linear_forward(cls_pool(h, b), w.pooler.weight, w.pooler.bias, out);
+  out = out.array().tanh();
+  return out;
 }
 
 template <typename Scalar>
@@ -127,6 +185,13 @@ matrix<Scalar> pool_backward(const encoder_weights<Scalar>& w, const matrix<Scal
     }
   }
   return d_pooled;
+}
+
+/// USE-lite sentence embedding: L2-normalised tanh(dense(mean_pool(h))), `[B x 512]`
+/// (`pool_forward` with `pool_kind::sentence`).
+template <typename Scalar>
+matrix<Scalar> use_sentence_embedding(const encoder_weights<Scalar>& w, const matrix<Scalar>& h, const batch& b) {
+  return pool_forward(w, h, b, pool_kind::sentence);
 }
 
 }  // namespace peft

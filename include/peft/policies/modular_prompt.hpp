@@ -70,7 +70,7 @@
 #include "../core/random.hpp"
 #include "../core/types.hpp"
 #include "../error.hpp"
-#include "../model/batch.hpp"
+#include "../core/batch.hpp"
 #include "linear_targets.hpp"
 #include "policy_config.hpp"
 #include "policy_traits.hpp"
@@ -78,7 +78,7 @@
 namespace peft {
 
 /// First placeholder token id of the reserved prompt positions (the reference's inputs hold
-/// ids 1000..1049 there; see `insert_prompt_placeholders` in `train/mpmp.hpp`).
+/// ids 1000..1049 there; see `insert_prompt_placeholders` in `task/prompt_placeholders.hpp`).
 inline constexpr std::int32_t mpmp_placeholder_id = 1000;
 
 /// Hyper-parameters of `modular_prompt` (defaults: the reference code's).

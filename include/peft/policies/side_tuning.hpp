@@ -64,7 +64,7 @@
 #include "../core/random.hpp"
 #include "../core/types.hpp"
 #include "../error.hpp"
-#include "../model/batch.hpp"
+#include "../core/batch.hpp"
 #include "../ops/activation.hpp"
 #include "../ops/attention.hpp"
 #include "../ops/dropout.hpp"

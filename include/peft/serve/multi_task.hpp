@@ -28,9 +28,9 @@
 #include "../core/parameter.hpp"
 #include "../error.hpp"
 #include "../model/encoder.hpp"
-#include "../train/heads.hpp"
-#include "../train/losses.hpp"
-#include "../train/trainer.hpp"
+#include "../ops/losses.hpp"
+#include "../task/heads.hpp"
+#include "../task/task_model.hpp"
 
 namespace peft {
 

@@ -46,7 +46,7 @@
 #include "../text/prompt.hpp"
 #include "../text/unigram.hpp"
 #include "../text/wordpiece.hpp"
-#include "../train/trainer.hpp"
+#include "task_model.hpp"
 
 #if defined(PEFT_TASK_SEPARATE)
 #define PEFT_TASK_API

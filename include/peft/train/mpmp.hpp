@@ -54,34 +54,12 @@
 #include "../optim/bayes_opt.hpp"
 #include "../optim/cmaes.hpp"
 #include "../policies/modular_prompt.hpp"
-#include "losses.hpp"
+#include "../ops/losses.hpp"
+#include "../task/prompt_placeholders.hpp"
 #include "progress.hpp"
 #include "trainer.hpp"
 
 namespace peft {
-
-// --- input ----------------------------------------------------------------------------------
-
-/// Inserts @p n placeholder ids (`first_id`, `first_id + 1`, ...) after the first token of
-/// @p e, shifting the mask position; the prompt is then added at positions 1..n.
-/// @throws peft::invalid_argument for an empty example or n < 1
-inline void insert_prompt_placeholders(encoded_example& e, index n, std::int32_t first_id = mpmp_placeholder_id) {
-  const char* where = "insert_prompt_placeholders";
-  if (n < 1) throw invalid_argument(detail::expected_got(where, "prompt tokens", ">= 1", n));
-  if (e.ids.empty()) throw invalid_argument(std::string(where) + ": example expected >= 1 token, got 0");
-  std::vector<std::int32_t> ph(static_cast<std::size_t>(n));
-  for (index i = 0; i < n; ++i) ph[static_cast<std::size_t>(i)] = first_id + static_cast<std::int32_t>(i);
-  e.ids.insert(e.ids.begin() + 1, ph.begin(), ph.end());
-  if (!e.segments.empty()) e.segments.insert(e.segments.begin() + 1, ph.size(), e.segments.front());
-  if (e.mask_pos >= 1) e.mask_pos += n;
-}
-
-/// A copy of @p data with placeholders inserted in every example.
-inline std::vector<encoded_example> with_prompt_placeholders(std::vector<encoded_example> data, index n,
-                                                             std::int32_t first_id = mpmp_placeholder_id) {
-  for (auto& e : data) insert_prompt_placeholders(e, n, first_id);
-  return data;
-}
 
 // --- multi-task pre-training ------------------------------------------------------------------
 

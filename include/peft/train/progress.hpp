@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "../error.hpp"
-#include "../io/file_util.hpp"
+#include "../core/file_util.hpp"
 
 namespace peft {
 

@@ -53,7 +53,7 @@
 #include "../optim/adam.hpp"
 #include "../optim/clip.hpp"
 #include "../optim/schedule.hpp"
-#include "losses.hpp"
+#include "../ops/losses.hpp"
 #include "progress.hpp"
 #include "trainer.hpp"
 

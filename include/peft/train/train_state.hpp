@@ -22,7 +22,7 @@
 #include "../core/random.hpp"
 #include "../core/types.hpp"
 #include "../error.hpp"
-#include "../io/file_util.hpp"
+#include "../core/file_util.hpp"
 #include "../optim/optimizer.hpp"
 
 namespace peft {

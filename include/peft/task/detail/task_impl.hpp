@@ -11,11 +11,11 @@
 
 #include "../../io/adapter_checkpoint.hpp"
 #include "../../io/atomic_folder.hpp"
-#include "../../io/file_util.hpp"
+#include "../../core/file_util.hpp"
 #include "../../io/hf_checkpoint.hpp"
 #include "../../io/use_lite.hpp"
 #include "../../model/encoder.hpp"
-#include "../../train/mpmp.hpp"
+#include "../prompt_placeholders.hpp"
 #include "../task.hpp"
 
 namespace peft::task {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-#ifndef PEFT_TRAIN_LOSSES_HPP
-#define PEFT_TRAIN_LOSSES_HPP
+#ifndef PEFT_OPS_LOSSES_HPP
+#define PEFT_OPS_LOSSES_HPP
 
 /// @file losses.hpp
 /// Classification losses over logits `[batch x classes]` with their gradients, and metrics.
@@ -381,4 +381,4 @@ double macro_f1(const Eigen::MatrixBase<Derived>& logits, const std::vector<Int>
 
 }  // namespace peft
 
-#endif  // PEFT_TRAIN_LOSSES_HPP
+#endif  // PEFT_OPS_LOSSES_HPP

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-#ifndef PEFT_IO_FILE_UTIL_HPP
-#define PEFT_IO_FILE_UTIL_HPP
+#ifndef PEFT_CORE_FILE_UTIL_HPP
+#define PEFT_CORE_FILE_UTIL_HPP
 
 /// @file file_util.hpp
 /// Whole-file binary reads, read-only memory maps and crash-safe writes. Every peft writer
@@ -365,4 +365,4 @@ inline void atomic_write(const std::string& path, const std::string& bytes) {
 
 }  // namespace peft
 
-#endif  // PEFT_IO_FILE_UTIL_HPP
+#endif  // PEFT_CORE_FILE_UTIL_HPP

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-#ifndef PEFT_TRAIN_HEADS_HPP
-#define PEFT_TRAIN_HEADS_HPP
+#ifndef PEFT_TASK_HEADS_HPP
+#define PEFT_TASK_HEADS_HPP
 
 /// @file heads.hpp
 /// Trainable task heads. A head owns a `parameter_store` like a policy does, and maps the
@@ -22,7 +22,8 @@
 #include "../ops/dropout.hpp"
 #include "../ops/layer_norm.hpp"
 #include "../ops/linear.hpp"
-#include "../model/batch.hpp"
+#include "../core/batch.hpp"
+#include "../model/mlm_head.hpp"
 #include "../model/pooling.hpp"
 #include "../model/weights.hpp"
 
@@ -267,7 +268,7 @@ matrix<Scalar> prompt_head<Scalar>::backward(const encoder_weights<Scalar>& w, c
 }  // namespace peft
 
 // Explicit instantiation declarations when peft::instances is linked (see that file).
-#define PEFT_DONE_TRAIN_HEADS
+#define PEFT_DONE_TASK_HEADS
 #include "../detail/instances.hpp"
 
-#endif  // PEFT_TRAIN_HEADS_HPP
+#endif  // PEFT_TASK_HEADS_HPP

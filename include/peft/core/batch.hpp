@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-#ifndef PEFT_MODEL_BATCH_HPP
-#define PEFT_MODEL_BATCH_HPP
+#ifndef PEFT_CORE_BATCH_HPP
+#define PEFT_CORE_BATCH_HPP
 
 /// @file batch.hpp
 /// A padded batch of token-id sequences: ids, segment ids and a 0/1 attention mask, all
@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "../core/types.hpp"
+#include "types.hpp"
 
 namespace peft {
 
@@ -62,4 +62,4 @@ inline batch make_batch(const std::vector<std::vector<std::int32_t>>& seqs, std:
 
 }  // namespace peft
 
-#endif  // PEFT_MODEL_BATCH_HPP
+#endif  // PEFT_CORE_BATCH_HPP
