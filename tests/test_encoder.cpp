@@ -28,12 +28,7 @@ struct fixture {
         b(small_batch(t == "roberta" ? 1 : 0, t != "use_lite")) {}
 
   peft_test::probe_policy<double> probe(peft::index prefix = 2) const {
-    std::vector<peft::index> in, att;
-    for (const auto& L : enc.weights().layers) {
-      in.push_back(L.input_width());
-      att.push_back(L.attention_width());
-    }
-    return {enc.num_layers(), enc.embedding_size(), in, att, enc.hidden_size(), prefix, 3};
+    return peft_test::make_probe<double>(enc.shape(), prefix, 3);
   }
 };
 

@@ -130,22 +130,12 @@ TEST_CASE("LoRA training leaves the frozen weights bitwise unchanged; only LoRA 
   const lora<double> untouched = p;
   const auto R = loss_weights<double>(m.b, 16, 1);
   const peft::vector<double> start = p.parameters().values();
-  double first = 0, last = 0;
-  for (int step = 0; step < 4; ++step) {
-    peft::encoder_tape<double, lora<double>> tape;
-    peft::rng gen(static_cast<std::uint64_t>(step));
-    const double l = peft_test::dot_loss(m.enc.forward(m.b, p, peft::mode::train, &tape, &gen), R);
-    if (step == 0) first = l;
-    last = l;
-    p.parameters().zero_grad();
-    m.enc.backward(R, p, tape);
-    p.parameters().values() -= 0.05 * p.parameters().grads();
-  }
+  const auto loss = peft_test::sgd_steps(m.enc, m.b, p, R, 4, 0.05);
   CHECK(same_weights(before, m.enc.weights()));
   CHECK((p.parameters().values() - start).cwiseAbs().maxCoeff() > 0);
   CHECK(untouched.parameters().values() == start);
-  INFO("loss " << first << " -> " << last);
-  CHECK(last < first);
+  INFO("loss " << loss.first << " -> " << loss.last);
+  CHECK(loss.last < loss.first);
 }
 
 TEST_CASE("LoRA copies are independent", "[lora]") {

@@ -197,14 +197,7 @@ TEST_CASE("mask-tuning training leaves the frozen weights bitwise unchanged; onl
   const auto R = loss_weights<double>(m.b, 16, 1);
   const peft::vector<double> start = p.parameters().values();
   const double sparsity0 = p.sparsity();
-  for (int step = 0; step < 4; ++step) {
-    peft::encoder_tape<double, mask_tuning<double>> tape;
-    peft::rng gen(static_cast<std::uint64_t>(step));
-    m.enc.forward(m.b, p, peft::mode::train, &tape, &gen);
-    p.parameters().zero_grad();
-    m.enc.backward(R, p, tape);
-    p.parameters().values() -= 0.05 * p.parameters().grads();
-  }
+  peft_test::sgd_steps(m.enc, m.b, p, R, 4, 0.05);
   CHECK(same_weights(before, m.enc.weights()));
   CHECK((p.parameters().values() - start).cwiseAbs().maxCoeff() > 0);
   CHECK(p.sparsity() != sparsity0);  // some bits flipped
