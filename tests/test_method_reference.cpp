@@ -222,6 +222,11 @@ void dump_case(const method_case& c, std::uint64_t seed, const peft::encoder<pef
   json config;
   std::vector<std::shared_ptr<const peft::bottleneck_adapter<S>>> fused;
   peft::any_policy<S> pol = build<S>(c, seed, enc.shape(), config, fused);
+  // The options took effect: the config the reference reads says what the case asked for.
+  for (const auto& kv : c.options.items()) {
+    INFO(c.label << " option " << kv.key());
+    CHECK(config.at(kv.key()) == kv.value());
+  }
   peft::safetensors_writer w;
   // Side-tuning runs in eval mode: the reference freezes its base network in eval mode
   // (side_tuning.hpp), so the side network must not see the base's embedding dropout.

@@ -56,7 +56,6 @@ What is written from where (METHODS.md and the papers; peft's documented departu
 import json
 import math
 import os
-import re
 import struct
 import sys
 
@@ -106,9 +105,11 @@ class Params:
                   for k, v in arrays.items() if k.startswith("param.")}
         self.frozen = {k[len("frozen."):]: torch.tensor(v, dtype=dtype)
                        for k, v in arrays.items() if k.startswith("frozen.")}
-        self.used = set()
+        self.used, self.used_frozen = set(), set()
 
     def __getitem__(self, key):
+        if key not in self.t:
+            raise Mismatch("tensor %s expected (from the config), not in the dump" % key)
         self.used.add(key)
         return self.t[key]
 
@@ -116,7 +117,7 @@ class Params:
         return self[key].reshape(-1)
 
     def unused(self):
-        return sorted(set(self.t) - self.used)
+        return sorted(set(self.t) - self.used) + sorted(set(self.frozen) - self.used_frozen)
 
 
 def activation(name, x):
@@ -212,14 +213,22 @@ def encoder(W, mcfg, ids, segments, mask, drops, method):
 # --------------------------------------------------------------------------- the methods
 
 
-def layer_keys(P, pattern):
-    """{layer: match} for every parameter key matching pattern (a regex with a (\\d+) layer)."""
-    out = {}
-    for key in P.t:
-        m = re.fullmatch(pattern, key)
-        if m:
-            out.setdefault(int(m.group(1)), []).append(m)
-    return out
+ROLE_PATH = {role: path for path, role in LINEARS.items()}
+
+
+class Mismatch(Exception):
+    """The dump does not have the tensors the method's config and published layout call for."""
+
+
+def chosen_layers(layers, num_layers):
+    """A config's layer list; empty means every layer."""
+    return sorted(layers) if layers else list(range(num_layers))
+
+
+def check_shape(t, shape, key):
+    if tuple(t.shape) != tuple(shape):
+        raise Mismatch("tensor %s shape expected %s, got %s" % (key, list(shape), list(t.shape)))
+    return t
 
 
 class LoRA(Method):
@@ -227,25 +236,34 @@ class LoRA(Method):
 
     def __init__(self, *a):
         super().__init__(*a)
-        self.scaling = self.cfg["lora_alpha"] / self.cfg["r"]
-        self.paths = {}
-        for l, ms in layer_keys(self.P, r"base_model\.model\.bert\.encoder\.layer\.(\d+)\.(.+)\.lora_A\.weight").items():
-            for m in ms:
-                self.paths[(l, LINEARS[m.group(2)])] = m.group(0)[:-len("lora_A.weight")]
+        c = self.cfg
+        self.scaling = c["lora_alpha"] / c["r"]
+        self.paths = {}  # huggingface/peft keys: base_model.model.<module path>.lora_A.weight
+        for l in chosen_layers(c["layers_to_transform"], self.model_cfg["num_hidden_layers"]):
+            for role in c["target_modules"]:
+                self.paths[(l, role)] = "base_model.model.bert.encoder.layer.%d.%s." % (l, ROLE_PATH[role])
 
     def linear(self, l, role, x, W, b):
         y = x @ W.T + b
         base = self.paths.get((l, role))
         if base is not None:
-            A, Bm = self.P[base + "lora_A.weight"], self.P[base + "lora_B.weight"]
-            assert A.shape[0] == self.cfg["r"] and Bm.shape[1] == self.cfg["r"]
+            r = self.cfg["r"]
+            A = check_shape(self.P[base + "lora_A.weight"], (r, W.shape[1]), base + "lora_A.weight")
+            Bm = check_shape(self.P[base + "lora_B.weight"], (W.shape[0], r), base + "lora_B.weight")
             y = y + self.scaling * (x @ A.T) @ Bm.T
         return y
 
 
-def bottleneck(get, prefix, act, bias):
+def bottleneck_size(cfg, width):
+    """m: bottleneck_size, or width // reduction_factor (AdapterHub's reduction factor)."""
+    return cfg["bottleneck_size"] if cfg["bottleneck_size"] > 0 else max(1, int(width // cfg["reduction_factor"]))
+
+
+def bottleneck(get, prefix, cfg, width):
     """A(z) = z + act(z Wd^T + bd) Wu^T + bu: returns the branch function (without residual)."""
-    Wd, Wu = get(prefix + "adapter_down.0.weight"), get(prefix + "adapter_up.weight")
+    act, bias, m = cfg["non_linearity"], cfg["bias"], bottleneck_size(cfg, width)
+    Wd = check_shape(get(prefix + "adapter_down.0.weight"), (m, width), prefix + "adapter_down.0.weight")
+    Wu = check_shape(get(prefix + "adapter_up.weight"), (width, m), prefix + "adapter_up.weight")
     bd = get(prefix + "adapter_down.0.bias").reshape(-1) if bias else None
     bu = get(prefix + "adapter_up.bias").reshape(-1) if bias else None
 
@@ -273,11 +291,11 @@ class Adapters(Method):
         c = self.cfg
         self.before_dropout = c["placement"] == "pre_dropout"
         self.units = {}
-        for which in ("attention", "ffn"):
-            for l in range(self.model_cfg["num_hidden_layers"]):
-                pre = adapter_prefix(l, which, c["adapter_name"])
-                if pre + "adapter_down.0.weight" in self.P.t:
-                    self.units[(l, which)] = bottleneck(self.P.__getitem__, pre, c["non_linearity"], c["bias"])
+        where = {"attention": ["attention"], "ffn": ["ffn"], "both": ["attention", "ffn"]}[c["location"]]
+        for l in chosen_layers(c["layers"], self.model_cfg["num_hidden_layers"]):
+            for which in where:
+                self.units[(l, which)] = bottleneck(self.P.__getitem__, adapter_prefix(l, which, c["adapter_name"]), c,
+                                                    self.model_cfg["hidden_size"])
 
     def sublayer(self, l, which, h, drop, x):
         unit = self.units.get((l, which))
@@ -297,7 +315,8 @@ class Prefix(Method):
         c, m = self.cfg, self.model_cfg
         n, L, H = c["num_virtual_tokens"], m["num_hidden_layers"], m["hidden_size"]
         if c["prefix_projection"] and "prompt_embeddings" not in self.P.t:
-            E = self.P["prompt_encoder.embedding.weight"]
+            E = check_shape(self.P["prompt_encoder.embedding.weight"], (n, H), "prompt_encoder.embedding.weight")
+            check_shape(self.P["prompt_encoder.transform.0.weight"], (c["encoder_hidden_size"], H), "transform.0")
             hid = torch.tanh(E @ self.P["prompt_encoder.transform.0.weight"].T +
                              self.P.vec("prompt_encoder.transform.0.bias"))
             flat = hid @ self.P["prompt_encoder.transform.2.weight"].T + self.P.vec("prompt_encoder.transform.2.bias")
@@ -329,15 +348,15 @@ class Mask(Method):
 
     def __init__(self, *a):
         super().__init__(*a)
-        self.scores = {}
-        for l, ms in layer_keys(self.P, r"bert\.encoder\.layer\.(\d+)\.(.+)\.weight_mask").items():
-            for m in ms:
-                self.scores[(l, LINEARS[m.group(2)])] = m.group(0)
+        c = self.cfg
+        self.scores = {(l, role): "bert.encoder.layer.%d.%s.weight_mask" % (l, ROLE_PATH[role])
+                       for l in chosen_layers(c["layers"], self.model_cfg["num_hidden_layers"])
+                       for role in c["target_modules"]}
 
     def linear(self, l, role, x, W, b):
         key = self.scores.get((l, role))
         if key is not None:
-            W = W * Binarize.apply(self.P[key], self.cfg["threshold"])
+            W = W * Binarize.apply(check_shape(self.P[key], W.shape, key), self.cfg["threshold"])
         return x @ W.T + b
 
 
@@ -388,20 +407,27 @@ class Fusion(Method):
         super().__init__(*a)
         c = self.cfg
         self.name = c["fusion_name"]
-        self.adapters = []
-        for ac in c["adapters"]:
-            assert ac["location"] == "ffn" and ac["placement"] == "post_dropout"
-            self.adapters.append(ac)
+        self.adapters = c["adapters"]
+        self.layers = set(chosen_layers(self.adapters[0]["layers"], self.model_cfg["num_hidden_layers"]))
+        for ac in self.adapters:
+            if ac["location"] != "ffn" or ac["placement"] != "post_dropout":
+                raise Mismatch("fused adapter %s expected at the FFN output, after dropout" % ac["adapter_name"])
         self.reg = []
+
+    def frozen(self, key):
+        if key not in self.P.frozen:
+            raise Mismatch("fused adapter tensor %s expected, not in the dump" % key)
+        self.P.used_frozen.add(key)
+        return self.P.frozen[key]
 
     def sublayer(self, l, which, h, drop, x):
         h = h * drop
-        pre = "encoder.layer.%d.output.adapter_fusion_layer.%s." % (l, self.name)
-        if which != "ffn" or pre + "query.weight" not in self.P.t:
+        if which != "ffn" or l not in self.layers:
             return h
+        pre = "encoder.layer.%d.output.adapter_fusion_layer.%s." % (l, self.name)
         P = self.P
-        ups = [bottleneck(P.frozen.__getitem__, adapter_prefix(l, "ffn", ac["adapter_name"]),
-                          ac["non_linearity"], ac["bias"])(h) for ac in self.adapters]
+        ups = [bottleneck(self.frozen, adapter_prefix(l, "ffn", ac["adapter_name"]), ac, h.shape[-1])(h)
+               for ac in self.adapters]
         Q = h @ P[pre + "query.weight"].T + P.vec(pre + "query.bias")
         K = [u @ P[pre + "key.weight"].T + P.vec(pre + "key.bias") for u in ups]
         Wv = P[pre + "value.weight"]
@@ -431,6 +457,10 @@ class ModularPrompt(Method):
             return h
         s = l if c["deep"] else 0
         M, n, H = self.M, self.n, h.shape[-1]
+        S = self.model_cfg["num_hidden_layers"] if c["deep"] else 1
+        check_shape(self.P["router"], (c["num_tasks"], S * M), "router")
+        check_shape(self.P["z"], (S * M, c["intrinsic_dim"]), "z")
+        check_shape(self.P["A.%d" % s], (c["intrinsic_dim"], n * H), "A.%d" % s)
         logits = self.P["router"][self.task, s * M:(s + 1) * M]
         noise = self.extra["noise"][s].reshape(-1)
         r = torch.sigmoid((logits + noise) / self.tau)  # RelaxedBernoulli(tau, logits).rsample()
@@ -489,10 +519,16 @@ def run_precision(root, prec):
         extra = {"task": meta["task"], "mask": mask, "regularization_weight": meta["regularization_weight"],
                  "noise": {int(key.split(".")[1]): torch.tensor(v, dtype=dtype)
                            for key, v in arrays.items() if key.startswith("noise.")}}
-        method = METHODS[name](P, cfg, mcfg, extra)
-        out = encoder(W, mcfg, ids, segments, mask, drops, method)
+        try:
+            method = METHODS[name](P, cfg, mcfg, extra)
+            out = encoder(W, mcfg, ids, segments, mask, drops, method)
+        except Mismatch as e:
+            problems.append("%s %s: %s" % (prec, label, e))
+            continue
         loss = (out * R).sum() + method.loss_extra()
-        grads = torch.autograd.grad(loss, [P.t[key] for key in sorted(P.t)]) if P.t else []
+        leaves = [P.t[key] for key in sorted(P.t)]
+        grads = torch.autograd.grad(loss, leaves, allow_unused=True) if leaves else []
+        grads = [torch.zeros_like(x) if g is None else g for x, g in zip(leaves, grads)]  # unused: reported below
         out_np = out.detach().reshape(B * T, H).numpy()
         d_out, _ = rel_diff(arrays["output"][real], out_np[real])
         # The scale of a gradient is the largest reference gradient of the method (over all its
