@@ -43,7 +43,8 @@ struct method_case {
   std::string method;
   json options;
   double scale = 0.3;
-  peft::index task = 0;  ///< MPMP: the task whose router row is used
+  peft::index task = 0;      ///< MPMP: the task whose router row is used
+  bool materialize = false;  ///< MPMP: the downstream form, prompts trained directly
 };
 
 std::vector<method_case> cases() {
@@ -99,6 +100,16 @@ std::vector<method_case> cases() {
         {"deep", false}},
        0.7,
        1},
+      {"mpmp (materialised)",
+       "mpmp",
+       {{"num_modules", 3},
+        {"num_prompt_tokens", 2},
+        {"intrinsic_dim", 4},
+        {"num_tasks", 2},
+        {"temperature", 0.5}},
+       0.4,
+       0,
+       true},
   };
 }
 
@@ -209,7 +220,10 @@ peft::any_policy<S> build(const method_case& c, std::uint64_t seed, const peft::
     return peft::any_policy<S>(std::move(f));
   }
   peft::any_policy<S> p = peft::make_policy<S>(c.method, shape, 7, c.options);
-  if (auto* mp = p.template get_if<peft::modular_prompt<S>>()) mp->set_task(c.task);
+  if (auto* mp = p.template get_if<peft::modular_prompt<S>>()) {
+    mp->set_task(c.task);
+    if (c.materialize) mp->materialize();
+  }
   const double threshold = c.method == "mask" ? c.options.at("threshold").get<double>() : -1;
   for (auto* s : p.stores()) randomise(*s, c.scale, gen, threshold);
   if (p.has_policy()) frozen_config = p.config_json();

@@ -50,7 +50,8 @@ What is written from where (METHODS.md and the papers; peft's documented departu
               adapters read the FFN output h).
   mpmp        r = sigmoid((R[t] + noise) / tau) (relaxed Bernoulli, train mode),
               r^ = r / (sum r + 1e-12), P_k = z_k A (viewed [n, H]), p = sum_k r^_k P_k added
-              to positions 1..n of the input of every layer (deep) or of layer 0 (shallow).
+              to positions 1..n of the input of every layer (deep) or of layer 0 (shallow);
+              materialised (the downstream form): the P_k themselves are the parameters.
 """
 
 import json
@@ -459,15 +460,16 @@ class ModularPrompt(Method):
         M, n, H = self.M, self.n, h.shape[-1]
         S = self.model_cfg["num_hidden_layers"] if c["deep"] else 1
         check_shape(self.P["router"], (c["num_tasks"], S * M), "router")
-        check_shape(self.P["z"], (S * M, c["intrinsic_dim"]), "z")
-        check_shape(self.P["A.%d" % s], (c["intrinsic_dim"], n * H), "A.%d" % s)
+        if c["materialized"]:  # downstream: the module prompts z_k A themselves are the parameters
+            modules = check_shape(self.P["prompt.%d" % s], (M, n * H), "prompt.%d" % s)
+        else:
+            Z = check_shape(self.P["z"], (S * M, c["intrinsic_dim"]), "z")[s * M:(s + 1) * M]
+            modules = Z @ check_shape(self.P["A.%d" % s], (c["intrinsic_dim"], n * H), "A.%d" % s)
         logits = self.P["router"][self.task, s * M:(s + 1) * M]
         noise = self.extra["noise"][s].reshape(-1)
         r = torch.sigmoid((logits + noise) / self.tau)  # RelaxedBernoulli(tau, logits).rsample()
         rh = r / (r.sum() + 1e-12)
-        Z = self.P["z"][s * M:(s + 1) * M]
-        A = self.P["A.%d" % s]
-        prompt = sum(rh[k] * (Z[k] @ A).reshape(n, H) for k in range(M))
+        prompt = sum(rh[k] * modules[k].reshape(n, H) for k in range(M))  # P_k = z_k A, [n, H]
         pad = torch.zeros_like(h)
         pad[:, 1:1 + n] = prompt
         return h + pad
