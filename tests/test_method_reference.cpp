@@ -55,7 +55,8 @@ std::vector<method_case> cases() {
        {{"r", 4},
         {"lora_alpha", 12.0},
         {"target_modules", {"query", "value", "ffn_out"}},
-        {"layers_to_transform", {0, 2}}},
+        {"layers_to_transform", {0, 2}},
+        {"lora_dropout", 0.25}},
        0.15,
        0},
       {"houlsby", "houlsby", {{"bottleneck_size", 5}, {"layers", {1, 2}}}, 0.3, 0},
@@ -212,7 +213,7 @@ peft::any_policy<S> build(const method_case& c, std::uint64_t seed, const peft::
              std::make_shared<const peft::bottleneck_adapter<S>>(bb)};
     peft::adapter_fusion_config fc;
     fc.temperature = 0.5;
-    fc.dropout = 0.0;
+    fc.dropout = 0.3;
     fc.value_initialized = false;
     peft::adapter_fusion<S> f(shape, {fused[0], fused[1]}, fc, 3);
     randomise(f.parameters(), c.scale, gen);
@@ -253,6 +254,21 @@ void dump_case(const method_case& c, std::uint64_t seed, const peft::encoder<pef
     enc.backward(R, p, tape);
     if constexpr (std::is_same_v<P, peft::adapter_fusion<S>>)
       p.add_regularization_grad(fusion_regularization_weight);
+    // The policies' own dropout scales: LoRA's on each path's input, the fusion's on its scores.
+    if constexpr (std::is_same_v<P, peft::lora<S>>) {
+      for (std::size_t i = 0; i < tape.policy.paths.size(); ++i)
+        if (tape.policy.paths[i].mask.size() != 0)
+          add_matrix(w,
+                     "policy_dropout." + std::to_string(i / peft::num_linear_ids) + "." +
+                         peft::to_string(static_cast<peft::linear_id>(i % peft::num_linear_ids)),
+                     tape.policy.paths[i].mask);
+    }
+    if constexpr (std::is_same_v<P, peft::adapter_fusion<S>>) {
+      for (std::size_t i = 0; i < tape.policy.layers.size(); ++i) {
+        REQUIRE(tape.policy.layers[i].drop.size() != 0);
+        add_matrix(w, "policy_dropout." + std::to_string(p.fused_layers()[i]), tape.policy.layers[i].drop);
+      }
+    }
     if constexpr (std::is_same_v<P, peft::modular_prompt<S>>) {
       REQUIRE(tape.policy.sampled);  // train mode: relaxed-Bernoulli routing
       for (std::size_t s = 0; s < tape.policy.noise.size(); ++s)

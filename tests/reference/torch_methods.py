@@ -11,6 +11,8 @@ DUMP_DIR is written by tests/test_method_reference.cpp: for each precision (doub
                                           task, mode), param.<key> (the policy's values under
                                           its checkpoint keys), frozen.<key> (fused adapters),
                                           dropout.* (hidden-dropout scales the forward drew),
+                                          policy_dropout.* (LoRA's input and the fusion's
+                                          score dropout scales),
                                           noise.<slot> (MPMP's logistic noise), and peft's
                                           results: output [B*T, H], grad.<key>.
 
@@ -28,8 +30,8 @@ frozen encoder's output unchanged, when a gradient is zero everywhere, or when a
 parameter is not used by the reference (a key the published layout does not know).
 
 What is written from where (METHODS.md and the papers; peft's documented departures noted):
-  LoRA        h = x W^T + b + (lora_alpha / r) x A^T B^T on the targeted linears (Hu et al.;
-              huggingface/peft LoraLayer; no rsLoRA: peft has no use_rslora).
+  LoRA        h = x W^T + b + (lora_alpha / r) dropout(x) A^T B^T on the targeted linears
+              (Hu et al.; huggingface/peft LoraLayer; no rsLoRA: peft has no use_rslora).
   adapters    A(z) = z + act(z Wd^T + bd) Wu^T + bu. Houlsby: attention and FFN outputs,
               after dropout, before residual + LayerNorm (adapter-bert); LiST: linear, no
               bias, before dropout (microsoft/LiST AdapeterLayer); Pfeiffer: FFN only, ReLU,
@@ -45,7 +47,7 @@ What is written from where (METHODS.md and the papers; peft's documented departu
               blend); the side networks (MLP, one post-LN Transformer layer) are peft's own.
   full        every linear W + dW, b + db.
   fusion      AdapterHub BertFusion at the FFN output: Q = h Wq^T + bq, K_n = up_n Wk^T + bk,
-              V_n = up_n Wv^T, alpha = softmax_n(<Q, K_n> / T), out = sum_n alpha_n V_n + h,
+              V_n = up_n Wv^T, alpha = softmax_n(dropout(<Q, K_n>) / T), out = sum_n alpha_n V_n + h,
               loss += w * sum_l ||I - Wv||_F^2 (peft's documented departure: query and
               adapters read the FFN output h).
   mpmp        r = sigmoid((R[t] + noise) / tau) (relaxed Bernoulli, train mode),
@@ -251,6 +253,8 @@ class LoRA(Method):
             r = self.cfg["r"]
             A = check_shape(self.P[base + "lora_A.weight"], (r, W.shape[1]), base + "lora_A.weight")
             Bm = check_shape(self.P[base + "lora_B.weight"], (W.shape[0], r), base + "lora_B.weight")
+            if self.cfg["lora_dropout"] > 0 and self.extra["mode"] == "train":
+                x = x * self.extra["policy_dropout"]["%d.%s" % (l, role)]  # dropout on the LoRA input only
             y = y + self.scaling * (x @ A.T) @ Bm.T
         return y
 
@@ -433,7 +437,10 @@ class Fusion(Method):
         K = [u @ P[pre + "key.weight"].T + P.vec(pre + "key.bias") for u in ups]
         Wv = P[pre + "value.weight"]
         V = [u @ Wv.T for u in ups]
-        s = torch.stack([(Q * k).sum(-1) for k in K], -1) / self.cfg["temperature"]
+        s = torch.stack([(Q * k).sum(-1) for k in K], -1)
+        if self.cfg["dropout_prob"] > 0 and self.extra["mode"] == "train":
+            s = s * self.extra["policy_dropout"]["%d" % l]  # BertFusion: dropout on the scores
+        s = s / self.cfg["temperature"]
         alpha = torch.softmax(s, -1)
         self.reg.append(((torch.eye(Wv.shape[0], dtype=Wv.dtype) - Wv) ** 2).sum())
         return sum(alpha[..., i:i + 1] * V[i] for i in range(len(V))) + h
@@ -518,7 +525,11 @@ def run_precision(root, prec):
                              for l in range(L)]}
         else:
             drops = {"embeddings": 1.0, "attention": [1.0] * L, "ffn": [1.0] * L}
+        B_T = (B, T)
         extra = {"task": meta["task"], "mask": mask, "regularization_weight": meta["regularization_weight"],
+                 "mode": meta["mode"],
+                 "policy_dropout": {key[len("policy_dropout."):]: torch.tensor(v, dtype=dtype).reshape(B_T + v.shape[1:])
+                                    for key, v in arrays.items() if key.startswith("policy_dropout.")},
                  "noise": {int(key.split(".")[1]): torch.tensor(v, dtype=dtype)
                            for key, v in arrays.items() if key.startswith("noise.")}}
         try:
