@@ -194,7 +194,7 @@ void randomise(peft::parameter_store<S>& store, double scale, peft::rng& gen, do
 
 template <typename S>
 peft::any_policy<S> build(const method_case& c, std::uint64_t seed, const peft::encoder_shape& shape,
-                          json& frozen_config,
+                          json& policy_config,
                           std::vector<std::shared_ptr<const peft::bottleneck_adapter<S>>>& fused) {
   peft::rng gen(1000 + seed);
   if (c.method == "fusion") {
@@ -217,7 +217,7 @@ peft::any_policy<S> build(const method_case& c, std::uint64_t seed, const peft::
     fc.value_initialized = false;
     peft::adapter_fusion<S> f(shape, {fused[0], fused[1]}, fc, 3);
     randomise(f.parameters(), c.scale, gen);
-    frozen_config = f.config_json();
+    policy_config = f.config_json();
     return peft::any_policy<S>(std::move(f));
   }
   peft::any_policy<S> p = peft::make_policy<S>(c.method, shape, 7, c.options);
@@ -227,7 +227,7 @@ peft::any_policy<S> build(const method_case& c, std::uint64_t seed, const peft::
   }
   const double threshold = c.method == "mask" ? c.options.at("threshold").get<double>() : -1;
   for (auto* s : p.stores()) randomise(*s, c.scale, gen, threshold);
-  if (p.has_policy()) frozen_config = p.config_json();
+  if (p.has_policy()) policy_config = p.config_json();
   return p;
 }
 
