@@ -76,7 +76,8 @@ template <typename Arch>
 peft::matrix<float> encode_batch(const peft::encoder<Arch, float>& enc, const peft::batch& b,
                                  std::optional<peft::pool_kind> kind) {
   auto h = enc.forward(b);
-  return kind ? peft::pool_forward(enc.weights(), h, b, *kind) : h;
+  if (!kind) return h;  // moved out; a conditional expression would copy it
+  return peft::pool_forward(enc.weights(), h, b, *kind);
 }
 
 /// --pool's value: none (hidden states) or a pool_kind; `sentence` is the checkpoint's own

@@ -38,13 +38,6 @@
 #include <peft/serve/multi_task.hpp>
 
 #include "task_common.hpp"
-#include "task_runtime.hpp"
-
-namespace task {
-PEFT_EXAMPLES_TASK_RUNTIME(extern, peft::bert)
-PEFT_EXAMPLES_TASK_RUNTIME(extern, peft::roberta)
-PEFT_EXAMPLES_TASK_RUNTIME(extern, peft::use_lite)
-}  // namespace task
 
 namespace {
 
@@ -147,7 +140,7 @@ int serve(const options& o, const task::model_files& m, std::istream& in, std::o
     const auto bare = o.bare.find(name);
     task::saved_task t = task::open_task(m, dir, bare == o.bare.end() ? task::bare_task_options{} : bare->second,
                                          "task '" + name + "': ");
-    task::runtime::add_saved_task(server, m, name, t);  // compiled once, in task_runtime_<arch>.cpp
+    task::add_saved_task(server, m, name, t);  // compiled once, in peft::instances
     tasks.emplace(name, std::move(t));
   }
   const double load_peak = proc_status_mb("VmHWM");

@@ -426,6 +426,10 @@ int run(const options& o, peft::collective* comm) {
                         {"backbone_params", r.backbone_params},
                         {"train_seconds", r.train_seconds},
                         {"examples_per_second", r.examples_per_second}};
+  if (r.dev_accuracy >= 0) {  // what --dev scored at the kept step (the last one without --eval-every)
+    out["dev_accuracy"] = r.dev_accuracy;
+    out["dev_step"] = r.dev_step;
+  }
   if (comm) {
     out["ranks"] = comm->size();
     out["allreduce_calls"] = comm->allreduce_calls();

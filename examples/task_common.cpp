@@ -1,16 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// The library's task layer (peft/task/task.hpp), compiled once for every example program
-// (they define PEFT_TASK_SEPARATE), and what the programs add to it.
-#include <peft/task/detail/task_impl.hpp>
-
+// What the example programs add to the library's task layer: opening a task folder named on a
+// command line.
 #include "task_common.hpp"
 
 namespace task {
-
-void save_task(const std::string& dir, const task_settings& settings, const peft::label_map& labels,
-               const run_result& trained) {
-  peft::task::save_task(dir, settings, labels, trained.policy, trained.head);
-}
 
 saved_task open_task(const model_files& m, const std::string& dir, const bare_task_options& bare,
                      const std::string& where) {

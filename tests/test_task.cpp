@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// The task layer (peft/task/task.hpp), header-only: a real model folder and its tokenizer, text
-// encoded for a task, a task saved as one folder and read back (settings, labels, policy and
-// head giving the same predictions), a bare adapter folder, and the errors a program shows.
+// The task layer (peft/task/task.hpp, peft/task/run.hpp; compiled once in peft::instances): a
+// real model folder and its tokenizer, text encoded for a task, a task saved as one folder and
+// read back (settings, labels, policy and head giving the same predictions), a bare adapter
+// folder, the runtime's train / save / predict / serve round trip, and the errors a program shows.
+#include <peft/task/run.hpp>
 #include <peft/task/task.hpp>
 
 #include <filesystem>
@@ -97,6 +99,77 @@ TEST_CASE("a task saved as one folder reads back to the same settings, labels an
   CHECK_THROWS_WITH(save_task(bare, s, labels, policy, peft::store_tensors(head.parameters())),
                     Catch::Contains("refusing to replace it"));
   CHECK(fs::exists(fs::path(bare) / "adapter_config.json"));
+}
+
+TEST_CASE("the task runtime trains, saves, predicts and serves a task chosen at run time", "[task][run]") {
+  const model_files m = load_model(peft_test::use_lite_dir());
+  const auto data = small_data();
+  const auto labels = peft::label_map::from_dataset(data);
+  task_settings s;
+  s.method = "houlsby";
+  s.model_type = m.model_type;
+  s.pooling = "mean";
+  s.max_length = 16;
+  s.policy_options = {{"bottleneck_size", 4}};
+  const auto rows = encode(m, s, data, labels, std::nullopt, true);
+
+  peft::fit_options fit;
+  fit.epochs = 3;
+  fit.batch_size = 4;
+  fit.lr = 1e-2;
+  fit.head_lr = 3e-2;
+  fit.seed = 5;
+  run_result r = train_task(m, s, labels.size(), {}, rows, {}, rows, fit, 5);
+  // Trainable: the Houlsby adapters (two per layer) and the head, counted from the shape.
+  const auto shape = model_shape(m);
+  const peft::index per_adapter = 2 * shape.hidden_size * 4 + 4 + shape.hidden_size;
+  CHECK(r.trainable_params == 2 * shape.num_layers * per_adapter + shape.hidden_size * 2 + 2);
+  CHECK(r.backbone_params == shape.backbone_parameters);
+  REQUIRE(r.predictions.size() == rows.size());
+  REQUIRE(r.probabilities.size() == rows.size());
+  CHECK(r.dev_accuracy == -1.0);  // no dev set given
+  // With a dev set (and no eval_every), fit scores it after the last step: on the same rows the
+  // figure is the test accuracy, and the training itself is unchanged.
+  const run_result with_dev = train_task(m, s, labels.size(), {}, rows, rows, rows, fit, 5);
+  CHECK(with_dev.dev_accuracy == r.accuracy);
+  CHECK(with_dev.dev_step == 6);  // 3 epochs of 2 batches
+  CHECK(with_dev.predictions == r.predictions);
+  REQUIRE(r.policy.get_if<peft::bottleneck_adapter<float>>() != nullptr);
+  // Training moved every adapter store off its start (the fresh policy of the same seed).
+  auto fresh = task_policy("houlsby", shape, 5, "", s.policy_options);
+  const auto trained_stores = r.policy.stores();
+  const auto fresh_stores = fresh.stores();
+  REQUIRE(trained_stores.size() == fresh_stores.size());
+  for (std::size_t i = 0; i < fresh_stores.size(); ++i)
+    CHECK((trained_stores[i]->values() - fresh_stores[i]->values()).cwiseAbs().maxCoeff() > 0);
+
+  const std::string dir = peft_test::scratch_dir("task_runtime") + "/sentiment";
+  save_task(dir, s, labels, r);
+  const saved_task t = read_saved_task(m, dir);
+  CHECK(t.settings.method == "houlsby");
+  // The saved task predicts what the trained one did, bitwise.
+  const run_result p = predict_task(m, t.settings, t.labels.size(), {}, t.dir, t.head_path, rows);
+  CHECK(p.predictions == r.predictions);
+  CHECK(p.probabilities == r.probabilities);
+  CHECK(p.accuracy == r.accuracy);
+
+  // Served next to nothing else, the same task gives the same logits' argmax.
+  const peft::encoder<peft::use_lite, float> enc(m.weights);
+  peft::multi_task_server<peft::use_lite, float> server(enc, m.pad_id);
+  add_saved_task(server, m, "sentiment", t);
+  const auto logits = server.task_logits("sentiment", rows);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    Eigen::Index best = 0;
+    logits.row(static_cast<Eigen::Index>(i)).maxCoeff(&best);
+    CHECK(best == r.predictions[i]);
+  }
+
+  // A method the registry does not know, and label words on a model without a masked-LM head.
+  task_settings bad = s;
+  bad.method = "no-such-method";
+  CHECK_THROWS_WITH(train_task(m, bad, 2, {}, rows, {}, rows, fit, 5), Catch::Contains("no-such-method"));
+  CHECK_THROWS_WITH(train_task(m, s, 2, {5, 6}, rows, {}, rows, fit, 5),
+                    Catch::Contains("masked-LM") && Catch::Contains("use_lite"));
 }
 
 TEST_CASE("the task layer's errors name what was expected and what was found", "[task][errors]") {

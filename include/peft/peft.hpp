@@ -5,7 +5,11 @@
 /// @file peft.hpp
 /// Umbrella header: the core, ops, encoder, policies, optimizers, training, multi-task
 /// serving, text and data pieces. File formats live in `peft/io/` and are included on their
-/// own (the xtensor-based `.npy` reader needs the `peft::npy` target).
+/// own (the xtensor-based `.npy` reader needs the `peft::npy` target). So are the method
+/// registry (`peft/methods.hpp`: any_policy, load_any_policy) and the task layer
+/// (`peft/task/task.hpp`, `peft/task/run.hpp`): they reach every method and file format, and
+/// header-only, `run.hpp` compiles every architecture x method x head into the file that
+/// includes it (linking `peft::instances` makes that a declaration only).
 
 #include "version.hpp"
 #include "error.hpp"

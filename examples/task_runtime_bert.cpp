@@ -1,7 +1,0 @@
-// SPDX-License-Identifier: Apache-2.0
-// The task runtime (task_runtime.hpp) instantiated for bert.
-#include "task_runtime.hpp"
-
-namespace task {
-PEFT_EXAMPLES_TASK_RUNTIME(, peft::bert)
-}  // namespace task
