@@ -32,7 +32,7 @@ function(peft_add_import_test kind requires)
   set_tests_properties(cmake_import_${kind}_build PROPERTIES
     FIXTURES_REQUIRED peft_import_${kind}_configured FIXTURES_SETUP peft_import_${kind}_built)
   set_tests_properties(cmake_import_${kind}_run PROPERTIES
-    FIXTURES_REQUIRED peft_import_${kind}_built PASS_REGULAR_EXPRESSION "peft consumer: ok")
+    FIXTURES_REQUIRED peft_import_${kind}_built)  # the exit code decides (0 only when every check held)
   set_tests_properties(cmake_import_${kind}_configure cmake_import_${kind}_build cmake_import_${kind}_run
     PROPERTIES LABELS packaging)
 endfunction()
