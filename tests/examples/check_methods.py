@@ -22,12 +22,14 @@ usage: check_methods.py PEFT_TRAIN USE_LITE_DIST ASSETS_DIR SCRATCH
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 
 train_exe, use_lite, assets, scratch = sys.argv[1:5]
 quick = os.environ.get("PEFT_EXAMPLES_QUICK") == "1"
-os.makedirs(scratch, exist_ok=True)
+shutil.rmtree(scratch, ignore_errors=True)  # nothing from an earlier run is reused
+os.makedirs(scratch)
 yelp = [e for e in json.load(open(os.path.join(assets, "sentiment", "test", "fixtures", "yelp.json")))
         if e.get("class") is not None and e["text"].strip()]
 random.Random(7).shuffle(yelp)
