@@ -4,7 +4,7 @@
 //   peft-train --model DIR --method METHOD --train TRAIN --test TEST [--unlabeled POOL]
 //              [--shots K --seed S] [--epochs N | --steps N] [--lr X] [--batch N]
 //              [--template T --verbalizer L1=w1,L2=w2] [--save OUTDIR] [--threads N]
-//              [method hyper-parameters: --lora-r, --lora-alpha, --target-modules, --layers,
+//              [method hyper-parameters: --lora-r, --lora-alpha, --lora-rslora, --target-modules, --layers,
 //               --adapter-size, --prefix-tokens, --option KEY=VALUE, ...] [LiST / MPMP options]
 //              [--config FILE]   (peft-train --help lists every option with its default)
 //
@@ -146,6 +146,8 @@ void add_options(cli::app& app, options& o) {
   policy("--lora-r", "r", "LoRA rank r [8]", cli::integer(1), integer);
   policy("--lora-alpha", "lora_alpha", "LoRA alpha (scale alpha/r) [8]", cli::number(1e-12, 1e6), real);
   policy("--lora-dropout", "lora_dropout", "LoRA dropout [0.1]", cli::number(0, 0.99), real);
+  policy("--lora-rslora", "use_rslora", "rsLoRA: scale alpha/sqrt(r) instead of alpha/r: 0|1 [0]", cli::integer(0, 1),
+         [](const std::string& v) { return nlohmann::json(v != "0"); });
   policy("--target-modules", "target_modules",
          "linears LoRA or mask-tuning changes: query,key,value,attn_out,ffn_in,ffn_out [LoRA: query,value]",
          cli::validator{[](const std::string& v) {

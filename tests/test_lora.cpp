@@ -8,6 +8,7 @@
 #include <peft/policies/lora.hpp>
 #include <peft/policies/mask_tuning.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -293,34 +294,48 @@ TEST_CASE("LoRA's output is the frozen encoder's with (alpha / r) B A added to e
           "[lora][reference]") {
   // The published update, computed here from the saved blocks and the config alone, with
   // alpha != r: a wrong scale (r / alpha, 1, alpha) or a transposed product changes the output.
+  // rsLoRA (use_rslora) scales by alpha / sqrt(r) instead; the config carries it through a
+  // save, and a config without the field (older Hugging Face files) means plain LoRA.
   small_model<peft::bert> m("bert");
-  lora_config c;
-  c.r = 2;
-  c.lora_alpha = 6.0;
-  c.lora_dropout = 0.0;
-  c.target_modules = {linear_id::query, linear_id::value};
-  lora<double> p(m.enc.shape(), c, 3);
-  peft_test::randomise(p.parameters().values(), 0.3, 5);
-  const auto with_lora = m.enc.forward(m.b, p);
+  for (const bool rs : {false, true}) {
+    INFO("use_rslora " << rs);
+    lora_config c;
+    c.r = 2;
+    c.lora_alpha = 6.0;
+    c.lora_dropout = 0.0;
+    c.use_rslora = rs;
+    c.target_modules = {linear_id::query, linear_id::value};
+    lora<double> p(m.enc.shape(), c, 3);
+    peft_test::randomise(p.parameters().values(), 0.3, 5);
+    const auto with_lora = m.enc.forward(m.b, p);
 
-  peft::encoder_weights<double> w = m.enc.weights();
-  const double scale = c.lora_alpha / double(c.r);
-  using row_major = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  auto block = [&](const std::string& name) {
-    for (const auto& b : p.parameters().blocks())
-      if (b.name == name) return row_major(Eigen::Map<const row_major>(p.parameters().values().data() + b.offset, b.rows, b.cols));
-    FAIL("no block " << name);
-    return row_major();
-  };
-  for (int l = 0; l < 2; ++l)
-    for (const char* t : {"query", "value"}) {
-      const std::string at = "base_model.model.bert.encoder.layer." + std::to_string(l) + ".attention.self." + t;
-      auto& lw = std::string(t) == "query" ? w.layers[std::size_t(l)].query : w.layers[std::size_t(l)].value;
-      lw.weight += scale * block(at + ".lora_B.weight") * block(at + ".lora_A.weight");
-    }
-  peft::encoder<peft::bert, double> by_hand(std::make_shared<const peft::encoder_weights<double>>(w));
-  const double diff = (by_hand.forward(m.b) - with_lora).cwiseAbs().maxCoeff();
-  INFO("max abs difference " << diff);
-  CHECK(diff < 1e-12);
-  CHECK((with_lora - m.enc.forward(m.b)).cwiseAbs().maxCoeff() > 1e-3);  // the update is not negligible
+    peft::encoder_weights<double> w = m.enc.weights();
+    const double scale = c.lora_alpha / (rs ? std::sqrt(double(c.r)) : double(c.r));
+    CHECK(p.scaling() == scale);
+    using row_major = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    auto block = [&](const std::string& name) {
+      for (const auto& b : p.parameters().blocks())
+        if (b.name == name)
+          return row_major(Eigen::Map<const row_major>(p.parameters().values().data() + b.offset, b.rows, b.cols));
+      FAIL("no block " << name);
+      return row_major();
+    };
+    for (int l = 0; l < 2; ++l)
+      for (const char* t : {"query", "value"}) {
+        const std::string at = "base_model.model.bert.encoder.layer." + std::to_string(l) + ".attention.self." + t;
+        auto& lw = std::string(t) == "query" ? w.layers[std::size_t(l)].query : w.layers[std::size_t(l)].value;
+        lw.weight += scale * block(at + ".lora_B.weight") * block(at + ".lora_A.weight");
+      }
+    peft::encoder<peft::bert, double> by_hand(std::make_shared<const peft::encoder_weights<double>>(w));
+    const double diff = (by_hand.forward(m.b) - with_lora).cwiseAbs().maxCoeff();
+    INFO("max abs difference " << diff);
+    CHECK(diff < 1e-12);
+    CHECK((with_lora - m.enc.forward(m.b)).cwiseAbs().maxCoeff() > 1e-3);  // the update is not negligible
+
+    auto j = p.config_json();
+    CHECK(j.at("use_rslora") == rs);
+    CHECK(lora<double>::from_config(j, m.enc.shape()).scaling() == scale);
+    j.erase("use_rslora");
+    CHECK(lora<double>::from_config(j, m.enc.shape()).scaling() == c.lora_alpha / double(c.r));
+  }
 }

@@ -116,16 +116,17 @@ head_run = run(train_exe, "--method", "head", *common)
 head_params = json.loads(head_run.stdout.strip().splitlines()[-1])["trainable_params"] if head_run.returncode == 0 else -1
 out = os.path.join(scratch, "ckpt_lora_flags")
 r = run(train_exe, "--method", "lora", *common, "--lora-r", "4", "--lora-alpha", "16", "--lora-dropout", "0",
-        "--target-modules", "query,key,value", "--layers", "0,1", "--weight-decay", "0.01", "--warmup", "0.1",
+        "--lora-rslora", "1", "--target-modules", "query,key,value", "--layers", "0,1", "--weight-decay", "0.01", "--warmup", "0.1",
         "--save", out)
 check(r.returncode == 0, "peft-train lora with --lora-r/--lora-alpha/--target-modules/--layers runs (%s)" % r.stderr.strip()[-200:])
 if r.returncode == 0:
     res = json.loads(r.stdout.strip().splitlines()[-1])
     cfg = json.load(open(os.path.join(out, "adapter_config.json")))
-    check(cfg["r"] == 4 and cfg["lora_alpha"] == 16 and cfg["lora_dropout"] == 0 and
+    check(cfg["r"] == 4 and cfg["lora_alpha"] == 16 and cfg["lora_dropout"] == 0 and cfg["use_rslora"] is True and
           sorted(cfg["target_modules"]) == ["key", "query", "value"] and cfg["layers_to_transform"] == [0, 1],
           "the saved adapter_config.json holds the flags' values: %s" % {k: cfg.get(k) for k in
-                                                                       ("r", "lora_alpha", "target_modules", "layers_to_transform")})
+                                                                       ("r", "lora_alpha", "use_rslora", "target_modules",
+                                                                        "layers_to_transform")})
     shapes = safetensors_shapes(os.path.join(out, "adapter_model.safetensors"))
     # 2 layers x 3 targets x (A [4, in] and B [out, 4]).
     rank_ok = len(shapes) == 12 and all((s[0] == 4) if "lora_A" in k else (s[1] == 4) for k, s in shapes.items())

@@ -30,8 +30,9 @@ frozen encoder's output unchanged, when a gradient is zero everywhere, or when a
 parameter is not used by the reference (a key the published layout does not know).
 
 What is written from where (METHODS.md and the papers; peft's documented departures noted):
-  LoRA        h = x W^T + b + (lora_alpha / r) dropout(x) A^T B^T on the targeted linears
-              (Hu et al.; huggingface/peft LoraLayer; no rsLoRA: peft has no use_rslora).
+  LoRA        h = x W^T + b + s dropout(x) A^T B^T on the targeted linears, s = lora_alpha / r,
+              or lora_alpha / sqrt(r) with use_rslora (Hu et al.; Kalajdzievski 2023;
+              huggingface/peft LoraLayer.update_layer).
   adapters    A(z) = z + act(z Wd^T + bd) Wu^T + bu. Houlsby: attention and FFN outputs,
               after dropout, before residual + LayerNorm (adapter-bert); LiST: linear, no
               bias, before dropout (microsoft/LiST AdapeterLayer); Pfeiffer: FFN only, ReLU,
@@ -235,12 +236,13 @@ def check_shape(t, shape, key):
 
 
 class LoRA(Method):
-    """Hu et al. 2022: h = W0 x + (alpha / r) B A x on the targeted linears."""
+    """Hu et al. 2022: h = W0 x + (alpha / r) B A x on the targeted linears; rsLoRA
+    (Kalajdzievski 2023) divides by sqrt(r) instead of r."""
 
     def __init__(self, *a):
         super().__init__(*a)
         c = self.cfg
-        self.scaling = c["lora_alpha"] / c["r"]
+        self.scaling = c["lora_alpha"] / (math.sqrt(c["r"]) if c.get("use_rslora", False) else c["r"])
         self.paths = {}  # huggingface/peft keys: base_model.model.<module path>.lora_A.weight
         for l in chosen_layers(c["layers_to_transform"], self.model_cfg["num_hidden_layers"]):
             for role in c["target_modules"]:

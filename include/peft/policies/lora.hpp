@@ -4,9 +4,11 @@
 
 /// @file lora.hpp
 /// LoRA: a trainable low-rank path beside chosen frozen linears,
-/// `y = x W^T + b + (alpha / r) * dropout(x) A^T B^T`.
-/// Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022; defaults,
-/// initialisation and checkpoint keys as huggingface/peft (`tuners/lora/layer.py`, `config.py`).
+/// `y = x W^T + b + s * dropout(x) A^T B^T` with s = alpha / r (alpha / sqrt(r) for rsLoRA).
+/// Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022; rsLoRA:
+/// Kalajdzievski, "A Rank Stabilization Scaling Factor for Fine-Tuning with LoRA", 2023;
+/// defaults, initialisation and checkpoint keys as huggingface/peft (`tuners/lora/layer.py`,
+/// `config.py`).
 
 #include <nlohmann/json.hpp>
 
@@ -33,7 +35,10 @@ namespace peft {
 /// Hyper-parameters of `lora` (defaults: huggingface/peft `LoraConfig` for BERT).
 struct lora_config {
   index r = 8;                ///< rank of the update
-  double lora_alpha = 8.0;    ///< the update is scaled by lora_alpha / r
+  double lora_alpha = 8.0;    ///< the update is scaled by lora_alpha / r (rsLoRA: / sqrt(r))
+  /// rsLoRA (Kalajdzievski 2023; huggingface/peft `use_rslora`): scale by lora_alpha / sqrt(r),
+  /// which keeps the update's size stable as r grows.
+  bool use_rslora = false;
   double lora_dropout = 0.0;  ///< dropout on the LoRA input path (train mode only)
   /// Linears that get a LoRA path (peft's BERT default: query and value).
   std::vector<linear_id> target_modules = {linear_id::query, linear_id::value};
@@ -80,7 +85,7 @@ public:
 
   const lora_config& config() const noexcept { return m_config; }
   const encoder_shape& shape() const noexcept { return m_shape; }
-  /// The factor alpha / r applied to every update.
+  /// The factor s applied to every update: alpha / r, or alpha / sqrt(r) with use_rslora.
   Scalar scaling() const noexcept { return m_scaling; }
   parameter_store<Scalar>& parameters() noexcept { return m_store; }
   const parameter_store<Scalar>& parameters() const noexcept { return m_store; }
@@ -173,6 +178,7 @@ lora<Scalar>::lora(const encoder_shape& shape, const lora_config& config, std::u
   m_config.layers_to_transform =
       detail::resolve_layers(config.layers_to_transform, all, shape.num_layers, where, "layers_to_transform");
   m_scaling = static_cast<Scalar>(config.lora_alpha / static_cast<double>(config.r));
+  if (config.use_rslora) m_scaling = static_cast<Scalar>(config.lora_alpha / std::sqrt(static_cast<double>(config.r)));
 
   m_slot.assign(static_cast<std::size_t>(shape.num_layers * num_linear_ids), -1);
   rng gen(seed);
@@ -263,6 +269,7 @@ nlohmann::json lora<Scalar>::config_json() const {
   j["r"] = m_config.r;
   j["lora_alpha"] = m_config.lora_alpha;
   j["lora_dropout"] = m_config.lora_dropout;
+  j["use_rslora"] = m_config.use_rslora;
   j["target_modules"] = detail::targets_to_json(m_config.target_modules);
   j["layers_to_transform"] = m_config.layers_to_transform;
   j["bias"] = "none";
@@ -279,6 +286,7 @@ lora_config lora<Scalar>::config_from_json(const nlohmann::json& j, const encode
   c.r = config_field<index>(j, "r", where);
   c.lora_alpha = config_field<double>(j, "lora_alpha", where);
   c.lora_dropout = config_field<double>(j, "lora_dropout", where);
+  c.use_rslora = config_field_or<bool>(j, "use_rslora", false, where);  // absent from older Hugging Face files
   c.target_modules = detail::targets_from_json(j, "target_modules", where);
   c.layers_to_transform = config_field<std::vector<index>>(j, "layers_to_transform", where);
   return c;
