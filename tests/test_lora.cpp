@@ -12,8 +12,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "small_model.hpp"
 #include "gradcheck.hpp"
+#include "small_model.hpp"
 #include "test_common.hpp"
 
 using peft::linear_id;
@@ -316,14 +316,17 @@ TEST_CASE("LoRA's output is the frozen encoder's with (alpha / r) B A added to e
     auto block = [&](const std::string& name) {
       for (const auto& b : p.parameters().blocks())
         if (b.name == name)
-          return row_major(Eigen::Map<const row_major>(p.parameters().values().data() + b.offset, b.rows, b.cols));
+          return row_major(
+              Eigen::Map<const row_major>(p.parameters().values().data() + b.offset, b.rows, b.cols));
       FAIL("no block " << name);
       return row_major();
     };
     for (int l = 0; l < 2; ++l)
       for (const char* t : {"query", "value"}) {
-        const std::string at = "base_model.model.bert.encoder.layer." + std::to_string(l) + ".attention.self." + t;
-        auto& lw = std::string(t) == "query" ? w.layers[std::size_t(l)].query : w.layers[std::size_t(l)].value;
+        const std::string at =
+            "base_model.model.bert.encoder.layer." + std::to_string(l) + ".attention.self." + t;
+        auto& lw =
+            std::string(t) == "query" ? w.layers[std::size_t(l)].query : w.layers[std::size_t(l)].value;
         lw.weight += scale * block(at + ".lora_B.weight") * block(at + ".lora_A.weight");
       }
     peft::encoder<peft::bert, double> by_hand(std::make_shared<const peft::encoder_weights<double>>(w));

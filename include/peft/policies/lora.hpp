@@ -34,8 +34,8 @@ namespace peft {
 
 /// Hyper-parameters of `lora` (defaults: huggingface/peft `LoraConfig` for BERT).
 struct lora_config {
-  index r = 8;                ///< rank of the update
-  double lora_alpha = 8.0;    ///< the update is scaled by lora_alpha / r (rsLoRA: / sqrt(r))
+  index r = 8;              ///< rank of the update
+  double lora_alpha = 8.0;  ///< the update is scaled by lora_alpha / r (rsLoRA: / sqrt(r))
   /// rsLoRA (Kalajdzievski 2023; huggingface/peft `use_rslora`): scale by lora_alpha / sqrt(r),
   /// which keeps the update's size stable as r grows.
   bool use_rslora = false;
@@ -178,7 +178,8 @@ lora<Scalar>::lora(const encoder_shape& shape, const lora_config& config, std::u
   m_config.layers_to_transform =
       detail::resolve_layers(config.layers_to_transform, all, shape.num_layers, where, "layers_to_transform");
   m_scaling = static_cast<Scalar>(config.lora_alpha / static_cast<double>(config.r));
-  if (config.use_rslora) m_scaling = static_cast<Scalar>(config.lora_alpha / std::sqrt(static_cast<double>(config.r)));
+  if (config.use_rslora)
+    m_scaling = static_cast<Scalar>(config.lora_alpha / std::sqrt(static_cast<double>(config.r)));
 
   m_slot.assign(static_cast<std::size_t>(shape.num_layers * num_linear_ids), -1);
   rng gen(seed);
@@ -286,7 +287,8 @@ lora_config lora<Scalar>::config_from_json(const nlohmann::json& j, const encode
   c.r = config_field<index>(j, "r", where);
   c.lora_alpha = config_field<double>(j, "lora_alpha", where);
   c.lora_dropout = config_field<double>(j, "lora_dropout", where);
-  c.use_rslora = config_field_or<bool>(j, "use_rslora", false, where);  // absent from older Hugging Face files
+  c.use_rslora =
+      config_field_or<bool>(j, "use_rslora", false, where);  // absent from older Hugging Face files
   c.target_modules = detail::targets_from_json(j, "target_modules", where);
   c.layers_to_transform = config_field<std::vector<index>>(j, "layers_to_transform", where);
   return c;
