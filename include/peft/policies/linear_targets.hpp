@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,28 @@ inline std::string linear_module_path(const std::string& model_type, index l, li
     case linear_id::ffn_out: return p + "output.dense";
   }
   return p;
+}
+
+/// True when module path @p path is named by @p key as Hugging Face matches a plain target
+/// name: the path equals the key or ends with "." + key.
+inline bool path_matches(const std::string& path, const std::string& key) {
+  if (key.empty() || key.size() > path.size()) return false;
+  if (path.compare(path.size() - key.size(), key.size(), key) != 0) return false;
+  return key.size() == path.size() || path[path.size() - key.size() - 1] == '.';
+}
+
+/// The value of the longest key of @p pattern that names @p path (path_matches), else
+/// @p fallback: LoRA's rank_pattern / alpha_pattern.
+template <typename T>
+T pattern_value(const std::map<std::string, T>& pattern, const std::string& path, T fallback) {
+  std::size_t best = 0;
+  T out = fallback;
+  for (const auto& kv : pattern)
+    if (kv.first.size() > best && path_matches(path, kv.first)) {
+      best = kv.first.size();
+      out = kv.second;
+    }
+  return out;
 }
 
 /// Checks that @p shape is usable by a policy (layers, per-layer widths present).

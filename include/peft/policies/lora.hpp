@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -44,6 +45,15 @@ struct lora_config {
   std::vector<linear_id> target_modules = {linear_id::query, linear_id::value};
   /// Layers that get LoRA paths; empty = every layer (peft's `layers_to_transform=None`).
   std::vector<index> layers_to_transform = {};
+  /// Per-linear ranks and alphas overriding `r` and `lora_alpha` (huggingface/peft's
+  /// `rank_pattern` / `alpha_pattern`). A key names linears by the end of their module path,
+  /// as Hugging Face matches a plain name: "query" is every layer's query,
+  /// "encoder.layer.3.attention.self.query" one linear (paths in linear_targets.hpp). A path
+  /// matches a key when it equals it or ends with "." + key; of several matching keys the
+  /// longest wins. Hugging Face's keys are regular expressions: io/hf_peft.hpp resolves them
+  /// into one full-path key per chosen linear when it reads a Hugging Face folder.
+  std::map<std::string, index> rank_pattern = {};
+  std::map<std::string, double> alpha_pattern = {};
 };
 
 /// LoRA over a frozen encoder.
@@ -85,8 +95,23 @@ public:
 
   const lora_config& config() const noexcept { return m_config; }
   const encoder_shape& shape() const noexcept { return m_shape; }
-  /// The factor s applied to every update: alpha / r, or alpha / sqrt(r) with use_rslora.
+  /// The factor s of the linears without a rank_pattern / alpha_pattern entry: alpha / r, or
+  /// alpha / sqrt(r) with use_rslora.
   Scalar scaling() const noexcept { return m_scaling; }
+  /// The factor s of linear @p w of layer @p l (its own rank and alpha); 0 without a path.
+  Scalar scaling(index l, linear_id w) const noexcept {
+    return slot(l, w) < 0 ? Scalar(0) : m_site_scale[slot_index(l, w)];
+  }
+  /// The rank of linear @p w of layer @p l; 0 without a path.
+  index rank(index l, linear_id w) const noexcept {
+    return slot(l, w) < 0 ? 0 : m_store.block(slot(l, w)).rows;
+  }
+  /// alpha / r, or alpha / sqrt(r) with rsLoRA.
+  static double scale_for(index r, double alpha, bool rslora) {
+    double s = alpha / static_cast<double>(r);
+    if (rslora) s = alpha / std::sqrt(static_cast<double>(r));
+    return s;
+  }
   parameter_store<Scalar>& parameters() noexcept { return m_store; }
   const parameter_store<Scalar>& parameters() const noexcept { return m_store; }
   index num_parameters() const noexcept { return m_store.size(); }
@@ -157,7 +182,8 @@ private:
   encoder_shape m_shape;
   lora_config m_config;
   Scalar m_scaling = 1;
-  std::vector<index> m_slot;  ///< per (layer, linear): position of the lora_A block, or -1
+  std::vector<index> m_slot;         ///< per (layer, linear): position of the lora_A block, or -1
+  std::vector<Scalar> m_site_scale;  ///< per (layer, linear): its scaling (0 without a path)
   parameter_store<Scalar> m_store;
 };
 
@@ -177,19 +203,30 @@ lora<Scalar>::lora(const encoder_shape& shape, const lora_config& config, std::u
   for (index l = 0; l < shape.num_layers; ++l) all.push_back(l);
   m_config.layers_to_transform =
       detail::resolve_layers(config.layers_to_transform, all, shape.num_layers, where, "layers_to_transform");
-  m_scaling = static_cast<Scalar>(config.lora_alpha / static_cast<double>(config.r));
-  if (config.use_rslora)
-    m_scaling = static_cast<Scalar>(config.lora_alpha / std::sqrt(static_cast<double>(config.r)));
+  m_scaling = static_cast<Scalar>(scale_for(config.r, config.lora_alpha, config.use_rslora));
+  for (const auto& kv : config.rank_pattern)
+    if (kv.second <= 0)
+      throw invalid_argument(where + ": rank_pattern['" + kv.first + "'] expected > 0, got " +
+                             std::to_string(kv.second));
+  for (const auto& kv : config.alpha_pattern)
+    if (!std::isfinite(kv.second))
+      throw invalid_argument(where + ": alpha_pattern['" + kv.first + "'] expected finite, got " +
+                             std::to_string(kv.second));
 
   m_slot.assign(static_cast<std::size_t>(shape.num_layers * num_linear_ids), -1);
+  m_site_scale.assign(m_slot.size(), Scalar(0));
   rng gen(seed);
   for (index l : m_config.layers_to_transform) {
     for (auto w : m_config.target_modules) {
       const auto [out, in] = shape.linear_shape(l, static_cast<int>(w));
-      const std::string base = "base_model.model." + detail::linear_module_path(shape.model_type, l, w);
-      const index a = m_store.add(base + ".lora_A.weight", m_config.r, in, param_group::weight);
-      m_store.add(base + ".lora_B.weight", out, m_config.r, param_group::weight);
+      const std::string module = detail::linear_module_path(shape.model_type, l, w);
+      const index r = detail::pattern_value(m_config.rank_pattern, module, m_config.r);
+      const double alpha = detail::pattern_value(m_config.alpha_pattern, module, m_config.lora_alpha);
+      const std::string base = "base_model.model." + module;
+      const index a = m_store.add(base + ".lora_A.weight", r, in, param_group::weight);
+      m_store.add(base + ".lora_B.weight", out, r, param_group::weight);
       m_slot[slot_index(l, w)] = a;
+      m_site_scale[slot_index(l, w)] = static_cast<Scalar>(scale_for(r, alpha, m_config.use_rslora));
       const double bound = 1.0 / std::sqrt(static_cast<double>(in));
       auto A = m_store.value(a);
       for (index k = 0; k < A.size(); ++k)
@@ -219,7 +256,7 @@ void lora<Scalar>::on_linear(index l, linear_id w, const mat& x, mat& y, const h
     xin = &xd_local;
   }
   mat xa = (*xin) * A.transpose();
-  y.noalias() += (m_scaling * xa) * B.transpose();
+  y.noalias() += (m_site_scale[slot_index(l, w)] * xa) * B.transpose();
   if (ctx.record) {
     if (t.paths.size() != m_slot.size()) t.paths.resize(m_slot.size());
     auto& e = t.paths[slot_index(l, w)];
@@ -239,8 +276,9 @@ void lora<Scalar>::on_linear_backward(index l, linear_id w, const mat& dy, mat& 
   const auto& e = t.paths[slot_index(l, w)];
   const auto A = m_store.value(a);
   const auto B = m_store.value(a + 1);
-  m_store.grad(a + 1).noalias() += m_scaling * (dy.transpose() * e.xa);
-  const mat dxa = m_scaling * (dy * B);
+  const Scalar s = m_site_scale[slot_index(l, w)];
+  m_store.grad(a + 1).noalias() += s * (dy.transpose() * e.xa);
+  const mat dxa = s * (dy * B);
   m_store.grad(a).noalias() += dxa.transpose() * e.x;
   if (e.mask.size() != 0) {
     dx.noalias() += (dxa * A).cwiseProduct(e.mask);
@@ -257,7 +295,7 @@ std::shared_ptr<encoder_weights<Scalar>> lora<Scalar>::merge(const encoder_weigh
     for (auto w : m_config.target_modules) {
       const index a = slot(l, w);
       mat& W = linear_of(*merged, l, w).weight;
-      const mat delta = m_scaling * (m_store.value(a + 1) * m_store.value(a));
+      const mat delta = m_site_scale[slot_index(l, w)] * (m_store.value(a + 1) * m_store.value(a));
       W += delta;
     }
   return merged;
@@ -273,6 +311,8 @@ nlohmann::json lora<Scalar>::config_json() const {
   j["use_rslora"] = m_config.use_rslora;
   j["target_modules"] = detail::targets_to_json(m_config.target_modules);
   j["layers_to_transform"] = m_config.layers_to_transform;
+  j["rank_pattern"] = m_config.rank_pattern;
+  j["alpha_pattern"] = m_config.alpha_pattern;
   j["bias"] = "none";
   j["fan_in_fan_out"] = false;
   write_shape_fields(j, m_shape);
@@ -291,6 +331,9 @@ lora_config lora<Scalar>::config_from_json(const nlohmann::json& j, const encode
       config_field_or<bool>(j, "use_rslora", false, where);  // absent from older Hugging Face files
   c.target_modules = detail::targets_from_json(j, "target_modules", where);
   c.layers_to_transform = config_field<std::vector<index>>(j, "layers_to_transform", where);
+  // Absent from peft's own files before 0.1.1; Hugging Face's are resolved by io/hf_peft.hpp.
+  c.rank_pattern = config_field_or<std::map<std::string, index>>(j, "rank_pattern", {}, where);
+  c.alpha_pattern = config_field_or<std::map<std::string, double>>(j, "alpha_pattern", {}, where);
   return c;
 }
 
