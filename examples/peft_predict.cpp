@@ -33,7 +33,8 @@ void add_options(cli::app& app, options& o) {
   app.add_option("--model", o.model, "model folder (Hugging Face or USE-lite)")->required();
   app.add_option("--adapter", o.adapter,
                  "a task saved by peft-train --save, or a bare adapter folder of any method "
-                 "(adapter_config.json + adapter_model.safetensors; then --head and --labels)")
+                 "(adapter_config.json + adapter_model.safetensors; then --head and --labels, unless it saves its "
+                 "classifier as Hugging Face PEFT does (modules_to_save) and the model's config.json has id2label)")
       ->required();
   app.add_option("--input", o.input, "rows to predict (JSONL, TSV, CSV; labels optional)")->required();
   app.add_option("--output", o.output, "predictions, one JSON line per row (default: stdout)");

@@ -338,6 +338,7 @@ int run(const options& o, peft::collective* comm) {
   task::task_settings s;
   s.method = o.method;
   s.model_type = m.model_type;
+  s.base_model = m.dir;
   s.template_spec = o.tmpl;
   s.verbalizer_spec = o.verbalizer;
   s.pooling = o.pooling.empty() ? peft::to_string(peft::default_pool_kind(m.model_type)) : o.pooling;

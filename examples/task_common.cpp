@@ -15,8 +15,20 @@ saved_task open_task(const model_files& m, const std::string& dir, const bare_ta
     return read_saved_task(m, dir, where);
   }
   if (!fs::is_directory(dir)) throw peft::io_error(where + "adapter folder '" + dir + "' does not exist");
-  if (bare.head.empty() || bare.labels.empty())
-    throw usage_error(where + "'" + dir + "' has no task.json: a bare adapter folder needs --head FILE and --labels");
+  // A Hugging Face sequence classifier's folder carries its head (modules_to_save), and its
+  // model's config.json may name the classes (id2label).
+  if (bare.head.empty() && peft::read_saved_modules(dir).empty())
+    throw usage_error(where + "'" + dir +
+                      "' has no task.json and saves no classifier (modules_to_save): a bare adapter folder needs "
+                      "--head FILE and --labels");
+  if (bare.labels.empty()) {
+    try {
+      (void)model_labels(m);
+    } catch (const peft::invalid_argument& e) {
+      throw usage_error(where + "'" + dir + "' has no task.json and the model names no classes: --labels is needed (" +
+                        e.what() + ")");
+    }
+  }
   return read_bare_task(m, dir, bare, where);
 }
 

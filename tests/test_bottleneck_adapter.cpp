@@ -186,8 +186,8 @@ TEST_CASE("bottleneck adapter save/load round trip and rejected checkpoints", "[
 
   const auto cfg_json = peft::read_adapter_config(dir);
   CHECK(cfg_json["peft_type"] == "BOTTLENECK_ADAPTER");
-  CHECK(cfg_json["peft_version"] == peft::version_string);
-  CHECK(cfg_json["base_model"]["hidden_size"] == 16);
+  CHECK(cfg_json["peft_cpp"]["version"] == peft::version_string);
+  CHECK(cfg_json["hidden_size"] == 16);
   const auto file = peft::safetensors_file::open(dir + "/adapter_model.safetensors");
   CHECK(file.metadata()["format"] == "pt");
   CHECK(file.info("encoder.layer.1.output.adapters.default.adapter_up.bias").shape == std::vector<std::int64_t>{16});

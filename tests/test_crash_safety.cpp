@@ -137,7 +137,7 @@ TEST_CASE("new weights next to the old config (a kill between the renames) load 
   fs::remove(wts + ".bak.99999");
   CHECK(peft::load_policy<peft::bottleneck_adapter<float>>(dir, shape).parameters().values()[0] == 2.f);
   auto cfg = peft::read_adapter_config(dir);
-  cfg.erase("peft_weights_fnv1a64");
+  cfg["peft_cpp"].erase("weights_fnv1a64");
   peft::atomic_write(dir + "/adapter_config.json", cfg.dump());
   CHECK(peft::load_policy<peft::bottleneck_adapter<float>>(dir, shape).parameters().values()[0] == 2.f);
 }

@@ -2,11 +2,14 @@
 // LoRA: gradients by finite differences inside the encoder, identity at init, frozen weights,
 // parameter blocks, copies, checkpoints, merge/unmerge, and a step on the real USE-lite.
 #include <peft/io/adapter_checkpoint.hpp>
+#include <peft/io/hf_checkpoint.hpp>
+#include <peft/io/npy.hpp>
 #include <peft/io/safetensors.hpp>
 #include <peft/io/use_lite.hpp>
 #include <peft/model/encoder.hpp>
 #include <peft/policies/lora.hpp>
 #include <peft/policies/mask_tuning.hpp>
+#include <peft/task/heads.hpp>
 
 #include <cmath>
 #include <filesystem>
@@ -340,5 +343,252 @@ TEST_CASE("LoRA's output is the frozen encoder's with (alpha / r) B A added to e
     CHECK(lora<double>::from_config(j, m.enc.shape()).scaling() == scale);
     j.erase("use_rslora");
     CHECK(lora<double>::from_config(j, m.enc.shape()).scaling() == c.lora_alpha / double(c.r));
+  }
+}
+
+// ---- Hugging Face PEFT folders ----------------------------------------------------------
+
+namespace {
+
+/// Largest |ours - reference| over the real tokens of a [B, T, H] reference (.npy, float32).
+double max_hidden_diff(const peft::matrix<float>& h, const std::string& path, const peft::batch& b) {
+  auto c = peft::detail::read_npy_contents(path, "test");
+  const auto ref = peft::detail::npy_float_values<double>(c, path);
+  REQUIRE(c.shape.size() == 3);
+  const auto T = static_cast<peft::index>(c.shape[1]), H = static_cast<peft::index>(c.shape[2]);
+  REQUIRE(h.rows() == b.size() * T);
+  REQUIRE(h.cols() == H);
+  double mx = 0;
+  for (peft::index i = 0; i < b.size(); ++i)
+    for (peft::index t = 0; t < T; ++t)
+      if (b.mask(i, t))
+        for (peft::index x = 0; x < H; ++x)
+          mx = std::max(mx, std::abs(double(h(i * T + t, x)) - ref[std::size_t((i * T + t) * H + x)]));
+  return mx;
+}
+
+struct hf_fixture {
+  std::string dir = peft_test::reference_dir() + "/hf_peft";
+  peft::shared_weights<float> weights = peft::load_hf_encoder<float>(dir + "/model");
+  peft::encoder<peft::bert, float> enc{weights};
+  peft::batch b;
+  hf_fixture() {
+    b.ids = peft::read_npy_ids(dir + "/model/inputs_ids.npy");
+    b.mask = peft::read_npy_ids(dir + "/model/inputs_mask.npy");
+    b.segments = peft::read_npy_ids(dir + "/model/token_type_ids.npy");
+  }
+};
+
+/// Copies Hugging Face fixture folder @p name to scratch with its config edited by @p edit.
+template <typename F>
+std::string edited_copy(const hf_fixture& f, const std::string& name, F edit) {
+  const std::string dir = peft_test::scratch_dir("lora_hf_" + name);
+  std::filesystem::copy_file(f.dir + "/" + name + "/adapter_model.safetensors",
+                             dir + "/adapter_model.safetensors",
+                             std::filesystem::copy_options::overwrite_existing);
+  auto j = peft::read_adapter_config(f.dir + "/" + name);
+  edit(j);
+  std::ofstream(dir + "/adapter_config.json") << j.dump(2);
+  return dir;
+}
+
+}  // namespace
+
+TEST_CASE("LoRA folders written by Hugging Face PEFT load and compute what PyTorch computes", "[lora][hf]") {
+  hf_fixture f;
+  // Against PyTorch's float64 forward of the paper's math on the stored float32 values; the
+  // float encoder agrees to about 2e-6 here.
+  for (const char* name : {"lora_seqcls", "lora_model", "lora_bare"}) {
+    const std::string dir = f.dir + "/" + name;
+    const auto p = peft::load_policy<lora<float>>(dir, f.enc.shape());
+    const double d = max_hidden_diff(f.enc.forward(f.b, p), dir + "/hidden.npy", f.b);
+    INFO(name << ": hidden states max abs diff " << d);
+    CHECK(d <= 1e-5);
+    std::printf("hf_peft %-12s hidden max abs diff %.2g\n", name, d);
+  }
+
+  // A sequence classifier's folder: rsLoRA, a rank and an alpha pattern, the classifier.
+  const auto cls = peft::load_policy<lora<float>>(f.dir + "/lora_seqcls", f.enc.shape());
+  CHECK(cls.config().use_rslora);
+  CHECK(cls.config().target_modules ==
+        std::vector<linear_id>{linear_id::query, linear_id::value, linear_id::ffn_in});
+  CHECK(cls.config().layers_to_transform == std::vector<peft::index>{0, 1});
+  CHECK(cls.rank(0, linear_id::query) == 4);
+  CHECK(cls.rank(1, linear_id::query) == 2);  // rank_pattern "layer\\.1\\.attention\\.self\\.query"
+  CHECK(cls.scaling(1, linear_id::query) == Approx(8 / std::sqrt(2.0)));
+  CHECK(cls.scaling(0, linear_id::ffn_in) ==
+        Approx(3 / std::sqrt(4.0)));  // alpha_pattern "intermediate.dense"
+  CHECK(cls.scaling(0, linear_id::key) == 0);
+  const auto modules = peft::read_saved_modules(f.dir + "/lora_seqcls");
+  REQUIRE(modules.size() == 2);
+  peft::classification_head<float> head(f.enc.hidden_size(), 3, peft::pool_kind::pooler, 0.1, 0);
+  peft::load_store_tensors(head.parameters(), modules, "test");
+  const auto logits =
+      head.forward(*f.weights, f.enc.forward(f.b, cls), f.b, peft::mode::eval, nullptr, nullptr);
+  auto c = peft::detail::read_npy_contents(f.dir + "/lora_seqcls/logits.npy", "test");
+  const auto ref = peft::detail::npy_float_values<double>(c, "logits.npy");
+  REQUIRE(logits.size() == static_cast<peft::index>(ref.size()));
+  double d = 0;
+  for (peft::index i = 0; i < logits.rows(); ++i)
+    for (peft::index k = 0; k < logits.cols(); ++k)
+      d = std::max(d, std::abs(double(logits(i, k)) - ref[std::size_t(i * logits.cols() + k)]));
+  INFO("classifier logits max abs diff " << d);
+  CHECK(d <= 1e-5);
+  std::printf("hf_peft %-12s logits max abs diff %.2g\n", "lora_seqcls", d);
+
+  // BertModel keys and a regular expression; transformers' own keys, one layer, "output.dense".
+  const auto model = peft::load_policy<lora<float>>(f.dir + "/lora_model", f.enc.shape());
+  CHECK(model.config().target_modules == std::vector<linear_id>{linear_id::key, linear_id::attn_out});
+  CHECK(model.config().layers_to_transform == std::vector<peft::index>{0, 1});
+  CHECK(peft::read_saved_modules(f.dir + "/lora_model").empty());
+  const auto bare = peft::load_policy<lora<float>>(f.dir + "/lora_bare", f.enc.shape());
+  CHECK(bare.config().target_modules == std::vector<linear_id>{linear_id::attn_out, linear_id::ffn_out});
+  CHECK(bare.config().layers_to_transform == std::vector<peft::index>{1});
+}
+
+TEST_CASE("LoRA folders peft writes are Hugging Face PEFT's layout and read back bitwise", "[lora][hf][io]") {
+  small_model<peft::bert, float> m("bert");
+  peft::rng g(5);
+  for (const bool attn_out : {false, true}) {
+    lora_config c;
+    c.r = 3;
+    c.lora_alpha = 5;
+    c.target_modules = {linear_id::query, linear_id::ffn_out};
+    if (attn_out) c.target_modules.push_back(linear_id::attn_out);
+    c.layers_to_transform = attn_out ? std::vector<peft::index>{0, 1} : std::vector<peft::index>{1};
+    c.rank_pattern = {{"encoder.layer.1.output.dense", 2}};
+    c.alpha_pattern = {{"query", 7.0}};
+    lora<float> a(m.enc.shape(), c, 3);
+    for (peft::index i = 0; i < a.num_parameters(); ++i)
+      a.parameters().values()[i] = static_cast<float>(g.normal() * 0.2);
+    const std::string dir = peft_test::scratch_dir("lora_hf_out");
+    peft::save_policy(dir, a, {"/models/tiny-bert", "SEQ_CLS"});
+    const auto j = peft::read_adapter_config(dir);
+    INFO(j.dump(2));
+    // Hugging Face PEFT's fields and values; peft's own under "peft_cpp" only.
+    CHECK(j["peft_type"] == "LORA");
+    CHECK(j["task_type"] == "SEQ_CLS");
+    CHECK(j["base_model_name_or_path"] == "/models/tiny-bert");
+    CHECK(j["bias"] == "none");
+    CHECK(j["use_dora"] == false);
+    CHECK(j["fan_in_fan_out"] == false);
+    CHECK(j["use_rslora"] == false);
+    CHECK(j["rank_pattern"] == nlohmann::json({{"encoder.layer.1.output.dense", 2}}));
+    CHECK(j["alpha_pattern"] == nlohmann::json({{"query", 7.0}}));
+    for (const char* k :
+         {"model_type", "num_layers", "hidden_size", "embedding_size", "peft_version", "base_model"})
+      CHECK_FALSE(j.contains(k));
+    CHECK(j["peft_cpp"]["version"] == peft::version_string);
+    CHECK(j["peft_cpp"]["model_type"] == "bert");
+    CHECK(j["peft_cpp"]["weights_fnv1a64"].is_string());
+    if (attn_out) {
+      // Every layer; "output.dense" also ends attention.output.dense, which is chosen too.
+      CHECK(j["target_modules"] == nlohmann::json({"query", "attention.output.dense", "output.dense"}));
+      CHECK(j["layers_to_transform"].is_null());
+    } else {
+      // output.dense without attention.output.dense: only a regular expression says so.
+      CHECK(j["target_modules"] == ".*\\.layer\\.(?:1)\\.(?:attention\\.self\\.query|output\\.dense)");
+      CHECK(j["layers_to_transform"].is_null());
+    }
+    const auto b = peft::load_policy<lora<float>>(dir, m.enc.shape());
+    CHECK(b.parameters().values() == a.parameters().values());
+    CHECK(b.config().target_modules == a.config().target_modules);
+    CHECK(b.config().layers_to_transform == a.config().layers_to_transform);
+    CHECK(b.rank(1, linear_id::ffn_out) == 2);
+    CHECK(b.scaling(1, linear_id::query) == a.scaling(1, linear_id::query));
+    CHECK(m.enc.forward(m.b, b) == m.enc.forward(m.b, a));
+    std::filesystem::remove_all(dir);
+  }
+}
+
+TEST_CASE("Hugging Face LoRA configs: patterns, exclusions and layers resolved as Hugging Face PEFT does",
+          "[lora][hf]") {
+  const auto shape = small_model<peft::bert, float>("bert").enc.shape();  // 2 layers
+  auto native = [&](nlohmann::json j) {
+    std::map<std::string, peft::tensor> none, modules;
+    return peft::detail::to_native(j, none, shape, modules, "test");
+  };
+  using J = nlohmann::json;
+  const J base = {{"peft_type", "LORA"}, {"r", 4}, {"lora_alpha", 8}, {"target_modules", {"query", "dense"}}};
+  // "dense" ends attention.output.dense, intermediate.dense and output.dense.
+  auto n = native(base);
+  CHECK(n["target_modules"] == J({"query", "attn_out", "ffn_in", "ffn_out"}));
+  CHECK(n["layers_to_transform"] == J({0, 1}));
+  CHECK(n["model_type"] == "bert");  // a foreign folder takes the encoder it is loaded onto
+  // Of two matching keys the first in sorted order wins ("layer\\.1\\..*" < "query").
+  auto j = base;
+  j["rank_pattern"] = {{"query", 2}, {"layer\\.1\\..*", 3}};
+  n = native(j);
+  CHECK(n["rank_pattern"]["encoder.layer.0.attention.self.query"] == 2);
+  CHECK(n["rank_pattern"]["encoder.layer.1.attention.self.query"] == 3);
+  CHECK(n["rank_pattern"]["encoder.layer.1.intermediate.dense"] == 3);
+  CHECK_FALSE(n["rank_pattern"].contains("encoder.layer.0.intermediate.dense"));
+  // exclude_modules (a list by suffix, a string as a whole-path expression), layers_to_transform.
+  j = base;
+  j["exclude_modules"] = {"intermediate.dense", "output.dense"};
+  j["layers_to_transform"] = J::array({1});
+  n = native(j);
+  CHECK(n["target_modules"] == J({"query"}));
+  CHECK(n["layers_to_transform"] == J({1}));
+  j = base;
+  j["exclude_modules"] = ".*\\.layer\\.\\d+\\.(intermediate|output)\\.dense";  // not attention.output.dense
+  CHECK(native(j)["target_modules"] == J({"query", "attn_out"}));
+  j["exclude_modules"] = J::array({"query", "dense"});
+  CHECK_THROWS_WITH(native(j), Catch::Contains("matches none of the encoder's linears"));
+}
+
+TEST_CASE("Hugging Face LoRA fields peft cannot honour are refused, each by name", "[lora][hf][errors]") {
+  hf_fixture f;
+  const auto shape = f.enc.shape();
+  auto refused = [&](const std::string& name, auto edit, const std::string& expect) {
+    const std::string dir = edited_copy(f, name, edit);
+    CHECK_THROWS_WITH(peft::load_policy<lora<float>>(dir, shape), Catch::Contains(expect));
+    std::filesystem::remove_all(dir);
+  };
+  using J = nlohmann::json;
+  refused(
+      "lora_seqcls", [](J& j) { j["use_dora"] = true; }, "'use_dora' expected false (DoRA");
+  refused(
+      "lora_seqcls", [](J& j) { j["bias"] = "lora_only"; }, "'bias' expected \"none\"");
+  refused(
+      "lora_seqcls",
+      [](J& j) {
+        j["layer_replication"] = J::array({J::array({0, 1})});
+      },
+      "'layer_replication' is not supported");
+  refused(
+      "lora_seqcls", [](J& j) { j["layers_pattern"] = "h"; }, "'layers_pattern' expected null or \"layer\"");
+  refused(
+      "lora_seqcls", [](J& j) { j["modules_to_save"] = J::array({"pooler"}); }, "'modules_to_save'");
+  refused(
+      "lora_seqcls",
+      [](J& j) {
+        j["target_modules"] = J::array({"query", "pooler"});
+      },
+      "entry 'pooler' names none of the encoder's linears");
+  refused(
+      "lora_model", [](J& j) { j["target_modules"] = ".*layer\\.(?P<i>0)\\.attention\\.self\\.key"; },
+      "cannot compile");
+  refused(
+      "lora_model",
+      [](J& j) {
+        j["target_modules"] = ".*layer\\.0\\.attention\\.self\\.key|.*layer\\.1\\.attention\\.output\\.dense";
+      },
+      "chooses different linears in different layers");
+  refused(
+      "lora_model", [](J& j) { j["layers_to_transform"] = 0; },
+      "'layers_to_transform' expected null with a regular");
+  // A LoRA on a module outside the encoder's linears (here the pooler, as target_modules
+  // ["dense"] would give): refused by the tensor's name.
+  {
+    const std::string dir =
+        edited_copy(f, "lora_bare", [](J& j) { j["target_modules"] = J::array({"dense"}); });
+    auto t = peft::detail::read_all_tensors(dir + "/adapter_model.safetensors");
+    t["bert.pooler.dense.lora_A.weight"] = t.begin()->second;
+    peft::save_safetensors(dir + "/adapter_model.safetensors", t, {{"format", "pt"}});
+    CHECK_THROWS_WITH(
+        peft::load_policy<lora<float>>(dir, shape),
+        Catch::Contains("'bert.pooler.dense.lora_A.weight' is a LoRA on module 'bert.pooler.dense'"));
+    std::filesystem::remove_all(dir);
   }
 }

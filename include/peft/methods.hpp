@@ -421,14 +421,14 @@ any_policy<Scalar> load_any_policy(const std::string& dir, const encoder_shape& 
 /// Saves the held policy like `save_policy` does for its class.
 /// @throws invalid_argument for the head alone (nothing to save)
 template <typename Scalar>
-void save_policy(const std::string& dir, const any_policy<Scalar>& p) {
+void save_policy(const std::string& dir, const any_policy<Scalar>& p, const hf_save_info& info = {}) {
   p.visit([&](const auto& q) {
     using P = std::decay_t<decltype(q)>;
     if constexpr (std::is_same_v<P, no_policy<Scalar>>) {
       throw invalid_argument(
           "save_policy: expected a policy, got the head alone (no_policy): nothing to save in '" + dir + "'");
     } else {
-      save_policy(dir, q);
+      save_policy(dir, q, info);
     }
   });
 }

@@ -9,3 +9,4 @@ PEFT_INSTANCES_HF_CHECKPOINT(, double)
 PEFT_INSTANCES_USE_LITE(, float)
 PEFT_INSTANCES_USE_LITE(, double)
 }  // namespace peft
+#include <peft/io/detail/hf_peft_impl.hpp>

@@ -16,6 +16,13 @@ if(TARGET peft-train AND TARGET peft-predict)
             ${CMAKE_CURRENT_BINARY_DIR}/reference/torch/bert ${CMAKE_CURRENT_BINARY_DIR}/scratch/peft_train)
   set_tests_properties(example_peft_train_predict PROPERTIES FIXTURES_REQUIRED peft_reference TIMEOUT 900)
 endif()
+if(TARGET peft-train AND TARGET peft-predict)
+  add_test(NAME example_hf_peft
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/examples/check_hf_peft.py
+            $<TARGET_FILE:peft-train> $<TARGET_FILE:peft-predict> ${CMAKE_CURRENT_BINARY_DIR}/reference/hf_peft
+            ${CMAKE_CURRENT_BINARY_DIR}/scratch/hf_peft)
+  set_tests_properties(example_hf_peft PROPERTIES FIXTURES_REQUIRED peft_reference TIMEOUT 600)
+endif()
 if(TARGET peft-train)
   add_test(NAME example_methods_learn
     COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/examples/check_methods.py $<TARGET_FILE:peft-train>

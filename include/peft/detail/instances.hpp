@@ -182,7 +182,7 @@
   EXT template shared_weights<S> load_use_lite<S>(const std::string&);
 
 #define PEFT_INSTANCES_POLICY_IO(EXT, P)                          \
-  EXT template void save_policy<P>(const std::string&, const P&); \
+  EXT template void save_policy<P>(const std::string&, const P&, const hf_save_info&); \
   EXT template P load_policy<P>(const std::string&, const encoder_shape&);
 
 #endif  // PEFT_DETAIL_INSTANCES_LISTS

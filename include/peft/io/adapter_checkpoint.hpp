@@ -4,10 +4,11 @@
 
 /// @file adapter_checkpoint.hpp
 /// Saving and loading a policy in the Hugging Face PEFT layout: a folder holding
-/// `adapter_config.json` (the policy's `config_json()` plus `"peft_version"` and a
-/// `"base_model"` object repeating the encoder-shape fields) and
-/// `adapter_model.safetensors` (F32 tensors named by their checkpoint keys, metadata
-/// `{"format": "pt"}`).
+/// `adapter_config.json` (the policy's `config_json()` in the form hf_peft.hpp describes:
+/// Hugging Face PEFT's own fields for the methods it knows, peft's version, encoder shape and
+/// weights digest under `"peft_cpp"`) and `adapter_model.safetensors` (F32 tensors named by
+/// their checkpoint keys, metadata `{"format": "pt"}`). Folders written by Hugging Face PEFT
+/// load too (hf_peft.hpp says which fields and keys are read).
 ///
 /// The tensors are the policy's `export_tensors()` when it has one, else every parameter
 /// block (see policies/policy_tensors.hpp). A `compose<...>` is saved like any policy: its
@@ -21,7 +22,7 @@
 /// unchanged (and no temporary files behind).
 ///
 /// A save killed between the two renames (SIGKILL, power loss) cannot restore anything, so the
-/// config records a digest of its weights file (`"peft_weights_fnv1a64"`). A loader that finds
+/// config records a digest of its weights file (`peft_cpp.weights_fnv1a64`). A loader that finds
 /// new weights next to the old config recognises the mismatch and loads the hard-linked backup
 /// that matches the config instead: the previous checkpoint, intact. The next successful save
 /// removes backups and temporary files such a kill left behind. One writer per folder.
@@ -47,6 +48,7 @@
 #include "../policies/policy_tensors.hpp"
 #include "../version.hpp"
 #include "../core/file_util.hpp"
+#include "hf_peft.hpp"
 #include "safetensors.hpp"
 
 namespace peft {
@@ -56,21 +58,15 @@ inline constexpr const char* adapter_config_file = "adapter_config.json";
 /// File name of the tensors inside a checkpoint folder.
 inline constexpr const char* adapter_weights_file = "adapter_model.safetensors";
 
-/// The configuration `save_policy` writes for @p p: `p.config_json()` plus `"peft_version"`
-/// and `"base_model"` (`model_type`, `num_layers`, `hidden_size`, `embedding_size` copied from
-/// the config when present).
+/// The configuration `save_policy` writes for @p p: `p.config_json()` in the saved form of
+/// hf_peft.hpp (`detail::to_saved_config`), labelled with @p info.
 template <class P>
-nlohmann::json checkpoint_config(const P& p) {
-  nlohmann::json cfg = p.config_json();
+nlohmann::json checkpoint_config(const P& p, const hf_save_info& info = {}) {
+  const nlohmann::json cfg = p.config_json();
   if (!cfg.is_object())
     throw invalid_argument(std::string("checkpoint_config: config_json() of ") + P::peft_type +
                            " expected a JSON object, got " + cfg.type_name());
-  cfg["peft_version"] = version_string;
-  nlohmann::json base = nlohmann::json::object();
-  for (const char* k : {"model_type", "num_layers", "hidden_size", "embedding_size"})
-    if (cfg.contains(k)) base[k] = cfg[k];
-  cfg["base_model"] = base;
-  return cfg;
+  return detail::to_saved_config(cfg, info);
 }
 
 /// Reads and parses `<dir>/adapter_config.json`.
@@ -90,9 +86,6 @@ inline nlohmann::json read_adapter_config(const std::string& dir) {
 }
 
 namespace detail {
-
-/// Key of the weights digest in `adapter_config.json`.
-inline constexpr const char* weights_digest_key = "peft_weights_fnv1a64";
 
 /// FNV-1a (64-bit) of @p size bytes, as 16 lower-case hex digits. Not cryptographic: it tells
 /// which of a checkpoint's weights files belongs to its config after an interrupted save.
@@ -121,12 +114,9 @@ inline std::string file_fnv1a64(const std::string& path) {
 inline std::string matching_weights_file(const std::string& dir, const nlohmann::json& cfg) {
   namespace fs = std::filesystem;
   const std::string path = (fs::path(dir) / adapter_weights_file).string();
-  const auto it = cfg.find(weights_digest_key);
-  if (it == cfg.end()) return path;  // written by another tool: nothing to compare
-  if (!it->is_string())
-    throw io_error("load_policy: '" + (fs::path(dir) / adapter_config_file).string() + "' field '" +
-                   weights_digest_key + "' expected a string, got " + it->type_name());
-  const std::string want = it->get<std::string>();
+  const std::string want =
+      recorded_digest(cfg, "load_policy: '" + (fs::path(dir) / adapter_config_file).string() + "'");
+  if (want.empty()) return path;  // written by another tool: nothing to compare
   std::error_code ec;
   if (fs::exists(path, ec) && file_fnv1a64(path) == want) return path;
   const std::string prefix = std::string(adapter_weights_file) + ".bak.";
@@ -250,13 +240,13 @@ std::string saved_dtype(const P& p, const std::string& name) {
 }
 
 /// Saves @p p into folder @p dir (created if needed) as `adapter_config.json` +
-/// `adapter_model.safetensors`.
+/// `adapter_model.safetensors`, the config labelled with @p info (hf_peft.hpp).
 /// @tparam P a policy with `config_json()`, `peft_type` and `parameters()` or `export_tensors()`
 /// @throws peft::numeric_error naming the tensor if a value is NaN or infinite (nothing is written);
 ///   peft::io_error naming the file if writing fails (a previous checkpoint is then unchanged)
 template <class P>
-void save_policy(const std::string& dir, const P& p) {
-  const nlohmann::json cfg = checkpoint_config(p);
+void save_policy(const std::string& dir, const P& p, const hf_save_info& info = {}) {
+  const nlohmann::json cfg = checkpoint_config(p, info);
   const auto tensors = policy_tensors(p);
   safetensors_writer w;
   for (const auto& kv : tensors) {
@@ -282,12 +272,14 @@ void save_policy(const std::string& dir, const P& p) {
   w.set_metadata("format", "pt");
   const std::string weights = w.serialize();
   nlohmann::json stamped = cfg;
-  stamped[detail::weights_digest_key] =
+  stamped[peft_cpp_key]["weights_fnv1a64"] =
       detail::fnv1a64_hex(reinterpret_cast<const unsigned char*>(weights.data()), weights.size());
   detail::write_checkpoint_files(dir, stamped.dump(2) + "\n", weights);
 }
 
-/// Loads a policy saved by `save_policy` for an encoder of shape @p shape.
+/// Loads a policy saved by `save_policy`, or by Hugging Face PEFT (hf_peft.hpp), for an encoder
+/// of shape @p shape. Tensors of the folder's `modules_to_save` (a classifier) are not part of
+/// the policy: `read_saved_modules` reads them.
 /// @throws peft::io_error naming the file for a missing or malformed file;
 ///   peft::invalid_argument naming the field when the checkpoint is for another method or
 ///   another encoder shape (from `P::from_config`), or naming the tensor when the tensor set
@@ -302,10 +294,25 @@ P load_policy(const std::string& dir, const encoder_shape& shape) {
   if (cfg["peft_type"].get<std::string>() != P::peft_type)
     throw invalid_argument("load_policy: '" + cfg_path + "' field 'peft_type' expected \"" + P::peft_type +
                            "\", got \"" + cfg["peft_type"].get<std::string>() + "\"");
-  P p = P::from_config(cfg, shape);
   const std::string wts_path = detail::matching_weights_file(dir, cfg);
-  set_policy_tensors(p, detail::read_all_tensors(wts_path), "load_policy: '" + wts_path + "'");
+  auto tensors = detail::read_all_tensors(wts_path);
+  std::map<std::string, tensor> modules;
+  const nlohmann::json native = detail::to_native(cfg, tensors, shape, modules, "load_policy: '" + cfg_path + "'");
+  P p = P::from_config(native, shape);
+  set_policy_tensors(p, std::move(tensors), "load_policy: '" + wts_path + "'");
   return p;
+}
+
+/// The tensors of the `modules_to_save` modules of the adapter folder @p dir (Hugging Face
+/// PEFT saves a sequence classifier so), keyed `classifier.weight`, `classifier.bias`; empty
+/// when it has none.
+/// @throws peft::io_error for a missing or malformed folder
+inline std::map<std::string, tensor> read_saved_modules(const std::string& dir) {
+  const nlohmann::json cfg = read_adapter_config(dir);
+  auto tensors = detail::read_all_tensors(detail::matching_weights_file(dir, cfg));
+  std::map<std::string, tensor> modules;
+  detail::split_saved_modules(cfg, tensors, modules);
+  return modules;
 }
 
 }  // namespace peft

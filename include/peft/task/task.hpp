@@ -120,6 +120,9 @@ struct task_settings {
   std::string template_spec;    ///< prompt template, empty for a classification head
   std::string verbalizer_spec;  ///< "label=word,..." with a template
   std::string pooling;          ///< classification head's pooling
+  /// The model folder trained on (informative: task.json's "base_model" and the adapter's
+  /// base_model_name_or_path for Hugging Face PEFT); empty when unknown.
+  std::string base_model;
   peft::index max_length = 128;
   peft::index prompt_tokens = 0;  ///< MPMP: placeholders inserted after the first token
   std::int32_t placeholder_id = peft::mpmp_placeholder_id;
@@ -131,6 +134,7 @@ struct task_settings {
     nlohmann::json j = {{"method", method},          {"model_type", model_type},
                         {"template", template_spec}, {"verbalizer", verbalizer_spec},
                         {"pooling", pooling},        {"max_length", max_length}};
+    if (!base_model.empty()) j["base_model"] = base_model;
     if (prompt_tokens > 0) {
       j["prompt_tokens"] = prompt_tokens;
       j["placeholder_id"] = placeholder_id;
@@ -145,6 +149,7 @@ struct task_settings {
       s.template_spec = j.at("template").get<std::string>();
       s.verbalizer_spec = j.at("verbalizer").get<std::string>();
       s.pooling = j.at("pooling").get<std::string>();
+      if (j.contains("base_model")) s.base_model = j.at("base_model").get<std::string>();
       // Integers range-checked: get<index> would convert a float or a wide integer unchecked.
       auto integer = [&](const char* key, auto& out, bool required) {
         if (!j.contains(key) && !required) return;
@@ -187,19 +192,29 @@ struct saved_task {
 
 /// A head, labels and input settings that describe a bare adapter folder (no task.json).
 struct bare_task_options {
-  std::string head;      ///< the classification head's safetensors file
-  std::string labels;    ///< class names in class order, comma-separated, or a labels.json file
-  std::string pooling;   ///< empty: cls
+  /// The classification head's safetensors file; empty: the classifier the folder saves
+  /// through `modules_to_save` (Hugging Face PEFT's sequence classifiers), read with BERT's
+  /// pooler as BertForSequenceClassification does.
+  std::string head;
+  /// Class names in class order, comma-separated, or a labels.json file; empty: the model's
+  /// config.json `id2label`.
+  std::string labels;
+  std::string pooling;   ///< empty: cls (pooler for a modules_to_save classifier)
   long max_length = 0;   ///< 0: task_settings' default
 };
 
 /// The task of a bare adapter folder @p dir (adapter_config.json + adapter_model.safetensors of
-/// any registered method, written by peft or by other code) with a classification head: the
-/// method from the folder's peft_type, the rest from @p o.
-/// @throws peft::invalid_argument when @p o lacks the head or the labels, or the folder's
-///   peft_type is not registered; peft::io_error for an unreadable folder
+/// any registered method, written by peft or by Hugging Face PEFT) with a classification head:
+/// the method from the folder's peft_type, the rest from @p o (see bare_task_options).
+/// @throws peft::invalid_argument when the head or the labels are neither given nor in the
+///   folders, or the folder's peft_type is not registered; peft::io_error for an unreadable folder
 PEFT_TASK_API saved_task read_bare_task(const model_files& m, const std::string& dir, const bare_task_options& o,
                           const std::string& where = "");
+
+/// The class names of @p m's config.json `id2label`, in id order (a transformers sequence
+/// classifier's). @p where prefixes the message.
+/// @throws peft::invalid_argument when the model has no usable id2label
+PEFT_TASK_API std::vector<std::string> model_labels(const model_files& m, const std::string& where = "");
 
 /// True when @p dir holds a saved task (task.json), or an interrupted save left its previous
 /// version beside it; false for a bare adapter folder.
@@ -217,12 +232,21 @@ void save_head(const std::string& dir, const Head& head) {
   peft::save_safetensors(head_file(dir), peft::store_tensors(head.parameters()), {{"format", "pt"}});
 }
 /// Loads a head's tensors from the safetensors file @p path (a task's head.safetensors, or a
-/// head saved next to a bare adapter folder).
+/// head saved next to a bare adapter folder), or, when @p path is an adapter folder, from the
+/// classifier it saves through `modules_to_save`.
 template <typename Head>
 void load_head_file(const std::string& path, Head& head) {
-  const auto f = peft::safetensors_file::open(path);
   std::map<std::string, peft::tensor> t;
-  for (const auto& n : f.names()) t[n] = f.load(n);
+  if (fs::is_directory(path)) {
+    t = peft::read_saved_modules(path);
+    if (t.count("classifier.dense.weight") || t.count("classifier.out_proj.weight"))
+      throw peft::invalid_argument("load_head: '" + path +
+                                   "' saves RoBERTa's classification head (classifier.dense + classifier.out_proj), "
+                                   "which is not one of peft's heads (a linear classifier over a pooled row)");
+  } else {
+    const auto f = peft::safetensors_file::open(path);
+    for (const auto& n : f.names()) t[n] = f.load(n);
+  }
   peft::load_store_tensors(head.parameters(), t, "load_head: '" + path + "'");
 }
 template <typename Head>

@@ -157,28 +157,57 @@ PEFT_TASK_API std::string method_of_peft_type(const std::string& peft_type) {
 PEFT_TASK_API saved_task read_bare_task(const model_files& m, const std::string& dir, const bare_task_options& o,
                                         const std::string& where) {
   if (!fs::is_directory(dir)) throw peft::io_error(where + "adapter folder '" + dir + "' does not exist");
-  if (o.head.empty() || o.labels.empty())
-    throw peft::invalid_argument(where + "'" + dir +
-                                 "' has no task.json: a bare adapter folder needs a head file and labels");
   saved_task t;
   const auto cfg = peft::read_adapter_config(dir);
   const auto type = cfg.find("peft_type");
   t.settings.method = method_of_peft_type(type != cfg.end() && type->is_string() ? type->get<std::string>() : "");
   t.settings.model_type = m.model_type;
-  t.settings.pooling = o.pooling.empty() ? "cls" : o.pooling;
+  // A Hugging Face sequence classifier saves its head in the adapter (modules_to_save) and
+  // reads it from BERT's pooler.
+  const bool saved_head = o.head.empty() && !peft::read_saved_modules(dir).empty();
+  if (o.head.empty() && !saved_head)
+    throw peft::invalid_argument(where + "'" + dir +
+                                 "' has no task.json and saves no classifier (modules_to_save): a bare adapter "
+                                 "folder needs a head file");
+  t.settings.pooling = !o.pooling.empty() ? o.pooling : saved_head ? "pooler" : "cls";
   (void)peft::parse_pool_kind(t.settings.pooling);  // names the accepted values
   if (o.max_length > 0) t.settings.max_length = o.max_length;
-  const bool file = o.labels.size() > 5 && o.labels.compare(o.labels.size() - 5, 5, ".json") == 0;
-  t.labels = file ? peft::label_map::load(o.labels) : peft::label_map(split_list(o.labels));
+  if (!o.labels.empty()) {
+    const bool file = o.labels.size() > 5 && o.labels.compare(o.labels.size() - 5, 5, ".json") == 0;
+    t.labels = file ? peft::label_map::load(o.labels) : peft::label_map(split_list(o.labels));
+  } else {
+    t.labels = peft::label_map(model_labels(m, where + "'" + dir + "' has no task.json and no labels were given: "));
+  }
   t.dir = dir;
-  t.head_path = o.head;
+  t.head_path = saved_head ? dir : o.head;
   return t;
+}
+
+PEFT_TASK_API std::vector<std::string> model_labels(const model_files& m, const std::string& where) {
+  const std::string path = (fs::path(m.dir) / "config.json").string();
+  nlohmann::json cfg;
+  if (fs::exists(path)) cfg = peft::detail::parse_json_limited(peft::detail::read_file(path, "model_labels"), path);
+  const auto it = cfg.is_object() ? cfg.find("id2label") : cfg.end();
+  if (!cfg.is_object() || it == cfg.end() || !it->is_object() || it->empty())
+    throw peft::invalid_argument(where + "'" + path + "' has no id2label to name the classes (give the labels)");
+  std::vector<std::string> names(it->size());
+  for (const auto& kv : it->items()) {
+    std::size_t i = 0;
+    const std::string& k = kv.key();
+    const bool digits = !k.empty() && k.size() < 10 && k.find_first_not_of("0123456789") == std::string::npos;
+    if (digits) i = std::stoul(k);
+    if (!digits || i >= names.size() || !kv.value().is_string() || !names[i].empty())
+      throw peft::invalid_argument(where + "'" + path + "' field 'id2label' expected ids 0.." +
+                                   std::to_string(names.size() - 1) + " with names, got " + it->dump().substr(0, 120));
+    names[i] = kv.value().get<std::string>();
+  }
+  return names;
 }
 
 PEFT_TASK_API void save_task(const std::string& dir, const task_settings& settings, const peft::label_map& labels,
                              const peft::any_policy<float>& policy, const std::map<std::string, peft::tensor>& head) {
   peft::save_folder_atomically(dir, "task.json", [&](const std::string& stage) {
-    if (policy.has_policy()) peft::save_policy(stage, policy);
+    if (policy.has_policy()) peft::save_policy(stage, policy, {settings.base_model, ""});
     peft::save_safetensors(head_file(stage), head, {{"format", "pt"}});
     labels.save(labels_file(stage));
     peft::atomic_write(task_file(stage), settings.to_json().dump(2) + "\n");

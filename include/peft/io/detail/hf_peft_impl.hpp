@@ -1,0 +1,472 @@
+// SPDX-License-Identifier: Apache-2.0
+#ifndef PEFT_IO_DETAIL_HF_PEFT_IMPL_HPP
+#define PEFT_IO_DETAIL_HF_PEFT_IMPL_HPP
+
+/// @file hf_peft_impl.hpp
+/// The definitions of hf_peft.hpp. Included by it (header-only use), or, with
+/// PEFT_TASK_SEPARATE defined, by exactly one file of peft::instances (src/instances/io.cpp).
+
+#include <algorithm>
+#include <iterator>
+#include <regex>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../../error.hpp"
+#include "../../policies/linear_targets.hpp"
+#include "../../policies/policy_config.hpp"
+#include "../../policies/policy_traits.hpp"
+#include "../../version.hpp"
+#include "../hf_peft.hpp"
+
+namespace peft::detail {
+
+namespace hf {
+
+/// Where a linear sits below `<model>.encoder.layer.<i>.` in a Hugging Face BERT.
+inline const char* sub_path(linear_id w) {
+  switch (w) {
+    case linear_id::query: return "attention.self.query";
+    case linear_id::key: return "attention.self.key";
+    case linear_id::value: return "attention.self.value";
+    case linear_id::attn_out: return "attention.output.dense";
+    case linear_id::ffn_in: return "intermediate.dense";
+    case linear_id::ffn_out: break;
+  }
+  return "output.dense";
+}
+
+/// The name `target_modules` lists for a linear (the shortest that Hugging Face's suffix
+/// match reads back as that linear, except output.dense, which also ends attention.output.dense).
+inline const char* target_name(linear_id w) {
+  switch (w) {
+    case linear_id::query: return "query";
+    case linear_id::key: return "key";
+    case linear_id::value: return "value";
+    default: return sub_path(w);
+  }
+}
+
+inline const char* shape_keys[] = {"model_type", "num_layers", "hidden_size", "embedding_size"};
+inline const char* digest_key = "weights_fnv1a64";
+inline const char* legacy_digest_key = "peft_weights_fnv1a64";  // peft 0.1.0, top level
+
+/// std::regex for @p pattern, or an invalid_argument naming @p field and the pattern.
+inline std::regex compile(const std::string& pattern, const std::string& field, const std::string& where) {
+  try {
+    return std::regex(pattern, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    throw invalid_argument(where + ": field '" + field +
+                           "' holds a regular expression peft cannot compile ('" + pattern +
+                           "': " + e.what() + ")");
+  }
+}
+
+inline std::string escape_dots(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '.') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+/// True for null, false, "" and empty arrays or objects: a field left at "nothing".
+inline bool is_unset(const nlohmann::json& v) {
+  return v.is_null() || (v.is_boolean() && !v.get<bool>()) ||
+         (v.is_string() && v.get<std::string>().empty()) || ((v.is_array() || v.is_object()) && v.empty());
+}
+
+/// One LoRA site: layer and linear.
+struct site {
+  index layer;
+  linear_id w;
+  bool operator<(const site& o) const { return layer != o.layer ? layer < o.layer : w < o.w; }
+  bool operator==(const site& o) const { return layer == o.layer && w == o.w; }
+};
+
+/// Hugging Face LoRA config → peft's lora config fields (see hf_peft.hpp). @p prefix is what
+/// precedes "encoder." in the module paths the adapter was trained with ("bert." or "").
+inline nlohmann::json lora_from_hf(const nlohmann::json& in, const encoder_shape& shape,
+                                   const std::string& prefix, const std::string& where) {
+  auto field = [&](const char* k) -> const nlohmann::json& {
+    static const nlohmann::json null_value;
+    const auto it = in.find(k);
+    return it == in.end() ? null_value : *it;
+  };
+  auto refuse = [&](const std::string& k, const std::string& why) {
+    throw invalid_argument(where + ": field '" + k + "' " + why);
+  };
+  // Every field Hugging Face PEFT writes for LoRA: honoured below, or ignored because it only
+  // describes training, initialisation or the file, or accepted only at its default.
+  static const std::set<std::string> honoured = {"peft_type",
+                                                 "r",
+                                                 "lora_alpha",
+                                                 "lora_dropout",
+                                                 "use_rslora",
+                                                 "target_modules",
+                                                 "layers_to_transform",
+                                                 "layers_pattern",
+                                                 "rank_pattern",
+                                                 "alpha_pattern",
+                                                 "bias",
+                                                 "use_dora",
+                                                 "fan_in_fan_out",
+                                                 "modules_to_save",
+                                                 "exclude_modules",
+                                                 "model_type",
+                                                 "num_layers",
+                                                 "hidden_size",
+                                                 "embedding_size"};
+  static const std::set<std::string> ignored = {"task_type",
+                                                "base_model_name_or_path",
+                                                "revision",
+                                                "inference_mode",
+                                                "auto_mapping",
+                                                "peft_version",
+                                                "init_lora_weights",
+                                                "loftq_config",
+                                                "eva_config",
+                                                "corda_config",
+                                                "runtime_config",
+                                                "megatron_config",
+                                                "megatron_core",
+                                                "qalora_group_size",
+                                                "ensure_weight_tying",
+                                                "base_model",
+                                                legacy_digest_key,
+                                                peft_cpp_key};
+  for (const auto& kv : in.items()) {
+    if (honoured.count(kv.key()) || ignored.count(kv.key())) continue;
+    if (!is_unset(kv.value()))
+      refuse(kv.key(), "is not supported by peft's LoRA (it would change what the adapter computes), got " +
+                           kv.value().dump().substr(0, 80));
+  }
+  const std::string bias = field("bias").is_string() ? field("bias").get<std::string>() : "none";
+  if (bias != "none")
+    refuse("bias", "expected \"none\" (peft keeps the frozen linears' biases frozen), got \"" + bias + "\"");
+  if (!is_unset(field("use_dora")))
+    refuse("use_dora", "expected false (DoRA is not implemented in peft), got " + field("use_dora").dump());
+  const auto& lp = field("layers_pattern");
+  if (!lp.is_null()) {
+    bool ok = lp.is_string() ? lp.get<std::string>() == "layer" : false;
+    if (lp.is_array())
+      for (const auto& e : lp) ok = ok || (e.is_string() && e.get<std::string>() == "layer");
+    if (!ok)
+      refuse("layers_pattern",
+             "expected null or \"layer\" (a BERT encoder's layers are <model>.encoder.layer.<i>), got " +
+                 lp.dump());
+  }
+
+  nlohmann::json out = nlohmann::json::object();
+  out["peft_type"] = "LORA";
+  for (const char* k : {"r", "lora_alpha"}) {
+    if (!in.contains(k)) refuse(k, "missing from the config");
+    out[k] = in[k];
+  }
+  out["lora_dropout"] = field("lora_dropout").is_null() ? nlohmann::json(0.0) : field("lora_dropout");
+  out["use_rslora"] = field("use_rslora").is_null() ? nlohmann::json(false) : field("use_rslora");
+  for (const char* k : shape_keys)
+    if (in.contains(k)) out[k] = in[k];
+  // A folder written by another tool records no encoder: it is loaded onto the one at hand.
+  if (!in.contains("model_type")) write_shape_fields(out, shape);
+
+  // Which linears of which layers: Hugging Face's rules over the module paths.
+  const index L = shape.num_layers;
+  auto path = [&](index l, linear_id w) {
+    return prefix + "encoder.layer." + std::to_string(l) + "." + sub_path(w);
+  };
+  std::set<site> sites;
+  const auto& tm = field("target_modules");
+  if (tm.is_string()) {
+    if (!field("layers_to_transform").is_null())
+      refuse("layers_to_transform", "expected null with a regular expression in target_modules, got " +
+                                        field("layers_to_transform").dump());
+    const std::regex re = compile(tm.get<std::string>(), "target_modules", where);
+    for (index l = 0; l < L; ++l)
+      for (int i = 0; i < num_linear_ids; ++i)
+        if (std::regex_match(path(l, static_cast<linear_id>(i)), re))
+          sites.insert({l, static_cast<linear_id>(i)});
+  } else if (tm.is_array()) {
+    std::vector<index> layers;
+    const auto& lt = field("layers_to_transform");
+    if (lt.is_null()) {
+      for (index l = 0; l < L; ++l) layers.push_back(l);
+    } else if (lt.is_number_integer()) {
+      layers.push_back(lt.get<index>());
+    } else if (lt.is_array()) {
+      for (const auto& e : lt) {
+        if (!e.is_number_integer()) refuse("layers_to_transform", "expected integers, got " + lt.dump());
+        layers.push_back(e.get<index>());
+      }
+    } else {
+      refuse("layers_to_transform", "expected null, an integer or a list of integers, got " + lt.dump());
+    }
+    for (index l : layers)
+      if (l < 0 || l >= L)
+        refuse("layers_to_transform",
+               "entry expected in [0, " + std::to_string(L) + "), got " + std::to_string(l));
+    for (const auto& e : tm) {
+      if (!e.is_string()) refuse("target_modules", "expected strings, got " + tm.dump());
+      const std::string name = e.get<std::string>();
+      bool names_a_linear = false;
+      for (int i = 0; i < num_linear_ids; ++i) {
+        const auto w = static_cast<linear_id>(i);
+        for (index l = 0; l < L; ++l) {
+          if (name != to_string(w) && !path_matches(path(l, w), name)) continue;
+          names_a_linear = true;
+          if (std::find(layers.begin(), layers.end(), l) != layers.end()) sites.insert({l, w});
+        }
+      }
+      if (!names_a_linear)
+        refuse("target_modules",
+               "entry '" + name + "' names none of the encoder's linears (" + prefix +
+                   "encoder.layer.<i>.attention.self.query|key|value, attention.output.dense, "
+                   "intermediate.dense, output.dense; or query, key, value, attn_out, ffn_in, "
+                   "ffn_out)");
+    }
+  } else {
+    refuse("target_modules", "expected a list of module names or a regular expression, got " + tm.dump());
+  }
+  // exclude_modules: taken out again, by the same rules.
+  const auto& ex = field("exclude_modules");
+  if (!ex.is_null()) {
+    std::vector<site> drop;
+    if (ex.is_string()) {
+      const std::regex re = compile(ex.get<std::string>(), "exclude_modules", where);
+      for (const auto& s : sites)
+        if (std::regex_match(path(s.layer, s.w), re)) drop.push_back(s);
+    } else if (ex.is_array()) {
+      for (const auto& e : ex) {
+        if (!e.is_string()) refuse("exclude_modules", "expected strings, got " + ex.dump());
+        for (const auto& s : sites)
+          if (path_matches(path(s.layer, s.w), e.get<std::string>())) drop.push_back(s);
+      }
+    } else {
+      refuse("exclude_modules",
+             "expected null, a list of module names or a regular expression, got " + ex.dump());
+    }
+    for (const auto& s : drop) sites.erase(s);
+  }
+  if (sites.empty())
+    refuse("target_modules", "matches none of the encoder's linears (" + prefix +
+                                 "encoder.layer.<i>.attention.self.query|key|value, attention.output.dense, "
+                                 "intermediate.dense, output.dense), got " +
+                                 tm.dump());
+  // peft's LoRA takes one set of linears in one set of layers.
+  std::set<linear_id> ws;
+  std::set<index> ls;
+  for (const auto& s : sites) {
+    ws.insert(s.w);
+    ls.insert(s.layer);
+  }
+  if (sites.size() != ws.size() * ls.size())
+    refuse("target_modules", "chooses different linears in different layers (" + tm.dump() +
+                                 "); peft's LoRA takes the same linears in every chosen layer");
+  nlohmann::json targets = nlohmann::json::array();
+  for (auto w : ws) targets.push_back(to_string(w));
+  out["target_modules"] = targets;
+  out["layers_to_transform"] = std::vector<index>(ls.begin(), ls.end());
+
+  // rank_pattern / alpha_pattern: Hugging Face matches each key as a regular expression against
+  // a dotted end of the module path and takes the first matching key in the dict's order, which
+  // for a config read from a file is sorted (it writes them with sort_keys): the order of the
+  // keys here.
+  for (const char* pk : {"rank_pattern", "alpha_pattern"}) {
+    const auto& pat = field(pk);
+    nlohmann::json resolved = nlohmann::json::object();
+    if (!pat.is_null() && !pat.is_object()) refuse(pk, "expected an object, got " + pat.dump().substr(0, 80));
+    if (pat.is_object() && !pat.empty()) {
+      std::vector<std::pair<std::string, std::regex>> keys;
+      for (const auto& kv : pat.items()) {
+        const bool ok =
+            std::string(pk) == "rank_pattern" ? kv.value().is_number_integer() : kv.value().is_number();
+        if (!ok) refuse(pk, "entry '" + kv.key() + "' expected a number, got " + kv.value().dump());
+        keys.emplace_back(kv.key(), compile("(.*\\.)?(" + kv.key() + ")", pk, where));
+      }
+      for (const auto& s : sites)
+        for (const auto& k : keys)
+          if (std::regex_match(path(s.layer, s.w), k.second)) {
+            resolved[std::string("encoder.layer.") + std::to_string(s.layer) + "." + sub_path(s.w)] =
+                pat.at(k.first);
+            break;
+          }
+    }
+    out[pk] = resolved;
+  }
+
+  // modules_to_save: the classifier of a *ForSequenceClassification (its tensors become the
+  // task's head).
+  const auto& ms = field("modules_to_save");
+  if (!ms.is_null()) {
+    if (!ms.is_array()) refuse("modules_to_save", "expected a list, got " + ms.dump());
+    for (const auto& e : ms)
+      if (!e.is_string() || (e.get<std::string>() != "classifier" && e.get<std::string>() != "score"))
+        refuse("modules_to_save",
+               "expected only \"classifier\" (the sequence-classification head), got " + ms.dump());
+  }
+  return out;
+}
+
+/// peft's lora config fields → Hugging Face's (see hf_peft.hpp).
+inline void lora_to_hf(const nlohmann::json& native, nlohmann::json& out) {
+  std::vector<linear_id> ws;
+  for (const auto& n : native.at("target_modules"))
+    ws.push_back(parse_linear_id(n.get<std::string>(), "to_saved_config"));
+  const index L = native.at("num_layers").get<index>();
+  const auto layers = native.at("layers_to_transform").get<std::vector<index>>();
+  const bool every_layer = static_cast<index>(layers.size()) == L;
+  const bool has = [&] {
+    return std::find(ws.begin(), ws.end(), linear_id::ffn_out) != ws.end() &&
+           std::find(ws.begin(), ws.end(), linear_id::attn_out) == ws.end();
+  }();
+  if (has) {
+    // "output.dense" in a list would also choose attention.output.dense: a regular expression
+    // names exactly these linears in exactly these layers.
+    std::string alt_layers = "\\d+";
+    if (!every_layer) {
+      alt_layers = "(?:";
+      for (std::size_t i = 0; i < layers.size(); ++i)
+        alt_layers += (i ? "|" : "") + std::to_string(layers[i]);
+      alt_layers += ")";
+    }
+    std::string alt = "(?:";
+    for (std::size_t i = 0; i < ws.size(); ++i) alt += (i ? "|" : "") + escape_dots(sub_path(ws[i]));
+    alt += ")";
+    out["target_modules"] = ".*\\.layer\\." + alt_layers + "\\." + alt;
+    out["layers_to_transform"] = nullptr;
+  } else {
+    nlohmann::json names = nlohmann::json::array();
+    for (auto w : ws) names.push_back(target_name(w));
+    out["target_modules"] = names;
+    out["layers_to_transform"] = every_layer ? nlohmann::json(nullptr) : nlohmann::json(layers);
+  }
+  out["layers_pattern"] = nullptr;
+  out["rank_pattern"] = native.value("rank_pattern", nlohmann::json::object());
+  out["alpha_pattern"] = native.value("alpha_pattern", nlohmann::json::object());
+  out["bias"] = "none";
+  out["fan_in_fan_out"] = false;
+  out["use_dora"] = false;
+  out["init_lora_weights"] = true;
+  out["modules_to_save"] = nullptr;
+  out["revision"] = nullptr;
+}
+
+}  // namespace hf
+
+PEFT_HF_API nlohmann::json to_saved_config(const nlohmann::json& native, const hf_save_info& info) {
+  nlohmann::json out = native;
+  nlohmann::json own = {{"version", version_string}};
+  const std::string type = native.value("peft_type", "");
+  if (type == "LORA") {
+    for (const char* k : hf::shape_keys)
+      if (out.contains(k)) {
+        own[k] = out[k];
+        out.erase(k);
+      }
+    hf::lora_to_hf(native, out);
+  }
+  out["base_model_name_or_path"] = info.base_model_name_or_path.empty()
+                                       ? nlohmann::json(nullptr)
+                                       : nlohmann::json(info.base_model_name_or_path);
+  out["task_type"] = info.task_type.empty() ? nlohmann::json(nullptr) : nlohmann::json(info.task_type);
+  out["inference_mode"] = true;
+  out[peft_cpp_key] = own;
+  return out;
+}
+
+PEFT_HF_API std::string recorded_digest(const nlohmann::json& cfg, const std::string& where) {
+  const nlohmann::json* v = nullptr;
+  const auto own = cfg.find(peft_cpp_key);
+  if (own != cfg.end() && own->is_object() && own->contains(hf::digest_key)) v = &own->at(hf::digest_key);
+  if (!v && cfg.contains(hf::legacy_digest_key)) v = &cfg.at(hf::legacy_digest_key);
+  if (!v) return "";
+  if (!v->is_string())
+    throw io_error(where + ": field '" + hf::digest_key + "' expected a string, got " + v->type_name());
+  return v->get<std::string>();
+}
+
+PEFT_HF_API void split_saved_modules(const nlohmann::json& cfg, std::map<std::string, tensor>& tensors,
+                                     std::map<std::string, tensor>& modules) {
+  const auto ms = cfg.find("modules_to_save");
+  if (ms == cfg.end() || !ms->is_array()) return;
+  const std::string base = "base_model.model.";
+  for (auto it = tensors.begin(); it != tensors.end();) {
+    std::string k = it->first;
+    if (k.compare(0, base.size(), base) == 0) k = k.substr(base.size());
+    bool moved = false;
+    for (const auto& e : *ms) {
+      if (!e.is_string()) continue;
+      const std::string m = e.get<std::string>();
+      if (m != "classifier" && m != "score") continue;  // other modules stay, and are refused
+      if (k.compare(0, m.size() + 1, m + ".") != 0) continue;
+      std::string rest = k.substr(m.size() + 1);
+      const std::string wrap = "modules_to_save.default.";  // the in-memory name, should a file hold it
+      if (rest.compare(0, wrap.size(), wrap) == 0) rest = rest.substr(wrap.size());
+      modules["classifier." + rest] = std::move(it->second);
+      moved = true;
+      break;
+    }
+    it = moved ? tensors.erase(it) : std::next(it);
+  }
+}
+
+PEFT_HF_API nlohmann::json to_native(const nlohmann::json& file_cfg, std::map<std::string, tensor>& tensors,
+                                     const encoder_shape& shape, std::map<std::string, tensor>& modules,
+                                     const std::string& where) {
+  split_saved_modules(file_cfg, tensors, modules);
+  nlohmann::json cfg = file_cfg;
+  const auto own = cfg.find(peft_cpp_key);
+  if (own != cfg.end()) {
+    if (!own->is_object())
+      throw invalid_argument(where + ": field '" + peft_cpp_key + "' expected an object, got " +
+                             own->dump().substr(0, 80));
+    for (const char* k : hf::shape_keys)
+      if (own->contains(k) && !cfg.contains(k)) cfg[k] = own->at(k);
+  }
+  const auto pt = cfg.find("peft_type");
+  if (pt == cfg.end() || !pt->is_string() || pt->get<std::string>() != "LORA") return cfg;
+
+  // Key layout: "base_model.model." or not, then "<model_type>." (a *For... model) or not.
+  const std::string mt = shape.model_type;
+  const std::string base = "base_model.model.";
+  auto strip_base = [&](const std::string& k) {
+    return k.compare(0, base.size(), base) == 0 ? k.substr(base.size()) : k;
+  };
+  bool bare_model = false;  // keys of a *Model: encoder.layer.<i>...
+  for (const auto& kv : tensors)
+    if (strip_base(kv.first).compare(0, 14, "encoder.layer.") == 0) bare_model = true;
+  nlohmann::json native = hf::lora_from_hf(cfg, shape, bare_model ? "" : mt + ".", where);
+  check_config_header(native, "LORA", shape, where);  // a folder for another encoder: say so first
+
+  std::map<std::string, tensor> renamed;
+  for (auto& kv : tensors) {
+    const std::string k = strip_base(kv.first);
+    std::string module, suffix;
+    for (const char* s : {".lora_A.weight", ".lora_B.weight"}) {
+      const std::string sfx = s;
+      if (k.size() > sfx.size() && k.compare(k.size() - sfx.size(), sfx.size(), sfx) == 0) {
+        module = k.substr(0, k.size() - sfx.size());
+        suffix = sfx;
+      }
+    }
+    if (!module.empty()) {
+      if (module.compare(0, 14, "encoder.layer.") == 0) module = mt + "." + module;
+      if (module.compare(0, mt.size() + 15, mt + ".encoder.layer.") != 0)
+        throw invalid_argument(where + ": tensor '" + kv.first + "' is a LoRA on module '" + module +
+                               "', expected one of the encoder's linears (" + mt +
+                               ".encoder.layer.<i>.attention.self.query, ...): peft puts LoRA on those only");
+      renamed.emplace(base + module + suffix, std::move(kv.second));
+      continue;
+    }
+    renamed.emplace(kv.first, std::move(kv.second));  // reported by the policy as unexpected
+  }
+  tensors = std::move(renamed);
+  return native;
+}
+
+}  // namespace peft::detail
+
+#endif  // PEFT_IO_DETAIL_HF_PEFT_IMPL_HPP

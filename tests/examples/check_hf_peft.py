@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Hugging Face PEFT LoRA folders through the example programs, both ways, on the small BERT
+sequence classifier of tests/reference/torch_hf_peft.py.
+
+usage: check_hf_peft.py PEFT_TRAIN PEFT_PREDICT HF_REFERENCE_DIR SCRATCH
+
+In: peft-predict on a folder PeftModelForSequenceClassification saves (LoRA + the classifier in
+modules_to_save), with neither --head nor --labels, prints the class probabilities PyTorch
+computed for each sentence, within 1e-5, and names classes by the model's id2label.
+Out: peft-train --method lora --save writes a folder that passes Hugging Face PEFT's loading
+rules (hf_peft_rules.py) for the targets peft can express as a list and for those only a
+regular expression expresses, and peft-predict reproduces the accuracy peft-train printed.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hf_peft_rules  # noqa: E402
+
+train_exe, predict_exe, ref, scratch = sys.argv[1:5]
+shutil.rmtree(scratch, ignore_errors=True)
+os.makedirs(scratch)
+model = os.path.join(ref, "model")
+text = os.path.join(ref, "text.jsonl")
+failures = []
+
+
+def check(cond, what):
+    print(("ok    " if cond else "FAIL  ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def run(*args):
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=600)
+
+
+cfg = json.load(open(os.path.join(model, "config.json")))
+layers, hidden, inter = cfg["num_hidden_layers"], cfg["hidden_size"], cfg["intermediate_size"]
+
+# In: a Hugging Face sequence classifier's LoRA folder.
+pred = os.path.join(scratch, "pred.jsonl")
+r = run(predict_exe, "--model", model, "--adapter", os.path.join(ref, "lora_seqcls"), "--input", text,
+        "--output", pred, "--threads", "1")
+check(r.returncode == 0, "peft-predict takes the Hugging Face folder without --head or --labels %s" % (
+    r.stderr.strip()[-300:] if r.returncode else ""))
+if r.returncode == 0:
+    got = [json.loads(l)["scores"] for l in open(pred)]
+    want = json.load(open(os.path.join(ref, "text_probs.json")))
+    check(len(got) == len(want) and all(set(g) == set(w) for g, w in zip(got, want)),
+          "one row per sentence, classes named by id2label: %s" % (sorted(got[0]) if got else None))
+    worst = max((abs(g[k] - w[k]) for g, w in zip(got, want) for k in w), default=1.0)
+    check(worst <= 1e-5, "probabilities equal PyTorch's within 1e-5 (worst %.2g)" % worst)
+
+# Out: peft-train's LoRA folders against Hugging Face PEFT's loading rules.
+for targets, regex in (("query,value,ffn_in", False), ("key,ffn_out", True)):
+    out = os.path.join(scratch, "lora_" + targets.replace(",", "_"))
+    r = run(train_exe, "--model", model, "--method", "lora", "--train", text, "--test", text, "--epochs", "2",
+            "--target-modules", targets, "--layers", "1", "--lora-r", "2", "--seed", "1", "--threads", "1",
+            "--save", out)
+    check(r.returncode == 0, "peft-train --method lora --target-modules %s runs %s" % (
+        targets, r.stderr.strip()[-300:] if r.returncode else ""))
+    if r.returncode != 0:
+        continue
+    acc = json.loads(r.stdout.strip().splitlines()[-1])["accuracy"]
+    saved = json.load(open(os.path.join(out, "adapter_config.json")))
+    check(isinstance(saved["target_modules"], str) == regex,
+          "target_modules %r: %s" % (saved["target_modules"], "a regular expression" if regex else "a list"))
+    check(saved["base_model_name_or_path"] == model and "peft_version" not in saved and "peft_cpp" in saved,
+          "base_model_name_or_path is the model folder; peft's own fields are under peft_cpp")
+    found = hf_peft_rules.problems(out, layers, hidden, inter, "bert.")
+    check(not found, "the folder passes Hugging Face PEFT's loading rules: %s" % found)
+    p = run(predict_exe, "--model", model, "--adapter", out, "--input", text, "--output", pred, "--threads", "1")
+    check(p.returncode == 0 and json.loads(p.stdout.strip().splitlines()[-1])["accuracy"] == acc,
+          "peft-predict reproduces the accuracy peft-train printed (%s)" % p.stderr.strip()[-200:])
+
+# A refused field reaches the user as one line naming it.
+bad = os.path.join(scratch, "dora")
+shutil.copytree(os.path.join(ref, "lora_seqcls"), bad)
+c = json.load(open(os.path.join(bad, "adapter_config.json")))
+c["use_dora"] = True
+json.dump(c, open(os.path.join(bad, "adapter_config.json"), "w"))
+r = run(predict_exe, "--model", model, "--adapter", bad, "--input", text, "--threads", "1")
+check(r.returncode == 1 and "use_dora" in r.stderr and len(r.stderr.strip().splitlines()) == 1,
+      "a DoRA folder is refused in one line naming use_dora: " + r.stderr.strip()[-200:])
+
+print("%d failure(s)" % len(failures))
+sys.exit(1 if failures else 0)

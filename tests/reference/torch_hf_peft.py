@@ -1,0 +1,260 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""Hugging Face PEFT adapter folders, and what they compute, from PyTorch alone.
+
+Usage: /usr/bin/python3 torch_hf_peft.py OUTPUT_DIR
+
+Writes under OUTPUT_DIR:
+  model/          a small random BERT sequence classifier as transformers saves it (config.json
+                  with id2label, model.safetensors with bert.* keys, a WordPiece vocab.txt of whole
+                  words) and the inputs (inputs_ids.npy, inputs_mask.npy, token_type_ids.npy: int64 [B, T])
+  text.jsonl      sentences of vocabulary words with labels, and text_probs.json: the class
+                  probabilities lora_seqcls gives each (the model's tokenizer, run by hand:
+                  [CLS] words [SEP])
+  lora_seqcls/    LoRA saved from a PeftModelForSequenceClassification: keys
+                  base_model.model.bert.encoder..., a list target_modules, rsLoRA, rank_pattern and
+                  alpha_pattern, and the classifier saved through modules_to_save
+  lora_model/     LoRA saved from a PeftModel over BertModel: keys base_model.model.encoder...,
+                  target_modules a regular expression
+  lora_bare/      LoRA saved by transformers' own adapter support: keys without base_model.model.,
+                  layers_to_transform an integer, "output.dense" (which also ends
+                  attention.output.dense)
+Each adapter folder holds adapter_config.json with the fields Hugging Face PEFT writes,
+adapter_model.safetensors (F32, metadata {"format": "pt"}) and the expected outputs:
+hidden.npy [B, T, H] and, for lora_seqcls, logits.npy [B, labels], all float32 from float64 math.
+
+The LoRA math is the paper's, written out here: each chosen linear computes
+x W^T + b + s * (x A^T) B^T with s = alpha / r (alpha / sqrt(r) with use_rslora), the rank and
+alpha of a module taken from rank_pattern / alpha_pattern when a key matches its path.
+The sequence classifier is BertForSequenceClassification's: tanh pooler on the first token,
+then the classifier linear.
+"""
+
+import json
+import math
+import os
+import re
+import shutil
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_bert  # noqa: E402  (the reference BERT's weights, inputs and safetensors writer)
+
+LINEARS = ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+           "intermediate.dense", "output.dense"]
+
+
+def lora_config(**fields):
+    """adapter_config.json of a LoraConfig: every field Hugging Face PEFT 0.18 writes, at its
+    default unless given (huggingface/peft tuners/lora/config.py, config.py)."""
+    cfg = {
+        "alora_invocation_tokens": None, "alpha_pattern": {}, "arrow_config": None, "auto_mapping": None, "base_model_name_or_path": "tiny-bert", "bias": "none",
+        "corda_config": None, "eva_config": None, "ensure_weight_tying": False, "exclude_modules": None, "fan_in_fan_out": False,
+        "inference_mode": True, "init_lora_weights": True, "layer_replication": None, "layers_pattern": None,
+        "layers_to_transform": None, "loftq_config": {}, "lora_alpha": 8, "lora_bias": False,
+        "lora_dropout": 0.1, "megatron_config": None, "megatron_core": "megatron.core", "modules_to_save": None,
+        "peft_type": "LORA", "peft_version": "0.18.0", "qalora_group_size": 16, "r": 8, "rank_pattern": {},
+        "revision": None, "target_modules": ["query", "value"], "target_parameters": None, "task_type": None,
+        "trainable_token_indices": None, "use_dora": False, "use_qalora": False, "use_rslora": False,
+    }
+    cfg.update(fields)
+    return cfg
+
+
+def pattern_value(pattern, module, default):
+    """Hugging Face's rank_pattern / alpha_pattern lookup: the first key (in the sorted order a
+    config read from a file has) that matches a dotted end of the module path."""
+    for key, value in sorted(pattern.items()):
+        if re.match(r"(.*\.)?(%s)$" % key, module):
+            return value
+    return default
+
+
+def chosen(cfg, module, layer):
+    tm = cfg["target_modules"]
+    if isinstance(tm, str):
+        return re.fullmatch(tm, module) is not None
+    if not any(module == t or module.endswith("." + t) for t in tm):
+        return False
+    lt = cfg["layers_to_transform"]
+    return lt is None or layer == lt or (isinstance(lt, list) and layer in lt)
+
+
+def make_lora(cfg, prefix, model_cfg, g):
+    """Random A, B (B non-zero, so the adapter changes the output) for every chosen module.
+    Returns {module path: (A, B, scale)} with paths under `prefix`."""
+    H, I = model_cfg["hidden_size"], model_cfg["intermediate_size"]
+    out = {}
+    for l in range(model_cfg["num_hidden_layers"]):
+        for sub in LINEARS:
+            path = "%sencoder.layer.%d.%s" % (prefix, l, sub)
+            if not chosen(cfg, path, l):
+                continue
+            fan_in = I if sub == "output.dense" else H
+            fan_out = I if sub == "intermediate.dense" else H
+            r = pattern_value(cfg["rank_pattern"], path, cfg["r"])
+            alpha = pattern_value(cfg["alpha_pattern"], path, cfg["lora_alpha"])
+            scale = alpha / math.sqrt(r) if cfg["use_rslora"] else alpha / r
+            A = torch.randn(r, fan_in, generator=g, dtype=torch.float64) / math.sqrt(fan_in)
+            B = torch.randn(fan_out, r, generator=g, dtype=torch.float64) * 0.3
+            # Stored as float32: the reference computes with the stored values.
+            out[path] = (A.float().double(), B.float().double(), scale)
+    return out
+
+
+def encoder(model_cfg, w, ids, mask, types, lora, prefix):
+    H, eps, nh = model_cfg["hidden_size"], model_cfg["layer_norm_eps"], model_cfg["num_attention_heads"]
+    B, T = ids.shape
+    dh = H // nh
+    positions = torch.arange(T).unsqueeze(0).expand(B, T)
+    x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][positions] +
+         w["embeddings.token_type_embeddings.weight"][types])
+    h = F.layer_norm(x, (H,), w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
+    for i in range(model_cfg["num_hidden_layers"]):
+        p = "encoder.layer.%d." % i
+
+        def lin(x, name):
+            y = x @ w[p + name + ".weight"].T + w[p + name + ".bias"]
+            site = lora.get(prefix + p + name)
+            if site is not None:
+                A, Bm, s = site
+                y = y + s * (x @ A.T) @ Bm.T
+            return y
+
+        def heads(t):
+            return t.reshape(B, T, nh, dh).transpose(1, 2)
+
+        q, k, v = (heads(lin(h, "attention.self." + n)) for n in ("query", "key", "value"))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(dh)
+        scores = scores.masked_fill((mask == 0)[:, None, None, :], float("-inf"))
+        ctx = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(B, T, H)
+        a = F.layer_norm(h + lin(ctx, "attention.output.dense"), (H,), w[p + "attention.output.LayerNorm.weight"],
+                         w[p + "attention.output.LayerNorm.bias"], eps)
+        u = lin(a, "intermediate.dense")
+        f = lin(0.5 * u * (1 + torch.erf(u / math.sqrt(2))), "output.dense")
+        h = F.layer_norm(a + f, (H,), w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps)
+    return h
+
+
+WORDS = ("good bad great awful fine poor nice dull best worst love hate film movie plot cast story acting "
+         "music scene ending start long short funny sad slow fast very quite not really").split()
+
+
+def vocab():
+    """[PAD] [UNK] [CLS] [SEP] [MASK], the words, then filler tokens up to the model's 100 rows."""
+    v = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+    return v + ["[unused%d]" % i for i in range(100 - len(v))]
+
+
+def write_adapter(out_dir, cfg, tensors):
+    os.makedirs(out_dir)
+    with open(os.path.join(out_dir, "adapter_config.json"), "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+    torch_bert.write_safetensors(os.path.join(out_dir, "adapter_model.safetensors"),
+                                 {k: ("F32", v) for k, v in tensors.items()}, {"format": "pt"})
+
+
+def main():
+    out = sys.argv[1]
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    model_cfg = torch_bert.base_config("bert")
+    labels = ["negative", "neutral", "positive"]
+    model_cfg.update({"architectures": ["BertForSequenceClassification"],
+                      "id2label": {str(i): n for i, n in enumerate(labels)},
+                      "label2id": {n: i for i, n in enumerate(labels)}})
+    w = torch_bert.random_weights(model_cfg, seed=11)
+    w = {k: v.float().double() for k, v in w.items()}  # the stored float32 values
+    ids, mask, types, _ = torch_bert.make_inputs(model_cfg, seed=12)
+
+    model_dir = os.path.join(out, "model")
+    os.makedirs(model_dir)
+    with open(os.path.join(model_dir, "config.json"), "w") as f:
+        json.dump(model_cfg, f, indent=2)
+    torch_bert.write_safetensors(os.path.join(model_dir, "model.safetensors"),
+                                 {torch_bert.hf_key(model_cfg, k): ("F32", v) for k, v in w.items()})
+    for name, t in (("inputs_ids", ids), ("inputs_mask", mask), ("token_type_ids", types)):
+        np.save(os.path.join(model_dir, name + ".npy"), t.numpy().astype(np.int64))
+    voc = vocab()
+    assert len(voc) == model_cfg["vocab_size"]
+    with open(os.path.join(model_dir, "vocab.txt"), "w") as f:
+        f.write("\n".join(voc) + "\n")
+
+    g = torch.Generator().manual_seed(13)
+    H = model_cfg["hidden_size"]
+
+    # 1. PeftModelForSequenceClassification: rsLoRA, patterns, the classifier in modules_to_save.
+    cfg = lora_config(task_type="SEQ_CLS", r=4, lora_alpha=8, use_rslora=True,
+                      target_modules=["query", "value", "intermediate.dense"],
+                      rank_pattern={"layer\\.1\\.attention\\.self\\.query": 2},
+                      alpha_pattern={"intermediate.dense": 3},
+                      modules_to_save=["classifier", "score"])  # PeftModelForSequenceClassification adds both
+    lora = make_lora(cfg, "bert.", model_cfg, g)
+    h = encoder(model_cfg, w, ids, mask, types, lora, "bert.")
+    cls_w = (torch.randn(len(labels), H, generator=g, dtype=torch.float64) * 0.5).float().double()
+    cls_b = (torch.randn(len(labels), generator=g, dtype=torch.float64) * 0.1).float().double()
+    pooled = torch.tanh(F.linear(h[:, 0], w["pooler.dense.weight"], w["pooler.dense.bias"]))
+    logits = F.linear(pooled, cls_w, cls_b)
+    tensors = {}
+    for path, (A, B, _) in lora.items():
+        tensors["base_model.model." + path + ".lora_A.weight"] = A
+        tensors["base_model.model." + path + ".lora_B.weight"] = B
+    # As every Hugging Face PEFT version saves a modules_to_save copy: under the module's own name.
+    tensors["base_model.model.classifier.weight"] = cls_w
+    tensors["base_model.model.classifier.bias"] = cls_b
+    d = os.path.join(out, "lora_seqcls")
+    write_adapter(d, cfg, tensors)
+    np.save(os.path.join(d, "hidden.npy"), h.numpy().astype(np.float32))
+    np.save(os.path.join(d, "logits.npy"), logits.numpy().astype(np.float32))
+
+    # Sentences through the same classifier, one at a time: what peft-predict must print.
+    rng = np.random.RandomState(14)
+    rows, probs = [], []
+    for i in range(24):
+        words = [WORDS[j] for j in rng.randint(0, len(WORDS), size=rng.randint(3, 12))]
+        row_ids = torch.tensor([[2] + [voc.index(x) for x in words] + [3]])
+        hh = encoder(model_cfg, w, row_ids, torch.ones_like(row_ids), torch.zeros_like(row_ids), lora, "bert.")
+        p = torch.softmax(F.linear(torch.tanh(F.linear(hh[:, 0], w["pooler.dense.weight"], w["pooler.dense.bias"])),
+                                   cls_w, cls_b), -1)[0]
+        rows.append({"text": " ".join(words), "label": labels[i % len(labels)]})
+        probs.append({labels[k]: float(p[k]) for k in range(len(labels))})
+    with open(os.path.join(out, "text.jsonl"), "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    with open(os.path.join(out, "text_probs.json"), "w") as f:
+        json.dump(probs, f, indent=1)
+
+    # 2. PeftModel over BertModel: a regular expression for target_modules.
+    cfg = lora_config(task_type="FEATURE_EXTRACTION", r=3, lora_alpha=5,
+                      target_modules=".*\\.layer\\.\\d+\\.attention\\.(self\\.key|output\\.dense)")
+    lora = make_lora(cfg, "", model_cfg, g)
+    h = encoder(model_cfg, w, ids, mask, types, lora, "")
+    tensors = {}
+    for path, (A, B, _) in lora.items():
+        tensors["base_model.model." + path + ".lora_A.weight"] = A
+        tensors["base_model.model." + path + ".lora_B.weight"] = B
+    d = os.path.join(out, "lora_model")
+    write_adapter(d, cfg, tensors)
+    np.save(os.path.join(d, "hidden.npy"), h.numpy().astype(np.float32))
+
+    # 3. transformers' own adapter support: no base_model.model. prefix, one layer.
+    cfg = lora_config(r=2, lora_alpha=4, target_modules=["output.dense"], layers_to_transform=1)
+    lora = make_lora(cfg, "bert.", model_cfg, g)
+    assert len(lora) == 2  # attention.output.dense and output.dense of layer 1
+    h = encoder(model_cfg, w, ids, mask, types, lora, "bert.")
+    tensors = {}
+    for path, (A, B, _) in lora.items():
+        tensors[path + ".lora_A.weight"] = A
+        tensors[path + ".lora_B.weight"] = B
+    d = os.path.join(out, "lora_bare")
+    write_adapter(d, cfg, tensors)
+    np.save(os.path.join(d, "hidden.npy"), h.numpy().astype(np.float32))
+
+
+if __name__ == "__main__":
+    with torch.no_grad():
+        main()
