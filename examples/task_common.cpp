@@ -17,7 +17,7 @@ saved_task open_task(const model_files& m, const std::string& dir, const bare_ta
   if (!fs::is_directory(dir)) throw peft::io_error(where + "adapter folder '" + dir + "' does not exist");
   // A Hugging Face sequence classifier's folder carries its head (modules_to_save), and its
   // model's config.json may name the classes (id2label).
-  if (bare.head.empty() && peft::read_saved_modules(dir).empty())
+  if (bare.head.empty() && (!fs::exists(fs::path(dir) / peft::adapter_config_file) || peft::read_saved_modules(dir).empty()))
     throw usage_error(where + "'" + dir +
                       "' has no task.json and saves no classifier (modules_to_save): a bare adapter folder needs "
                       "--head FILE and --labels");

@@ -575,6 +575,11 @@ TEST_CASE("Hugging Face LoRA fields peft cannot honour are refused, each by name
         j["target_modules"] = ".*layer\\.0\\.attention\\.self\\.key|.*layer\\.1\\.attention\\.output\\.dense";
       },
       "chooses different linears in different layers");
+  // A hostile pattern: exponential for a backtracking matcher over a 40-character path.
+  refused(
+      "lora_model", [](J& j) { j["target_modules"] = "(.|.)*x"; }, "matches none of the encoder's linears");
+  refused(
+      "lora_model", [](J& j) { j["target_modules"] = std::string(2000, '('); }, "expected at most 1024");
   refused(
       "lora_model", [](J& j) { j["layers_to_transform"] = 0; },
       "'layers_to_transform' expected null with a regular");

@@ -89,7 +89,10 @@ TEST_CASE("a task saved as one folder reads back to the same settings, labels an
   CHECK(b.settings.method == "lora");
   CHECK(b.labels.label(0) == "neg");
   CHECK(b.dir == bare);
-  CHECK_THROWS_WITH(read_bare_task(m, bare, {t.head_path, "", "mean", 0}), Catch::Contains("needs a head file and labels"));
+  // No labels, and USE-lite's folder has no config.json id2label to name the classes.
+  CHECK_THROWS_WITH(read_bare_task(m, bare, {t.head_path, "", "mean", 0}), Catch::Contains("no labels were given"));
+  // No head, and the folder saves no classifier (modules_to_save).
+  CHECK_THROWS_WITH(read_bare_task(m, bare, {"", "neg,pos", "mean", 0}), Catch::Contains("saves no classifier"));
   CHECK_THROWS_WITH(read_bare_task(m, bare, {t.head_path, "neg,pos", "max", 0}), Catch::Contains("max"));
 
   // A second save replaces the first as one unit; a folder with other content is refused.

@@ -53,13 +53,28 @@ inline const char* shape_keys[] = {"model_type", "num_layers", "hidden_size", "e
 inline const char* digest_key = "weights_fnv1a64";
 inline const char* legacy_digest_key = "peft_weights_fnv1a64";  // peft 0.1.0, top level
 
-/// std::regex for @p pattern, or an invalid_argument naming @p field and the pattern.
+/// Longest regular expression read from a config: a pattern from a hostile file must not make
+/// the compiler recurse deeply (nested groups).
+inline constexpr std::size_t max_pattern_length = 1024;
+
+/// std::regex for @p pattern, or an invalid_argument naming @p field and the pattern. With
+/// libstdc++ the pattern is matched by its breadth-first executor (`__polynomial`: time linear
+/// in the path's length, where the default backtracking one is exponential for patterns such as
+/// "(a|a)*b" from a hostile file); such patterns have no back-references to lose.
 inline std::regex compile(const std::string& pattern, const std::string& field, const std::string& where) {
+  if (pattern.size() > max_pattern_length)
+    throw invalid_argument(where + ": field '" + field + "' holds a regular expression of " +
+                           std::to_string(pattern.size()) + " characters, expected at most " +
+                           std::to_string(max_pattern_length));
+  auto flags = std::regex::ECMAScript;
+#if defined(__GLIBCXX__)
+  flags |= std::regex_constants::__polynomial;
+#endif
   try {
-    return std::regex(pattern, std::regex::ECMAScript);
+    return std::regex(pattern, flags);
   } catch (const std::regex_error& e) {
     throw invalid_argument(where + ": field '" + field +
-                           "' holds a regular expression peft cannot compile ('" + pattern +
+                           "' holds a regular expression peft cannot compile ('" + pattern.substr(0, 120) +
                            "': " + e.what() + ")");
   }
 }
@@ -367,12 +382,13 @@ PEFT_HF_API nlohmann::json to_saved_config(const nlohmann::json& native, const h
         out.erase(k);
       }
     hf::lora_to_hf(native, out);
+    // As save_pretrained writes it (another method's field of that name is its own).
+    out["inference_mode"] = true;
   }
   out["base_model_name_or_path"] = info.base_model_name_or_path.empty()
                                        ? nlohmann::json(nullptr)
                                        : nlohmann::json(info.base_model_name_or_path);
   out["task_type"] = info.task_type.empty() ? nlohmann::json(nullptr) : nlohmann::json(info.task_type);
-  out["inference_mode"] = true;
   out[peft_cpp_key] = own;
   return out;
 }

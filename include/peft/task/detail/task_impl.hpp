@@ -186,7 +186,11 @@ PEFT_TASK_API saved_task read_bare_task(const model_files& m, const std::string&
 PEFT_TASK_API std::vector<std::string> model_labels(const model_files& m, const std::string& where) {
   const std::string path = (fs::path(m.dir) / "config.json").string();
   nlohmann::json cfg;
-  if (fs::exists(path)) cfg = peft::detail::parse_json_limited(peft::detail::read_file(path, "model_labels"), path);
+  if (fs::exists(path)) try {
+      cfg = peft::detail::parse_json_limited(peft::detail::read_file(path, "model_labels"), path);
+    } catch (const nlohmann::json::exception& e) {
+      throw peft::io_error(where + "'" + path + "' is not valid JSON: " + e.what());
+    }
   const auto it = cfg.is_object() ? cfg.find("id2label") : cfg.end();
   if (!cfg.is_object() || it == cfg.end() || !it->is_object() || it->empty())
     throw peft::invalid_argument(where + "'" + path + "' has no id2label to name the classes (give the labels)");
