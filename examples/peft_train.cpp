@@ -64,6 +64,7 @@ struct options {
   task::mpmp_settings mpmp;
   bool mpmp_flags = false;  // any MPMP-only option given
   std::string state;
+  std::string init_adapter;  ///< --init-adapter: the policy starts from this folder
   long save_every = 10;
   bool resume = false, data_parallel = false;
   double weight_decay = 0, warmup = 0;
@@ -228,6 +229,10 @@ void add_options(cli::app& app, options& o) {
   app.add_option("--shallow", o.shallow, "from scratch: prompts before layer 0 only: 0|1")
       ->check(cli::integer(0, 1))->group(mpmp);
 
+  app.add_option("--init-adapter", o.init_adapter,
+                 "start the policy from this adapter folder (peft's, or Hugging Face PEFT's), of --method's "
+                 "kind; its config sets the method's hyper-parameters")
+      ->group(run);
   app.add_option("--state", o.state, "training state file, saved every --save-every steps (resumable)")->group(run);
   app.add_option("--save-every", o.save_every, "steps between state saves")->check(cli::integer(1))->group(run);
   app.add_flag("--resume", o.resume, "continue the run saved in --state")->group(run);
@@ -256,6 +261,8 @@ void check(const cli::app& app, options& o) {
   } catch (const peft::invalid_argument& e) {
     throw usage_error(std::string("--method: ") + e.what());
   }
+  if (!o.init_adapter.empty() && (o.method == "list" || o.method == "mpmp" || o.method == "head"))
+    throw usage_error("--init-adapter goes with the fit-based methods that have a policy, not " + o.method);
   if (!o.state.empty() && (o.method == "list" || o.method == "mpmp"))
     throw usage_error("--state goes with the fit-based methods, not " + o.method);
   if (o.data_parallel && o.method == "mpmp") throw usage_error("--data-parallel does not go with method mpmp");
@@ -282,6 +289,9 @@ void check(const cli::app& app, options& o) {
     // mask-tuning's layers.
     set_policy_option(o, "--layers", o.method == "lora" ? "layers_to_transform" : "layers", layers);
   }
+  if (!o.init_adapter.empty() && !o.policy_options.empty())
+    throw usage_error("--init-adapter takes the method's hyper-parameters from the folder's config, not " +
+                      o.option_flags);
   if (o.method == "mpmp" && !o.policy_options.empty())
     throw usage_error("method mpmp takes --prompt-tokens/--modules/--intrinsic-dim/--shallow, not " + o.option_flags);
   if (o.method == "mpmp" && o.eval_every) o.mpmp.tune.eval_every = static_cast<int>(o.eval_every);
@@ -339,6 +349,7 @@ int run(const options& o, peft::collective* comm) {
   s.method = o.method;
   s.model_type = m.model_type;
   s.base_model = m.dir;
+  s.init_adapter = o.init_adapter;
   s.template_spec = o.tmpl;
   s.verbalizer_spec = o.verbalizer;
   s.pooling = o.pooling.empty() ? peft::to_string(peft::default_pool_kind(m.model_type)) : o.pooling;

@@ -8,6 +8,7 @@ usage: check_hf_peft.py PEFT_TRAIN PEFT_PREDICT HF_REFERENCE_DIR SCRATCH
 In: peft-predict on a folder PeftModelForSequenceClassification saves (LoRA + the classifier in
 modules_to_save), with neither --head nor --labels, prints the class probabilities PyTorch
 computed for each sentence, within 1e-5, and names classes by the model's id2label.
+Init: peft-train --init-adapter starts from such a folder (its config sets the hyper-parameters).
 Out: peft-train --method lora --save writes a folder that passes Hugging Face PEFT's loading
 rules (hf_peft_rules.py) for the targets peft can express as a list and for those only a
 regular expression expresses, and peft-predict reproduces the accuracy peft-train printed.
@@ -15,6 +16,7 @@ regular expression expresses, and peft-predict reproduces the accuracy peft-trai
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -77,6 +79,44 @@ for targets, regex in (("query,value,ffn_in", False), ("key,ffn_out", True)):
     p = run(predict_exe, "--model", model, "--adapter", out, "--input", text, "--output", pred, "--threads", "1")
     check(p.returncode == 0 and json.loads(p.stdout.strip().splitlines()[-1])["accuracy"] == acc,
           "peft-predict reproduces the accuracy peft-train printed (%s)" % p.stderr.strip()[-200:])
+
+# --init-adapter: training starts from the Hugging Face folder, whose config sets the rank,
+# targets and patterns; at a learning rate of 1e-12 the saved LoRA is the folder's.
+def tensors(path):
+    header = hf_peft_rules.read_header(path)
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        f.seek(8 + n)
+        data = f.read()
+    out = {}
+    for k, v in header.items():
+        if k != "__metadata__":
+            a, b = v["data_offsets"]
+            out[k] = struct.unpack("<%df" % ((b - a) // 4), data[a:b])
+    return out
+
+
+init = os.path.join(scratch, "init")
+r = run(train_exe, "--model", model, "--method", "lora", "--init-adapter", os.path.join(ref, "lora_seqcls"),
+        "--train", text, "--test", text, "--epochs", "1", "--lr", "1e-12", "--head-lr", "1e-12", "--seed", "1",
+        "--threads", "1", "--save", init)
+check(r.returncode == 0, "peft-train --init-adapter takes the Hugging Face folder %s" % (
+    r.stderr.strip()[-300:] if r.returncode else ""))
+if r.returncode == 0:
+    c = json.load(open(os.path.join(init, "adapter_config.json")))
+    check(c["r"] == 4 and c["use_rslora"] is True and
+          c["rank_pattern"].get("encoder.layer.1.attention.self.query") == 2,
+          "the folder's r, rsLoRA and rank pattern carry over: %s" % {k: c[k] for k in ("r", "use_rslora", "rank_pattern")})
+    ours = tensors(os.path.join(init, "adapter_model.safetensors"))
+    theirs = {k: v for k, v in tensors(os.path.join(ref, "lora_seqcls", "adapter_model.safetensors")).items()
+              if ".lora_" in k}
+    worst = max((abs(x - y) for k in theirs for x, y in zip(ours.get(k, ()), theirs[k])), default=1.0)
+    check(set(ours) == set(theirs) and worst <= 1e-8,
+          "the saved LoRA is the folder's (same keys, largest change %.2g at lr 1e-12)" % worst)
+r = run(train_exe, "--model", model, "--method", "lora", "--init-adapter", os.path.join(ref, "lora_seqcls"),
+        "--lora-r", "2", "--train", text, "--test", text)
+check(r.returncode == 2 and "--init-adapter" in r.stderr and "--lora-r" in r.stderr,
+      "--init-adapter with a hyper-parameter flag is a usage error naming both: " + r.stderr.strip()[-160:])
 
 # A refused field reaches the user as one line naming it.
 bad = os.path.join(scratch, "dora")

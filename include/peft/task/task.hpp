@@ -129,6 +129,9 @@ struct task_settings {
   /// Training only (the saved adapter_config.json records them): fields of the method's config
   /// that differ from its defaults, e.g. {"r": 16} (peft::make_policy).
   peft::method_options policy_options = nlohmann::json::object();
+  /// Training only: an adapter folder the policy starts from (train_task), instead of a fresh
+  /// one built from policy_options.
+  std::string init_adapter;
 
   nlohmann::json to_json() const {
     nlohmann::json j = {{"method", method},          {"model_type", model_type},

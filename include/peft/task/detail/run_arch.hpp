@@ -66,7 +66,7 @@ run_result train_task_for(const model_files& m, const task_settings& s, peft::in
                           const std::vector<peft::encoded_example>& dev,
                           const std::vector<peft::encoded_example>& test, const peft::fit_options& fit,
                           std::uint64_t seed) {
-  return dispatch<Arch>(m, s, classes, label_words, seed, "", [&](const auto& enc, auto& policy, auto& head) {
+  return dispatch<Arch>(m, s, classes, label_words, seed, s.init_adapter, [&](const auto& enc, auto& policy, auto& head) {
     peft::task_model model(enc, policy, head);
     const auto fr = peft::fit(model, train, dev, fit);
     run_result r;
