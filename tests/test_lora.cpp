@@ -547,6 +547,9 @@ TEST_CASE("Hugging Face LoRA fields peft cannot honour are refused, each by name
   };
   using J = nlohmann::json;
   refused(
+      "lora_seqcls", [](J& j) { j["init_lora_weights"] = "pissa_niter_4"; },
+      "'init_lora_weights' is \"pissa_niter_4\", which changes the frozen weights");
+  refused(
       "lora_seqcls", [](J& j) { j["use_dora"] = true; }, "'use_dora' expected false (DoRA");
   refused(
       "lora_seqcls", [](J& j) { j["bias"] = "lora_only"; }, "'bias' expected \"none\"");

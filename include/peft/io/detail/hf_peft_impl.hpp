@@ -159,6 +159,19 @@ inline nlohmann::json lora_from_hf(const nlohmann::json& in, const encoder_shape
       refuse(kv.key(), "is not supported by peft's LoRA (it would change what the adapter computes), got " +
                            kv.value().dump().substr(0, 80));
   }
+  // Initialisations that also rewrite the frozen weights (W - B A for PiSSA, OLoRA, CorDA,
+  // LoRA-GA; a quantised W for LoftQ): such an adapter computes its function only on that
+  // rewritten base, unless Hugging Face converted it to a plain LoRA when saving it.
+  const auto& init = field("init_lora_weights");
+  if (init.is_string()) {
+    const std::string v = init.get<std::string>();
+    for (const char* rewrites : {"pissa", "olora", "corda", "loftq", "lora_ga"})
+      if (v.compare(0, std::string(rewrites).size(), rewrites) == 0)
+        refuse("init_lora_weights",
+               "is \"" + v +
+                   "\", which changes the frozen weights the adapter works on; save it with "
+                   "path_initial_model_for_weight_conversion to get a plain LoRA peft can load");
+  }
   const std::string bias = field("bias").is_string() ? field("bias").get<std::string>() : "none";
   if (bias != "none")
     refuse("bias", "expected \"none\" (peft keeps the frozen linears' biases frozen), got \"" + bias + "\"");
