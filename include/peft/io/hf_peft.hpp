@@ -22,21 +22,26 @@
 ///    ends with "." + entry; peft's own names query/key/value/attn_out/ffn_in/ffn_out also
 ///    work) or a string (a regular expression the whole module path must match);
 ///  - `layers_to_transform` null, an integer or a list, `layers_pattern` null or naming
-///    "layer" (the module paths are `<model>.encoder.layer.<i>...`);
-///  - `rank_pattern` / `alpha_pattern`: regular expressions matched against the end of each
-///    chosen module's path, resolved here into one full-path entry per linear (lora.hpp);
+///    "layer" (the module paths are `<model>.encoder.layer.<i>...`); `exclude_modules` (a
+///    list or a regular expression, by the same rules);
+///  - `rank_pattern` / `alpha_pattern`: regular expressions matched against a dotted end of
+///    each chosen module's path, the first matching key in sorted order winning (the order of
+///    a config read from a file), resolved here into one full-path entry per linear (lora.hpp);
 ///  - `r`, `lora_alpha`, `use_rslora`, `lora_dropout`; `bias` "none" only, `use_dora` false
 ///    only (both refused otherwise); `fan_in_fan_out` true is read as false, as Hugging Face
 ///    does for `nn.Linear`; `modules_to_save` "classifier" only (its tensors are returned
 ///    apart, for a task head);
-///  - the fields that only describe training or initialisation are ignored; any other field
-///    with a value other than null, false or empty is refused by name.
+///  - the fields that only describe training or initialisation are ignored, except an
+///    `init_lora_weights` that rewrote the frozen weights (PiSSA, OLoRA, CorDA, LoftQ,
+///    LoRA-GA), which is refused; any other field with a value other than null, false or
+///    empty is refused by name.
 /// Tensor keys may carry the `base_model.model.` prefix or not, and the model's own prefix
 /// (`bert.` for *ForSequenceClassification) or not (*Model); a LoRA tensor on a module
 /// outside the encoder's six linears is refused by name.
 ///
 /// The regular expressions are ECMAScript (std::regex), which agrees with Python's `re` on the
-/// constructs target_modules use; one it cannot compile is refused with its text.
+/// constructs target_modules use; one it cannot compile is refused with its text. At most
+/// 1,024 characters, matched in time linear in the path (hf_peft_impl.hpp).
 ///
 /// The definitions (io/detail/hf_peft_impl.hpp, which needs <regex>) are compiled once into
 /// peft::instances (PEFT_TASK_SEPARATE) or, header-only, included here.
