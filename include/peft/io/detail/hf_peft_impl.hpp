@@ -57,6 +57,12 @@ inline const char* legacy_digest_key = "peft_weights_fnv1a64";  // peft 0.1.0, t
 /// the compiler recurse deeply (nested groups).
 inline constexpr std::size_t max_pattern_length = 1024;
 
+/// @p key without the `base_model.model.` prefix a PeftModel's keys carry.
+inline std::string without_base_model(const std::string& key) {
+  const std::string base = "base_model.model.";
+  return key.compare(0, base.size(), base) == 0 ? key.substr(base.size()) : key;
+}
+
 /// std::regex for @p pattern, or an invalid_argument naming @p field and the pattern. With
 /// libstdc++ the pattern is matched by its breadth-first executor (`__polynomial`: time linear
 /// in the path's length, where the default backtracking one is exponential for patterns such as
@@ -346,11 +352,8 @@ inline void lora_to_hf(const nlohmann::json& native, nlohmann::json& out) {
   const index L = native.at("num_layers").get<index>();
   const auto layers = native.at("layers_to_transform").get<std::vector<index>>();
   const bool every_layer = static_cast<index>(layers.size()) == L;
-  const bool has = [&] {
-    return std::find(ws.begin(), ws.end(), linear_id::ffn_out) != ws.end() &&
-           std::find(ws.begin(), ws.end(), linear_id::attn_out) == ws.end();
-  }();
-  if (has) {
+  const auto chosen = [&](linear_id w) { return std::find(ws.begin(), ws.end(), w) != ws.end(); };
+  if (chosen(linear_id::ffn_out) && !chosen(linear_id::attn_out)) {
     // "output.dense" in a list would also choose attention.output.dense: a regular expression
     // names exactly these linears in exactly these layers.
     std::string alt_layers = "\\d+";
@@ -421,10 +424,8 @@ PEFT_HF_API void split_saved_modules(const nlohmann::json& cfg, std::map<std::st
                                      std::map<std::string, tensor>& modules) {
   const auto ms = cfg.find("modules_to_save");
   if (ms == cfg.end() || !ms->is_array()) return;
-  const std::string base = "base_model.model.";
   for (auto it = tensors.begin(); it != tensors.end();) {
-    std::string k = it->first;
-    if (k.compare(0, base.size(), base) == 0) k = k.substr(base.size());
+    const std::string k = hf::without_base_model(it->first);
     bool moved = false;
     for (const auto& e : *ms) {
       if (!e.is_string()) continue;
@@ -461,9 +462,7 @@ PEFT_HF_API nlohmann::json to_native(const nlohmann::json& file_cfg, std::map<st
   // Key layout: "base_model.model." or not, then "<model_type>." (a *For... model) or not.
   const std::string mt = shape.model_type;
   const std::string base = "base_model.model.";
-  auto strip_base = [&](const std::string& k) {
-    return k.compare(0, base.size(), base) == 0 ? k.substr(base.size()) : k;
-  };
+  const auto strip_base = hf::without_base_model;
   bool bare_model = false;  // keys of a *Model: encoder.layer.<i>...
   for (const auto& kv : tensors)
     if (strip_base(kv.first).compare(0, 14, "encoder.layer.") == 0) bare_model = true;
