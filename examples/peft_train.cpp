@@ -9,7 +9,7 @@
 //              [--config FILE]   (peft-train --help lists every option with its default)
 //
 // METHOD: a method of the registry (peft/methods.hpp; --help lists them): head, full,
-// houlsby, pfeiffer, list-adapter, prefix, mask, side, lora, list, mpmp.
+// houlsby, pfeiffer, list-adapter, prefix, mask, side, lora, ia3, list, mpmp.
 // `list` is LiST self-training (needs --unlabeled); its options default to the reference's:
 //   --teacher-epochs 50 --teacher-lr 5e-6 --sessions 6 --student-steps 1000
 //   --warmup-fraction 0.6 --finetune-epochs 50 --student-lr 1e-4 --batch 4
@@ -150,7 +150,8 @@ void add_options(cli::app& app, options& o) {
   policy("--lora-rslora", "use_rslora", "rsLoRA: scale alpha/sqrt(r) instead of alpha/r: 0|1 [0]", cli::integer(0, 1),
          [](const std::string& v) { return nlohmann::json(v != "0"); });
   policy("--target-modules", "target_modules",
-         "linears LoRA or mask-tuning changes: query,key,value,attn_out,ffn_in,ffn_out [LoRA: query,value]",
+         "linears LoRA, (IA)3 or mask-tuning changes: query,key,value,attn_out,ffn_in,ffn_out [LoRA: query,value; "
+         "(IA)3: key,value,ffn_out]",
          cli::validator{[](const std::string& v) {
                           return peft::task::split_list(v).empty()
                                      ? "expects a comma-separated list of names, got '" + v + "'"
@@ -158,8 +159,12 @@ void add_options(cli::app& app, options& o) {
                         },
                         "LIST"},
          [](const std::string& v) { return nlohmann::json(peft::task::split_list(v)); });
-  app.add_option("--layers", o.layers, "layers to change, e.g. 0,1,2 (LoRA, adapters, mask-tuning) [all]")
+  app.add_option("--layers", o.layers, "layers to change, e.g. 0,1,2 (LoRA, (IA)3, adapters, mask-tuning) [all]")
       ->group(method);
+  policy("--feedforward-modules", "feedforward_modules",
+         "(IA)3 targets scaled on their input, not their output: a subset of --target-modules [ffn_out]",
+         cli::validator{[](const std::string&) { return std::string(); }, "LIST"},
+         [](const std::string& v) { return nlohmann::json(peft::task::split_list(v)); });
   policy("--adapter-size", "bottleneck_size", "adapter bottleneck m [Houlsby 64, LiST 128]", cli::integer(1), integer);
   policy("--reduction-factor", "reduction_factor", "adapter reduction factor hidden/m [Pfeiffer 16]",
          cli::number(1e-6, 1e6), real);
@@ -285,9 +290,10 @@ void check(const cli::app& app, options& o) {
         throw usage_error("--layers expects a comma-separated list of integers >= 0, got '" + o.layers + "'");
       layers.push_back(std::stol(item));
     }
-    // The layer list is named per method: LoRA's layers_to_transform, the adapters' and
+    // The layer list is named per method: LoRA's and (IA)3's layers_to_transform, the adapters' and
     // mask-tuning's layers.
-    set_policy_option(o, "--layers", o.method == "lora" ? "layers_to_transform" : "layers", layers);
+    set_policy_option(o, "--layers", o.method == "lora" || o.method == "ia3" ? "layers_to_transform" : "layers",
+                      layers);
   }
   if (!o.init_adapter.empty() && !o.policy_options.empty())
     throw usage_error("--init-adapter takes the method's hyper-parameters from the folder's config, not " +

@@ -12,6 +12,7 @@
 #include <peft/policies/bottleneck_adapter.hpp>
 #include <peft/policies/compose.hpp>
 #include <peft/policies/full_finetune.hpp>
+#include <peft/policies/ia3.hpp>
 #include <peft/policies/lora.hpp>
 #include <peft/policies/mask_tuning.hpp>
 #include <peft/policies/modular_prompt.hpp>
@@ -97,6 +98,10 @@ peft::adapter_fusion<float> small_policy<peft::adapter_fusion<float>>(const peft
   std::vector<std::shared_ptr<const bottleneck>> ads{std::make_shared<const bottleneck>(s, a, 1),
                                                      std::make_shared<const bottleneck>(s, b, 2)};
   return peft::adapter_fusion<float>(s, std::move(ads), peft::adapter_fusion_config{}, 1);
+}
+template <>
+peft::ia3<float> small_policy<peft::ia3<float>>(const peft::encoder_shape& s) {
+  return peft::ia3<float>(s, peft::ia3_config{}, 1);
 }
 template <>
 composed small_policy<composed>(const peft::encoder_shape& s) {

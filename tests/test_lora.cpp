@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 // LoRA: gradients by finite differences inside the encoder, identity at init, frozen weights,
 // parameter blocks, copies, checkpoints, merge/unmerge, and a step on the real USE-lite.
+// (IA)3, the other policy on the frozen linears: its gradients on both sides of a linear, its
+// merge, and its folders both ways with Hugging Face PEFT. Both methods' folders written by
+// Hugging Face PEFT are checked against PyTorch (tests/reference/torch_hf_peft.py).
 #include <peft/io/adapter_checkpoint.hpp>
 #include <peft/io/hf_checkpoint.hpp>
 #include <peft/io/npy.hpp>
 #include <peft/io/safetensors.hpp>
 #include <peft/io/use_lite.hpp>
 #include <peft/model/encoder.hpp>
+#include <peft/policies/ia3.hpp>
 #include <peft/policies/lora.hpp>
 #include <peft/policies/mask_tuning.hpp>
 #include <peft/task/heads.hpp>
@@ -379,6 +383,25 @@ struct hf_fixture {
   }
 };
 
+/// Largest difference between PyTorch's logits (fixture folder @p name's logits.npy) and those of
+/// the folder's modules_to_save classifier over BERT's pooler on the encoder with policy @p p.
+template <typename P>
+double max_logits_diff(const hf_fixture& f, const P& p, const std::string& name) {
+  const auto modules = peft::read_saved_modules(f.dir + "/" + name);
+  REQUIRE(modules.size() == 2);
+  peft::classification_head<float> head(f.enc.hidden_size(), 3, peft::pool_kind::pooler, 0.1, 0);
+  peft::load_store_tensors(head.parameters(), modules, "test");
+  const auto logits = head.forward(*f.weights, f.enc.forward(f.b, p), f.b, peft::mode::eval, nullptr, nullptr);
+  auto c = peft::detail::read_npy_contents(f.dir + "/" + name + "/logits.npy", "test");
+  const auto ref = peft::detail::npy_float_values<double>(c, "logits.npy");
+  REQUIRE(logits.size() == static_cast<peft::index>(ref.size()));
+  double d = 0;
+  for (peft::index i = 0; i < logits.rows(); ++i)
+    for (peft::index k = 0; k < logits.cols(); ++k)
+      d = std::max(d, std::abs(double(logits(i, k)) - ref[std::size_t(i * logits.cols() + k)]));
+  return d;
+}
+
 /// Copies Hugging Face fixture folder @p name to scratch with its config edited by @p edit.
 template <typename F>
 std::string edited_copy(const hf_fixture& f, const std::string& name, F edit) {
@@ -419,19 +442,7 @@ TEST_CASE("LoRA folders written by Hugging Face PEFT load and compute what PyTor
   CHECK(cls.scaling(0, linear_id::ffn_in) ==
         Approx(3 / std::sqrt(4.0)));  // alpha_pattern "intermediate.dense"
   CHECK(cls.scaling(0, linear_id::key) == 0);
-  const auto modules = peft::read_saved_modules(f.dir + "/lora_seqcls");
-  REQUIRE(modules.size() == 2);
-  peft::classification_head<float> head(f.enc.hidden_size(), 3, peft::pool_kind::pooler, 0.1, 0);
-  peft::load_store_tensors(head.parameters(), modules, "test");
-  const auto logits =
-      head.forward(*f.weights, f.enc.forward(f.b, cls), f.b, peft::mode::eval, nullptr, nullptr);
-  auto c = peft::detail::read_npy_contents(f.dir + "/lora_seqcls/logits.npy", "test");
-  const auto ref = peft::detail::npy_float_values<double>(c, "logits.npy");
-  REQUIRE(logits.size() == static_cast<peft::index>(ref.size()));
-  double d = 0;
-  for (peft::index i = 0; i < logits.rows(); ++i)
-    for (peft::index k = 0; k < logits.cols(); ++k)
-      d = std::max(d, std::abs(double(logits(i, k)) - ref[std::size_t(i * logits.cols() + k)]));
+  const double d = max_logits_diff(f, cls, "lora_seqcls");
   INFO("classifier logits max abs diff " << d);
   CHECK(d <= 1e-5);
   std::printf("hf_peft %-12s logits max abs diff %.2g\n", "lora_seqcls", d);
@@ -597,6 +608,153 @@ TEST_CASE("Hugging Face LoRA fields peft cannot honour are refused, each by name
     CHECK_THROWS_WITH(
         peft::load_policy<lora<float>>(dir, shape),
         Catch::Contains("'bert.pooler.dense.lora_A.weight' is a LoRA on module 'bert.pooler.dense'"));
+    std::filesystem::remove_all(dir);
+  }
+}
+
+// ---- (IA)3 ---------------------------------------------------------------------------------
+
+namespace {
+
+/// (IA)3 on every linear; key and ffn_out scale their input (key's input gradient is summed with
+/// query's and value's), the rest their output.
+peft::ia3_config ia3_everywhere() {
+  peft::ia3_config c;
+  c.target_modules = {linear_id::query,    linear_id::key,    linear_id::value,
+                      linear_id::attn_out, linear_id::ffn_in, linear_id::ffn_out};
+  c.feedforward_modules = {linear_id::key, linear_id::ffn_out};
+  return c;
+}
+
+template <typename Arch>
+void check_ia3_gradients(const std::string& type) {
+  small_model<Arch> m(type);
+  peft::ia3<double> p(m.enc.shape(), ia3_everywhere(), 0);
+  peft_test::randomise(p.parameters().values(), 0.3, 21);  // away from ones: every path counts
+  auto r =
+      peft_test::check_policy_in_encoder(m.enc, m.b, p, p.parameters().values(), p.parameters().grads(), 300);
+  INFO(type << ": params max abs err " << r.params.max_abs_err << ", input " << r.input.max_abs_err);
+  CHECK(r.params.max_abs_err < 1e-7);
+  CHECK(r.input.max_abs_err < 1e-7);
+  CHECK(r.max_param_grad > 1e-3);
+  CHECK(r.max_input_grad > 1e-3);
+}
+
+}  // namespace
+
+TEST_CASE("(IA)3 gradients match finite differences, input and output scales", "[ia3][grad]") {
+  SECTION("bert") { check_ia3_gradients<peft::bert>("bert"); }
+  SECTION("use_lite") { check_ia3_gradients<peft::use_lite>("use_lite"); }
+}
+
+TEST_CASE("(IA)3 starts as the identity, has Hugging Face's blocks, and merges into the weights", "[ia3]") {
+  small_model<peft::bert> m("bert");
+  peft::ia3<double> p(m.enc.shape(), peft::ia3_config{}, 0);  // keys, values, FFN activation
+  const auto& blocks = p.parameters().blocks();
+  REQUIRE(blocks.size() == 6);
+  CHECK(blocks[0].name == "base_model.model.bert.encoder.layer.0.attention.self.key.ia3_l");
+  CHECK((blocks[0].rows == 16 && blocks[0].cols == 1));  // an output scale: [out, 1]
+  CHECK(blocks[2].name == "base_model.model.bert.encoder.layer.0.output.dense.ia3_l");
+  CHECK((blocks[2].rows == 1 && blocks[2].cols == m.enc.shape().intermediate_size));  // input: [1, in]
+  CHECK(p.num_parameters() == 2 * (16 + 16 + m.enc.shape().intermediate_size));
+  CHECK(p.parameters().values().minCoeff() == 1.0);
+  CHECK(p.parameters().values().maxCoeff() == 1.0);
+  CHECK(m.enc.forward(m.b, p) == m.enc.forward(m.b));
+
+  peft::ia3<double> q(m.enc.shape(), ia3_everywhere(), 0);
+  peft_test::randomise(q.parameters().values(), 0.3, 4);
+  const auto merged = q.merge(m.enc.weights());
+  const peft::encoder<peft::bert, double> plain(merged);
+  const double d = (plain.forward(m.b) - m.enc.forward(m.b, q)).cwiseAbs().maxCoeff();
+  INFO("merged vs policy max abs diff " << d);
+  CHECK(d < 1e-12);
+  CHECK((plain.forward(m.b) - m.enc.forward(m.b)).cwiseAbs().maxCoeff() > 1e-3);
+
+  peft::ia3_config bad;
+  bad.feedforward_modules = {linear_id::query};
+  CHECK_THROWS_WITH(peft::ia3<double>(m.enc.shape(), bad, 0),
+                    Catch::Contains("feedforward_modules entry 'query' expected among target_modules"));
+}
+
+TEST_CASE("(IA)3 folders written by Hugging Face PEFT load and compute what PyTorch computes", "[ia3][hf]") {
+  hf_fixture f;
+  for (const char* name : {"ia3_seqcls", "ia3_layers"}) {
+    const std::string dir = f.dir + "/" + name;
+    const auto p = peft::load_policy<peft::ia3<float>>(dir, f.enc.shape());
+    const double d = max_hidden_diff(f.enc.forward(f.b, p), dir + "/hidden.npy", f.b);
+    INFO(name << ": hidden states max abs diff " << d);
+    CHECK(d <= 1e-5);
+    std::printf("hf_peft %-12s hidden max abs diff %.2g\n", name, d);
+  }
+  // Hugging Face's BERT default: "output.dense" ends attention.output.dense too, and as a
+  // feed-forward entry (a plain end, no dot boundary) makes both output projections scale
+  // their input.
+  const auto cls = peft::load_policy<peft::ia3<float>>(f.dir + "/ia3_seqcls", f.enc.shape());
+  CHECK(cls.config().target_modules ==
+        std::vector<linear_id>{linear_id::key, linear_id::value, linear_id::attn_out, linear_id::ffn_out});
+  CHECK(cls.config().feedforward_modules == std::vector<linear_id>{linear_id::attn_out, linear_id::ffn_out});
+  const double d = max_logits_diff(f, cls, "ia3_seqcls");
+  INFO("classifier logits max abs diff " << d);
+  CHECK(d <= 1e-5);
+  std::printf("hf_peft %-12s logits max abs diff %.2g\n", "ia3_seqcls", d);
+  const auto layers = peft::load_policy<peft::ia3<float>>(f.dir + "/ia3_layers", f.enc.shape());
+  CHECK(layers.config().target_modules ==
+        std::vector<linear_id>{linear_id::key, linear_id::ffn_in, linear_id::ffn_out});
+  CHECK(layers.config().feedforward_modules == std::vector<linear_id>{linear_id::ffn_out});
+  CHECK(layers.config().layers_to_transform == std::vector<peft::index>{0, 1});
+
+  // A feed-forward expression that splits one linear across layers, and a field peft does not
+  // know, are refused by name.
+  using J = nlohmann::json;
+  std::string dir = edited_copy(f, "ia3_layers", [](J& j) { j["feedforward_modules"] = ".*layer\\.0\\.output\\.dense"; });
+  CHECK_THROWS_WITH(peft::load_policy<peft::ia3<float>>(dir, f.enc.shape()),
+                    Catch::Contains("makes ffn_out a feed-forward module in some layers only"));
+  std::filesystem::remove_all(dir);
+  dir = edited_copy(f, "ia3_seqcls", [](J& j) { j["use_dora"] = true; });
+  CHECK_THROWS_WITH(peft::load_policy<peft::ia3<float>>(dir, f.enc.shape()),
+                    Catch::Contains("field 'use_dora' is not supported by peft's (IA)3"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("(IA)3 folders peft writes are Hugging Face PEFT's layout and read back bitwise", "[ia3][hf][io]") {
+  small_model<peft::bert, float> m("bert");
+  peft::rng g(8);
+  for (const bool attn_out : {false, true}) {
+    peft::ia3_config c;  // the paper's: key, value, ffn_out (feed-forward)
+    if (attn_out) {
+      c.target_modules.push_back(linear_id::attn_out);  // on its output
+      c.layers_to_transform = {1};
+    }
+    peft::ia3<float> a(m.enc.shape(), c, 0);
+    for (peft::index i = 0; i < a.num_parameters(); ++i)
+      a.parameters().values()[i] = static_cast<float>(1 + g.normal() * 0.2);
+    const std::string dir = peft_test::scratch_dir("ia3_hf_out");
+    peft::save_policy(dir, a, {"/models/tiny-bert", ""});
+    const auto j = peft::read_adapter_config(dir);
+    INFO(j.dump(2));
+    CHECK(j["peft_type"] == "IA3");
+    CHECK(j["task_type"].is_null());
+    CHECK(j["init_ia3_weights"] == true);
+    for (const char* k : {"model_type", "num_layers", "layers_to_transform", "peft_version"})
+      CHECK_FALSE(j.contains(k));
+    CHECK(j["peft_cpp"]["model_type"] == "bert");
+    if (attn_out) {
+      // Layer 1 only: a regular expression; a listed "output.dense" would make the targeted
+      // attention.output.dense feed-forward too.
+      CHECK(j["target_modules"] ==
+            ".*\\.layer\\.(?:1)\\.(?:attention\\.self\\.key|attention\\.self\\.value|attention\\.output\\.dense|"
+            "output\\.dense)");
+      CHECK(j["feedforward_modules"] == ".*\\.layer\\.\\d+\\.(?:output\\.dense)");
+    } else {
+      CHECK(j["target_modules"] == ".*\\.layer\\.\\d+\\.(?:attention\\.self\\.key|attention\\.self\\.value|output\\.dense)");
+      CHECK(j["feedforward_modules"] == nlohmann::json({"output.dense"}));
+    }
+    const auto b = peft::load_policy<peft::ia3<float>>(dir, m.enc.shape());
+    CHECK(b.parameters().values() == a.parameters().values());
+    CHECK(b.config().target_modules == a.config().target_modules);
+    CHECK(b.config().feedforward_modules == a.config().feedforward_modules);
+    CHECK(b.config().layers_to_transform == a.config().layers_to_transform);
+    CHECK(m.enc.forward(m.b, b) == m.enc.forward(m.b, a));
     std::filesystem::remove_all(dir);
   }
 }

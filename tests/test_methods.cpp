@@ -36,6 +36,10 @@ peft::method_options small_options(const std::string& method) {
   if (method == "side") return {{"side_hidden_size", 6}, {"alpha_init", 0.3}};
   if (method == "lora")
     return {{"r", 3}, {"lora_alpha", 12.0}, {"target_modules", {"query", "value", "ffn_in"}}};
+  // Hugging Face's BERT form of (IA)3 but with attn_out scaled on its output: both sides, and
+  // the feed-forward list a plain name cannot write (io/hf_peft.hpp).
+  if (method == "ia3")
+    return {{"target_modules", {"query", "value", "attn_out", "ffn_out"}}, {"feedforward_modules", {"ffn_out"}}};
   if (method == "mpmp") return {{"num_modules", 2}, {"num_prompt_tokens", 2}, {"intrinsic_dim", 3}};
   return {};
 }
@@ -154,11 +158,11 @@ TEST_CASE("unknown methods, options and checkpoint types are rejected, naming wh
   const std::string dir = peft_test::scratch_dir("methods_bad_type");
   peft::save_policy(dir, peft::make_policy("lora", shape, 1, small_options("lora")));
   auto cfg = peft::read_adapter_config(dir);
-  cfg["peft_type"] = "IA3";
+  cfg["peft_type"] = "ADALORA";
   std::ofstream(fs::path(dir) / peft::adapter_config_file) << cfg.dump();
   CHECK_THROWS_WITH(peft::load_any_policy(dir, shape), Catch::Contains("field 'peft_type' expected one of") &&
                                                            Catch::Contains("LORA") &&
-                                                           Catch::Contains("got \"IA3\""));
+                                                           Catch::Contains("got \"ADALORA\""));
   cfg["peft_type"] = "COMPOSE";
   std::ofstream(fs::path(dir) / peft::adapter_config_file) << cfg.dump();
   CHECK_THROWS_WITH(peft::load_any_policy(dir, shape), Catch::Contains("load_policy<compose<...>>"));

@@ -182,7 +182,7 @@ TEST_CASE("the task layer's errors name what was expected and what was found", "
   const model_files m = load_model(peft_test::use_lite_dir());
   CHECK_THROWS_WITH(read_saved_task(m, empty), Catch::Contains("no task.json"));
   CHECK_THROWS_WITH(task_policy("mpmp", model_shape(m), 0, ""), Catch::Contains("method mpmp"));
-  CHECK_THROWS_WITH(method_of_peft_type("IA3"), Catch::Contains("IA3") && Catch::Contains("LORA"));
+  CHECK_THROWS_WITH(method_of_peft_type("ADALORA"), Catch::Contains("ADALORA") && Catch::Contains("LORA"));
   task_settings s;
   s.model_type = m.model_type;
   s.max_length = 4;

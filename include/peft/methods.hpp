@@ -41,6 +41,7 @@
 #include "policies/adapter_fusion.hpp"
 #include "policies/bottleneck_adapter.hpp"
 #include "policies/full_finetune.hpp"
+#include "policies/ia3.hpp"
 #include "policies/lora.hpp"
 #include "policies/mask_tuning.hpp"
 #include "policies/modular_prompt.hpp"
@@ -57,7 +58,7 @@ namespace peft {
 template <typename S>
 using policy_variant =
     std::variant<no_policy<S>, full_finetune<S>, bottleneck_adapter<S>, prefix_tuning<S>, mask_tuning<S>,
-                 side_tuning<S>, lora<S>, adapter_fusion<S>, modular_prompt<S>>;
+                 side_tuning<S>, lora<S>, adapter_fusion<S>, modular_prompt<S>, ia3<S>>;
 
 namespace detail {
 template <typename P, typename V>
@@ -334,6 +335,10 @@ const std::vector<method<Scalar>>& methods() {
                              [](const encoder_shape& s, std::uint64_t seed, const O& o) {
                                return A(with_options(lora<S>(s, lora_config{}, seed), s, seed, o, "lora"));
                              }),
+      method_row<ia3<S>, S>("ia3", 3e-3, "(IA)3: learned scales of keys, values and the FFN activation",
+                            [](const encoder_shape& s, std::uint64_t seed, const O& o) {
+                              return A(with_options(ia3<S>(s, ia3_config{}, seed), s, seed, o, "ia3"));
+                            }),
       method_row<adapter_fusion<S>, S>(
           "fusion", 5e-5, "AdapterFusion over trained adapters (built from them, or loaded)", nullptr),
       method_row<modular_prompt<S>, S>(

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Hugging Face PEFT LoRA folders through the example programs, both ways, on the small BERT
-sequence classifier of tests/reference/torch_hf_peft.py.
+"""Hugging Face PEFT LoRA and (IA)3 folders through the example programs, both ways, on the small
+BERT sequence classifier of tests/reference/torch_hf_peft.py.
 
 usage: check_hf_peft.py PEFT_TRAIN PEFT_PREDICT HF_REFERENCE_DIR SCRATCH
 
@@ -12,6 +12,9 @@ Init: peft-train --init-adapter starts from such a folder (its config sets the h
 Out: peft-train --method lora --save writes a folder that passes Hugging Face PEFT's loading
 rules (hf_peft_rules.py) for the targets peft can express as a list and for those only a
 regular expression expresses, and peft-predict reproduces the accuracy peft-train printed.
+(IA)3: peft-predict takes Hugging Face's sequence-classifier folder with its classifier, and
+peft-train --method ia3 (--init-adapter from that folder too) writes folders that pass the same
+rules and that peft-predict reproduces.
 """
 import json
 import os
@@ -79,6 +82,35 @@ for targets, regex in (("query,value,ffn_in", False), ("key,ffn_out", True)):
     p = run(predict_exe, "--model", model, "--adapter", out, "--input", text, "--output", pred, "--threads", "1")
     check(p.returncode == 0 and json.loads(p.stdout.strip().splitlines()[-1])["accuracy"] == acc,
           "peft-predict reproduces the accuracy peft-train printed %s" % (p.stderr.strip()[-200:] if p.returncode else ""))
+
+# (IA)3: Hugging Face's folder in (its classifier too), peft-train's folders out.
+r = run(predict_exe, "--model", model, "--adapter", os.path.join(ref, "ia3_seqcls"), "--input", text,
+        "--output", pred, "--threads", "1")
+check(r.returncode == 0 and sorted(json.loads(open(pred).readline())["scores"]) == sorted(cfg["id2label"].values()),
+      "peft-predict takes Hugging Face's (IA)3 sequence-classifier folder, classes from id2label %s" % (
+          r.stderr.strip()[-300:] if r.returncode else ""))
+for name, extra in (("ia3", []), ("ia3_attn", ["--target-modules", "key,value,attn_out,ffn_out", "--layers", "1"]),
+                    ("ia3_init", ["--init-adapter", os.path.join(ref, "ia3_seqcls")])):
+    out = os.path.join(scratch, name)
+    r = run(train_exe, "--model", model, "--method", "ia3", "--train", text, "--test", text, "--epochs", "2",
+            "--seed", "1", "--threads", "1", "--save", out, *extra)
+    check(r.returncode == 0, "peft-train --method ia3 %s runs %s" % (
+        " ".join(extra), r.stderr.strip()[-300:] if r.returncode else ""))
+    if r.returncode != 0:
+        continue
+    acc = json.loads(r.stdout.strip().splitlines()[-1])["accuracy"]
+    saved = json.load(open(os.path.join(out, "adapter_config.json")))
+    found = hf_peft_rules.problems(out, layers, hidden, inter, "bert.")
+    check(saved["peft_type"] == "IA3" and not found,
+          "%s: the (IA)3 folder passes Hugging Face PEFT's loading rules (feedforward_modules %r): %s" % (
+              name, saved.get("feedforward_modules"), found))
+    p = run(predict_exe, "--model", model, "--adapter", out, "--input", text, "--output", pred, "--threads", "1")
+    check(p.returncode == 0 and json.loads(p.stdout.strip().splitlines()[-1])["accuracy"] == acc,
+          "%s: peft-predict reproduces the accuracy peft-train printed %s" % (
+              name, p.stderr.strip()[-200:] if p.returncode else ""))
+    if name == "ia3_init":
+        check(saved["feedforward_modules"] == ["attention.output.dense", "output.dense"],
+              "--init-adapter keeps Hugging Face's feed-forward choice: %r" % saved["feedforward_modules"])
 
 # --init-adapter: training starts from the Hugging Face folder, whose config sets the rank,
 # targets and patterns; at a learning rate of 1e-12 the saved LoRA is the folder's.

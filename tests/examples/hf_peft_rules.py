@@ -1,14 +1,21 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What Hugging Face PEFT requires of a LoRA adapter folder when it loads one onto a BERT
-model, written from its source (huggingface/peft: config.py, tuners/lora/config.py,
-tuners/tuners_utils.py check_target_module_exists, utils/other.py get_pattern_key,
-utils/save_and_load.py set_peft_model_state_dict), applied without torch or peft installed.
+"""What Hugging Face PEFT requires of a LoRA or (IA)^3 adapter folder when it loads one onto a
+BERT model, written from its source (huggingface/peft: config.py, tuners/lora/config.py,
+tuners/ia3/config.py, tuners/ia3/model.py, tuners/ia3/layer.py, tuners/tuners_utils.py
+check_target_module_exists, utils/other.py get_pattern_key, utils/save_and_load.py
+set_peft_model_state_dict), applied without torch or peft installed.
 
 problems(folder, num_layers, hidden, intermediate, prefix) returns the list of what
 PeftModel.from_pretrained would refuse, or would load differently from what the folder says
 (missing adapter keys, which it only warns about; unexpected keys, which it drops silently).
 `prefix` is what precedes "encoder." in the module names of the model it is loaded onto:
 "bert." for a BertFor... model, "" for BertModel.
+
+An IA3 folder: target_modules and feedforward_modules null stand for IA3Model's BERT defaults
+(["key", "value", "output.dense"] and ["output.dense"]); a feedforward_modules list entry matches
+a targeted module whose path ends with it, with no dot boundary (so "output.dense" also makes
+attention.output.dense feedforward), a string is re.fullmatch; each targeted module has one
+`<module>.ia3_l` vector, (1, in) when feedforward and (out, 1) otherwise.
 """
 import json
 import os
@@ -30,6 +37,13 @@ KNOWN = {
     "monteclora_config", "layer_replication", "lora_bias", "target_parameters", "use_bdlora", "arrow_config",
     "kasa_config", "ensure_weight_tying",
 }
+# IA3Config's dataclass fields (exclude_modules since 0.14) and the base PeftConfig's.
+KNOWN_IA3 = {
+    "peft_type", "task_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision", "inference_mode",
+    "target_modules", "exclude_modules", "feedforward_modules", "fan_in_fan_out", "modules_to_save", "init_ia3_weights",
+}
+IA3_BERT_TARGETS = ["key", "value", "output.dense"]  # constants.py, used when target_modules is null
+IA3_BERT_FEEDFORWARD = ["output.dense"]  # used when feedforward_modules is null
 TASK_TYPES = {None, "SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "QUESTION_ANS", "FEATURE_EXTRACTION"}
 
 
@@ -59,6 +73,52 @@ def targeted(cfg, key, layer):
     return layer == lt if isinstance(lt, int) else layer in lt
 
 
+def feedforward(cfg, key):
+    """IA3Model._check_target_module_feedforward: a string is re.fullmatch; a list entry matches
+    when `key` ends with it, with no dot boundary."""
+    ff = cfg["feedforward_modules"]
+    if isinstance(ff, str):
+        return re.fullmatch(ff, key) is not None
+    return any(key.endswith(f) for f in ff)
+
+
+def names_or_regex(v):
+    return isinstance(v, str) or (isinstance(v, list) and all(isinstance(t, str) for t in v))
+
+
+def ia3_config_problems(cfg, out):
+    """Appends what IA3Config would refuse; returns the config as IA3Model uses it on BERT (nulls
+    replaced by the defaults, fields it does not know dropped), or None when the targets are
+    unusable."""
+    tm, ff = cfg.get("target_modules"), cfg.get("feedforward_modules")
+    ok = True
+    for name in ("target_modules", "feedforward_modules", "exclude_modules"):
+        v = cfg.get(name)
+        if v is not None and not names_or_regex(v):
+            out.append("%s %r is neither a string nor a list of strings" % (name, v))
+            ok = ok and name == "exclude_modules"
+        elif isinstance(v, str):
+            try:
+                re.compile(v)
+            except re.error as e:
+                out.append("%s %r is not a regular expression: %s" % (name, v, e))
+                ok = False
+    if not ok:
+        return None
+    if isinstance(tm, list) and isinstance(ff, list) and not set(ff) <= set(tm):
+        out.append("feedforward_modules %s is not a subset of target_modules %s (ValueError)" % (ff, tm))
+    ms = cfg.get("modules_to_save")
+    if ms is not None and not (isinstance(ms, list) and all(isinstance(m, str) for m in ms)):
+        out.append("modules_to_save %r is not a list of strings" % (ms,))
+    for k in ("fan_in_fan_out", "init_ia3_weights", "inference_mode"):
+        if not isinstance(cfg.get(k, False), bool):
+            out.append("%s %r is not a boolean" % (k, cfg.get(k)))
+    used = {k: v for k, v in cfg.items() if k in KNOWN_IA3}
+    used["target_modules"] = IA3_BERT_TARGETS if tm is None else tm
+    used["feedforward_modules"] = IA3_BERT_FEEDFORWARD if ff is None else ff
+    return used
+
+
 def pattern(pat, key, default):
     for k in sorted(pat):  # a config read from a file iterates its keys in sorted order
         if re.match(r"(.*\.)?(%s)$" % k, key):
@@ -74,15 +134,21 @@ def problems(folder, num_layers, hidden, intermediate, prefix):
         if not os.path.exists(p):
             return ["missing " + os.path.basename(p)]
     cfg = json.load(open(cfg_path))
-    if cfg.get("peft_type") != "LORA":
-        return ["peft_type %r: this checker knows LORA" % cfg.get("peft_type")]
-    unknown = sorted(set(cfg) - KNOWN - {"peft_cpp"})
+    kind = cfg.get("peft_type")
+    if kind not in ("LORA", "IA3"):
+        return ["peft_type %r: this checker knows LORA and IA3" % kind]
+    unknown = sorted(set(cfg) - (KNOWN if kind == "LORA" else KNOWN_IA3) - {"peft_cpp"})
     if unknown:
         out.append("fields Hugging Face PEFT does not know (dropped with a warning, a TypeError before 0.14): %s" % unknown)
     if not isinstance(cfg.get("peft_cpp", {}), dict):
         out.append("peft_cpp is not an object")
     if cfg.get("task_type") not in TASK_TYPES:
         out.append("task_type %r is not a TaskType" % cfg.get("task_type"))
+    if kind == "IA3":
+        cfg = ia3_config_problems(cfg, out)
+        if cfg is None:
+            return out
+        return out + weight_problems(cfg, wts_path, num_layers, hidden, intermediate, prefix)
     if not isinstance(cfg.get("r"), int) or cfg["r"] <= 0:
         out.append("r %r is not a positive integer" % cfg.get("r"))
     if not isinstance(cfg.get("lora_alpha"), (int, float)):
@@ -103,7 +169,13 @@ def problems(folder, num_layers, hidden, intermediate, prefix):
     for k in ("use_dora", "use_rslora", "fan_in_fan_out", "inference_mode"):
         if not isinstance(cfg.get(k, False), bool):
             out.append("%s %r is not a boolean" % (k, cfg.get(k)))
+    return out + weight_problems(cfg, wts_path, num_layers, hidden, intermediate, prefix)
 
+
+def weight_problems(cfg, wts_path, num_layers, hidden, intermediate, prefix):
+    """The safetensors file against the modules `cfg` (a LORA or an IA3 config) targets."""
+    out = []
+    ia3 = cfg["peft_type"] == "IA3"
     header = read_header(wts_path)
     meta = header.pop("__metadata__", None)
     # A model the adapter was injected into directly (transformers' own adapter support) has no
@@ -119,6 +191,10 @@ def problems(folder, num_layers, hidden, intermediate, prefix):
             key = "%sencoder.layer.%d.%s" % (prefix, layer, sub)
             if not targeted(cfg, key, layer):
                 continue
+            if ia3:  # ia3_l is a ParameterDict entry: no .weight suffix
+                shape = [1, width[i]] if feedforward(cfg, key) else [width[o], 1]
+                expected["base_model.model.%s.ia3_l" % key] = shape
+                continue
             r = pattern(cfg.get("rank_pattern", {}), key, cfg["r"])
             expected["base_model.model.%s.lora_A.weight" % key] = [r, width[i]]
             expected["base_model.model.%s.lora_B.weight" % key] = [width[o], r]
@@ -133,6 +209,11 @@ def problems(folder, num_layers, hidden, intermediate, prefix):
             out.append("%s is %s, not F32" % (k, header[k]["dtype"]))
     saved = ["base_model.model.%s." % m for m in (cfg.get("modules_to_save") or [])]
     for k in sorted(set(header) - set(expected)):
-        if not any(k.startswith(s) for s in saved):
+        if any(k.startswith(s) for s in saved):
+            continue
+        if ia3 and not k.endswith(".ia3_l"):
+            out.append("unexpected key %s: neither an (IA)^3 vector (.ia3_l) nor a modules_to_save copy "
+                       "(dropped on load)" % k)
+        else:
             out.append("unexpected key %s (dropped on load)" % k)
     return out

@@ -19,13 +19,28 @@ Writes under OUTPUT_DIR:
   lora_bare/      LoRA saved by transformers' own adapter support: keys without base_model.model.,
                   layers_to_transform an integer, "output.dense" (which also ends
                   attention.output.dense)
+  ia3_seqcls/     (IA)^3 saved from a PeftModelForSequenceClassification with IA3Config's defaults for
+                  BERT as it writes them resolved: target_modules ["key", "value", "output.dense"],
+                  feedforward_modules ["output.dense"] (which, matched without a dot boundary, makes
+                  attention.output.dense feedforward too); keys base_model.model.bert.encoder...ia3_l,
+                  (out, 1) for key and value, (1, in) for both output.dense; the classifier saved
+                  through modules_to_save
+  ia3_layers/     (IA)^3 saved from a PeftModel over BertModel (task_type null, so auto_mapping is
+                  filled): keys base_model.model.encoder...ia3_l, target_modules a regular expression
+                  choosing attention.self.key, intermediate.dense and the FFN output.dense (not
+                  attention.output.dense) of layers 0 and 1, feedforward_modules ["output.dense"]
 Each adapter folder holds adapter_config.json with the fields Hugging Face PEFT writes,
 adapter_model.safetensors (F32, metadata {"format": "pt"}) and the expected outputs:
-hidden.npy [B, T, H] and, for lora_seqcls, logits.npy [B, labels], all float32 from float64 math.
+hidden.npy [B, T, H] and, for lora_seqcls and ia3_seqcls, logits.npy [B, labels], all float32 from
+float64 math.
 
 The LoRA math is the paper's, written out here: each chosen linear computes
 x W^T + b + s * (x A^T) B^T with s = alpha / r (alpha / sqrt(r) with use_rslora), the rank and
 alpha of a module taken from rank_pattern / alpha_pattern when a key matches its path.
+The (IA)^3 math is Hugging Face PEFT's (tuners/ia3/layer.py): a chosen linear that is not
+feedforward computes (x W^T + b) * l, l flattened to [out] (the bias scaled too); a feedforward one
+computes (x * l) W^T + b, l flattened to [in]. Its random vectors come from a generator of their
+own, after the LoRA folders, so those stay as they were.
 The sequence classifier is BertForSequenceClassification's: tanh pooler on the first token,
 then the classifier linear.
 """
@@ -60,6 +75,21 @@ def lora_config(**fields):
         "peft_type": "LORA", "peft_version": "0.18.0", "qalora_group_size": 16, "r": 8, "rank_pattern": {},
         "revision": None, "target_modules": ["query", "value"], "target_parameters": None, "task_type": None,
         "trainable_token_indices": None, "use_dora": False, "use_qalora": False, "use_rslora": False,
+    }
+    cfg.update(fields)
+    return cfg
+
+
+def ia3_config(**fields):
+    """adapter_config.json of an IA3Config: every field Hugging Face PEFT 0.18 writes, at its
+    default unless given (huggingface/peft tuners/ia3/config.py, config.py). target_modules and
+    feedforward_modules default to what IA3Model fills in for BERT when they are null, as the file
+    then holds them (constants.py, ia3/model.py _prepare_adapter_config)."""
+    cfg = {
+        "auto_mapping": None, "base_model_name_or_path": "tiny-bert", "exclude_modules": None, "fan_in_fan_out": False,
+        "feedforward_modules": ["output.dense"], "inference_mode": True, "init_ia3_weights": True,
+        "modules_to_save": None, "peft_type": "IA3", "peft_version": "0.18.0", "revision": None,
+        "target_modules": ["key", "value", "output.dense"], "task_type": None,
     }
     cfg.update(fields)
     return cfg
@@ -106,7 +136,53 @@ def make_lora(cfg, prefix, model_cfg, g):
     return out
 
 
-def encoder(model_cfg, w, ids, mask, types, lora, prefix):
+def ia3_chosen(cfg, module):
+    """check_target_module_exists for an IA3Config (which has no layers_to_transform)."""
+    ex = cfg["exclude_modules"]
+    if isinstance(ex, str) and re.fullmatch(ex, module):
+        return False
+    if isinstance(ex, list) and any(module == e or module.endswith("." + e) for e in ex):
+        return False
+    tm = cfg["target_modules"]
+    if isinstance(tm, str):
+        return re.fullmatch(tm, module) is not None
+    return any(module == t or module.endswith("." + t) for t in tm)
+
+
+def ia3_feedforward(cfg, module):
+    """IA3Model._check_target_module_feedforward: a string is re.fullmatch, a list entry matches
+    when the path ends with it, with no dot boundary."""
+    ff = cfg["feedforward_modules"]
+    if isinstance(ff, str):
+        return re.fullmatch(ff, module) is not None
+    return any(module.endswith(t) for t in ff)
+
+
+def make_ia3(cfg, prefix, model_cfg, g):
+    """Random vectors around 1 (so the adapter changes the output) for every chosen module.
+    Returns {module path: (l flattened, feedforward)} with paths under `prefix`."""
+    H, I = model_cfg["hidden_size"], model_cfg["intermediate_size"]
+    out = {}
+    for l in range(model_cfg["num_hidden_layers"]):
+        for sub in LINEARS:
+            path = "%sencoder.layer.%d.%s" % (prefix, l, sub)
+            if not ia3_chosen(cfg, path):
+                continue
+            ff = ia3_feedforward(cfg, path)
+            fan_in = I if sub == "output.dense" else H
+            fan_out = I if sub == "intermediate.dense" else H
+            v = 1 + 0.3 * torch.randn(fan_in if ff else fan_out, generator=g, dtype=torch.float64)
+            out[path] = (v.float().double(), ff)  # the stored float32 values
+    return out
+
+
+def ia3_tensors(ia3, saved_prefix):
+    """The file's ia3_l tensors: (1, in) for a feedforward module, (out, 1) otherwise."""
+    return {saved_prefix + path + ".ia3_l": (v.reshape(1, -1) if ff else v.reshape(-1, 1))
+            for path, (v, ff) in ia3.items()}
+
+
+def encoder(model_cfg, w, ids, mask, types, lora, prefix, ia3=None):
     H, eps, nh = model_cfg["hidden_size"], model_cfg["layer_norm_eps"], model_cfg["num_attention_heads"]
     B, T = ids.shape
     dh = H // nh
@@ -118,11 +194,16 @@ def encoder(model_cfg, w, ids, mask, types, lora, prefix):
         p = "encoder.layer.%d." % i
 
         def lin(x, name):
+            vec = ia3.get(prefix + p + name) if ia3 else None
+            if vec is not None and vec[1]:  # feedforward: the input scaled
+                x = x * vec[0]
             y = x @ w[p + name + ".weight"].T + w[p + name + ".bias"]
             site = lora.get(prefix + p + name)
             if site is not None:
                 A, Bm, s = site
                 y = y + s * (x @ A.T) @ Bm.T
+            if vec is not None and not vec[1]:  # the output scaled, bias included
+                y = y * vec[0]
             return y
 
         def heads(t):
@@ -252,6 +333,43 @@ def main():
         tensors[path + ".lora_B.weight"] = B
     d = os.path.join(out, "lora_bare")
     write_adapter(d, cfg, tensors)
+    np.save(os.path.join(d, "hidden.npy"), h.numpy().astype(np.float32))
+
+    # (IA)^3, from a generator of its own so that the folders above keep their values.
+    g = torch.Generator().manual_seed(15)
+
+    # 4. PeftModelForSequenceClassification with IA3Config's BERT defaults, the classifier in
+    # modules_to_save.
+    cfg = ia3_config(task_type="SEQ_CLS", modules_to_save=["classifier", "score"])
+    ia3 = make_ia3(cfg, "bert.", model_cfg, g)
+    assert len(ia3) == 4 * model_cfg["num_hidden_layers"]
+    assert all(ff == p.endswith("output.dense") for p, (_, ff) in ia3.items())
+    h = encoder(model_cfg, w, ids, mask, types, {}, "bert.", ia3)
+    cls_w = (torch.randn(len(labels), H, generator=g, dtype=torch.float64) * 0.5).float().double()
+    cls_b = (torch.randn(len(labels), generator=g, dtype=torch.float64) * 0.1).float().double()
+    pooled = torch.tanh(F.linear(h[:, 0], w["pooler.dense.weight"], w["pooler.dense.bias"]))
+    logits = F.linear(pooled, cls_w, cls_b)
+    tensors = ia3_tensors(ia3, "base_model.model.")
+    tensors["base_model.model.classifier.weight"] = cls_w
+    tensors["base_model.model.classifier.bias"] = cls_b
+    d = os.path.join(out, "ia3_seqcls")
+    write_adapter(d, cfg, tensors)
+    np.save(os.path.join(d, "hidden.npy"), h.numpy().astype(np.float32))
+    np.save(os.path.join(d, "logits.npy"), logits.numpy().astype(np.float32))
+
+    # 5. PeftModel over BertModel (task_type null, so save_pretrained fills auto_mapping): a
+    # regular expression for target_modules that leaves attention.output.dense out, and a list
+    # feedforward_modules, which only the FFN output.dense of the chosen modules ends with.
+    cfg = ia3_config(target_modules=".*\\.layer\\.[01]\\.(attention\\.self\\.key|intermediate\\.dense|output\\.dense)",
+                     feedforward_modules=["output.dense"],
+                     auto_mapping={"base_model_class": "BertModel",
+                                   "parent_library": "transformers.models.bert.modeling_bert"})
+    ia3 = make_ia3(cfg, "", model_cfg, g)
+    assert sorted({p.split(".", 3)[3] for p in ia3}) == ["attention.self.key", "intermediate.dense", "output.dense"]
+    assert all(ff == p.endswith(".output.dense") for p, (_, ff) in ia3.items())
+    h = encoder(model_cfg, w, ids, mask, types, {}, "", ia3)
+    d = os.path.join(out, "ia3_layers")
+    write_adapter(d, cfg, ia3_tensors(ia3, "base_model.model."))
     np.save(os.path.join(d, "hidden.npy"), h.numpy().astype(np.float32))
 
 

@@ -253,6 +253,13 @@ PEFT_INSTANCES_POLICY_CLASS(extern, lora, float)
 PEFT_INSTANCES_POLICY_CLASS(extern, lora, double)
 }  // namespace peft
 #endif
+#if defined(PEFT_DONE_POLICIES_IA3) && !defined(PEFT_EXTERN_POLICIES_IA3)
+#define PEFT_EXTERN_POLICIES_IA3
+namespace peft {
+PEFT_INSTANCES_POLICY_CLASS(extern, ia3, float)
+PEFT_INSTANCES_POLICY_CLASS(extern, ia3, double)
+}  // namespace peft
+#endif
 #if defined(PEFT_DONE_POLICIES_PREFIX_TUNING) && !defined(PEFT_EXTERN_POLICIES_PREFIX_TUNING)
 #define PEFT_EXTERN_POLICIES_PREFIX_TUNING
 namespace peft {
@@ -308,6 +315,12 @@ PEFT_INSTANCES_ENCODER(extern, bottleneck_adapter)
 #define PEFT_EXTERN_ENCODER_LORA
 namespace peft {
 PEFT_INSTANCES_ENCODER(extern, lora)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_MODEL_ENCODER) && defined(PEFT_DONE_POLICIES_IA3) && !defined(PEFT_EXTERN_ENCODER_IA3)
+#define PEFT_EXTERN_ENCODER_IA3
+namespace peft {
+PEFT_INSTANCES_ENCODER(extern, ia3)
 }  // namespace peft
 #endif
 #if defined(PEFT_DONE_MODEL_ENCODER) && defined(PEFT_DONE_POLICIES_PREFIX_TUNING) && \
@@ -400,6 +413,18 @@ PEFT_INSTANCES_TASKS_OF(extern, lora<float>, MODEL)
 #define PEFT_EXTERN_TASK_FIT_LORA
 namespace peft {
 PEFT_INSTANCES_TASKS_OF(extern, lora<float>, FIT)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_TASK_TASK_MODEL) && defined(PEFT_DONE_POLICIES_IA3) && !defined(PEFT_EXTERN_TASK_MODEL_IA3)
+#define PEFT_EXTERN_TASK_MODEL_IA3
+namespace peft {
+PEFT_INSTANCES_TASKS_OF(extern, ia3<float>, MODEL)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_IA3) && !defined(PEFT_EXTERN_TASK_FIT_IA3)
+#define PEFT_EXTERN_TASK_FIT_IA3
+namespace peft {
+PEFT_INSTANCES_TASKS_OF(extern, ia3<float>, FIT)
 }  // namespace peft
 #endif
 #if defined(PEFT_DONE_TASK_TASK_MODEL) && defined(PEFT_DONE_POLICIES_PREFIX_TUNING) && !defined(PEFT_EXTERN_TASK_MODEL_PREFIX_TUNING)
@@ -521,6 +546,13 @@ PEFT_INSTANCES_POLICY_IO(extern, bottleneck_adapter<float>)
 #define PEFT_EXTERN_IO_LORA
 namespace peft {
 PEFT_INSTANCES_POLICY_IO(extern, lora<float>)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_IO_ADAPTER_CHECKPOINT) && defined(PEFT_DONE_POLICIES_IA3) && \
+    !defined(PEFT_EXTERN_IO_IA3)
+#define PEFT_EXTERN_IO_IA3
+namespace peft {
+PEFT_INSTANCES_POLICY_IO(extern, ia3<float>)
 }  // namespace peft
 #endif
 #if defined(PEFT_DONE_IO_ADAPTER_CHECKPOINT) && defined(PEFT_DONE_POLICIES_PREFIX_TUNING) && \

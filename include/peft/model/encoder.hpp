@@ -277,9 +277,41 @@ private:
     ops::linear_backward_input(dy, lw.weight, dx, accumulate);
   }
 
+  /// The policy's scale of linear @p id in layer @p l (linear_scale), checked against the
+  /// linear's shape; empty when the policy has no such hook or does not scale this linear.
+  template <typename Policy>
+  static linear_scaling<Scalar> scale_of(const Policy& p, index l, linear_id id, const linear_weights<Scalar>& lw,
+                                         const char* where) {
+    if constexpr (has_linear_scale_v<Policy>) {
+      const linear_scaling<Scalar> sc = p.linear_scale(l, id);
+      if (sc.data) {
+        const index want = sc.on_input ? lw.in_features() : lw.out_features();
+        if (sc.size != want)
+          throw invalid_argument(op_name(where, l, peft::to_string(id), ": policy linear_scale ") +
+                                 (sc.on_input ? "input" : "output") + " scale length expected " +
+                                 std::to_string(want) + ", got " + std::to_string(sc.size));
+      }
+      return sc;
+    } else {
+      (void)p, (void)l, (void)id, (void)lw, (void)where;
+      return {};
+    }
+  }
+
+  static Eigen::Map<const row_vector<Scalar>> scale_map(const linear_scaling<Scalar>& sc) {
+    return Eigen::Map<const row_vector<Scalar>>(sc.data, sc.size);
+  }
+
   template <typename Policy>
   void linear_fwd(index l, linear_id id, const linear_weights<Scalar>& lw, const mat& x, mat& y, const Policy& p,
                   const hook_context& ctx, layer_tape<Scalar>& lt, policy_tape_t<Policy>& pt) const {
+    const linear_scaling<Scalar> sc = scale_of(p, l, id, lw, "encoder::forward");
+    mat x_scaled;
+    const mat* in = &x;
+    if (sc.data && sc.on_input) {
+      x_scaled = x.array().rowwise() * scale_map(sc).array();
+      in = &x_scaled;
+    }
     const mat* w = &lw.weight;
     if constexpr (has_on_weight_v<Policy>) {
       if (p.transforms_weight(l, id)) {
@@ -295,13 +327,18 @@ private:
       }
     }
     if (w == &lw.weight && lw.is_bf16()) {
-      frozen_linear_forward(x, lw, y);
+      frozen_linear_forward(*in, lw, y);
     } else {
-      ops::linear_forward(x, *w, lw.bias, y);
+      ops::linear_forward(*in, *w, lw.bias, y);
     }
-    if (check_numerics()) check_linear_output(l, id, x, *w, w != &lw.weight, lw.bias, y);
+    if (check_numerics()) check_linear_output(l, id, *in, *w, w != &lw.weight, lw.bias, y);
+    if (sc.data && !sc.on_input) {
+      if (ctx.record) lt.unscaled[static_cast<std::size_t>(id)] = y;
+      y.array().rowwise() *= scale_map(sc).array();
+      check_op(y, "encoder::forward", l, peft::to_string(id), ": output scaled by the policy (linear_scale)");
+    }
     if constexpr (has_on_linear_v<Policy>) {
-      p.on_linear(l, id, x, y, ctx, pt);
+      p.on_linear(l, id, *in, y, ctx, pt);
       check_op(y, "encoder::forward", l, peft::to_string(id), ": policy on_linear output");
     }
     (void)ctx;
@@ -310,25 +347,64 @@ private:
   template <typename Policy>
   void linear_bwd(index l, linear_id id, const linear_weights<Scalar>& lw, const mat& x, const mat& dy, mat& dx,
                   bool accumulate, Policy& p, const layer_tape<Scalar>& lt, const policy_tape_t<Policy>& pt) const {
+    const linear_scaling<Scalar> sc = scale_of(p, l, id, lw, "encoder::backward");
+    const mat* in = &x;
+    const mat* dy_base = &dy;  // gradient at the frozen map's own output
+    mat x_scaled, dy_scaled;
+    if constexpr (has_linear_scale_v<Policy>) {
+      if (sc.data && sc.on_input) {
+        x_scaled = x.array().rowwise() * scale_map(sc).array();
+        in = &x_scaled;
+      } else if (sc.data) {
+        const mat& pre = lt.unscaled[static_cast<std::size_t>(id)];
+        if (pre.rows() != dy.rows() || pre.cols() != dy.cols())
+          throw invalid_argument(op_name("encoder::backward", l, peft::to_string(id)) +
+                                 ": no unscaled output recorded for the policy's output scale (was forward "
+                                 "called with a tape and this policy?)");
+        const row_vector<Scalar> ds = (dy.array() * pre.array()).colwise().sum();
+        check_op(ds, "encoder::backward", l, peft::to_string(id), " output scale gradient");
+        p.on_linear_scale_backward(l, id, ds);
+        dy_scaled = dy.array().rowwise() * scale_map(sc).array();
+        dy_base = &dy_scaled;
+      }
+    }
     const mat* w = &lw.weight;
     if constexpr (has_on_weight_v<Policy>) {
       if (p.transforms_weight(l, id)) {
         w = &lt.w_eff[static_cast<std::size_t>(id)];
-        mat dw = dy.transpose() * x;  // gradient of the effective weight, handed to the policy
+        mat dw = dy_base->transpose() * *in;  // gradient of the effective weight, handed to the policy
         check_op(dw, "encoder::backward", l, peft::to_string(id), " effective weight gradient");
         p.on_weight_backward(l, id, lw.weight, dw, pt);
       }
     }
+    // With an input scale the gradient reaching the scaled input is gathered apart first.
+    mat d_in_local;
+    const bool input_scaled = sc.data && sc.on_input;
+    mat& d_in = input_scaled ? d_in_local : dx;
+    const bool acc = input_scaled ? false : accumulate;
     if (w == &lw.weight && lw.is_bf16()) {
-      frozen_linear_backward_input(dy, lw, dx, accumulate);
+      frozen_linear_backward_input(*dy_base, lw, d_in, acc);
     } else {
-      ops::linear_backward_input(dy, *w, dx, accumulate);
+      ops::linear_backward_input(*dy_base, *w, d_in, acc);
     }
-    check_op(dx, "encoder::backward", l, peft::to_string(id),
-             accumulate ? " input gradient (accumulated)" : " input gradient");
+    check_op(d_in, "encoder::backward", l, peft::to_string(id),
+             acc ? " input gradient (accumulated)" : " input gradient");
     if constexpr (has_on_linear_v<Policy>) {
-      p.on_linear_backward(l, id, dy, dx, pt);
-      check_op(dx, "encoder::backward", l, peft::to_string(id), ": policy on_linear_backward input gradient");
+      p.on_linear_backward(l, id, dy, d_in, pt);
+      check_op(d_in, "encoder::backward", l, peft::to_string(id), ": policy on_linear_backward input gradient");
+    }
+    if constexpr (has_linear_scale_v<Policy>) {
+      if (input_scaled) {
+        const row_vector<Scalar> ds = (d_in_local.array() * x.array()).colwise().sum();
+        check_op(ds, "encoder::backward", l, peft::to_string(id), " input scale gradient");
+        p.on_linear_scale_backward(l, id, ds);
+        d_in_local.array().rowwise() *= scale_map(sc).array();
+        if (accumulate) {
+          dx += d_in_local;
+        } else {
+          dx = std::move(d_in_local);
+        }
+      }
     }
     (void)x;
   }

@@ -36,6 +36,8 @@ struct layer_tape {
   matrix<Scalar> g;             ///< FFN activation, input of ffn_out
   matrix<Scalar> drop_ffn;      ///< hidden-dropout scales after ffn_out (empty in eval)
   std::array<matrix<Scalar>, num_linear_ids> w_eff;  ///< effective weights from on_weight
+  /// Frozen linear outputs before a policy's output scale (linear_scale), for its gradient.
+  std::array<matrix<Scalar>, num_linear_ids> unscaled;
 };
 
 template <typename Scalar, typename Policy>

@@ -233,6 +233,31 @@ public:
     }, t);
   }
 
+  /// The scale of the one member that scales linear @p w of layer @p l (at most one may).
+  template <bool B = (has_linear_scale_v<Ps> || ...), std::enable_if_t<B, int> = 0>
+  linear_scaling<scalar_type> linear_scale(index l, linear_id w) const {
+    linear_scaling<scalar_type> out;
+    int n = 0;
+    for_each([&](const auto& m) {
+      if constexpr (has_linear_scale_v<std::decay_t<decltype(m)>>) {
+        const linear_scaling<scalar_type> sc = m.linear_scale(l, w);
+        if (sc.data) out = sc, ++n;
+      }
+    });
+    if (n > 1)
+      throw invalid_argument("compose::linear_scale: " + std::to_string(n) + " members scale the " + to_string(w) +
+                             " linear of layer " + std::to_string(l) + ", expected at most 1");
+    return out;
+  }
+  template <bool B = (has_linear_scale_v<Ps> || ...), std::enable_if_t<B, int> = 0>
+  void on_linear_scale_backward(index l, linear_id w, const row_vector<scalar_type>& ds) {
+    for_each([&](auto& m) {
+      if constexpr (has_linear_scale_v<std::decay_t<decltype(m)>>) {
+        if (m.linear_scale(l, w).data) m.on_linear_scale_backward(l, w, ds);
+      }
+    });
+  }
+
   template <bool B = (has_on_linear_v<Ps> || ...), std::enable_if_t<B, int> = 0>
   void on_linear(index l, linear_id w, const mat& x, mat& y, const hook_context& ctx, tape_type& t) const {
     fwd_each([&](const auto& m, auto& mt, auto tag) {

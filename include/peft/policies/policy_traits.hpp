@@ -19,8 +19,15 @@
 /// | K/V prefix | `kv_prefix_length(l)`, `kv_prefix(l, pk, pv, ctx, tape)` | `kv_prefix_backward(l, dpk, dpv, tape)` |
 /// | frozen weight | `transforms_weight(l, w)`, `on_weight(l, w, W, W_eff, tape)` | `on_weight_backward(l, w, W, dW_eff, tape)` |
 /// | linear output | `on_linear(l, w, x, y, ctx, tape)` | `on_linear_backward(l, w, dy, dx, tape)` (adds to dx) |
+/// | linear scale | `linear_scale(l, w)` → `linear_scaling` | `on_linear_scale_backward(l, w, ds)` |
 /// | sub-layer output | `on_sublayer_output(l, s, p, h, ctx, tape)` | `on_sublayer_output_backward(l, s, p, dh, tape)` |
 /// | encoder output | `on_encoder_output(h0, h, ctx, tape)` | `on_encoder_output_backward(dh, tape)` |
+///
+/// `linear_scale` is the one hook the encoder does the math for: the policy names a vector `s`
+/// and which side of frozen linear `w` it multiplies, its input (`y = W (x ⊙ s) + b`) or its
+/// output (`y = (W x + b) ⊙ s`), and gets back `ds`, the gradient of `s` over the batch. An
+/// `on_weight` or `on_linear` hook of the same linear sees the scaled input; an output scale
+/// applies to the frozen map alone, before `on_linear` adds its path. ((IA)³ uses it.)
 ///
 /// `lowest_layer(num_layers)` (optional) names the lowest layer whose hooks hold trainable
 /// parameters; the backward pass stops below it. Without it the encoder assumes 0.
@@ -55,6 +62,16 @@ enum class sublayer { attention, ffn };
 enum class placement { pre_dropout, post_dropout };
 
 struct batch;
+
+/// What a policy's `linear_scale(l, w)` returns: a vector multiplied into a frozen linear's
+/// input (`on_input`, `size` = input features) or output (`size` = output features), or no
+/// scaling at all (`data` null). The values stay the policy's; the encoder only reads them.
+template <typename Scalar>
+struct linear_scaling {
+  const Scalar* data = nullptr;
+  index size = 0;
+  bool on_input = false;
+};
 
 /// What every forward hook is told about the call.
 struct hook_context {
@@ -146,6 +163,14 @@ struct has_on_linear<
                                                          cref_<policy_tape_t<P>>()))>> : std::true_type {};
 
 template <typename P, typename = void>
+struct has_linear_scale : std::false_type {};
+template <typename P>
+struct has_linear_scale<
+    P, std::void_t<decltype(linear_scaling<S_<P>>(cref_<P>().linear_scale(index{}, linear_id{}))),
+                   decltype(ref_<P>().on_linear_scale_backward(index{}, linear_id{}, cref_<row_vector<S_<P>>>()))>>
+    : std::true_type {};
+
+template <typename P, typename = void>
 struct has_on_sublayer_output : std::false_type {};
 template <typename P>
 struct has_on_sublayer_output<
@@ -179,6 +204,7 @@ template <typename P> inline constexpr bool has_on_layer_input_v = detail::has_o
 template <typename P> inline constexpr bool has_kv_prefix_v = detail::has_kv_prefix<P>::value;
 template <typename P> inline constexpr bool has_on_weight_v = detail::has_on_weight<P>::value;
 template <typename P> inline constexpr bool has_on_linear_v = detail::has_on_linear<P>::value;
+template <typename P> inline constexpr bool has_linear_scale_v = detail::has_linear_scale<P>::value;
 template <typename P> inline constexpr bool has_on_sublayer_output_v = detail::has_on_sublayer_output<P>::value;
 template <typename P> inline constexpr bool has_on_encoder_output_v = detail::has_on_encoder_output<P>::value;
 template <typename P> inline constexpr bool has_lowest_layer_v = detail::has_lowest_layer<P>::value;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <optional>
 #include <regex>
 #include <set>
 #include <string>
@@ -100,7 +101,19 @@ inline bool is_unset(const nlohmann::json& v) {
          (v.is_string() && v.get<std::string>().empty()) || ((v.is_array() || v.is_object()) && v.empty());
 }
 
-/// One LoRA site: layer and linear.
+/// Field @p k of config @p in, or null when absent.
+inline const nlohmann::json& field_or_null(const nlohmann::json& in, const char* k) {
+  static const nlohmann::json null_value;
+  const auto it = in.find(k);
+  return it == in.end() ? null_value : *it;
+}
+
+/// Throws the invalid_argument that refuses field @p k of a config read at @p where.
+[[noreturn]] inline void refuse_field(const std::string& where, const std::string& k, const std::string& why) {
+  throw invalid_argument(where + ": field '" + k + "' " + why);
+}
+
+/// One site of a policy on the linears (LoRA, (IA)3): layer and linear.
 struct site {
   index layer;
   linear_id w;
@@ -108,18 +121,134 @@ struct site {
   bool operator==(const site& o) const { return layer == o.layer && w == o.w; }
 };
 
+/// The module path of linear @p w of layer @p l in a Hugging Face BERT whose encoder sits
+/// under @p prefix ("bert." or "").
+inline std::string module_path(const std::string& prefix, index l, linear_id w) {
+  return prefix + "encoder.layer." + std::to_string(l) + "." + sub_path(w);
+}
+
+/// The linears @p ws and layers @p ls of @p sites, which must be every one of those linears in
+/// every one of those layers (peft's policies take one set of linears in one set of layers).
+inline void split_product(const std::set<site>& sites, const nlohmann::json& targets, const char* method,
+                          const std::string& where, std::set<linear_id>& ws, std::set<index>& ls) {
+  for (const auto& s : sites) {
+    ws.insert(s.w);
+    ls.insert(s.layer);
+  }
+  if (sites.size() != ws.size() * ls.size())
+    throw invalid_argument(where + ": field 'target_modules' chooses different linears in different layers (" +
+                           targets.dump() + "); peft's " + method +
+                           " takes the same linears in every chosen layer");
+}
+
+/// The (layer, linear) sites a Hugging Face config chooses by `target_modules`,
+/// `layers_to_transform` and `exclude_modules`, with its rules over the module paths; @p prefix
+/// is what precedes "encoder." in those paths ("bert." or ""). Never empty.
+inline std::set<site> select_sites(const nlohmann::json& in, const encoder_shape& shape, const std::string& prefix,
+                                   const std::string& where) {
+  auto field = [&](const char* k) -> const nlohmann::json& { return field_or_null(in, k); };
+  auto refuse = [&](const std::string& k, const std::string& why) { refuse_field(where, k, why); };
+  const index L = shape.num_layers;
+  auto path = [&](index l, linear_id w) { return module_path(prefix, l, w); };
+  std::set<site> sites;
+  const auto& tm = field("target_modules");
+  if (tm.is_string()) {
+    if (!field("layers_to_transform").is_null())
+      refuse("layers_to_transform", "expected null with a regular expression in target_modules, got " +
+                                        field("layers_to_transform").dump());
+    const std::regex re = compile(tm.get<std::string>(), "target_modules", where);
+    for (index l = 0; l < L; ++l)
+      for (int i = 0; i < num_linear_ids; ++i)
+        if (std::regex_match(path(l, static_cast<linear_id>(i)), re))
+          sites.insert({l, static_cast<linear_id>(i)});
+  } else if (tm.is_array()) {
+    std::vector<index> layers;
+    const auto& lt = field("layers_to_transform");
+    if (lt.is_null()) {
+      for (index l = 0; l < L; ++l) layers.push_back(l);
+    } else if (lt.is_number_integer()) {
+      layers.push_back(lt.get<index>());
+    } else if (lt.is_array()) {
+      for (const auto& e : lt) {
+        if (!e.is_number_integer()) refuse("layers_to_transform", "expected integers, got " + lt.dump());
+        layers.push_back(e.get<index>());
+      }
+    } else {
+      refuse("layers_to_transform", "expected null, an integer or a list of integers, got " + lt.dump());
+    }
+    for (index l : layers)
+      if (l < 0 || l >= L)
+        refuse("layers_to_transform",
+               "entry expected in [0, " + std::to_string(L) + "), got " + std::to_string(l));
+    for (const auto& e : tm) {
+      if (!e.is_string()) refuse("target_modules", "expected strings, got " + tm.dump());
+      const std::string name = e.get<std::string>();
+      bool names_a_linear = false;
+      for (int i = 0; i < num_linear_ids; ++i) {
+        const auto w = static_cast<linear_id>(i);
+        for (index l = 0; l < L; ++l) {
+          if (name != to_string(w) && !path_matches(path(l, w), name)) continue;
+          names_a_linear = true;
+          if (std::find(layers.begin(), layers.end(), l) != layers.end()) sites.insert({l, w});
+        }
+      }
+      if (!names_a_linear)
+        refuse("target_modules",
+               "entry '" + name + "' names none of the encoder's linears (" + prefix +
+                   "encoder.layer.<i>.attention.self.query|key|value, attention.output.dense, "
+                   "intermediate.dense, output.dense; or query, key, value, attn_out, ffn_in, "
+                   "ffn_out)");
+    }
+  } else {
+    refuse("target_modules", "expected a list of module names or a regular expression, got " + tm.dump());
+  }
+  // exclude_modules: taken out again, by the same rules.
+  const auto& ex = field("exclude_modules");
+  if (!ex.is_null()) {
+    std::vector<site> drop;
+    if (ex.is_string()) {
+      const std::regex re = compile(ex.get<std::string>(), "exclude_modules", where);
+      for (const auto& s : sites)
+        if (std::regex_match(path(s.layer, s.w), re)) drop.push_back(s);
+    } else if (ex.is_array()) {
+      for (const auto& e : ex) {
+        if (!e.is_string()) refuse("exclude_modules", "expected strings, got " + ex.dump());
+        for (const auto& s : sites)
+          if (path_matches(path(s.layer, s.w), e.get<std::string>())) drop.push_back(s);
+      }
+    } else {
+      refuse("exclude_modules",
+             "expected null, a list of module names or a regular expression, got " + ex.dump());
+    }
+    for (const auto& s : drop) sites.erase(s);
+  }
+  if (sites.empty())
+    refuse("target_modules", "matches none of the encoder's linears (" + prefix +
+                                 "encoder.layer.<i>.attention.self.query|key|value, attention.output.dense, "
+                                 "intermediate.dense, output.dense), got " +
+                                 tm.dump());
+  return sites;
+}
+
+/// modules_to_save: only the classifier of a *ForSequenceClassification (its tensors become
+/// the task's head).
+inline void check_modules_to_save(const nlohmann::json& ms, const std::string& where) {
+  if (ms.is_null()) return;
+  bool ok = ms.is_array();
+  if (ok)
+    for (const auto& e : ms)
+      ok = ok && e.is_string() && (e.get<std::string>() == "classifier" || e.get<std::string>() == "score");
+  if (!ok)
+    throw invalid_argument(where + ": field 'modules_to_save' expected only \"classifier\" (the "
+                           "sequence-classification head), got " + ms.dump());
+}
+
 /// Hugging Face LoRA config → peft's lora config fields (see hf_peft.hpp). @p prefix is what
 /// precedes "encoder." in the module paths the adapter was trained with ("bert." or "").
 inline nlohmann::json lora_from_hf(const nlohmann::json& in, const encoder_shape& shape,
                                    const std::string& prefix, const std::string& where) {
-  auto field = [&](const char* k) -> const nlohmann::json& {
-    static const nlohmann::json null_value;
-    const auto it = in.find(k);
-    return it == in.end() ? null_value : *it;
-  };
-  auto refuse = [&](const std::string& k, const std::string& why) {
-    throw invalid_argument(where + ": field '" + k + "' " + why);
-  };
+  auto field = [&](const char* k) -> const nlohmann::json& { return field_or_null(in, k); };
+  auto refuse = [&](const std::string& k, const std::string& why) { refuse_field(where, k, why); };
   // Every field Hugging Face PEFT writes for LoRA: honoured below, or ignored because it only
   // describes training, initialisation or the file, or accepted only at its default.
   static const std::set<std::string> honoured = {"peft_type",
@@ -208,97 +337,11 @@ inline nlohmann::json lora_from_hf(const nlohmann::json& in, const encoder_shape
   if (!in.contains("model_type")) write_shape_fields(out, shape);
 
   // Which linears of which layers: Hugging Face's rules over the module paths.
-  const index L = shape.num_layers;
-  auto path = [&](index l, linear_id w) {
-    return prefix + "encoder.layer." + std::to_string(l) + "." + sub_path(w);
-  };
-  std::set<site> sites;
-  const auto& tm = field("target_modules");
-  if (tm.is_string()) {
-    if (!field("layers_to_transform").is_null())
-      refuse("layers_to_transform", "expected null with a regular expression in target_modules, got " +
-                                        field("layers_to_transform").dump());
-    const std::regex re = compile(tm.get<std::string>(), "target_modules", where);
-    for (index l = 0; l < L; ++l)
-      for (int i = 0; i < num_linear_ids; ++i)
-        if (std::regex_match(path(l, static_cast<linear_id>(i)), re))
-          sites.insert({l, static_cast<linear_id>(i)});
-  } else if (tm.is_array()) {
-    std::vector<index> layers;
-    const auto& lt = field("layers_to_transform");
-    if (lt.is_null()) {
-      for (index l = 0; l < L; ++l) layers.push_back(l);
-    } else if (lt.is_number_integer()) {
-      layers.push_back(lt.get<index>());
-    } else if (lt.is_array()) {
-      for (const auto& e : lt) {
-        if (!e.is_number_integer()) refuse("layers_to_transform", "expected integers, got " + lt.dump());
-        layers.push_back(e.get<index>());
-      }
-    } else {
-      refuse("layers_to_transform", "expected null, an integer or a list of integers, got " + lt.dump());
-    }
-    for (index l : layers)
-      if (l < 0 || l >= L)
-        refuse("layers_to_transform",
-               "entry expected in [0, " + std::to_string(L) + "), got " + std::to_string(l));
-    for (const auto& e : tm) {
-      if (!e.is_string()) refuse("target_modules", "expected strings, got " + tm.dump());
-      const std::string name = e.get<std::string>();
-      bool names_a_linear = false;
-      for (int i = 0; i < num_linear_ids; ++i) {
-        const auto w = static_cast<linear_id>(i);
-        for (index l = 0; l < L; ++l) {
-          if (name != to_string(w) && !path_matches(path(l, w), name)) continue;
-          names_a_linear = true;
-          if (std::find(layers.begin(), layers.end(), l) != layers.end()) sites.insert({l, w});
-        }
-      }
-      if (!names_a_linear)
-        refuse("target_modules",
-               "entry '" + name + "' names none of the encoder's linears (" + prefix +
-                   "encoder.layer.<i>.attention.self.query|key|value, attention.output.dense, "
-                   "intermediate.dense, output.dense; or query, key, value, attn_out, ffn_in, "
-                   "ffn_out)");
-    }
-  } else {
-    refuse("target_modules", "expected a list of module names or a regular expression, got " + tm.dump());
-  }
-  // exclude_modules: taken out again, by the same rules.
-  const auto& ex = field("exclude_modules");
-  if (!ex.is_null()) {
-    std::vector<site> drop;
-    if (ex.is_string()) {
-      const std::regex re = compile(ex.get<std::string>(), "exclude_modules", where);
-      for (const auto& s : sites)
-        if (std::regex_match(path(s.layer, s.w), re)) drop.push_back(s);
-    } else if (ex.is_array()) {
-      for (const auto& e : ex) {
-        if (!e.is_string()) refuse("exclude_modules", "expected strings, got " + ex.dump());
-        for (const auto& s : sites)
-          if (path_matches(path(s.layer, s.w), e.get<std::string>())) drop.push_back(s);
-      }
-    } else {
-      refuse("exclude_modules",
-             "expected null, a list of module names or a regular expression, got " + ex.dump());
-    }
-    for (const auto& s : drop) sites.erase(s);
-  }
-  if (sites.empty())
-    refuse("target_modules", "matches none of the encoder's linears (" + prefix +
-                                 "encoder.layer.<i>.attention.self.query|key|value, attention.output.dense, "
-                                 "intermediate.dense, output.dense), got " +
-                                 tm.dump());
-  // peft's LoRA takes one set of linears in one set of layers.
+  const std::set<site> sites = select_sites(in, shape, prefix, where);
   std::set<linear_id> ws;
   std::set<index> ls;
-  for (const auto& s : sites) {
-    ws.insert(s.w);
-    ls.insert(s.layer);
-  }
-  if (sites.size() != ws.size() * ls.size())
-    refuse("target_modules", "chooses different linears in different layers (" + tm.dump() +
-                                 "); peft's LoRA takes the same linears in every chosen layer");
+  split_product(sites, field("target_modules"), "LoRA", where, ws, ls);
+  const auto path = [&](index l, linear_id w) { return module_path(prefix, l, w); };
   nlohmann::json targets = nlohmann::json::array();
   for (auto w : ws) targets.push_back(to_string(w));
   out["target_modules"] = targets;
@@ -331,17 +374,23 @@ inline nlohmann::json lora_from_hf(const nlohmann::json& in, const encoder_shape
     out[pk] = resolved;
   }
 
-  // modules_to_save: the classifier of a *ForSequenceClassification (its tensors become the
-  // task's head).
-  const auto& ms = field("modules_to_save");
-  if (!ms.is_null()) {
-    if (!ms.is_array()) refuse("modules_to_save", "expected a list, got " + ms.dump());
-    for (const auto& e : ms)
-      if (!e.is_string() || (e.get<std::string>() != "classifier" && e.get<std::string>() != "score"))
-        refuse("modules_to_save",
-               "expected only \"classifier\" (the sequence-classification head), got " + ms.dump());
-  }
+  check_modules_to_save(field("modules_to_save"), where);
   return out;
+}
+
+/// A regular expression naming linears @p ws in layers @p layers (all layers when
+/// @p every_layer) of a Hugging Face BERT, matched against the whole module path.
+inline std::string sites_regex(const std::vector<linear_id>& ws, const std::vector<index>& layers, bool every_layer) {
+  std::string alt_layers = "\\d+";
+  if (!every_layer) {
+    alt_layers = "(?:";
+    for (std::size_t i = 0; i < layers.size(); ++i) alt_layers += (i ? "|" : "") + std::to_string(layers[i]);
+    alt_layers += ")";
+  }
+  std::string alt = "(?:";
+  for (std::size_t i = 0; i < ws.size(); ++i) alt += (i ? "|" : "") + escape_dots(sub_path(ws[i]));
+  alt += ")";
+  return ".*\\.layer\\." + alt_layers + "\\." + alt;
 }
 
 /// peft's lora config fields → Hugging Face's (see hf_peft.hpp).
@@ -356,17 +405,7 @@ inline void lora_to_hf(const nlohmann::json& native, nlohmann::json& out) {
   if (chosen(linear_id::ffn_out) && !chosen(linear_id::attn_out)) {
     // "output.dense" in a list would also choose attention.output.dense: a regular expression
     // names exactly these linears in exactly these layers.
-    std::string alt_layers = "\\d+";
-    if (!every_layer) {
-      alt_layers = "(?:";
-      for (std::size_t i = 0; i < layers.size(); ++i)
-        alt_layers += (i ? "|" : "") + std::to_string(layers[i]);
-      alt_layers += ")";
-    }
-    std::string alt = "(?:";
-    for (std::size_t i = 0; i < ws.size(); ++i) alt += (i ? "|" : "") + escape_dots(sub_path(ws[i]));
-    alt += ")";
-    out["target_modules"] = ".*\\.layer\\." + alt_layers + "\\." + alt;
+    out["target_modules"] = sites_regex(ws, layers, every_layer);
     out["layers_to_transform"] = nullptr;
   } else {
     nlohmann::json names = nlohmann::json::array();
@@ -385,19 +424,148 @@ inline void lora_to_hf(const nlohmann::json& native, nlohmann::json& out) {
   out["revision"] = nullptr;
 }
 
+
+/// Hugging Face IA3 config → peft's ia3 config fields (see hf_peft.hpp). @p prefix as for LoRA.
+inline nlohmann::json ia3_from_hf(const nlohmann::json& in, const encoder_shape& shape, const std::string& prefix,
+                                  const std::string& where) {
+  static const std::set<std::string> known = {"peft_type",
+                                              "target_modules",
+                                              "feedforward_modules",
+                                              "exclude_modules",
+                                              "layers_to_transform",
+                                              "fan_in_fan_out",
+                                              "modules_to_save",
+                                              "init_ia3_weights",
+                                              "task_type",
+                                              "base_model_name_or_path",
+                                              "revision",
+                                              "inference_mode",
+                                              "auto_mapping",
+                                              "peft_version",
+                                              "runtime_config",
+                                              "base_model",
+                                              "model_type",
+                                              "num_layers",
+                                              "hidden_size",
+                                              "embedding_size",
+                                              legacy_digest_key,
+                                              peft_cpp_key};
+  for (const auto& kv : in.items())
+    if (!known.count(kv.key()) && !is_unset(kv.value()))
+      throw invalid_argument(where + ": field '" + kv.key() +
+                             "' is not supported by peft's (IA)3 (it would change what the adapter computes), got " +
+                             kv.value().dump().substr(0, 80));
+  // Hugging Face fills null target/feed-forward lists from its table for BERT-like models
+  // (utils/constants.py) before it saves; a hand-written config may still hold null.
+  nlohmann::json cfg = in;
+  if (!cfg.contains("target_modules") || cfg["target_modules"].is_null())
+    cfg["target_modules"] = {"key", "value", "output.dense"};
+  if (!cfg.contains("feedforward_modules") || cfg["feedforward_modules"].is_null())
+    cfg["feedforward_modules"] = {"output.dense"};
+  const std::set<site> sites = select_sites(cfg, shape, prefix, where);
+  std::set<linear_id> ws;
+  std::set<index> ls;
+  split_product(sites, cfg["target_modules"], "(IA)3", where, ws, ls);
+
+  // Which targets scale their input: a string is matched against the whole module path, a list
+  // entry as a plain end of it (no dot boundary: "output.dense" also ends attention.output.dense),
+  // as Hugging Face's ia3 model does.
+  const auto& ff = cfg["feedforward_modules"];
+  std::optional<std::regex> ff_re;
+  if (ff.is_string()) {
+    ff_re = compile(ff.get<std::string>(), "feedforward_modules", where);
+  } else if (!ff.is_array()) {
+    throw invalid_argument(where + ": field 'feedforward_modules' expected a list of module names or a regular "
+                           "expression, got " + ff.dump());
+  }
+  auto is_ff = [&](const site& st) {
+    const std::string p = module_path(prefix, st.layer, st.w);
+    if (ff_re) return std::regex_match(p, *ff_re);
+    for (const auto& e : ff) {
+      if (!e.is_string())
+        throw invalid_argument(where + ": field 'feedforward_modules' expected strings, got " + ff.dump());
+      const std::string n = e.get<std::string>();
+      if (n.size() <= p.size() && p.compare(p.size() - n.size(), n.size(), n) == 0) return true;
+    }
+    return false;
+  };
+  nlohmann::json targets = nlohmann::json::array(), feedforward = nlohmann::json::array();
+  for (auto w : ws) {
+    targets.push_back(to_string(w));
+    const bool first = is_ff({*ls.begin(), w});
+    for (index l : ls)
+      if (is_ff({l, w}) != first)
+        throw invalid_argument(where + ": field 'feedforward_modules' makes " + to_string(w) +
+                               " a feed-forward module in some layers only (" + ff.dump() +
+                               "); peft's (IA)3 scales the same side of a linear in every layer");
+    if (first) feedforward.push_back(to_string(w));
+  }
+  check_modules_to_save(cfg.value("modules_to_save", nlohmann::json()), where);
+
+  nlohmann::json out = nlohmann::json::object();
+  out["peft_type"] = "IA3";
+  out["target_modules"] = targets;
+  out["feedforward_modules"] = feedforward;
+  out["layers_to_transform"] = std::vector<index>(ls.begin(), ls.end());
+  for (const char* k : shape_keys)
+    if (in.contains(k)) out[k] = in[k];
+  if (!in.contains("model_type")) write_shape_fields(out, shape);
+  return out;
+}
+
+/// peft's ia3 config fields → Hugging Face's (see hf_peft.hpp). IA3Config has no
+/// layers_to_transform: a choice of layers is written as a regular expression.
+inline void ia3_to_hf(const nlohmann::json& native, nlohmann::json& out) {
+  std::vector<linear_id> ws, ff;
+  for (const auto& n : native.at("target_modules"))
+    ws.push_back(parse_linear_id(n.get<std::string>(), "to_saved_config"));
+  for (const auto& n : native.at("feedforward_modules"))
+    ff.push_back(parse_linear_id(n.get<std::string>(), "to_saved_config"));
+  const index L = native.at("num_layers").get<index>();
+  const auto layers = native.at("layers_to_transform").get<std::vector<index>>();
+  const bool every_layer = static_cast<index>(layers.size()) == L;
+  const auto has = [](const std::vector<linear_id>& v, linear_id w) { return std::find(v.begin(), v.end(), w) != v.end(); };
+  if (!every_layer || (has(ws, linear_id::ffn_out) && !has(ws, linear_id::attn_out))) {
+    out["target_modules"] = sites_regex(ws, layers, every_layer);
+  } else {
+    nlohmann::json names = nlohmann::json::array();
+    for (auto w : ws) names.push_back(target_name(w));
+    out["target_modules"] = names;
+  }
+  // A list entry matches any end of the path, so "output.dense" would make a targeted
+  // attention.output.dense feed-forward too: then a regular expression says it exactly.
+  if (has(ff, linear_id::ffn_out) && has(ws, linear_id::attn_out) && !has(ff, linear_id::attn_out)) {
+    out["feedforward_modules"] = sites_regex(ff, layers, true);
+  } else {
+    nlohmann::json names = nlohmann::json::array();
+    for (auto w : ff) names.push_back(target_name(w));
+    out["feedforward_modules"] = names;
+  }
+  out.erase("layers_to_transform");
+  out["exclude_modules"] = nullptr;
+  out["fan_in_fan_out"] = false;
+  out["init_ia3_weights"] = true;
+  out["modules_to_save"] = nullptr;
+  out["revision"] = nullptr;
+}
+
 }  // namespace hf
 
 PEFT_HF_API nlohmann::json to_saved_config(const nlohmann::json& native, const hf_save_info& info) {
   nlohmann::json out = native;
   nlohmann::json own = {{"version", version_string}};
   const std::string type = native.value("peft_type", "");
-  if (type == "LORA") {
+  if (type == "LORA" || type == "IA3") {
     for (const char* k : hf::shape_keys)
       if (out.contains(k)) {
         own[k] = out[k];
         out.erase(k);
       }
-    hf::lora_to_hf(native, out);
+    if (type == "LORA") {
+      hf::lora_to_hf(native, out);
+    } else {
+      hf::ia3_to_hf(native, out);
+    }
     // As save_pretrained writes it (another method's field of that name is its own).
     out["inference_mode"] = true;
   }
@@ -457,7 +625,8 @@ PEFT_HF_API nlohmann::json to_native(const nlohmann::json& file_cfg, std::map<st
       if (own->contains(k) && !cfg.contains(k)) cfg[k] = own->at(k);
   }
   const auto pt = cfg.find("peft_type");
-  if (pt == cfg.end() || !pt->is_string() || pt->get<std::string>() != "LORA") return cfg;
+  const std::string type = pt != cfg.end() && pt->is_string() ? pt->get<std::string>() : "";
+  if (type != "LORA" && type != "IA3") return cfg;
 
   // Key layout: "base_model.model." or not, then "<model_type>." (a *For... model) or not.
   const std::string mt = shape.model_type;
@@ -466,15 +635,19 @@ PEFT_HF_API nlohmann::json to_native(const nlohmann::json& file_cfg, std::map<st
   bool bare_model = false;  // keys of a *Model: encoder.layer.<i>...
   for (const auto& kv : tensors)
     if (strip_base(kv.first).compare(0, 14, "encoder.layer.") == 0) bare_model = true;
-  nlohmann::json native = hf::lora_from_hf(cfg, shape, bare_model ? "" : mt + ".", where);
-  check_config_header(native, "LORA", shape, where);  // a folder for another encoder: say so first
+  const std::string prefix = bare_model ? "" : mt + ".";
+  nlohmann::json native = type == "LORA" ? hf::lora_from_hf(cfg, shape, prefix, where)
+                                         : hf::ia3_from_hf(cfg, shape, prefix, where);
+  check_config_header(native, type.c_str(), shape, where);  // a folder for another encoder: say so first
+  const std::vector<std::string> suffixes =
+      type == "LORA" ? std::vector<std::string>{".lora_A.weight", ".lora_B.weight"} : std::vector<std::string>{".ia3_l"};
+  const char* method = type == "LORA" ? "a LoRA" : "an (IA)3 vector";
 
   std::map<std::string, tensor> renamed;
   for (auto& kv : tensors) {
     const std::string k = strip_base(kv.first);
     std::string module, suffix;
-    for (const char* s : {".lora_A.weight", ".lora_B.weight"}) {
-      const std::string sfx = s;
+    for (const std::string& sfx : suffixes) {
       if (k.size() > sfx.size() && k.compare(k.size() - sfx.size(), sfx.size(), sfx) == 0) {
         module = k.substr(0, k.size() - sfx.size());
         suffix = sfx;
@@ -483,9 +656,10 @@ PEFT_HF_API nlohmann::json to_native(const nlohmann::json& file_cfg, std::map<st
     if (!module.empty()) {
       if (module.compare(0, 14, "encoder.layer.") == 0) module = mt + "." + module;
       if (module.compare(0, mt.size() + 15, mt + ".encoder.layer.") != 0)
-        throw invalid_argument(where + ": tensor '" + kv.first + "' is a LoRA on module '" + module +
+        throw invalid_argument(where + ": tensor '" + kv.first + "' is " + method + " on module '" + module +
                                "', expected one of the encoder's linears (" + mt +
-                               ".encoder.layer.<i>.attention.self.query, ...): peft puts LoRA on those only");
+                               ".encoder.layer.<i>.attention.self.query, ...): peft puts " + method +
+                               " on those only");
       renamed.emplace(base + module + suffix, std::move(kv.second));
       continue;
     }
