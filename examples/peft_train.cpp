@@ -9,7 +9,7 @@
 //              [--config FILE]   (peft-train --help lists every option with its default)
 //
 // METHOD: a method of the registry (peft/methods.hpp; --help lists them): head, full,
-// houlsby, pfeiffer, list-adapter, prefix, mask, side, lora, ia3, list, mpmp.
+// houlsby, pfeiffer, list-adapter, prefix, mask, side, lora, ia3, prompt-tuning, list, mpmp.
 // `list` is LiST self-training (needs --unlabeled); its options default to the reference's:
 //   --teacher-epochs 50 --teacher-lr 5e-6 --sessions 6 --student-steps 1000
 //   --warmup-fraction 0.6 --finetune-epochs 50 --student-lr 1e-4 --batch 4
@@ -165,6 +165,19 @@ void add_options(cli::app& app, options& o) {
          "(IA)3 targets scaled on their input, not their output: a subset of --target-modules [ffn_out]",
          cli::validator{[](const std::string&) { return std::string(); }, "LIST"},
          [](const std::string& v) { return nlohmann::json(peft::task::split_list(v)); });
+  policy("--virtual-tokens", "num_virtual_tokens", "prompt tuning: virtual tokens before the input [20]",
+         cli::integer(1), integer);
+  policy("--prompt-init", "prompt_tuning_init", "prompt tuning's initialisation: RANDOM|TEXT|SAMPLE_VOCAB [RANDOM]",
+         cli::validator{[](const std::string& v) {
+                          return v == "RANDOM" || v == "TEXT" || v == "SAMPLE_VOCAB"
+                                     ? std::string()
+                                     : "expects RANDOM, TEXT or SAMPLE_VOCAB, got '" + v + "'";
+                        },
+                        "INIT"},
+         [](const std::string& v) { return nlohmann::json(v); });
+  policy("--prompt-init-text", "prompt_tuning_init_text", "prompt tuning: the text of --prompt-init TEXT",
+         cli::validator{[](const std::string&) { return std::string(); }, "TEXT"},
+         [](const std::string& v) { return nlohmann::json(v); });
   policy("--adapter-size", "bottleneck_size", "adapter bottleneck m [Houlsby 64, LiST 128]", cli::integer(1), integer);
   policy("--reduction-factor", "reduction_factor", "adapter reduction factor hidden/m [Pfeiffer 16]",
          cli::number(1e-6, 1e6), real);

@@ -17,6 +17,7 @@
 #include <peft/policies/mask_tuning.hpp>
 #include <peft/policies/modular_prompt.hpp>
 #include <peft/policies/prefix_tuning.hpp>
+#include <peft/policies/prompt_tuning.hpp>
 #include <peft/policies/side_tuning.hpp>
 
 #include <filesystem>
@@ -102,6 +103,12 @@ peft::adapter_fusion<float> small_policy<peft::adapter_fusion<float>>(const peft
 template <>
 peft::ia3<float> small_policy<peft::ia3<float>>(const peft::encoder_shape& s) {
   return peft::ia3<float>(s, peft::ia3_config{}, 1);
+}
+template <>
+peft::prompt_tuning<float> small_policy<peft::prompt_tuning<float>>(const peft::encoder_shape& s) {
+  peft::prompt_tuning_config c;
+  c.num_virtual_tokens = 2;
+  return peft::prompt_tuning<float>(s, c, 1);
 }
 template <>
 composed small_policy<composed>(const peft::encoder_shape& s) {

@@ -95,6 +95,29 @@ policy_grad_result check_policy_in_encoder(const Enc& enc, const peft::batch& b,
   return r;
 }
 
+/// FD-checks the gradients of `p`'s parameters through the whole forward pass from the ids
+/// (embedding dropout and LayerNorm included), for a policy that supplies input embeddings
+/// (prompt tuning), which `forward_embedded` never reaches. Train mode, fixed dropout seed.
+template <typename Enc, typename P>
+policy_grad_result check_policy_from_ids(const Enc& enc, const peft::batch& b, P& p, peft::vector<double>& values,
+                                         peft::vector<double>& grads, int count = 250) {
+  const auto R = loss_weights<double>(b, enc.hidden_size(), 11);
+  auto loss = [&] {
+    peft::rng gen(123);
+    return dot_loss(enc.forward(b, p, peft::mode::train, nullptr, &gen), R);
+  };
+  peft::encoder_tape<double, P> tape;
+  peft::rng gen(123);
+  enc.forward(b, p, peft::mode::train, &tape, &gen);
+  grads.setZero();
+  enc.backward(R, p, tape, 0);
+  policy_grad_result r;
+  const peft::vector<double> analytic = grads;
+  r.params = check_gradient(values.data(), values.size(), analytic.data(), loss, 1e-6, count);
+  r.max_param_grad = analytic.cwiseAbs().maxCoeff();
+  return r;
+}
+
 /// `n` labelled sequences for the small vocabulary: [CLS]=2 ... [SEP]=3 with 1..7 random ids
 /// in 4..29 between, labels in {0, 1, 2}.
 inline std::vector<peft::encoded_example> toy_examples(std::size_t n, std::uint64_t seed) {

@@ -2,7 +2,8 @@
 // LoRA: gradients by finite differences inside the encoder, identity at init, frozen weights,
 // parameter blocks, copies, checkpoints, merge/unmerge, and a step on the real USE-lite.
 // (IA)3, the other policy on the frozen linears: its gradients on both sides of a linear, its
-// merge, and its folders both ways with Hugging Face PEFT. Both methods' folders written by
+// merge, and its folders both ways with Hugging Face PEFT. Prompt tuning, Hugging Face PEFT's
+// input-side method: its virtual tokens, initialisations and folders. The folders written by
 // Hugging Face PEFT are checked against PyTorch (tests/reference/torch_hf_peft.py).
 #include <peft/io/adapter_checkpoint.hpp>
 #include <peft/io/hf_checkpoint.hpp>
@@ -13,6 +14,7 @@
 #include <peft/policies/ia3.hpp>
 #include <peft/policies/lora.hpp>
 #include <peft/policies/mask_tuning.hpp>
+#include <peft/policies/prompt_tuning.hpp>
 #include <peft/task/heads.hpp>
 
 #include <cmath>
@@ -384,14 +386,16 @@ struct hf_fixture {
 };
 
 /// Largest difference between PyTorch's logits (fixture folder @p name's logits.npy) and those of
-/// the folder's modules_to_save classifier over BERT's pooler on the encoder with policy @p p.
+/// the folder's modules_to_save classifier over BERT's pooler on the encoder with policy @p p,
+/// on the fixture's batch or @p input.
 template <typename P>
-double max_logits_diff(const hf_fixture& f, const P& p, const std::string& name) {
+double max_logits_diff(const hf_fixture& f, const P& p, const std::string& name, const peft::batch* input = nullptr) {
+  const peft::batch& in = input ? *input : f.b;
   const auto modules = peft::read_saved_modules(f.dir + "/" + name);
   REQUIRE(modules.size() == 2);
   peft::classification_head<float> head(f.enc.hidden_size(), 3, peft::pool_kind::pooler, 0.1, 0);
   peft::load_store_tensors(head.parameters(), modules, "test");
-  const auto logits = head.forward(*f.weights, f.enc.forward(f.b, p), f.b, peft::mode::eval, nullptr, nullptr);
+  const auto logits = head.forward(*f.weights, f.enc.forward(in, p), in, peft::mode::eval, nullptr, nullptr);
   auto c = peft::detail::read_npy_contents(f.dir + "/" + name + "/logits.npy", "test");
   const auto ref = peft::detail::npy_float_values<double>(c, "logits.npy");
   REQUIRE(logits.size() == static_cast<peft::index>(ref.size()));
@@ -757,4 +761,85 @@ TEST_CASE("(IA)3 folders peft writes are Hugging Face PEFT's layout and read bac
     CHECK(m.enc.forward(m.b, b) == m.enc.forward(m.b, a));
     std::filesystem::remove_all(dir);
   }
+}
+
+// ---- prompt tuning -------------------------------------------------------------------------
+
+TEST_CASE("prompt tuning folders written by Hugging Face PEFT compute what PyTorch computes", "[prompt_tuning][hf]") {
+  hf_fixture f;
+  const std::string dir = f.dir + "/prompt_seqcls";
+  const auto p = peft::load_policy<peft::prompt_tuning<float>>(dir, f.enc.shape());
+  REQUIRE(p.num_virtual_tokens() == 4);
+  // The prompt goes in front: positions 0..3 are virtual (token type 0), the text follows at 4..,
+  // and BERT's pooler reads the first virtual token, as in Hugging Face PEFT.
+  const peft::batch in = peft::with_virtual_tokens(f.b, 4);
+  const double d = max_hidden_diff(f.enc.forward(in, p), dir + "/hidden.npy", in);
+  INFO("hidden states (virtual tokens and text) max abs diff " << d);
+  CHECK(d <= 1e-5);
+  const double dl = max_logits_diff(f, p, "prompt_seqcls", &in);
+  INFO("classifier logits max abs diff " << dl);
+  CHECK(dl <= 1e-5);
+  std::printf("hf_peft %-12s hidden max abs diff %.2g, logits %.2g\n", "prompt_seqcls", d, dl);
+
+  // Without its virtual tokens the policy refuses the batch; without the policy the encoder
+  // refuses a virtual token.
+  CHECK_THROWS_WITH(f.enc.forward(f.b, p), Catch::Contains("expected 4 virtual tokens (id -1, mask 1)"));
+  CHECK_THROWS_WITH(f.enc.forward(in), Catch::Contains("token id expected in [0,") && Catch::Contains("got -1"));
+  // A folder for another encoder width is refused by name.
+  const std::string bad = edited_copy(f, "prompt_seqcls", [](nlohmann::json& j) { j["num_transformer_submodules"] = 2; });
+  CHECK_THROWS_WITH(peft::load_policy<peft::prompt_tuning<float>>(bad, f.enc.shape()),
+                    Catch::Contains("'num_transformer_submodules' expected 1"));
+  std::filesystem::remove_all(bad);
+}
+
+TEST_CASE("prompt tuning: gradients from the ids, initialisations, and peft's folders in Hugging Face's layout",
+          "[prompt_tuning]") {
+  for (const char* type : {"bert", "roberta"}) {
+    INFO(type);
+    auto check = [&](const auto& m) {
+      peft::prompt_tuning_config c;
+      c.num_virtual_tokens = 3;
+      peft::prompt_tuning<double> p(m.enc.shape(), c, 4);
+      const auto in = peft::with_virtual_tokens(m.b, 3);
+      auto r = peft_test::check_policy_from_ids(m.enc, in, p, p.parameters().values(), p.parameters().grads(), 150);
+      INFO("params max abs err " << r.params.max_abs_err);
+      CHECK(r.params.max_abs_err < 1e-7);
+      CHECK(r.max_param_grad > 1e-3);
+    };
+    if (std::string(type) == "bert") check(small_model<peft::bert>("bert"));
+    else check(small_model<peft::roberta>("roberta"));
+  }
+
+  small_model<peft::bert, float> m("bert");
+  peft::prompt_tuning_config c;
+  c.num_virtual_tokens = 5;
+  c.prompt_tuning_init = "TEXT";
+  c.prompt_tuning_init_text = "x";
+  peft::prompt_tuning<float> p(m.enc.shape(), c, 2);
+  // Hugging Face PEFT's TEXT rule: the text's ids (special tokens included) repeated, then cut.
+  CHECK(p.init_ids({2, 9, 3}, 30, 0) == std::vector<std::int32_t>{2, 9, 3, 2, 9});
+  c.prompt_tuning_init = "SAMPLE_VOCAB";
+  const auto ids = peft::prompt_tuning<float>(m.enc.shape(), c, 2).init_ids({}, 30, 7);
+  CHECK(ids.size() == 5);
+  for (auto id : ids) CHECK((id >= 0 && id < 30));
+  c.prompt_tuning_init = "TEXT";
+  c.prompt_tuning_init_text.clear();
+  CHECK_THROWS_WITH(peft::prompt_tuning<float>(m.enc.shape(), c, 2), Catch::Contains("prompt_tuning_init_text"));
+
+  // peft → Hugging Face layout → peft, bitwise; the fields are PromptTuningConfig's.
+  const std::string dir = peft_test::scratch_dir("prompt_hf_out");
+  peft::save_policy(dir, p, {"/models/tiny-bert", "SEQ_CLS"});
+  const auto j = peft::read_adapter_config(dir);
+  INFO(j.dump(2));
+  CHECK(j["peft_type"] == "PROMPT_TUNING");
+  CHECK(j["num_virtual_tokens"] == 5);
+  CHECK(j["token_dim"] == m.enc.shape().embedding_size);
+  CHECK(j["num_layers"] == 2);
+  CHECK(j["prompt_tuning_init"] == "TEXT");
+  for (const char* k : {"model_type", "hidden_size", "embedding_size", "peft_version"}) CHECK_FALSE(j.contains(k));
+  const auto q = peft::load_policy<peft::prompt_tuning<float>>(dir, m.enc.shape());
+  CHECK(q.parameters().values() == p.parameters().values());
+  const auto in = peft::with_virtual_tokens(m.b, 5);
+  CHECK(m.enc.forward(in, q) == m.enc.forward(in, p));
+  std::filesystem::remove_all(dir);
 }

@@ -40,6 +40,7 @@ peft::method_options small_options(const std::string& method) {
   // the feed-forward list a plain name cannot write (io/hf_peft.hpp).
   if (method == "ia3")
     return {{"target_modules", {"query", "value", "attn_out", "ffn_out"}}, {"feedforward_modules", {"ffn_out"}}};
+  if (method == "prompt-tuning") return {{"num_virtual_tokens", 2}};
   if (method == "mpmp") return {{"num_modules", 2}, {"num_prompt_tokens", 2}, {"intrinsic_dim", 3}};
   return {};
 }
@@ -69,6 +70,18 @@ any_policy<S> build(const peft::method<S>& m, const peft::encoder_shape& shape, 
   }
   FAIL("method '" << m.name << "' has no builder: give it `make` in the registry or one here");
   return {};
+}
+
+/// Batch @p b as policy @p p reads it: with its virtual tokens in front (prompt tuning).
+template <typename S>
+peft::batch input_for(const any_policy<S>& p, const peft::batch& b) {
+  return p.visit([&](const auto& q) {
+    if constexpr (peft::has_on_input_embeddings_v<std::decay_t<decltype(q)>>) {
+      return peft::with_virtual_tokens(b, q.num_virtual_tokens());
+    } else {
+      return b;
+    }
+  });
 }
 
 /// Adds N(0, scale) to every trainable value, so that no path is idle (LoRA's B and the
@@ -209,6 +222,16 @@ TEST_CASE("contract: parameter count, and gradients against finite differences i
       if constexpr (!std::is_same_v<P, peft::no_policy<double>>) {
         for (std::size_t k = 0; k < stores.size(); ++k) {
           INFO("store " << k << " of " << stores.size());
+          if constexpr (peft::has_on_input_embeddings_v<P>) {
+            // The policy supplies input embeddings: checked from the ids (there is no
+            // embedding output to start from that the policy does not also change).
+            auto r = peft_test::check_policy_from_ids(m.enc, input_for(p, m.b), q, stores[k]->values(),
+                                                      stores[k]->grads(), 80);
+            INFO("params max abs err " << r.params.max_abs_err);
+            CHECK(r.max_param_grad > 1e-6);
+            CHECK(r.params.max_abs_err < 1e-7);
+            continue;
+          }
           auto r =
               peft_test::check_policy_in_encoder(m.enc, m.b, q, stores[k]->values(), stores[k]->grads(), 80);
           INFO("params max abs err " << r.params.max_abs_err << ", input " << r.input.max_abs_err);
@@ -284,11 +307,17 @@ TEST_CASE("contract: save_policy + load_any_policy round-trips every method to t
     } else {
       CHECK(q.num_parameters() == p.num_parameters());
     }
-    const auto out_p = p.visit([&](const auto& x) { return m.enc.forward(m.b, x); });
-    const auto out_q = q.visit([&](const auto& x) { return m.enc.forward(m.b, x); });
+    const peft::batch in = input_for(p, m.b);
+    const auto out_p = p.visit([&](const auto& x) { return m.enc.forward(in, x); });
+    const auto out_q = q.visit([&](const auto& x) { return m.enc.forward(in, x); });
     CHECK((out_p - out_q).cwiseAbs().maxCoeff() == 0.0f);
-    // The method changes the encoder's output (a policy that does nothing would pass the rest).
-    CHECK((out_p - m.enc.forward(m.b)).cwiseAbs().maxCoeff() > 1e-4f);
+    // The method changes the encoder's output (a policy that does nothing would pass the rest;
+    // a prompt's positions are compared on the text after it).
+    const peft::index extra = in.time() - m.b.time();
+    peft::matrix<float> text(m.b.rows(), out_p.cols());
+    for (peft::index i = 0; i < m.b.size(); ++i)
+      text.middleRows(i * m.b.time(), m.b.time()) = out_p.middleRows(i * in.time() + extra, m.b.time());
+    CHECK((text - m.enc.forward(m.b)).cwiseAbs().maxCoeff() > 1e-4f);
     fs::remove_all(dir);
   }
 }

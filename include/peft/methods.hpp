@@ -49,6 +49,7 @@
 #include "policies/policy_tensors.hpp"
 #include "policies/policy_traits.hpp"
 #include "policies/prefix_tuning.hpp"
+#include "policies/prompt_tuning.hpp"
 #include "policies/side_tuning.hpp"
 
 namespace peft {
@@ -58,7 +59,8 @@ namespace peft {
 template <typename S>
 using policy_variant =
     std::variant<no_policy<S>, full_finetune<S>, bottleneck_adapter<S>, prefix_tuning<S>, mask_tuning<S>,
-                 side_tuning<S>, lora<S>, adapter_fusion<S>, modular_prompt<S>, ia3<S>>;
+                 side_tuning<S>, lora<S>, adapter_fusion<S>, modular_prompt<S>, ia3<S>,
+                 prompt_tuning<S>>;
 
 namespace detail {
 template <typename P, typename V>
@@ -339,6 +341,11 @@ const std::vector<method<Scalar>>& methods() {
                             [](const encoder_shape& s, std::uint64_t seed, const O& o) {
                               return A(with_options(ia3<S>(s, ia3_config{}, seed), s, seed, o, "ia3"));
                             }),
+      method_row<prompt_tuning<S>, S>(
+          "prompt-tuning", 3e-2, "prompt tuning: a soft prompt of 20 virtual tokens before the input",
+          [](const encoder_shape& s, std::uint64_t seed, const O& o) {
+            return A(with_options(prompt_tuning<S>(s, prompt_tuning_config{}, seed), s, seed, o, "prompt-tuning"));
+          }),
       method_row<adapter_fusion<S>, S>(
           "fusion", 5e-5, "AdapterFusion over trained adapters (built from them, or loaded)", nullptr),
       method_row<modular_prompt<S>, S>(

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Hugging Face PEFT LoRA and (IA)3 folders through the example programs, both ways, on the small
+"""Hugging Face PEFT LoRA, (IA)3 and prompt-tuning folders through the example programs, both ways, on the small
 BERT sequence classifier of tests/reference/torch_hf_peft.py.
 
 usage: check_hf_peft.py PEFT_TRAIN PEFT_PREDICT HF_REFERENCE_DIR SCRATCH
@@ -14,6 +14,10 @@ rules (hf_peft_rules.py) for the targets peft can express as a list and for thos
 regular expression expresses, and peft-predict reproduces the accuracy peft-train printed.
 (IA)3: peft-predict takes Hugging Face's sequence-classifier folder with its classifier, and
 peft-train --method ia3 (--init-adapter from that folder too) writes folders that pass the same
+rules and that peft-predict reproduces.
+Prompt tuning: peft-predict on Hugging Face's sequence-classifier folder prints PyTorch's
+probabilities (its virtual tokens in front, the pooler reading the first of them), and
+peft-train --method prompt-tuning (random and text initialisation) writes folders that pass the
 rules and that peft-predict reproduces.
 """
 import json
@@ -89,28 +93,49 @@ r = run(predict_exe, "--model", model, "--adapter", os.path.join(ref, "ia3_seqcl
 check(r.returncode == 0 and sorted(json.loads(open(pred).readline())["scores"]) == sorted(cfg["id2label"].values()),
       "peft-predict takes Hugging Face's (IA)3 sequence-classifier folder, classes from id2label %s" % (
           r.stderr.strip()[-300:] if r.returncode else ""))
-for name, extra in (("ia3", []), ("ia3_attn", ["--target-modules", "key,value,attn_out,ffn_out", "--layers", "1"]),
-                    ("ia3_init", ["--init-adapter", os.path.join(ref, "ia3_seqcls")])):
+def trained_folder(method, name, extra, shown):
+    """peft-train --method METHOD --save a folder: it passes Hugging Face PEFT's loading rules and
+    peft-predict reproduces the accuracy peft-train printed. Returns its config, or None."""
     out = os.path.join(scratch, name)
-    r = run(train_exe, "--model", model, "--method", "ia3", "--train", text, "--test", text, "--epochs", "2",
+    r = run(train_exe, "--model", model, "--method", method, "--train", text, "--test", text, "--epochs", "2",
             "--seed", "1", "--threads", "1", "--save", out, *extra)
-    check(r.returncode == 0, "peft-train --method ia3 %s runs %s" % (
-        " ".join(extra), r.stderr.strip()[-300:] if r.returncode else ""))
+    check(r.returncode == 0, "peft-train --method %s %s runs %s" % (
+        method, " ".join(extra), r.stderr.strip()[-300:] if r.returncode else ""))
     if r.returncode != 0:
-        continue
+        return None
     acc = json.loads(r.stdout.strip().splitlines()[-1])["accuracy"]
     saved = json.load(open(os.path.join(out, "adapter_config.json")))
     found = hf_peft_rules.problems(out, layers, hidden, inter, "bert.")
-    check(saved["peft_type"] == "IA3" and not found,
-          "%s: the (IA)3 folder passes Hugging Face PEFT's loading rules (feedforward_modules %r): %s" % (
-              name, saved.get("feedforward_modules"), found))
+    check(not found, "%s: the folder passes Hugging Face PEFT's loading rules (%s %r): %s" % (
+        name, shown, saved.get(shown), found))
     p = run(predict_exe, "--model", model, "--adapter", out, "--input", text, "--output", pred, "--threads", "1")
     check(p.returncode == 0 and json.loads(p.stdout.strip().splitlines()[-1])["accuracy"] == acc,
           "%s: peft-predict reproduces the accuracy peft-train printed %s" % (
               name, p.stderr.strip()[-200:] if p.returncode else ""))
-    if name == "ia3_init":
+    return saved
+
+
+for name, extra in (("ia3", []), ("ia3_attn", ["--target-modules", "key,value,attn_out,ffn_out", "--layers", "1"]),
+                    ("ia3_init", ["--init-adapter", os.path.join(ref, "ia3_seqcls")])):
+    saved = trained_folder("ia3", name, extra, "feedforward_modules")
+    if saved and name == "ia3_init":
         check(saved["feedforward_modules"] == ["attention.output.dense", "output.dense"],
               "--init-adapter keeps Hugging Face's feed-forward choice: %r" % saved["feedforward_modules"])
+
+# Prompt tuning: Hugging Face's folder in, peft-train's folders out.
+r = run(predict_exe, "--model", model, "--adapter", os.path.join(ref, "prompt_seqcls"), "--input", text,
+        "--output", pred, "--threads", "1")
+check(r.returncode == 0, "peft-predict takes Hugging Face's prompt-tuning folder %s" % (
+    r.stderr.strip()[-300:] if r.returncode else ""))
+if r.returncode == 0:
+    got = [json.loads(l)["scores"] for l in open(pred)]
+    want = json.load(open(os.path.join(ref, "prompt_text_probs.json")))
+    worst = max((abs(g[k] - w[k]) for g, w in zip(got, want) for k in w), default=1.0)
+    check(len(got) == len(want) and worst <= 1e-5,
+          "prompt tuning: probabilities equal PyTorch's within 1e-5 (worst %.2g)" % worst)
+for name, extra in (("prompt", ["--virtual-tokens", "3"]),
+                    ("prompt_text", ["--prompt-init", "TEXT", "--prompt-init-text", "good bad"])):
+    trained_folder("prompt-tuning", name, extra, "prompt_tuning_init")
 
 # --init-adapter: training starts from the Hugging Face folder, whose config sets the rank,
 # targets and patterns; at a learning rate of 1e-12 the saved LoRA is the folder's.
@@ -149,6 +174,24 @@ r = run(train_exe, "--model", model, "--method", "lora", "--init-adapter", os.pa
         "--lora-r", "2", "--train", text, "--test", text)
 check(r.returncode == 2 and "--init-adapter" in r.stderr and "--lora-r" in r.stderr,
       "--init-adapter with a hyper-parameter flag is a usage error naming both: " + r.stderr.strip()[-160:])
+
+# --prompt-init TEXT starts the prompt at the word embeddings of the text's ids, special tokens
+# included ([CLS] good bad [SEP], repeated to 20 rows), as Hugging Face PEFT does: at lr 1e-12
+# the saved prompt is that start.
+out = os.path.join(scratch, "prompt_text_start")
+r = run(train_exe, "--model", model, "--method", "prompt-tuning", "--prompt-init", "TEXT", "--prompt-init-text",
+        "good bad", "--train", text, "--test", text, "--epochs", "1", "--lr", "1e-12", "--head-lr", "1e-12",
+        "--seed", "1", "--threads", "1", "--save", out)
+check(r.returncode == 0, "peft-train --prompt-init TEXT at lr 1e-12 runs %s" % (r.stderr.strip()[-300:] if r.returncode else ""))
+if r.returncode == 0:
+    vocab = [l.strip() for l in open(os.path.join(model, "vocab.txt"))]
+    ids = [vocab.index(w) for w in ("[CLS]", "good", "bad", "[SEP]")] * 5
+    words = tensors(os.path.join(model, "model.safetensors"))["bert.embeddings.word_embeddings.weight"]
+    prompt = tensors(os.path.join(out, "adapter_model.safetensors"))["prompt_embeddings"]
+    want = [x for i in ids for x in words[i * hidden:(i + 1) * hidden]]
+    worst = max((abs(a - b) for a, b in zip(prompt, want)), default=1.0)
+    check(len(prompt) == len(want) and worst <= 1e-6,
+          "the TEXT prompt starts at the embeddings of [CLS] good bad [SEP] repeated (largest change %.2g)" % worst)
 
 # A refused field reaches the user as one line naming it.
 bad = os.path.join(scratch, "dora")

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What Hugging Face PEFT requires of a LoRA or (IA)^3 adapter folder when it loads one onto a
-BERT model, written from its source (huggingface/peft: config.py, tuners/lora/config.py,
-tuners/ia3/config.py, tuners/ia3/model.py, tuners/ia3/layer.py, tuners/tuners_utils.py
-check_target_module_exists, utils/other.py get_pattern_key, utils/save_and_load.py
+"""What Hugging Face PEFT requires of a LoRA, (IA)^3 or prompt tuning adapter folder when it loads
+one onto a BERT model, written from its source (huggingface/peft: config.py, tuners/lora/config.py,
+tuners/ia3/config.py, tuners/ia3/model.py, tuners/ia3/layer.py, tuners/prompt_tuning/config.py,
+tuners/prompt_tuning/model.py, tuners/tuners_utils.py check_target_module_exists, utils/other.py
+get_pattern_key and _prepare_prompt_learning_config, utils/save_and_load.py
 set_peft_model_state_dict), applied without torch or peft installed.
 
 problems(folder, num_layers, hidden, intermediate, prefix) returns the list of what
@@ -16,6 +17,17 @@ An IA3 folder: target_modules and feedforward_modules null stand for IA3Model's 
 a targeted module whose path ends with it, with no dot boundary (so "output.dense" also makes
 attention.output.dense feedforward), a string is re.fullmatch; each targeted module has one
 `<module>.ia3_l` vector, (1, in) when feedforward and (out, 1) otherwise.
+
+A PROMPT_TUNING folder: token_dim, num_layers and num_transformer_submodules null are filled in
+from the model (hidden size, layer count, 1) when it loads, a value given must match the model;
+prompt_tuning_init "TEXT" needs prompt_tuning_init_text and tokenizer_name_or_path
+(PromptTuningConfig.__post_init__ raises ValueError otherwise, also when loading), and
+tokenizer_kwargs is only allowed with TEXT. The file holds exactly `prompt_embeddings`
+[num_virtual_tokens * num_transformer_submodules, token_dim] (no prefix; loaded with strict=True)
+and the modules_to_save copies, which for prompt learning are under "base_model." (PeftModel's
+base_model is the transformers model itself): base_model.classifier.weight and .bias, expected when
+modules_to_save lists classifier or task_type is SEQ_CLS or TOKEN_CLS (whose PeftModel adds it),
+refused otherwise; `prefix` does not apply to it.
 """
 import json
 import os
@@ -42,6 +54,14 @@ KNOWN_IA3 = {
     "peft_type", "task_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision", "inference_mode",
     "target_modules", "exclude_modules", "feedforward_modules", "fan_in_fan_out", "modules_to_save", "init_ia3_weights",
 }
+# PromptTuningConfig's dataclass fields: PromptLearningConfig's (modules_to_save since 0.17) and the
+# base PeftConfig's.
+KNOWN_PROMPT_TUNING = {
+    "peft_type", "task_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision", "inference_mode",
+    "num_virtual_tokens", "token_dim", "num_transformer_submodules", "num_attention_heads", "num_layers",
+    "modules_to_save", "prompt_tuning_init", "prompt_tuning_init_text", "tokenizer_name_or_path", "tokenizer_kwargs",
+}
+PROMPT_TUNING_INITS = ("RANDOM", "TEXT", "SAMPLE_VOCAB")
 IA3_BERT_TARGETS = ["key", "value", "output.dense"]  # constants.py, used when target_modules is null
 IA3_BERT_FEEDFORWARD = ["output.dense"]  # used when feedforward_modules is null
 TASK_TYPES = {None, "SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "QUESTION_ANS", "FEATURE_EXTRACTION"}
@@ -135,15 +155,18 @@ def problems(folder, num_layers, hidden, intermediate, prefix):
             return ["missing " + os.path.basename(p)]
     cfg = json.load(open(cfg_path))
     kind = cfg.get("peft_type")
-    if kind not in ("LORA", "IA3"):
-        return ["peft_type %r: this checker knows LORA and IA3" % kind]
-    unknown = sorted(set(cfg) - (KNOWN if kind == "LORA" else KNOWN_IA3) - {"peft_cpp"})
+    if kind not in ("LORA", "IA3", "PROMPT_TUNING"):
+        return ["peft_type %r: this checker knows LORA, IA3 and PROMPT_TUNING" % kind]
+    known = {"LORA": KNOWN, "IA3": KNOWN_IA3, "PROMPT_TUNING": KNOWN_PROMPT_TUNING}[kind]
+    unknown = sorted(set(cfg) - known - {"peft_cpp"})
     if unknown:
         out.append("fields Hugging Face PEFT does not know (dropped with a warning, a TypeError before 0.14): %s" % unknown)
     if not isinstance(cfg.get("peft_cpp", {}), dict):
         out.append("peft_cpp is not an object")
     if cfg.get("task_type") not in TASK_TYPES:
         out.append("task_type %r is not a TaskType" % cfg.get("task_type"))
+    if kind == "PROMPT_TUNING":
+        return out + prompt_tuning_problems(cfg, wts_path, num_layers, hidden)
     if kind == "IA3":
         cfg = ia3_config_problems(cfg, out)
         if cfg is None:
@@ -216,4 +239,82 @@ def weight_problems(cfg, wts_path, num_layers, hidden, intermediate, prefix):
                        "(dropped on load)" % k)
         else:
             out.append("unexpected key %s (dropped on load)" % k)
+    return out
+
+
+def positive_int(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def prompt_tuning_problems(cfg, wts_path, num_layers, hidden):
+    """A PROMPT_TUNING config and its safetensors file against a BERT model of `num_layers` layers
+    and width `hidden`."""
+    out = []
+    n = cfg.get("num_virtual_tokens")
+    if not positive_int(n):
+        out.append("num_virtual_tokens %r is not a positive integer" % (n,))
+        n = None
+    dim = cfg.get("token_dim")
+    if dim is None:
+        dim = hidden  # _prepare_prompt_learning_config: the model's hidden_size
+    elif dim != hidden:
+        out.append("token_dim %r is not the model's hidden size %d" % (dim, hidden))
+    subs = cfg.get("num_transformer_submodules")
+    if subs is None:
+        subs = 1  # PeftModel: 1 unless SEQ_2_SEQ_LM
+    elif subs != 1:
+        out.append("num_transformer_submodules %r is not 1 (an encoder-only model has one)" % (subs,))
+    if cfg.get("num_layers") is not None and cfg["num_layers"] != num_layers:
+        out.append("num_layers %r is not the model's layer count %d" % (cfg["num_layers"], num_layers))
+    init = cfg.get("prompt_tuning_init", "RANDOM")
+    if init not in PROMPT_TUNING_INITS:
+        out.append("prompt_tuning_init %r is not one of %s" % (init, "/".join(PROMPT_TUNING_INITS)))
+    if init == "TEXT":
+        if not cfg.get("tokenizer_name_or_path"):
+            out.append("prompt_tuning_init TEXT without tokenizer_name_or_path is a ValueError")
+        if cfg.get("prompt_tuning_init_text") is None:
+            out.append("prompt_tuning_init TEXT without prompt_tuning_init_text is a ValueError")
+    elif cfg.get("tokenizer_kwargs"):
+        out.append("tokenizer_kwargs without prompt_tuning_init TEXT is a ValueError")
+    ms = cfg.get("modules_to_save")
+    if ms is not None and not (isinstance(ms, list) and all(isinstance(m, str) for m in ms)):
+        out.append("modules_to_save %r is not a list of strings" % (ms,))
+        ms = None
+    if not isinstance(cfg.get("inference_mode", False), bool):
+        out.append("inference_mode %r is not a boolean" % (cfg.get("inference_mode"),))
+
+    header = read_header(wts_path)
+    meta = header.pop("__metadata__", None)
+    if meta != {"format": "pt"}:
+        out.append("safetensors metadata %r, expected {'format': 'pt'}" % (meta,))
+    # set_peft_model_state_dict loads prompt_embeddings with strict=True: missing is a KeyError,
+    # another shape a RuntimeError.
+    e = header.get("prompt_embeddings")
+    if e is None:
+        out.append("missing prompt_embeddings (KeyError on load)")
+    else:
+        if n is not None and isinstance(dim, int) and isinstance(subs, int) and e["shape"] != [n * subs, dim]:
+            out.append("prompt_embeddings has shape %s, the config needs %s" % (e["shape"], [n * subs, dim]))
+        if e["dtype"] != "F32":
+            out.append("prompt_embeddings is %s, not F32" % e["dtype"])
+    # PeftModelForSequenceClassification / ForTokenClassification add "classifier" and "score" to
+    # modules_to_save when they are built, also when loading (peft_model.py __init__).
+    classifier = "classifier" in (ms or []) or cfg.get("task_type") in ("SEQ_CLS", "TOKEN_CLS")
+    for k in sorted(set(header) - {"prompt_embeddings"}):
+        if classifier and k in ("base_model.classifier.weight", "base_model.classifier.bias"):
+            continue
+        out.append("unexpected key %s: neither prompt_embeddings nor a base_model.classifier.* copy listed "
+                   "in modules_to_save (dropped on load)" % k)
+    if classifier:
+        w, b = header.get("base_model.classifier.weight"), header.get("base_model.classifier.bias")
+        if w is None or b is None:
+            out.append("modules_to_save lists classifier but the file has no base_model.classifier.weight and .bias "
+                       "(the classifier stays as the model initialised it)")
+        else:
+            if len(w["shape"]) != 2 or w["shape"][1] != hidden or b["shape"] != w["shape"][:1]:
+                out.append("base_model.classifier.weight %s / .bias %s do not fit a [labels, %d] linear"
+                           % (w["shape"], b["shape"], hidden))
+            for k, t in (("weight", w), ("bias", b)):
+                if t["dtype"] != "F32":
+                    out.append("base_model.classifier.%s is %s, not F32" % (k, t["dtype"]))
     return out

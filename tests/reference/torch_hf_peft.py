@@ -10,7 +10,8 @@ Writes under OUTPUT_DIR:
                   words) and the inputs (inputs_ids.npy, inputs_mask.npy, token_type_ids.npy: int64 [B, T])
   text.jsonl      sentences of vocabulary words with labels, and text_probs.json: the class
                   probabilities lora_seqcls gives each (the model's tokenizer, run by hand:
-                  [CLS] words [SEP])
+                  [CLS] words [SEP]); prompt_text_probs.json: the same for prompt_seqcls (the
+                  prompt put in front of [CLS] words [SEP] as below)
   lora_seqcls/    LoRA saved from a PeftModelForSequenceClassification: keys
                   base_model.model.bert.encoder..., a list target_modules, rsLoRA, rank_pattern and
                   alpha_pattern, and the classifier saved through modules_to_save
@@ -29,10 +30,16 @@ Writes under OUTPUT_DIR:
                   filled): keys base_model.model.encoder...ia3_l, target_modules a regular expression
                   choosing attention.self.key, intermediate.dense and the FFN output.dense (not
                   attention.output.dense) of layers 0 and 1, feedforward_modules ["output.dense"]
+  prompt_seqcls/  prompt tuning saved from a PeftModelForSequenceClassification (PromptTuningConfig,
+                  prompt_tuning_init RANDOM, 4 virtual tokens (N_VIRTUAL), token_dim, num_layers and
+                  num_attention_heads filled in from the model): keys prompt_embeddings [4, H] (no
+                  prefix) and the classifier saved through modules_to_save under base_model.
+                  (PeftModel.base_model is the transformers model itself for prompt learning)
 Each adapter folder holds adapter_config.json with the fields Hugging Face PEFT writes,
 adapter_model.safetensors (F32, metadata {"format": "pt"}) and the expected outputs:
-hidden.npy [B, T, H] and, for lora_seqcls and ia3_seqcls, logits.npy [B, labels], all float32 from
-float64 math.
+hidden.npy [B, T, H] ([B, 4 + T, H] for prompt_seqcls: every position, virtual tokens first) and,
+for lora_seqcls, ia3_seqcls and prompt_seqcls, logits.npy [B, labels], all float32 from float64
+math.
 
 The LoRA math is the paper's, written out here: each chosen linear computes
 x W^T + b + s * (x A^T) B^T with s = alpha / r (alpha / sqrt(r) with use_rslora), the rank and
@@ -41,6 +48,13 @@ The (IA)^3 math is Hugging Face PEFT's (tuners/ia3/layer.py): a chosen linear th
 feedforward computes (x W^T + b) * l, l flattened to [out] (the bias scaled too); a feedforward one
 computes (x * l) W^T + b, l flattened to [in]. Its random vectors come from a generator of their
 own, after the LoRA folders, so those stay as they were.
+The prompt tuning math is Hugging Face PEFT's (peft_model.py PeftModelForSequenceClassification.forward):
+the prompt P [n, H] is put in front of the word embeddings, inputs_embeds = cat(P, word_embeddings(ids));
+the attention mask gets n ones in front, token_type_ids n zeros; position_ids are not given, so BERT's
+embeddings number the whole sequence 0..n+T-1 (the virtual tokens 0..n-1, the text from n) before
+adding position and token type embeddings and the embedding LayerNorm. The pooler then reads
+position 0: the first virtual token, not [CLS]. P and that folder's classifier come from a
+generator of their own, after (IA)^3's.
 The sequence classifier is BertForSequenceClassification's: tanh pooler on the first token,
 then the classifier linear.
 """
@@ -59,6 +73,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_bert  # noqa: E402  (the reference BERT's weights, inputs and safetensors writer)
 
+N_VIRTUAL = 4  # prompt_seqcls's virtual tokens
 LINEARS = ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
            "intermediate.dense", "output.dense"]
 
@@ -90,6 +105,24 @@ def ia3_config(**fields):
         "feedforward_modules": ["output.dense"], "inference_mode": True, "init_ia3_weights": True,
         "modules_to_save": None, "peft_type": "IA3", "peft_version": "0.18.0", "revision": None,
         "target_modules": ["key", "value", "output.dense"], "task_type": None,
+    }
+    cfg.update(fields)
+    return cfg
+
+
+def prompt_tuning_config(model_cfg, **fields):
+    """adapter_config.json of a PromptTuningConfig: every field Hugging Face PEFT 0.18 writes
+    (huggingface/peft tuners/prompt_tuning/config.py; PromptLearningConfig and PeftConfig in
+    config.py), token_dim, num_layers and num_attention_heads as _prepare_prompt_learning_config
+    fills them in from the model (utils/other.py) and num_transformer_submodules as PeftModel sets
+    it for an encoder-only task (1)."""
+    cfg = {
+        "auto_mapping": None, "base_model_name_or_path": "tiny-bert", "inference_mode": True, "modules_to_save": None,
+        "num_attention_heads": model_cfg["num_attention_heads"], "num_layers": model_cfg["num_hidden_layers"],
+        "num_transformer_submodules": 1, "num_virtual_tokens": None, "peft_type": "PROMPT_TUNING",
+        "peft_version": "0.18.0", "prompt_tuning_init": "RANDOM", "prompt_tuning_init_text": None, "revision": None,
+        "task_type": None, "token_dim": model_cfg["hidden_size"], "tokenizer_kwargs": None,
+        "tokenizer_name_or_path": None,
     }
     cfg.update(fields)
     return cfg
@@ -182,12 +215,22 @@ def ia3_tensors(ia3, saved_prefix):
             for path, (v, ff) in ia3.items()}
 
 
-def encoder(model_cfg, w, ids, mask, types, lora, prefix, ia3=None):
+def encoder(model_cfg, w, ids, mask, types, lora, prefix, ia3=None, prompt=None):
+    """The hidden states [B, T, H]; with `prompt` [n, H] (prompt tuning) [B, n + T, H], the
+    prompt in front of the word embeddings, n ones in front of the mask and n zeros in front of
+    the token types, the positions numbering the whole sequence."""
     H, eps, nh = model_cfg["hidden_size"], model_cfg["layer_norm_eps"], model_cfg["num_attention_heads"]
-    B, T = ids.shape
     dh = H // nh
+    words = w["embeddings.word_embeddings.weight"][ids]
+    if prompt is not None:
+        Bp, n = ids.shape[0], prompt.shape[0]
+        words = torch.cat([prompt.unsqueeze(0).expand(Bp, n, H), words], 1)
+        mask = torch.cat([torch.ones(Bp, n, dtype=mask.dtype), mask], 1)
+        types = torch.cat([torch.zeros(Bp, n, dtype=types.dtype), types], 1)
+    B, T = words.shape[:2]
     positions = torch.arange(T).unsqueeze(0).expand(B, T)
-    x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][positions] +
+    assert T <= model_cfg["max_position_embeddings"]
+    x = (words + w["embeddings.position_embeddings.weight"][positions] +
          w["embeddings.token_type_embeddings.weight"][types])
     h = F.layer_norm(x, (H,), w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
     for i in range(model_cfg["num_hidden_layers"]):
@@ -371,6 +414,43 @@ def main():
     d = os.path.join(out, "ia3_layers")
     write_adapter(d, cfg, ia3_tensors(ia3, "base_model.model."))
     np.save(os.path.join(d, "hidden.npy"), h.numpy().astype(np.float32))
+
+    # Prompt tuning, from a generator of its own so that the folders above keep their values.
+    g = torch.Generator().manual_seed(16)
+
+    # 6. PeftModelForSequenceClassification with a PromptTuningConfig: the prompt in front of the
+    # text, the classifier in modules_to_save.
+    cfg = prompt_tuning_config(model_cfg, task_type="SEQ_CLS", num_virtual_tokens=N_VIRTUAL,
+                               modules_to_save=["classifier", "score"])
+    prompt = (torch.randn(N_VIRTUAL, H, generator=g, dtype=torch.float64) * 0.5).float().double()
+    cls_w = (torch.randn(len(labels), H, generator=g, dtype=torch.float64) * 0.5).float().double()
+    cls_b = (torch.randn(len(labels), generator=g, dtype=torch.float64) * 0.1).float().double()
+
+    def prompt_logits(row_ids, row_mask, row_types):
+        hh = encoder(model_cfg, w, row_ids, row_mask, row_types, {}, "bert.", prompt=prompt)
+        # The pooler reads position 0: the first virtual token.
+        pooled = torch.tanh(F.linear(hh[:, 0], w["pooler.dense.weight"], w["pooler.dense.bias"]))
+        return hh, F.linear(pooled, cls_w, cls_b)
+
+    h, logits = prompt_logits(ids, mask, types)
+    assert h.shape == (ids.shape[0], N_VIRTUAL + ids.shape[1], H)
+    # prompt learning: PeftModel.base_model is the transformers model, so modules_to_save copies
+    # are saved under base_model. and the prompt as prompt_embeddings (utils/save_and_load.py).
+    tensors = {"prompt_embeddings": prompt, "base_model.classifier.weight": cls_w,
+               "base_model.classifier.bias": cls_b}
+    d = os.path.join(out, "prompt_seqcls")
+    write_adapter(d, cfg, tensors)
+    np.save(os.path.join(d, "hidden.npy"), h.numpy().astype(np.float32))
+    np.save(os.path.join(d, "logits.npy"), logits.numpy().astype(np.float32))
+
+    # The sentences of text.jsonl through the prompt-tuned classifier, one at a time.
+    probs = []
+    for r in rows:
+        row_ids = torch.tensor([[2] + [voc.index(x) for x in r["text"].split()] + [3]])
+        p = torch.softmax(prompt_logits(row_ids, torch.ones_like(row_ids), torch.zeros_like(row_ids))[1], -1)[0]
+        probs.append({labels[k]: float(p[k]) for k in range(len(labels))})
+    with open(os.path.join(out, "prompt_text_probs.json"), "w") as f:
+        json.dump(probs, f, indent=1)
 
 
 if __name__ == "__main__":

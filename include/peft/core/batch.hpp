@@ -13,6 +13,11 @@
 
 namespace peft {
 
+/// The id of a virtual token: a position whose input embedding a policy supplies (prompt
+/// tuning's soft prompt). The encoder accepts it only with a policy that has the
+/// `on_input_embeddings` hook (policy_traits.hpp).
+inline constexpr std::int32_t virtual_token_id = -1;
+
 struct batch {
   id_matrix ids;       ///< [B x T] token ids; padding positions hold the pad id
   id_matrix segments;  ///< [B x T] segment (token type) ids, or empty for all-zero
@@ -58,6 +63,26 @@ inline batch make_batch(const std::vector<std::vector<std::int32_t>>& seqs, std:
     }
   }
   return b;
+}
+
+/// A copy of @p b with @p n virtual tokens (`virtual_token_id`, mask 1, segment 0) in front of
+/// every sequence: the input a prompt-tuning policy expects. (task_model and the multi-task
+/// server do this themselves for a policy with `num_virtual_tokens()`.)
+inline batch with_virtual_tokens(const batch& b, index n) {
+  if (n < 0) throw invalid_argument(detail::expected_got("with_virtual_tokens", "virtual tokens", ">= 0", n));
+  const index B = b.size(), T = b.time();
+  batch out;
+  out.ids.resize(B, T + n);
+  out.mask.resize(B, T + n);
+  out.ids.leftCols(n).setConstant(virtual_token_id);
+  out.mask.leftCols(n).setOnes();
+  out.ids.rightCols(T) = b.ids;
+  out.mask.rightCols(T) = b.mask;
+  if (b.segments.size() != 0) {
+    out.segments = id_matrix::Zero(B, T + n);
+    out.segments.rightCols(T) = b.segments;
+  }
+  return out;
 }
 
 }  // namespace peft

@@ -260,6 +260,13 @@ PEFT_INSTANCES_POLICY_CLASS(extern, ia3, float)
 PEFT_INSTANCES_POLICY_CLASS(extern, ia3, double)
 }  // namespace peft
 #endif
+#if defined(PEFT_DONE_POLICIES_PROMPT_TUNING) && !defined(PEFT_EXTERN_POLICIES_PROMPT_TUNING)
+#define PEFT_EXTERN_POLICIES_PROMPT_TUNING
+namespace peft {
+PEFT_INSTANCES_POLICY_CLASS(extern, prompt_tuning, float)
+PEFT_INSTANCES_POLICY_CLASS(extern, prompt_tuning, double)
+}  // namespace peft
+#endif
 #if defined(PEFT_DONE_POLICIES_PREFIX_TUNING) && !defined(PEFT_EXTERN_POLICIES_PREFIX_TUNING)
 #define PEFT_EXTERN_POLICIES_PREFIX_TUNING
 namespace peft {
@@ -321,6 +328,13 @@ PEFT_INSTANCES_ENCODER(extern, lora)
 #define PEFT_EXTERN_ENCODER_IA3
 namespace peft {
 PEFT_INSTANCES_ENCODER(extern, ia3)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_MODEL_ENCODER) && defined(PEFT_DONE_POLICIES_PROMPT_TUNING) && \
+    !defined(PEFT_EXTERN_ENCODER_PROMPT_TUNING)
+#define PEFT_EXTERN_ENCODER_PROMPT_TUNING
+namespace peft {
+PEFT_INSTANCES_ENCODER(extern, prompt_tuning)
 }  // namespace peft
 #endif
 #if defined(PEFT_DONE_MODEL_ENCODER) && defined(PEFT_DONE_POLICIES_PREFIX_TUNING) && \
@@ -425,6 +439,20 @@ PEFT_INSTANCES_TASKS_OF(extern, ia3<float>, MODEL)
 #define PEFT_EXTERN_TASK_FIT_IA3
 namespace peft {
 PEFT_INSTANCES_TASKS_OF(extern, ia3<float>, FIT)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_TASK_TASK_MODEL) && defined(PEFT_DONE_POLICIES_PROMPT_TUNING) && \
+    !defined(PEFT_EXTERN_TASK_MODEL_PROMPT_TUNING)
+#define PEFT_EXTERN_TASK_MODEL_PROMPT_TUNING
+namespace peft {
+PEFT_INSTANCES_TASKS_OF(extern, prompt_tuning<float>, MODEL)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_PROMPT_TUNING) && \
+    !defined(PEFT_EXTERN_TASK_FIT_PROMPT_TUNING)
+#define PEFT_EXTERN_TASK_FIT_PROMPT_TUNING
+namespace peft {
+PEFT_INSTANCES_TASKS_OF(extern, prompt_tuning<float>, FIT)
 }  // namespace peft
 #endif
 #if defined(PEFT_DONE_TASK_TASK_MODEL) && defined(PEFT_DONE_POLICIES_PREFIX_TUNING) && !defined(PEFT_EXTERN_TASK_MODEL_PREFIX_TUNING)
@@ -553,6 +581,13 @@ PEFT_INSTANCES_POLICY_IO(extern, lora<float>)
 #define PEFT_EXTERN_IO_IA3
 namespace peft {
 PEFT_INSTANCES_POLICY_IO(extern, ia3<float>)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_IO_ADAPTER_CHECKPOINT) && defined(PEFT_DONE_POLICIES_PROMPT_TUNING) && \
+    !defined(PEFT_EXTERN_IO_PROMPT_TUNING)
+#define PEFT_EXTERN_IO_PROMPT_TUNING
+namespace peft {
+PEFT_INSTANCES_POLICY_IO(extern, prompt_tuning<float>)
 }  // namespace peft
 #endif
 #if defined(PEFT_DONE_IO_ADAPTER_CHECKPOINT) && defined(PEFT_DONE_POLICIES_PREFIX_TUNING) && \

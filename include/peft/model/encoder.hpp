@@ -66,8 +66,9 @@ public:
   /// The sizes a policy needs to build its parameters for this encoder.
   encoder_shape shape() const;
 
-  /// Throws invalid_argument unless `b` is a batch this encoder can run.
-  void check_batch(const batch& b, const char* where) const;
+  /// Throws invalid_argument unless `b` is a batch this encoder can run. @p virtual_tokens:
+  /// `virtual_token_id` is accepted (a policy supplies those embeddings).
+  void check_batch(const batch& b, const char* where, bool virtual_tokens = false) const;
 
   /// Embedding output `[B*T x E]` (word + position (+ segment), normalised for BERT, dropout
   /// in train mode), before the policy's on_embeddings hook.
@@ -108,6 +109,10 @@ public:
                index stop_layer = -1) const;
 
 private:
+  /// embed(), with policy @p p's on_input_embeddings hook when @p p is non-null.
+  template <typename Policy>
+  mat embed_impl(const batch& b, const Policy* p, mode m, rng* gen, encoder_tape<Scalar, Policy>* t) const;
+
   /// A check-mode site: when check mode is on, throws numeric_error naming
   /// "where: [layer l ]parts..." and the first non-finite entry of @p m. The name is built
   /// only on failure; with check mode off the site costs one relaxed atomic load.
@@ -645,7 +650,7 @@ encoder_shape encoder<Arch, Scalar>::shape() const {
 }
 
 template <typename Arch, typename Scalar>
-void encoder<Arch, Scalar>::check_batch(const batch& b, const char* where) const {
+void encoder<Arch, Scalar>::check_batch(const batch& b, const char* where, bool virtual_tokens) const {
   const std::string w = where;
   if (b.size() == 0 || b.time() == 0) throw invalid_argument(w + ": empty batch (expected at least 1 token)");
   if (b.mask.rows() != b.size() || b.mask.cols() != b.time())
@@ -668,7 +673,7 @@ void encoder<Arch, Scalar>::check_batch(const batch& b, const char* where) const
                                std::to_string(i) + ", " + std::to_string(t) + "]");
       real += m;
       const auto id = b.ids(i, t);
-      if (id < 0 || id >= vocab)
+      if ((id < 0 || id >= vocab) && !(virtual_tokens && id == virtual_token_id))
         throw invalid_argument(w + ": token id expected in [0, " + std::to_string(vocab) + "), got " +
                                std::to_string(id) + " at [" + std::to_string(i) + ", " + std::to_string(t) +
                                "]");
@@ -690,14 +695,45 @@ template <typename Arch, typename Scalar>
 template <typename Policy>
 matrix<Scalar> encoder<Arch, Scalar>::embed(const batch& b, mode m, rng* gen,
                                             nondeduced_t<encoder_tape<Scalar, Policy>>* t) const {
+  return embed_impl<Policy>(b, nullptr, m, gen, t);
+}
+
+template <typename Arch, typename Scalar>
+template <typename Policy>
+matrix<Scalar> encoder<Arch, Scalar>::embed_impl(const batch& b, const Policy* p, mode m, rng* gen,
+                                                 encoder_tape<Scalar, Policy>* t) const {
   const auto& W = *m_weights;
   const index B = b.size(), T = b.time(), E = embedding_size();
   mat h(B * T, E);
+  // The word embeddings first, so that a policy can replace rows (virtual tokens).
+  for (index r = 0; r < B * T; ++r) {
+    const auto id = b.ids(r / T, r % T);
+    if (id == virtual_token_id) {
+      h.row(r).setZero();
+    } else {
+      h.row(r) = W.word_embeddings.row(id);
+    }
+  }
+  if constexpr (has_on_input_embeddings_v<Policy>) {
+    if (p) {
+      hook_context ctx;
+      ctx.run_mode = m;
+      ctx.gen = gen;
+      ctx.record = t != nullptr;
+      ctx.input = &b;
+      ctx.batch_size = B;
+      ctx.time = T;
+      policy_tape_t<Policy> scratch;
+      p->on_input_embeddings(b, h, ctx, t ? t->policy : scratch);
+      check_always(h, "encoder::embed", -1, "policy on_input_embeddings output");
+    }
+  } else {
+    (void)p;
+  }
   for (index i = 0; i < B; ++i) {
     index rank = 0;  // position among real tokens, for RoBERTa's padding-offset ids
     for (index s = 0; s < T; ++s) {
       const index r = i * T + s;
-      h.row(r) = W.word_embeddings.row(b.ids(i, s));
       if constexpr (Arch::positions == position_kind::learned) {
         h.row(r) += W.position_embeddings.row(s);
       } else if constexpr (Arch::positions == position_kind::learned_pad_offset) {
@@ -734,8 +770,8 @@ matrix<Scalar> encoder<Arch, Scalar>::forward(const batch& b, const Policy& p, m
   static_assert(is_policy_v<Policy>, "peft::encoder::forward: Policy must declare scalar_type");
   static_assert(std::is_same_v<typename Policy::scalar_type, Scalar>,
                 "peft::encoder::forward: the policy's scalar_type must equal the encoder's Scalar");
-  check_batch(b, "encoder::forward");
-  mat h0 = embed<Policy>(b, m, gen, t);
+  check_batch(b, "encoder::forward", has_on_input_embeddings_v<Policy>);
+  mat h0 = embed_impl<Policy>(b, &p, m, gen, t);
   return run_layers(std::move(h0), b, p, m, t, gen);
 }
 
@@ -792,6 +828,22 @@ matrix<Scalar> encoder<Arch, Scalar>::backward(const mat& d_out, Policy& p,
     if (stop_layer == 0) {
       p.on_embeddings_backward(dh, t.policy);
       check_op(dh, where, -1, "policy on_embeddings_backward gradient");
+    }
+  }
+  if constexpr (has_on_input_embeddings_v<Policy>) {
+    if (stop_layer == 0) {
+      // Back through the embedding dropout, LayerNorm and scale to the word embeddings.
+      if (!m_weights->embedding_norm.empty() && t.emb_norm.rstd.size() != dh.rows())
+        throw invalid_argument(
+            "encoder::backward: the tape holds no embedding record for the policy's input embeddings "
+            "(forward_embedded does not run on_input_embeddings: use forward)");
+      mat de = dh;
+      if (t.drop_emb.size() != 0) de.array() *= t.drop_emb.array();
+      if (!m_weights->embedding_norm.empty())
+        ops::layer_norm_backward(de, m_weights->embedding_norm.gamma, t.emb_norm, de);
+      if constexpr (Arch::embedding_scale != 1.0) de *= static_cast<Scalar>(Arch::embedding_scale);
+      check_op(de, where, -1, "word embedding gradient");
+      p.on_input_embeddings_backward(de, t.policy);
     }
   }
   if (check_numerics()) check_policy_grads(p);

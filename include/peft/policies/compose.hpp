@@ -122,6 +122,20 @@ public:
   }
 
   // --- hooks (each present only when some member has it) ----------------------------------
+  /// Members that supply input embeddings must replace different rows (each one's gradient is
+  /// read from the same word-embedding gradient).
+  template <bool B = (has_on_input_embeddings_v<Ps> || ...), std::enable_if_t<B, int> = 0>
+  void on_input_embeddings(const batch& b, mat& e, const hook_context& ctx, tape_type& t) const {
+    fwd_each([&](const auto& m, auto& mt, auto tag) {
+      if constexpr (has_on_input_embeddings_v<typename decltype(tag)::type>) m.on_input_embeddings(b, e, ctx, mt);
+    }, t);
+  }
+  template <bool B = (has_on_input_embeddings_v<Ps> || ...), std::enable_if_t<B, int> = 0>
+  void on_input_embeddings_backward(const mat& de, const tape_type& t) {
+    bwd_each([&](auto& m, const auto& mt, auto tag) {
+      if constexpr (has_on_input_embeddings_v<typename decltype(tag)::type>) m.on_input_embeddings_backward(de, mt);
+    }, t);
+  }
   template <bool B = (has_on_embeddings_v<Ps> || ...), std::enable_if_t<B, int> = 0>
   void on_embeddings(mat& h, const hook_context& ctx, tape_type& t) const {
     fwd_each([&](const auto& m, auto& mt, auto tag) {

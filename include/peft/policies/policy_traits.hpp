@@ -14,6 +14,7 @@
 ///
 /// | hook | forward signature | backward signature |
 /// |---|---|---|
+/// | input embeddings | `on_input_embeddings(b, e, ctx, tape)` | `on_input_embeddings_backward(de, tape)` |
 /// | embeddings | `on_embeddings(h, ctx, tape)` | `on_embeddings_backward(dh, tape)` |
 /// | layer input | `on_layer_input(l, h, ctx, tape)` | `on_layer_input_backward(l, dh, tape)` |
 /// | K/V prefix | `kv_prefix_length(l)`, `kv_prefix(l, pk, pv, ctx, tape)` | `kv_prefix_backward(l, dpk, dpv, tape)` |
@@ -22,6 +23,11 @@
 /// | linear scale | `linear_scale(l, w)` → `linear_scaling` | `on_linear_scale_backward(l, w, ds)` |
 /// | sub-layer output | `on_sublayer_output(l, s, p, h, ctx, tape)` | `on_sublayer_output_backward(l, s, p, dh, tape)` |
 /// | encoder output | `on_encoder_output(h0, h, ctx, tape)` | `on_encoder_output_backward(dh, tape)` |
+///
+/// `on_input_embeddings` sees the word embeddings `e` (`[B*T x E]`) of batch `b` before the
+/// encoder adds positions and token types and normalises, and may replace rows (the positions
+/// of `virtual_token_id`, which the encoder accepts only with this hook); its backward gets
+/// the gradient of `e`, and runs only when the backward pass reaches layer 0.
 ///
 /// `linear_scale` is the one hook the encoder does the math for: the policy names a vector `s`
 /// and which side of frozen linear `w` it multiplies, its input (`y = W (x ⊙ s) + b`) or its
@@ -125,6 +131,15 @@ struct has_on_embeddings<P, std::void_t<decltype(cref_<P>().on_embeddings(ref_<M
                                             ref_<M_<P>>(), cref_<policy_tape_t<P>>()))>> : std::true_type {};
 
 template <typename P, typename = void>
+struct has_on_input_embeddings : std::false_type {};
+template <typename P>
+struct has_on_input_embeddings<
+    P, std::void_t<decltype(cref_<P>().on_input_embeddings(cref_<batch>(), ref_<M_<P>>(), cref_<hook_context>(),
+                                                           ref_<policy_tape_t<P>>())),
+                   decltype(ref_<P>().on_input_embeddings_backward(cref_<M_<P>>(), cref_<policy_tape_t<P>>()))>>
+    : std::true_type {};
+
+template <typename P, typename = void>
 struct has_on_layer_input : std::false_type {};
 template <typename P>
 struct has_on_layer_input<
@@ -200,6 +215,7 @@ struct has_scalar_type<P, std::void_t<typename P::scalar_type>> : std::true_type
 }  // namespace detail
 
 template <typename P> inline constexpr bool has_on_embeddings_v = detail::has_on_embeddings<P>::value;
+template <typename P> inline constexpr bool has_on_input_embeddings_v = detail::has_on_input_embeddings<P>::value;
 template <typename P> inline constexpr bool has_on_layer_input_v = detail::has_on_layer_input<P>::value;
 template <typename P> inline constexpr bool has_kv_prefix_v = detail::has_kv_prefix<P>::value;
 template <typename P> inline constexpr bool has_on_weight_v = detail::has_on_weight<P>::value;

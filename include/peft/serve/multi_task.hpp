@@ -232,13 +232,15 @@ private:
       for (std::size_t i = 0; i < set.num_stores(); ++i) set.store(i).grads() = vector<Scalar>();
     }
     // task_model::predict's forward, on const members: encoder in evaluation mode, then the head.
-    matrix<Scalar> logits(const encoder_type& enc, const task_batch& tb) const override {
-      const matrix<Scalar> h = enc.forward(tb.input, policy, mode::eval);
-      if constexpr (is_prompt_head_v<Head>) {
-        return head.forward(enc.weights(), h, tb.input, tb.mask_pos, nullptr);
-      } else {
-        return head.forward(enc.weights(), h, tb.input, mode::eval, nullptr, nullptr);
-      }
+    matrix<Scalar> logits(const encoder_type& enc, const task_batch& rows) const override {
+      return with_policy_input(policy, rows, [&](const task_batch& tb) -> matrix<Scalar> {
+        const matrix<Scalar> h = enc.forward(tb.input, policy, mode::eval);
+        if constexpr (is_prompt_head_v<Head>) {
+          return head.forward(enc.weights(), h, tb.input, tb.mask_pos, nullptr);
+        } else {
+          return head.forward(enc.weights(), h, tb.input, mode::eval, nullptr, nullptr);
+        }
+      });
     }
     index classes() const override { return head.num_classes(); }
     index parameters() const override { return count; }

@@ -58,6 +58,38 @@ inline task_batch make_task_batch(const std::vector<encoded_example>& data, cons
   return tb;
 }
 
+namespace detail {
+template <typename P, typename = void>
+struct has_virtual_tokens : std::false_type {};
+template <typename P>
+struct has_virtual_tokens<P, std::void_t<decltype(index(std::declval<const P&>().num_virtual_tokens()))>>
+    : std::true_type {};
+}  // namespace detail
+
+/// @p tb with the @p n virtual tokens a prompt-tuning policy reads in front of every sequence
+/// (batch.hpp's `with_virtual_tokens`; mask positions move with the text).
+inline task_batch with_virtual_tokens(const task_batch& tb, index n) {
+  task_batch out;
+  out.input = with_virtual_tokens(tb.input, n);
+  out.labels = tb.labels;
+  out.mask_pos = tb.mask_pos;
+  for (auto& m : out.mask_pos)
+    if (m >= 0) m += n;
+  return out;
+}
+
+/// Calls @p f with @p tb as policy @p p reads it: with its virtual tokens in front when it has
+/// `num_virtual_tokens()` (prompt tuning), else @p tb itself (no copy).
+template <typename Policy, typename F>
+decltype(auto) with_policy_input(const Policy& p, const task_batch& tb, F&& f) {
+  if constexpr (detail::has_virtual_tokens<Policy>::value) {
+    return f(with_virtual_tokens(tb, p.num_virtual_tokens()));
+  } else {
+    (void)p;
+    return f(tb);
+  }
+}
+
 /// Adds a policy's parameter stores (none for `no_policy`, several for `compose`) to `set`.
 template <typename Scalar, typename Policy>
 void add_policy_parameters(parameter_set<Scalar>& set, Policy& p) {
@@ -106,7 +138,9 @@ public:
         return concrete.forward_backward(tb, m, gen, std::forward<LossFn>(loss), logits_out);
       });
     } else {
-      return forward_backward_impl(tb, m, gen, std::forward<LossFn>(loss), logits_out);
+      return with_policy_input(*m_policy, tb, [&](const task_batch& in) {
+        return forward_backward_impl(in, m, gen, std::forward<LossFn>(loss), logits_out);
+      });
     }
   }
 
@@ -163,8 +197,10 @@ matrix<Scalar> task_model<Arch, Scalar, Policy, Head>::predict(const task_batch&
       return task_model<Arch, Scalar, std::decay_t<decltype(p)>, Head>(*m_enc, p, *m_head).predict(tb);
     });
   } else {
-    const mat h = m_enc->forward(tb.input, *m_policy);
-    return head_forward(h, tb, mode::eval, nullptr, nullptr);
+    return with_policy_input(*m_policy, tb, [&](const task_batch& in) {
+      const mat h = m_enc->forward(in.input, *m_policy);
+      return head_forward(h, in, mode::eval, nullptr, nullptr);
+    });
   }
 }
 

@@ -58,10 +58,12 @@ inline const char* legacy_digest_key = "peft_weights_fnv1a64";  // peft 0.1.0, t
 /// the compiler recurse deeply (nested groups).
 inline constexpr std::size_t max_pattern_length = 1024;
 
-/// @p key without the `base_model.model.` prefix a PeftModel's keys carry.
+/// @p key without the prefix a PeftModel's keys carry: `base_model.model.` (LoRA, (IA)3: the
+/// tuner's model) or `base_model.` (prompt learning: the Hugging Face model itself).
 inline std::string without_base_model(const std::string& key) {
-  const std::string base = "base_model.model.";
-  return key.compare(0, base.size(), base) == 0 ? key.substr(base.size()) : key;
+  for (const std::string base : {"base_model.model.", "base_model."})
+    if (key.compare(0, base.size(), base) == 0) return key.substr(base.size());
+  return key;
 }
 
 /// std::regex for @p pattern, or an invalid_argument naming @p field and the pattern. With
@@ -111,6 +113,22 @@ inline const nlohmann::json& field_or_null(const nlohmann::json& in, const char*
 /// Throws the invalid_argument that refuses field @p k of a config read at @p where.
 [[noreturn]] inline void refuse_field(const std::string& where, const std::string& k, const std::string& why) {
   throw invalid_argument(where + ": field '" + k + "' " + why);
+}
+
+/// Refuses, by name, any field of @p in with a value (not null, false or empty) that is neither
+/// one of @p method_fields nor a field every method's config has (its type, the model and
+/// task it was saved for, the library that saved it, peft's own).
+inline void refuse_unknown_fields(const nlohmann::json& in, const std::set<std::string>& method_fields,
+                                  const char* method, const std::string& where) {
+  static const std::set<std::string> common = {
+      "peft_type", "task_type",  "base_model_name_or_path", "revision", "inference_mode", "auto_mapping",
+      "peft_version", "runtime_config", "base_model", "model_type", "num_layers", "hidden_size", "embedding_size",
+      legacy_digest_key, peft_cpp_key};
+  for (const auto& kv : in.items())
+    if (!method_fields.count(kv.key()) && !common.count(kv.key()) && !is_unset(kv.value()))
+      refuse_field(where, kv.key(),
+                   std::string("is not supported by peft's ") + method +
+                       " (it would change what the adapter computes), got " + kv.value().dump().substr(0, 80));
 }
 
 /// One site of a policy on the linears (LoRA, (IA)3): layer and linear.
@@ -428,33 +446,10 @@ inline void lora_to_hf(const nlohmann::json& native, nlohmann::json& out) {
 /// Hugging Face IA3 config → peft's ia3 config fields (see hf_peft.hpp). @p prefix as for LoRA.
 inline nlohmann::json ia3_from_hf(const nlohmann::json& in, const encoder_shape& shape, const std::string& prefix,
                                   const std::string& where) {
-  static const std::set<std::string> known = {"peft_type",
-                                              "target_modules",
-                                              "feedforward_modules",
-                                              "exclude_modules",
-                                              "layers_to_transform",
-                                              "fan_in_fan_out",
-                                              "modules_to_save",
-                                              "init_ia3_weights",
-                                              "task_type",
-                                              "base_model_name_or_path",
-                                              "revision",
-                                              "inference_mode",
-                                              "auto_mapping",
-                                              "peft_version",
-                                              "runtime_config",
-                                              "base_model",
-                                              "model_type",
-                                              "num_layers",
-                                              "hidden_size",
-                                              "embedding_size",
-                                              legacy_digest_key,
-                                              peft_cpp_key};
-  for (const auto& kv : in.items())
-    if (!known.count(kv.key()) && !is_unset(kv.value()))
-      throw invalid_argument(where + ": field '" + kv.key() +
-                             "' is not supported by peft's (IA)3 (it would change what the adapter computes), got " +
-                             kv.value().dump().substr(0, 80));
+  refuse_unknown_fields(in,
+                        {"target_modules", "feedforward_modules", "exclude_modules", "layers_to_transform",
+                         "fan_in_fan_out", "modules_to_save", "init_ia3_weights"},
+                        "(IA)3", where);
   // Hugging Face fills null target/feed-forward lists from its table for BERT-like models
   // (utils/constants.py) before it saves; a hand-written config may still hold null.
   nlohmann::json cfg = in;
@@ -549,22 +544,64 @@ inline void ia3_to_hf(const nlohmann::json& native, nlohmann::json& out) {
   out["revision"] = nullptr;
 }
 
+
+/// Hugging Face PROMPT_TUNING config → peft's prompt_tuning config fields (the names are the
+/// same; the encoder shape is added when the folder records none).
+inline nlohmann::json prompt_tuning_from_hf(const nlohmann::json& in, const encoder_shape& shape,
+                                            const std::string& where) {
+  refuse_unknown_fields(in,
+                        {"num_virtual_tokens", "token_dim", "num_transformer_submodules", "num_attention_heads",
+                         "prompt_tuning_init", "prompt_tuning_init_text", "tokenizer_name_or_path", "tokenizer_kwargs",
+                         "modules_to_save"},
+                        "prompt tuning", where);
+  const auto& sub = field_or_null(in, "num_transformer_submodules");
+  if (!sub.is_null() && !(sub.is_number_integer() && sub.get<index>() == 1))
+    refuse_field(where, "num_transformer_submodules",
+                 "expected 1 (an encoder has one prompt; 2 is an encoder-decoder's), got " + sub.dump());
+  check_modules_to_save(field_or_null(in, "modules_to_save"), where);
+  nlohmann::json out = in;
+  // Hugging Face writes the encoder's layer count as num_layers; the other shape fields come
+  // from the encoder at hand when the folder is not peft's.
+  if (!in.contains("model_type")) {
+    const auto layers = field_or_null(in, "num_layers");
+    write_shape_fields(out, shape);
+    if (layers.is_number_integer()) out["num_layers"] = layers;
+  }
+  return out;
+}
+
+/// peft's prompt_tuning config → Hugging Face's: the names are the same; the fields only
+/// Hugging Face writes are added. A "TEXT" initialisation names its tokenizer (the model folder,
+/// as Hugging Face refuses "TEXT" without one); with no model folder known it is recorded as
+/// "RANDOM": a saved prompt is loaded, never initialised, so only the record changes.
+inline void prompt_tuning_to_hf(nlohmann::json& out, const std::string& base_model) {
+  const bool text = out.value("prompt_tuning_init", "") == "TEXT";
+  if (text && base_model.empty()) out["prompt_tuning_init"] = "RANDOM";
+  out["tokenizer_name_or_path"] = text && !base_model.empty() ? nlohmann::json(base_model) : nlohmann::json(nullptr);
+  out["tokenizer_kwargs"] = nullptr;
+  out["modules_to_save"] = nullptr;
+  out["revision"] = nullptr;
+}
+
 }  // namespace hf
 
 PEFT_HF_API nlohmann::json to_saved_config(const nlohmann::json& native, const hf_save_info& info) {
   nlohmann::json out = native;
   nlohmann::json own = {{"version", version_string}};
   const std::string type = native.value("peft_type", "");
-  if (type == "LORA" || type == "IA3") {
+  if (type == "LORA" || type == "IA3" || type == "PROMPT_TUNING") {
     for (const char* k : hf::shape_keys)
       if (out.contains(k)) {
         own[k] = out[k];
-        out.erase(k);
+        // Prompt learning's configs have a num_layers of their own (the same number).
+        if (type != "PROMPT_TUNING" || std::string(k) != "num_layers") out.erase(k);
       }
     if (type == "LORA") {
       hf::lora_to_hf(native, out);
-    } else {
+    } else if (type == "IA3") {
       hf::ia3_to_hf(native, out);
+    } else {
+      hf::prompt_tuning_to_hf(out, info.base_model_name_or_path);
     }
     // As save_pretrained writes it (another method's field of that name is its own).
     out["inference_mode"] = true;
@@ -626,6 +663,11 @@ PEFT_HF_API nlohmann::json to_native(const nlohmann::json& file_cfg, std::map<st
   }
   const auto pt = cfg.find("peft_type");
   const std::string type = pt != cfg.end() && pt->is_string() ? pt->get<std::string>() : "";
+  if (type == "PROMPT_TUNING") {
+    nlohmann::json native = hf::prompt_tuning_from_hf(cfg, shape, where);
+    check_config_header(native, "PROMPT_TUNING", shape, where);
+    return native;
+  }
   if (type != "LORA" && type != "IA3") return cfg;
 
   // Key layout: "base_model.model." or not, then "<model_type>." (a *For... model) or not.

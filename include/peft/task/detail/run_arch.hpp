@@ -37,6 +37,22 @@ void fill_predictions(const Model& model, const std::vector<peft::encoded_exampl
   }
 }
 
+/// A fresh prompt's "TEXT" or "SAMPLE_VOCAB" initialisation: rows of the model's word
+/// embeddings (the init text tokenised with its special tokens, as Hugging Face PEFT does).
+inline void init_prompt(const model_files& m, peft::prompt_tuning<float>& p, std::uint64_t seed) {
+  std::vector<std::int32_t> text;
+  if (p.config().prompt_tuning_init == "TEXT") {
+    const auto& t = p.config().prompt_tuning_init_text;
+    text = m.wordpiece ? m.wordpiece->encode(t, m.weights->config.max_sequence_length()) : m.unigram->encode(t);
+  }
+  const auto& E = m.weights->word_embeddings;
+  const auto ids = p.init_ids(text, E.rows(), seed);
+  if (ids.empty()) return;
+  peft::matrix<float> rows(static_cast<peft::index>(ids.size()), E.cols());
+  for (std::size_t i = 0; i < ids.size(); ++i) rows.row(static_cast<peft::index>(i)) = E.row(ids[i]);
+  p.init_from_embeddings(rows);
+}
+
 /// Calls f(encoder, policy, head) for architecture Arch, the task's policy (an any_policy:
 /// fresh for the method, or loaded from @p load_dir) and the task's kind of head.
 template <typename Arch, typename F>
@@ -45,6 +61,8 @@ run_result dispatch(const model_files& m, const task_settings& s, peft::index cl
                     const std::string& load_dir, F&& f) {
   peft::encoder<Arch, float> enc(m.weights);
   auto policy = task_policy(s.method, enc.shape(), seed, load_dir, s.policy_options);
+  if (auto* prompt = policy.template get_if<peft::prompt_tuning<float>>(); prompt && load_dir.empty())
+    init_prompt(m, *prompt, seed);
   if constexpr (std::is_same_v<Arch, peft::bert>) {
     if (!label_words.empty()) {
       peft::prompt_head<float> head(*m.weights, label_words);
