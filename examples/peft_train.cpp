@@ -9,7 +9,7 @@
 //              [--config FILE]   (peft-train --help lists every option with its default)
 //
 // METHOD: a method of the registry (peft/methods.hpp; --help lists them): head, full,
-// houlsby, pfeiffer, list-adapter, prefix, mask, side, lora, ia3, prompt-tuning, list, mpmp.
+// houlsby, pfeiffer, list-adapter, prefix, mask, side, lora, ia3, prompt-tuning, bitfit, list, mpmp.
 // `list` is LiST self-training (needs --unlabeled); its options default to the reference's:
 //   --teacher-epochs 50 --teacher-lr 5e-6 --sessions 6 --student-steps 1000
 //   --warmup-fraction 0.6 --finetune-epochs 50 --student-lr 1e-4 --batch 4

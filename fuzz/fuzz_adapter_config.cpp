@@ -9,6 +9,7 @@
 #include <peft/io/adapter_checkpoint.hpp>
 #include <peft/methods.hpp>
 #include <peft/policies/adapter_fusion.hpp>
+#include <peft/policies/bitfit.hpp>
 #include <peft/policies/bottleneck_adapter.hpp>
 #include <peft/policies/compose.hpp>
 #include <peft/policies/full_finetune.hpp>
@@ -109,6 +110,10 @@ peft::prompt_tuning<float> small_policy<peft::prompt_tuning<float>>(const peft::
   peft::prompt_tuning_config c;
   c.num_virtual_tokens = 2;
   return peft::prompt_tuning<float>(s, c, 1);
+}
+template <>
+peft::bitfit<float> small_policy<peft::bitfit<float>>(const peft::encoder_shape& s) {
+  return peft::bitfit<float>(s, peft::bitfit_config{}, 1);
 }
 template <>
 composed small_policy<composed>(const peft::encoder_shape& s) {

@@ -3,7 +3,8 @@
 // parameter blocks, copies, checkpoints, merge/unmerge, and a step on the real USE-lite.
 // (IA)3, the other policy on the frozen linears: its gradients on both sides of a linear, its
 // merge, and its folders both ways with Hugging Face PEFT. Prompt tuning, Hugging Face PEFT's
-// input-side method: its virtual tokens, initialisations and folders. The folders written by
+// input-side method: its virtual tokens, initialisations and folders. BitFit: its gradients
+// (LayerNorm biases included) and its biases against a backbone whose biases were changed. The folders written by
 // Hugging Face PEFT are checked against PyTorch (tests/reference/torch_hf_peft.py).
 #include <peft/io/adapter_checkpoint.hpp>
 #include <peft/io/hf_checkpoint.hpp>
@@ -11,6 +12,7 @@
 #include <peft/io/safetensors.hpp>
 #include <peft/io/use_lite.hpp>
 #include <peft/model/encoder.hpp>
+#include <peft/policies/bitfit.hpp>
 #include <peft/policies/ia3.hpp>
 #include <peft/policies/lora.hpp>
 #include <peft/policies/mask_tuning.hpp>
@@ -842,4 +844,70 @@ TEST_CASE("prompt tuning: gradients from the ids, initialisations, and peft's fo
   const auto in = peft::with_virtual_tokens(m.b, 5);
   CHECK(m.enc.forward(in, q) == m.enc.forward(in, p));
   std::filesystem::remove_all(dir);
+}
+
+// ---- BitFit --------------------------------------------------------------------------------
+
+TEST_CASE("BitFit: gradients of every bias from the ids, and the same outputs as changed biases", "[bitfit]") {
+  auto grads = [](const auto& m) {
+    using S = typename std::decay_t<decltype(m.enc)>::scalar_type;
+    peft::bitfit<S> p(m.enc.shape(), peft::bitfit_config{}, 0);
+    peft_test::randomise(p.parameters().values(), 0.3, 12);
+    auto r = peft_test::check_policy_from_ids(m.enc, m.b, p, p.parameters().values(), p.parameters().grads(), 300);
+    INFO(m.type << ": params max abs err " << r.params.max_abs_err);
+    CHECK(r.params.max_abs_err < 1e-7);
+    CHECK(r.max_param_grad > 1e-3);
+    // Every block has a gradient: each LayerNorm the encoder has, each linear.
+    for (peft::index k = 0; k < p.parameters().num_blocks(); ++k) {
+      INFO("block " << p.parameters().block(k).name);
+      CHECK(p.parameters().grad(k).cwiseAbs().maxCoeff() > 0);
+    }
+  };
+  grads(small_model<peft::bert>("bert"));
+  grads(small_model<peft::use_lite>("use_lite"));  // pre-norm, no embedding LayerNorm
+
+  // The policy equals a backbone whose biases are the trained ones (biases()), which the
+  // encoder runs with no policy: checked on BERT (post-norm) and USE-lite (pre-norm).
+  auto same = [](const auto& m) {
+    using S = typename std::decay_t<decltype(m.enc)>::scalar_type;
+    peft::bitfit<S> p(m.enc.shape(), peft::bitfit_config{}, 0);
+    CHECK(m.enc.forward(m.b, p) == m.enc.forward(m.b));  // zero changes: the identity
+    peft_test::randomise(p.parameters().values(), 0.3, 5);
+    auto changed = std::make_shared<peft::encoder_weights<S>>(m.enc.weights());
+    const auto b = p.biases(m.enc.weights());
+    const std::string mt = m.type;
+    auto take = [&](const std::string& name, peft::vector<S>& v) {
+      const auto it = b.find(name);
+      if (v.size() == 0) return;
+      REQUIRE(it != b.end());
+      v = it->second;
+    };
+    take(mt + ".embeddings.LayerNorm.bias", changed->embedding_norm.beta);
+    const char* subs[] = {"attention.self.query", "attention.self.key", "attention.self.value",
+                          "attention.output.dense", "intermediate.dense", "output.dense"};
+    for (peft::index l = 0; l < m.enc.num_layers(); ++l) {
+      auto& L = changed->layers[static_cast<std::size_t>(l)];
+      const std::string pre = mt + ".encoder.layer." + std::to_string(l) + ".";
+      peft::linear_weights<S>* lw[] = {&L.query, &L.key, &L.value, &L.attn_out, &L.ffn_in, &L.ffn_out};
+      for (int w = 0; w < 6; ++w) take(pre + subs[w] + ".bias", lw[w]->bias);
+      take(pre + "attention.output.LayerNorm.bias", L.attn_norm.beta);
+      take(pre + "output.LayerNorm.bias", L.ffn_norm.beta);
+    }
+    const peft::encoder<typename std::decay_t<decltype(m.enc)>::arch_type, S> plain(changed);
+    const double d = (plain.forward(m.b) - m.enc.forward(m.b, p)).cwiseAbs().maxCoeff();
+    INFO(m.type << ": changed biases vs policy max abs diff " << d);
+    CHECK(d < 1e-12);
+  };
+  same(small_model<peft::bert>("bert"));
+  same(small_model<peft::use_lite>("use_lite"));
+
+  // BERT-base: 12 x (4 x 768 + 3072 + 768 + 2 x 768) + 768 trainable values, 0.09 % of it.
+  peft::encoder_shape base;
+  base.model_type = "bert";
+  base.num_layers = 12;
+  base.num_heads = 12;
+  base.hidden_size = base.embedding_size = 768;
+  base.intermediate_size = 3072;
+  base.input_width = base.attention_width = base.output_width = std::vector<peft::index>(12, 768);
+  CHECK(peft::bitfit<float>(base, peft::bitfit_config{}, 0).num_parameters() == 12 * (4 * 768 + 3072 + 768 + 2 * 768) + 768);
 }

@@ -39,6 +39,7 @@
 #include "error.hpp"
 #include "io/adapter_checkpoint.hpp"
 #include "policies/adapter_fusion.hpp"
+#include "policies/bitfit.hpp"
 #include "policies/bottleneck_adapter.hpp"
 #include "policies/full_finetune.hpp"
 #include "policies/ia3.hpp"
@@ -60,7 +61,7 @@ template <typename S>
 using policy_variant =
     std::variant<no_policy<S>, full_finetune<S>, bottleneck_adapter<S>, prefix_tuning<S>, mask_tuning<S>,
                  side_tuning<S>, lora<S>, adapter_fusion<S>, modular_prompt<S>, ia3<S>,
-                 prompt_tuning<S>>;
+                 prompt_tuning<S>, bitfit<S>>;
 
 namespace detail {
 template <typename P, typename V>
@@ -346,6 +347,10 @@ const std::vector<method<Scalar>>& methods() {
           [](const encoder_shape& s, std::uint64_t seed, const O& o) {
             return A(with_options(prompt_tuning<S>(s, prompt_tuning_config{}, seed), s, seed, o, "prompt-tuning"));
           }),
+      method_row<bitfit<S>, S>("bitfit", 1e-3, "BitFit: every bias term (linears and LayerNorms) trains",
+                               [](const encoder_shape& s, std::uint64_t seed, const O& o) {
+                                 return A(with_options(bitfit<S>(s, bitfit_config{}, seed), s, seed, o, "bitfit"));
+                               }),
       method_row<adapter_fusion<S>, S>(
           "fusion", 5e-5, "AdapterFusion over trained adapters (built from them, or loaded)", nullptr),
       method_row<modular_prompt<S>, S>(

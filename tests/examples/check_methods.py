@@ -49,8 +49,16 @@ failures = []
 # 0.41-0.45 (side-tuning lowest).
 FIT_BAR = 0.9
 HELD_OUT_GAIN = 0.08
+# (IA)3 and BitFit: rates chosen by fit accuracy alone on seeds 1 and 3 (ia3 at
+# 3e-3/1e-2/3e-2/1e-1: 0.44/0.72-0.78/0.91-0.97/1.0; bitfit at 1e-3/1e-2/3e-2/1e-1:
+# 0.38/0.88-0.94/0.94-1.0/0.5-0.59). Prompt tuning is not here: a soft prompt in front of this
+# small encoder, read through a frozen random head with mean pooling, does not fit these 32
+# sentences (fit accuracy at most 0.63-0.72 over rates 3e-2..3 and 5 or 20 tokens on seeds 1 and
+# 3; 0.5 on seed 2 at 3e-1), in line with Lester et al., who find prompt tuning weak below
+# billions of parameters. Its correctness is checked against PyTorch (test_lora, example_hf_peft).
 FIT_METHODS = [("full", 1e-4), ("houlsby", 1e-3), ("pfeiffer", 1e-2), ("list-adapter", 1e-3),
-               ("prefix", 3e-3), ("mask", 1e-2), ("side", 1e-2), ("lora", 1e-2)]
+               ("prefix", 3e-3), ("mask", 1e-2), ("side", 1e-2), ("lora", 1e-2), ("ia3", 1e-1),
+               ("bitfit", 3e-2)]
 by_label = {}
 for e in pool:
     by_label.setdefault(str(e["class"]), []).append(e)

@@ -260,6 +260,13 @@ PEFT_INSTANCES_POLICY_CLASS(extern, ia3, float)
 PEFT_INSTANCES_POLICY_CLASS(extern, ia3, double)
 }  // namespace peft
 #endif
+#if defined(PEFT_DONE_POLICIES_BITFIT) && !defined(PEFT_EXTERN_POLICIES_BITFIT)
+#define PEFT_EXTERN_POLICIES_BITFIT
+namespace peft {
+PEFT_INSTANCES_POLICY_CLASS(extern, bitfit, float)
+PEFT_INSTANCES_POLICY_CLASS(extern, bitfit, double)
+}  // namespace peft
+#endif
 #if defined(PEFT_DONE_POLICIES_PROMPT_TUNING) && !defined(PEFT_EXTERN_POLICIES_PROMPT_TUNING)
 #define PEFT_EXTERN_POLICIES_PROMPT_TUNING
 namespace peft {
@@ -328,6 +335,12 @@ PEFT_INSTANCES_ENCODER(extern, lora)
 #define PEFT_EXTERN_ENCODER_IA3
 namespace peft {
 PEFT_INSTANCES_ENCODER(extern, ia3)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_MODEL_ENCODER) && defined(PEFT_DONE_POLICIES_BITFIT) && !defined(PEFT_EXTERN_ENCODER_BITFIT)
+#define PEFT_EXTERN_ENCODER_BITFIT
+namespace peft {
+PEFT_INSTANCES_ENCODER(extern, bitfit)
 }  // namespace peft
 #endif
 #if defined(PEFT_DONE_MODEL_ENCODER) && defined(PEFT_DONE_POLICIES_PROMPT_TUNING) && \
@@ -439,6 +452,18 @@ PEFT_INSTANCES_TASKS_OF(extern, ia3<float>, MODEL)
 #define PEFT_EXTERN_TASK_FIT_IA3
 namespace peft {
 PEFT_INSTANCES_TASKS_OF(extern, ia3<float>, FIT)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_TASK_TASK_MODEL) && defined(PEFT_DONE_POLICIES_BITFIT) && !defined(PEFT_EXTERN_TASK_MODEL_BITFIT)
+#define PEFT_EXTERN_TASK_MODEL_BITFIT
+namespace peft {
+PEFT_INSTANCES_TASKS_OF(extern, bitfit<float>, MODEL)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_TRAIN_TRAINER) && defined(PEFT_DONE_POLICIES_BITFIT) && !defined(PEFT_EXTERN_TASK_FIT_BITFIT)
+#define PEFT_EXTERN_TASK_FIT_BITFIT
+namespace peft {
+PEFT_INSTANCES_TASKS_OF(extern, bitfit<float>, FIT)
 }  // namespace peft
 #endif
 #if defined(PEFT_DONE_TASK_TASK_MODEL) && defined(PEFT_DONE_POLICIES_PROMPT_TUNING) && \
@@ -581,6 +606,13 @@ PEFT_INSTANCES_POLICY_IO(extern, lora<float>)
 #define PEFT_EXTERN_IO_IA3
 namespace peft {
 PEFT_INSTANCES_POLICY_IO(extern, ia3<float>)
+}  // namespace peft
+#endif
+#if defined(PEFT_DONE_IO_ADAPTER_CHECKPOINT) && defined(PEFT_DONE_POLICIES_BITFIT) && \
+    !defined(PEFT_EXTERN_IO_BITFIT)
+#define PEFT_EXTERN_IO_BITFIT
+namespace peft {
+PEFT_INSTANCES_POLICY_IO(extern, bitfit<float>)
 }  // namespace peft
 #endif
 #if defined(PEFT_DONE_IO_ADAPTER_CHECKPOINT) && defined(PEFT_DONE_POLICIES_PROMPT_TUNING) && \

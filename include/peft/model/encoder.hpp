@@ -258,6 +258,7 @@ private:
       ops::layer_norm_forward(h, m_weights->final_norm.gamma, m_weights->final_norm.beta, config().layer_norm_eps, h,
                               t ? &t->final_norm : nullptr);
       check_op(h, "encoder::forward", -1, "final LayerNorm output");
+      norm_fwd(-1, norm_site::final, h, p, ctx, pt);
     }
     if constexpr (has_on_encoder_output_v<Policy>) {
       p.on_encoder_output(t ? t->h0 : h0_local, h, ctx, pt);
@@ -414,6 +415,36 @@ private:
     (void)x;
   }
 
+  /// The policy's hook on the output of LayerNorm @p n (layer @p l, -1 outside the layers).
+  template <typename Policy>
+  void norm_fwd(index l, norm_site n, mat& h, const Policy& p, const hook_context& ctx,
+                policy_tape_t<Policy>& pt) const {
+    if constexpr (has_on_norm_output_v<Policy>) {
+      p.on_norm_output(l, n, h, ctx, pt);
+      check_op(h, "encoder::forward", l, norm_name(n), ": policy on_norm_output output");
+    } else {
+      (void)l, (void)n, (void)h, (void)p, (void)ctx, (void)pt;
+    }
+  }
+  template <typename Policy>
+  void norm_bwd(index l, norm_site n, mat& dh, Policy& p, const policy_tape_t<Policy>& pt) const {
+    if constexpr (has_on_norm_output_v<Policy>) {
+      p.on_norm_output_backward(l, n, dh, pt);
+      check_op(dh, "encoder::backward", l, norm_name(n), ": policy on_norm_output_backward gradient");
+    } else {
+      (void)l, (void)n, (void)dh, (void)p, (void)pt;
+    }
+  }
+  static const char* norm_name(norm_site n) noexcept {
+    switch (n) {
+      case norm_site::embeddings: return "embedding LayerNorm";
+      case norm_site::attention: return "attention LayerNorm";
+      case norm_site::ffn: return "FFN LayerNorm";
+      case norm_site::final: break;
+    }
+    return "final LayerNorm";
+  }
+
   /// Sub-layer output: policy hook, hidden dropout, policy hook.
   template <typename Policy>
   void sublayer_fwd(index l, sublayer s, mat& h, mat& drop_mask, const Policy& p, const hook_context& ctx,
@@ -472,6 +503,7 @@ private:
     if constexpr (Arch::pre_norm) {
       ops::layer_norm_forward(lt.x, W.attn_norm.gamma, W.attn_norm.beta, eps, lt.n1, &lt.norm1);
       check_op(lt.n1, where, l, "attention LayerNorm output");
+      norm_fwd(l, norm_site::attention, lt.n1, p, ctx, pt);
       attn_in = &lt.n1;
     }
     linear_fwd(l, linear_id::query, W.query, *attn_in, lt.q, p, ctx, lt, pt);
@@ -523,6 +555,7 @@ private:
     } else {
       ops::layer_norm_forward(a, W.attn_norm.gamma, W.attn_norm.beta, eps, lt.x1, &lt.norm1);
       check_op(lt.x1, where, l, "attention residual + LayerNorm output");
+      norm_fwd(l, norm_site::attention, lt.x1, p, ctx, pt);
     }
 
     // Feed-forward block.
@@ -530,6 +563,7 @@ private:
     if constexpr (Arch::pre_norm) {
       ops::layer_norm_forward(lt.x1, W.ffn_norm.gamma, W.ffn_norm.beta, eps, lt.n2, &lt.norm2);
       check_op(lt.n2, where, l, "FFN LayerNorm output");
+      norm_fwd(l, norm_site::ffn, lt.n2, p, ctx, pt);
       ffn_in = &lt.n2;
     }
     linear_fwd(l, linear_id::ffn_in, W.ffn_in, *ffn_in, lt.u, p, ctx, lt, pt);
@@ -542,6 +576,7 @@ private:
     if constexpr (!Arch::pre_norm) {
       ops::layer_norm_forward(f, W.ffn_norm.gamma, W.ffn_norm.beta, eps, f, &lt.norm2);
       check_op(f, where, l, "FFN residual + LayerNorm output");
+      norm_fwd(l, norm_site::ffn, f, p, ctx, pt);
     } else {
       check_op(f, where, l, "FFN residual sum");
     }
@@ -558,6 +593,7 @@ private:
     // Feed-forward block.
     mat dz2 = dy;
     if constexpr (!Arch::pre_norm) {
+      norm_bwd(l, norm_site::ffn, dz2, p, pt);
       ops::layer_norm_backward(dz2, W.ffn_norm.gamma, lt.norm2, dz2);
       check_op(dz2, where, l, "FFN LayerNorm input gradient");
     }
@@ -571,6 +607,7 @@ private:
     linear_bwd(l, linear_id::ffn_in, W.ffn_in, Arch::pre_norm ? lt.n2 : lt.x1, dg, din, false, p, lt, pt);
     mat dx1;
     if constexpr (Arch::pre_norm) {
+      norm_bwd(l, norm_site::ffn, din, p, pt);
       ops::layer_norm_backward(din, W.ffn_norm.gamma, lt.norm2, dx1);
       dx1 += dz2;
     } else {
@@ -581,6 +618,7 @@ private:
     // Attention block.
     mat dz1 = std::move(dx1);
     if constexpr (!Arch::pre_norm) {
+      norm_bwd(l, norm_site::attention, dz1, p, pt);
       ops::layer_norm_backward(dz1, W.attn_norm.gamma, lt.norm1, dz1);
       check_op(dz1, where, l, "attention LayerNorm input gradient");
     }
@@ -611,6 +649,7 @@ private:
     linear_bwd(l, linear_id::value, W.value, attn_in, dv, dn, true, p, lt, pt);
     mat dx;
     if constexpr (Arch::pre_norm) {
+      norm_bwd(l, norm_site::attention, dn, p, pt);
       ops::layer_norm_backward(dn, W.attn_norm.gamma, lt.norm1, dx);
     } else {
       dx = std::move(dn);
@@ -714,21 +753,20 @@ matrix<Scalar> encoder<Arch, Scalar>::embed_impl(const batch& b, const Policy* p
       h.row(r) = W.word_embeddings.row(id);
     }
   }
+  hook_context ctx;
+  ctx.run_mode = m;
+  ctx.gen = gen;
+  ctx.record = t != nullptr;
+  ctx.input = &b;
+  ctx.batch_size = B;
+  ctx.time = T;
+  policy_tape_t<Policy> scratch;
+  policy_tape_t<Policy>& pt = t ? t->policy : scratch;
   if constexpr (has_on_input_embeddings_v<Policy>) {
     if (p) {
-      hook_context ctx;
-      ctx.run_mode = m;
-      ctx.gen = gen;
-      ctx.record = t != nullptr;
-      ctx.input = &b;
-      ctx.batch_size = B;
-      ctx.time = T;
-      policy_tape_t<Policy> scratch;
-      p->on_input_embeddings(b, h, ctx, t ? t->policy : scratch);
+      p->on_input_embeddings(b, h, ctx, pt);
       check_always(h, "encoder::embed", -1, "policy on_input_embeddings output");
     }
-  } else {
-    (void)p;
   }
   for (index i = 0; i < B; ++i) {
     index rank = 0;  // position among real tokens, for RoBERTa's padding-offset ids
@@ -751,6 +789,7 @@ matrix<Scalar> encoder<Arch, Scalar>::embed_impl(const batch& b, const Policy* p
     ops::layer_norm_forward(h, W.embedding_norm.gamma, W.embedding_norm.beta, config().layer_norm_eps, h,
                             t ? &t->emb_norm : nullptr);
     check_op(h, "encoder::embed", -1, "embedding LayerNorm output");
+    if (p) norm_fwd(-1, norm_site::embeddings, h, *p, ctx, pt);
   }
   if (m == mode::train && config().hidden_dropout > 0) {
     mat local;
@@ -787,6 +826,10 @@ matrix<Scalar> encoder<Arch, Scalar>::forward_embedded(const mat& h0, const batc
   if (b.mask.rows() != b.size() || b.mask.cols() != b.time())
     throw invalid_argument("encoder::forward_embedded: batch mask shape does not match its ids");
   detail::check_finite(h0, "encoder::forward_embedded: h0");
+  if (t) {  // no embedding record: the embeddings did not run here
+    t->emb_norm = {};
+    t->drop_emb.resize(0, 0);
+  }
   return run_layers(mat(h0), b, p, m, t, gen);
 }
 
@@ -820,6 +863,7 @@ matrix<Scalar> encoder<Arch, Scalar>::backward(const mat& d_out, Policy& p,
     check_op(dh, where, -1, "policy on_encoder_output_backward gradient");
   }
   if (!m_weights->final_norm.empty() && stop_layer < L) {
+    norm_bwd(-1, norm_site::final, dh, p, t.policy);
     ops::layer_norm_backward(dh, m_weights->final_norm.gamma, t.final_norm, dh);
     check_op(dh, where, -1, "final LayerNorm input gradient");
   }
@@ -830,20 +874,25 @@ matrix<Scalar> encoder<Arch, Scalar>::backward(const mat& d_out, Policy& p,
       check_op(dh, where, -1, "policy on_embeddings_backward gradient");
     }
   }
-  if constexpr (has_on_input_embeddings_v<Policy>) {
-    if (stop_layer == 0) {
-      // Back through the embedding dropout, LayerNorm and scale to the word embeddings.
-      if (!m_weights->embedding_norm.empty() && t.emb_norm.rstd.size() != dh.rows())
-        throw invalid_argument(
-            "encoder::backward: the tape holds no embedding record for the policy's input embeddings "
-            "(forward_embedded does not run on_input_embeddings: use forward)");
+  if constexpr (has_on_input_embeddings_v<Policy> || has_on_norm_output_v<Policy>) {
+    // Into the embeddings: back through their dropout (and for the input-embedding hook their
+    // LayerNorm and scale). What is returned stays the gradient of the embedding output.
+    // A tape from forward_embedded holds no embedding record: the embeddings' hooks did not run.
+    const bool norm = !m_weights->embedding_norm.empty() && t.emb_norm.rstd.size() == dh.rows();
+    if (has_on_input_embeddings_v<Policy> && !m_weights->embedding_norm.empty() && !norm && stop_layer == 0)
+      throw invalid_argument(
+          "encoder::backward: the tape holds no embedding record for the policy's input embeddings "
+          "(forward_embedded does not run on_input_embeddings: use forward)");
+    if (stop_layer == 0 && (norm || has_on_input_embeddings_v<Policy>)) {
       mat de = dh;
       if (t.drop_emb.size() != 0) de.array() *= t.drop_emb.array();
-      if (!m_weights->embedding_norm.empty())
-        ops::layer_norm_backward(de, m_weights->embedding_norm.gamma, t.emb_norm, de);
-      if constexpr (Arch::embedding_scale != 1.0) de *= static_cast<Scalar>(Arch::embedding_scale);
-      check_op(de, where, -1, "word embedding gradient");
-      p.on_input_embeddings_backward(de, t.policy);
+      if (norm) norm_bwd(-1, norm_site::embeddings, de, p, t.policy);
+      if constexpr (has_on_input_embeddings_v<Policy>) {
+        if (norm) ops::layer_norm_backward(de, m_weights->embedding_norm.gamma, t.emb_norm, de);
+        if constexpr (Arch::embedding_scale != 1.0) de *= static_cast<Scalar>(Arch::embedding_scale);
+        check_op(de, where, -1, "word embedding gradient");
+        p.on_input_embeddings_backward(de, t.policy);
+      }
     }
   }
   if (check_numerics()) check_policy_grads(p);

@@ -299,6 +299,19 @@ public:
     }, t);
   }
 
+  template <bool B = (has_on_norm_output_v<Ps> || ...), std::enable_if_t<B, int> = 0>
+  void on_norm_output(index l, norm_site n, mat& h, const hook_context& ctx, tape_type& t) const {
+    fwd_each([&](const auto& m, auto& mt, auto tag) {
+      if constexpr (has_on_norm_output_v<typename decltype(tag)::type>) m.on_norm_output(l, n, h, ctx, mt);
+    }, t);
+  }
+  template <bool B = (has_on_norm_output_v<Ps> || ...), std::enable_if_t<B, int> = 0>
+  void on_norm_output_backward(index l, norm_site n, mat& dh, const tape_type& t) {
+    bwd_each([&](auto& m, const auto& mt, auto tag) {
+      if constexpr (has_on_norm_output_v<typename decltype(tag)::type>) m.on_norm_output_backward(l, n, dh, mt);
+    }, t);
+  }
+
   template <bool B = (has_on_encoder_output_v<Ps> || ...), std::enable_if_t<B, int> = 0>
   void on_encoder_output(const mat& h0, mat& h, const hook_context& ctx, tape_type& t) const {
     fwd_each([&](const auto& m, auto& mt, auto tag) {

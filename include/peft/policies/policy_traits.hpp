@@ -22,12 +22,16 @@
 /// | linear output | `on_linear(l, w, x, y, ctx, tape)` | `on_linear_backward(l, w, dy, dx, tape)` (adds to dx) |
 /// | linear scale | `linear_scale(l, w)` → `linear_scaling` | `on_linear_scale_backward(l, w, ds)` |
 /// | sub-layer output | `on_sublayer_output(l, s, p, h, ctx, tape)` | `on_sublayer_output_backward(l, s, p, dh, tape)` |
+/// | LayerNorm output | `on_norm_output(l, n, h, ctx, tape)` | `on_norm_output_backward(l, n, dh, tape)` |
 /// | encoder output | `on_encoder_output(h0, h, ctx, tape)` | `on_encoder_output_backward(dh, tape)` |
 ///
 /// `on_input_embeddings` sees the word embeddings `e` (`[B*T x E]`) of batch `b` before the
 /// encoder adds positions and token types and normalises, and may replace rows (the positions
 /// of `virtual_token_id`, which the encoder accepts only with this hook); its backward gets
 /// the gradient of `e`, and runs only when the backward pass reaches layer 0.
+///
+/// `on_norm_output` runs on the output of each LayerNorm `n` the encoder has (`l` = -1 for the
+/// embeddings' and the final one); its backward runs where the backward pass reaches that norm.
 ///
 /// `linear_scale` is the one hook the encoder does the math for: the policy names a vector `s`
 /// and which side of frozen linear `w` it multiplies, its input (`y = W (x ⊙ s) + b`) or its
@@ -64,6 +68,11 @@ inline const char* to_string(linear_id w) noexcept {
 
 /// The two sub-layers of a Transformer layer.
 enum class sublayer { attention, ffn };
+/// The LayerNorms of an encoder: after the embeddings, in each layer the attention's and the
+/// FFN's (after their residual sums, or before the sub-layers in a pre-norm encoder), and the
+/// final one of a pre-norm encoder.
+enum class norm_site { embeddings, attention, ffn, final };
+
 /// Where on a sub-layer's output a hook runs: before or after its hidden dropout.
 enum class placement { pre_dropout, post_dropout };
 
@@ -195,6 +204,15 @@ struct has_on_sublayer_output<
                                                                   cref_<policy_tape_t<P>>()))>> : std::true_type {};
 
 template <typename P, typename = void>
+struct has_on_norm_output : std::false_type {};
+template <typename P>
+struct has_on_norm_output<
+    P, std::void_t<decltype(cref_<P>().on_norm_output(index{}, norm_site{}, ref_<M_<P>>(), cref_<hook_context>(),
+                                                      ref_<policy_tape_t<P>>())),
+                   decltype(ref_<P>().on_norm_output_backward(index{}, norm_site{}, ref_<M_<P>>(),
+                                                              cref_<policy_tape_t<P>>()))>> : std::true_type {};
+
+template <typename P, typename = void>
 struct has_on_encoder_output : std::false_type {};
 template <typename P>
 struct has_on_encoder_output<
@@ -222,6 +240,7 @@ template <typename P> inline constexpr bool has_on_weight_v = detail::has_on_wei
 template <typename P> inline constexpr bool has_on_linear_v = detail::has_on_linear<P>::value;
 template <typename P> inline constexpr bool has_linear_scale_v = detail::has_linear_scale<P>::value;
 template <typename P> inline constexpr bool has_on_sublayer_output_v = detail::has_on_sublayer_output<P>::value;
+template <typename P> inline constexpr bool has_on_norm_output_v = detail::has_on_norm_output<P>::value;
 template <typename P> inline constexpr bool has_on_encoder_output_v = detail::has_on_encoder_output<P>::value;
 template <typename P> inline constexpr bool has_lowest_layer_v = detail::has_lowest_layer<P>::value;
 
