@@ -12,7 +12,10 @@
 #include <peft/peft.hpp>
 #include <peft/io/use_lite.hpp>
 #include <peft/policies/adapter_fusion.hpp>
+#include <peft/policies/bitfit.hpp>
 #include <peft/policies/bottleneck_adapter.hpp>
+#include <peft/policies/ia3.hpp>
+#include <peft/policies/prompt_tuning.hpp>
 
 #if __has_include(<peft/policies/prefix_tuning.hpp>)
 #include <peft/policies/prefix_tuning.hpp>
@@ -137,6 +140,12 @@ std::vector<row> method_rows(const peft::encoder_shape& s, bool construct_masks)
 #else
   rows.push_back({"LoRA", "-", "-", -1, "lora.hpp not present when this was built"});
 #endif
+  rows.push_back({"(IA)3", "key, value, FFN activation, every layer", "0.01% (T0-3B)",
+                  peft::ia3<float>(s, peft::ia3_config{}, 1).num_parameters(), "L x (2 x attention width + FFN)"});
+  rows.push_back({"Prompt tuning", "20 virtual tokens", "-",
+                  peft::prompt_tuning<float>(s, peft::prompt_tuning_config{}, 1).num_parameters(), "20 x E"});
+  rows.push_back({"BitFit", "every linear and LayerNorm bias", "0.08% (BERT-base)",
+                  peft::bitfit<float>(s, peft::bitfit_config{}, 1).num_parameters(), "trained as changes from zero"});
 #ifdef PEFT_PARAMS_HAS_MASK
   if (construct_masks) {
     // The default leaves the bottom two layers unmasked; an encoder with <= 2 layers masks all.

@@ -86,6 +86,13 @@ L, H = 12, 768
 expect_backbone("BERT-base", backbone(L, H, 3072, 30522, 512, 2))  # 109,482,240, as Hugging Face counts it
 # LoRA r=8 on query and value: A [r x in] + B [out x r] per matrix, 2 matrices per layer.
 expect("BERT-base", "LoRA", "r=8", L * 2 * 8 * (H + H))  # 294,912
+# (IA)3: key and value scaled per output feature, the FFN activation per intermediate feature.
+expect("BERT-base", "(IA)3", "key, value", L * (2 * H + 3072))  # 55,296
+# Prompt tuning: 20 rows of the embedding width.
+expect("BERT-base", "Prompt tuning", "20 virtual", 20 * H)  # 15,360
+# BitFit: Q, K, V, attention-output, intermediate and output biases and both LayerNorm biases
+# of every layer, and the embedding LayerNorm's.
+expect("BERT-base", "BitFit", "every linear", L * (4 * H + 3072 + H + 2 * H) + H)  # 102,144
 # Houlsby m=64: two adapters per layer (after attention and after the FFN).
 expect("BERT-base", "Houlsby adapter", "m=64", L * 2 * bottleneck(H, 64))  # 2,379,264
 # Pfeiffer: one adapter per layer, after the FFN, bottleneck 768 / 16 = 48.
@@ -127,6 +134,12 @@ check(len(layers) == 2 and len(outs) == 2,
 use_backbone = sum(math.prod(s) for n, s in weights.items() if len(s) >= 1 and "TimingSignal" not in n)
 expect_backbone("USE-lite", use_backbone)
 expect("USE-lite", "LoRA", "r=8", sum(2 * 8 * (i + a) for i, a in layers))  # 24,576
+expect("USE-lite", "(IA)3", "key, value", sum(2 * a + f for (i, a), f in zip(layers, ffns)))
+# The embedding width is layer 0's input width.
+expect("USE-lite", "Prompt tuning", "20 virtual", 20 * layers[0][0])
+# Pre-norm, no embedding LayerNorm: the attention norm is as wide as the layer's input.
+expect("USE-lite", "BitFit", "every linear",
+       sum(3 * a + o + f + o + i + o for (i, a), o, f in zip(layers, outs, ffns)))
 expect("USE-lite", "Houlsby adapter", "m=64", sum(2 * bottleneck(o, 64) for o in outs))  # 264,448
 # Both layers are masked (a 2-layer encoder); Q, K, V and the attention output map the layer's
 # input width to its attention width, then to its output width.
