@@ -3,7 +3,7 @@
 """Hugging Face PEFT LoRA, (IA)3 and prompt-tuning folders through the example programs, both ways, on the small
 BERT sequence classifier of tests/reference/torch_hf_peft.py.
 
-usage: check_hf_peft.py PEFT_TRAIN PEFT_PREDICT HF_REFERENCE_DIR SCRATCH
+usage: check_hf_peft.py PEFT_TRAIN PEFT_PREDICT HF_REFERENCE_DIR SCRATCH PEFT_SERVE
 
 In: peft-predict on a folder PeftModelForSequenceClassification saves (LoRA + the classifier in
 modules_to_save), with neither --head nor --labels, prints the class probabilities PyTorch
@@ -19,6 +19,9 @@ Prompt tuning: peft-predict on Hugging Face's sequence-classifier folder prints 
 probabilities (its virtual tokens in front, the pooler reading the first of them), and
 peft-train --method prompt-tuning (random and text initialisation) writes folders that pass the
 rules and that peft-predict reproduces.
+Serve: peft-serve takes the three sequence-classifier folders (LoRA, (IA)3, prompt tuning) as
+three tasks of one mixed stream, with no --head or --labels, and answers each as PyTorch (LoRA,
+prompt tuning) or peft-predict ((IA)3) does.
 """
 import json
 import os
@@ -30,7 +33,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hf_peft_rules  # noqa: E402
 
-train_exe, predict_exe, ref, scratch = sys.argv[1:5]
+train_exe, predict_exe, ref, scratch, serve_exe = sys.argv[1:6]
 shutil.rmtree(scratch, ignore_errors=True)
 os.makedirs(scratch)
 model = os.path.join(ref, "model")
@@ -134,8 +137,34 @@ if r.returncode == 0:
     check(len(got) == len(want) and worst <= 1e-5,
           "prompt tuning: probabilities equal PyTorch's within 1e-5 (worst %.2g)" % worst)
 for name, extra in (("prompt", ["--virtual-tokens", "3"]),
-                    ("prompt_text", ["--prompt-init", "TEXT", "--prompt-init-text", "good bad"])):
-    trained_folder("prompt-tuning", name, extra, "prompt_tuning_init")
+                    ("prompt_text", ["--prompt-init", "TEXT", "--prompt-init-text", "good bad"]),
+                    ("prompt_init", ["--init-adapter", os.path.join(ref, "prompt_seqcls")])):
+    saved = trained_folder("prompt-tuning", name, extra, "prompt_tuning_init")
+    if saved and name == "prompt_init":
+        check(saved["num_virtual_tokens"] == 4, "--init-adapter keeps the folder's 4 virtual tokens: %r" %
+              saved["num_virtual_tokens"])
+
+# Serve: the three Hugging Face sequence-classifier folders as tasks of one mixed stream.
+sentences = [json.loads(l)["text"] for l in open(text)]
+r = run(predict_exe, "--model", model, "--adapter", os.path.join(ref, "ia3_seqcls"), "--input", text,
+        "--output", pred, "--threads", "1")
+ia3_probs = [json.loads(l)["scores"] for l in open(pred)] if r.returncode == 0 else []
+want = {"lora": json.load(open(os.path.join(ref, "text_probs.json"))), "ia3": ia3_probs,
+        "prompt": json.load(open(os.path.join(ref, "prompt_text_probs.json")))}
+stream = [(task, i) for i in range(len(sentences)) for task in ("lora", "ia3", "prompt")]
+r = subprocess.run([serve_exe, "--model", model, "--task", "lora=" + os.path.join(ref, "lora_seqcls"),
+                    "--task", "ia3=" + os.path.join(ref, "ia3_seqcls"),
+                    "--task", "prompt=" + os.path.join(ref, "prompt_seqcls"), "--batch", "7", "--threads", "1"],
+                   input="".join(json.dumps({"task": t, "text": sentences[i]}) + "\n" for t, i in stream),
+                   capture_output=True, text=True, timeout=600)
+check(r.returncode == 0, "peft-serve takes the three Hugging Face folders with no --head or --labels %s" % (
+    r.stderr.strip()[-300:] if r.returncode else ""))
+if r.returncode == 0:
+    answers = [json.loads(l) for l in r.stdout.strip().splitlines()]
+    worst = max((abs(a["scores"][k] - want[t][i][k]) for a, (t, i) in zip(answers, stream) for k in want[t][i]),
+                default=1.0)
+    check(len(answers) == len(stream) and all(a["task"] == t for a, (t, _) in zip(answers, stream)) and worst <= 1e-5,
+          "peft-serve answers %d mixed requests as PyTorch / peft-predict (worst %.2g)" % (len(stream), worst))
 
 # --init-adapter: training starts from the Hugging Face folder, whose config sets the rank,
 # targets and patterns; at a learning rate of 1e-12 the saved LoRA is the folder's.

@@ -16,11 +16,11 @@ if(TARGET peft-train AND TARGET peft-predict)
             ${CMAKE_CURRENT_BINARY_DIR}/reference/torch/bert ${CMAKE_CURRENT_BINARY_DIR}/scratch/peft_train)
   set_tests_properties(example_peft_train_predict PROPERTIES FIXTURES_REQUIRED peft_reference TIMEOUT 900)
 endif()
-if(TARGET peft-train AND TARGET peft-predict)
+if(TARGET peft-train AND TARGET peft-predict AND TARGET peft-serve)
   add_test(NAME example_hf_peft
     COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/examples/check_hf_peft.py
             $<TARGET_FILE:peft-train> $<TARGET_FILE:peft-predict> ${CMAKE_CURRENT_BINARY_DIR}/reference/hf_peft
-            ${CMAKE_CURRENT_BINARY_DIR}/scratch/hf_peft)
+            ${CMAKE_CURRENT_BINARY_DIR}/scratch/hf_peft $<TARGET_FILE:peft-serve>)
   set_tests_properties(example_hf_peft PROPERTIES FIXTURES_REQUIRED peft_reference TIMEOUT 600)
 endif()
 if(TARGET peft-train)
