@@ -184,6 +184,10 @@ void add_options(cli::app& app, options& o) {
   policy("--prefix-tokens", "num_virtual_tokens", "prefix length [10]", cli::integer(1), integer);
   policy("--prefix-projection", "prefix_projection", "prefix through its MLP during training: 0|1 [1]",
          cli::integer(0, 1), [](const std::string& v) { return nlohmann::json(v != "0"); });
+  policy("--prefix-position-offset", "position_offset",
+         "prefix: the text's positions start after the prefix, as Hugging Face PEFT on BERT (its folders "
+         "need it): 0|1 [0]",
+         cli::integer(0, 1), [](const std::string& v) { return nlohmann::json(v != "0"); });
   app.add_repeated(
          "--option",
          [&o](const std::vector<std::string>& kvs) {

@@ -16,6 +16,7 @@
 #include <peft/policies/ia3.hpp>
 #include <peft/policies/lora.hpp>
 #include <peft/policies/mask_tuning.hpp>
+#include <peft/policies/prefix_tuning.hpp>
 #include <peft/policies/prompt_tuning.hpp>
 #include <peft/task/heads.hpp>
 
@@ -910,4 +911,60 @@ TEST_CASE("BitFit: gradients of every bias from the ids, and the same outputs as
   base.intermediate_size = 3072;
   base.input_width = base.attention_width = base.output_width = std::vector<peft::index>(12, 768);
   CHECK(peft::bitfit<float>(base, peft::bitfit_config{}, 0).num_parameters() == 12 * (4 * 768 + 3072 + 768 + 2 * 768) + 768);
+}
+
+// ---- prefix tuning in Hugging Face's layout --------------------------------------------------
+
+TEST_CASE("prefix tuning folders written by Hugging Face PEFT compute what PyTorch computes, positions shifted",
+          "[prefix][hf]") {
+  hf_fixture f;
+  const std::string dir = f.dir + "/prefix_seqcls";
+  const auto p = peft::load_policy<peft::prefix_tuning<float>>(dir, f.enc.shape());
+  CHECK(p.ejected());
+  CHECK(p.config().position_offset);  // the text at positions 3.., after the prefix
+  CHECK(p.position_offset() == 3);
+  const double d = max_hidden_diff(f.enc.forward(f.b, p), dir + "/hidden.npy", f.b);
+  const double dl = max_logits_diff(f, p, "prefix_seqcls");
+  INFO("hidden max abs diff " << d << ", logits " << dl);
+  CHECK(d <= 1e-5);
+  CHECK(dl <= 1e-5);
+  std::printf("hf_peft %-12s hidden max abs diff %.2g, logits %.2g\n", "prefix_seqcls", d, dl);
+  // Without the shift the outputs differ: the test sees the positions.
+  auto c = p.config();
+  c.position_offset = false;
+  peft::prefix_tuning<float> unshifted(f.enc.shape(), c, 0);
+  unshifted.eject();
+  unshifted.parameters().values() = p.parameters().values();
+  CHECK(max_hidden_diff(f.enc.forward(f.b, unshifted), dir + "/hidden.npy", f.b) > 1e-3);
+}
+
+TEST_CASE("prefix tuning: peft writes Hugging Face's layout only for the shifted positions, and reads both",
+          "[prefix][hf][io]") {
+  small_model<peft::bert, float> m("bert");
+  for (const bool shifted : {false, true}) {
+    peft::prefix_tuning_config c;
+    c.num_virtual_tokens = 2;
+    c.prefix_projection = false;
+    c.position_offset = shifted;
+    peft::prefix_tuning<float> a(m.enc.shape(), c, 3);
+    const std::string dir = peft_test::scratch_dir("prefix_hf_out");
+    peft::save_policy(dir, a, {"/models/tiny-bert", "SEQ_CLS"});
+    const auto j = peft::read_adapter_config(dir);
+    INFO(j.dump(2));
+    CHECK(j["peft_type"] == "PREFIX_TUNING");
+    // Hugging Face's layout: no encoder shape or peft field at the top (peft_cpp holds them).
+    CHECK(j.contains("model_type") == !shifted);
+    CHECK(j.contains("prefix_layout") == !shifted);
+    CHECK(j["num_layers"] == 2);
+    const auto b = peft::load_policy<peft::prefix_tuning<float>>(dir, m.enc.shape());
+    CHECK(b.config().position_offset == shifted);
+    CHECK(m.enc.forward(m.b, b) == m.enc.forward(m.b, a));
+    std::filesystem::remove_all(dir);
+  }
+  peft::prefix_tuning_config c;
+  c.num_virtual_tokens = 14;  // with the shift, 14 + the text do not fit the 16 positions
+  c.prefix_projection = false;
+  c.position_offset = true;
+  peft::prefix_tuning<float> big(m.enc.shape(), c, 1);
+  CHECK_THROWS_WITH(m.enc.forward(m.b, big), Catch::Contains("plus the policy's position offset expected <="));
 }

@@ -19,9 +19,11 @@ Prompt tuning: peft-predict on Hugging Face's sequence-classifier folder prints 
 probabilities (its virtual tokens in front, the pooler reading the first of them), and
 peft-train --method prompt-tuning (random and text initialisation) writes folders that pass the
 rules and that peft-predict reproduces.
-Serve: peft-serve takes the three sequence-classifier folders (LoRA, (IA)3, prompt tuning) as
-three tasks of one mixed stream, with no --head or --labels, and answers each as PyTorch (LoRA,
-prompt tuning) or peft-predict ((IA)3) does.
+Prefix tuning: the same for Hugging Face's folder (the text's positions after the prefix) and
+for peft-train --method prefix --prefix-position-offset 1.
+Serve: peft-serve takes the four sequence-classifier folders (LoRA, (IA)3, prompt and prefix
+tuning) as four tasks of one mixed stream, with no --head or --labels, and answers each as
+PyTorch (LoRA, prompt, prefix) or peft-predict ((IA)3) does.
 """
 import json
 import os
@@ -144,20 +146,35 @@ for name, extra in (("prompt", ["--virtual-tokens", "3"]),
         check(saved["num_virtual_tokens"] == 4, "--init-adapter keeps the folder's 4 virtual tokens: %r" %
               saved["num_virtual_tokens"])
 
-# Serve: the three Hugging Face sequence-classifier folders as tasks of one mixed stream.
+# Prefix tuning: Hugging Face's folder in, peft-train's folder (positions after the prefix) out.
+r = run(predict_exe, "--model", model, "--adapter", os.path.join(ref, "prefix_seqcls"), "--input", text,
+        "--output", pred, "--threads", "1")
+check(r.returncode == 0, "peft-predict takes Hugging Face's prefix-tuning folder %s" % (
+    r.stderr.strip()[-300:] if r.returncode else ""))
+if r.returncode == 0:
+    got = [json.loads(l)["scores"] for l in open(pred)]
+    want = json.load(open(os.path.join(ref, "prefix_text_probs.json")))
+    worst = max((abs(g[k] - w[k]) for g, w in zip(got, want) for k in w), default=1.0)
+    check(len(got) == len(want) and worst <= 1e-5,
+          "prefix tuning: probabilities equal PyTorch's within 1e-5 (worst %.2g)" % worst)
+trained_folder("prefix", "prefix", ["--prefix-tokens", "3", "--prefix-position-offset", "1"], "num_virtual_tokens")
+
+# Serve: the four Hugging Face sequence-classifier folders as tasks of one mixed stream.
 sentences = [json.loads(l)["text"] for l in open(text)]
 r = run(predict_exe, "--model", model, "--adapter", os.path.join(ref, "ia3_seqcls"), "--input", text,
         "--output", pred, "--threads", "1")
 ia3_probs = [json.loads(l)["scores"] for l in open(pred)] if r.returncode == 0 else []
 want = {"lora": json.load(open(os.path.join(ref, "text_probs.json"))), "ia3": ia3_probs,
-        "prompt": json.load(open(os.path.join(ref, "prompt_text_probs.json")))}
-stream = [(task, i) for i in range(len(sentences)) for task in ("lora", "ia3", "prompt")]
+        "prompt": json.load(open(os.path.join(ref, "prompt_text_probs.json"))),
+        "prefix": json.load(open(os.path.join(ref, "prefix_text_probs.json")))}
+stream = [(task, i) for i in range(len(sentences)) for task in ("lora", "ia3", "prompt", "prefix")]
 r = subprocess.run([serve_exe, "--model", model, "--task", "lora=" + os.path.join(ref, "lora_seqcls"),
                     "--task", "ia3=" + os.path.join(ref, "ia3_seqcls"),
-                    "--task", "prompt=" + os.path.join(ref, "prompt_seqcls"), "--batch", "7", "--threads", "1"],
+                    "--task", "prompt=" + os.path.join(ref, "prompt_seqcls"),
+                    "--task", "prefix=" + os.path.join(ref, "prefix_seqcls"), "--batch", "7", "--threads", "1"],
                    input="".join(json.dumps({"task": t, "text": sentences[i]}) + "\n" for t, i in stream),
                    capture_output=True, text=True, timeout=600)
-check(r.returncode == 0, "peft-serve takes the three Hugging Face folders with no --head or --labels %s" % (
+check(r.returncode == 0, "peft-serve takes the four Hugging Face folders with no --head or --labels %s" % (
     r.stderr.strip()[-300:] if r.returncode else ""))
 if r.returncode == 0:
     answers = [json.loads(l) for l in r.stdout.strip().splitlines()]

@@ -1,16 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What Hugging Face PEFT requires of a LoRA, (IA)^3 or prompt tuning adapter folder when it loads
-one onto a BERT model, written from its source (huggingface/peft: config.py, tuners/lora/config.py,
-tuners/ia3/config.py, tuners/ia3/model.py, tuners/ia3/layer.py, tuners/prompt_tuning/config.py,
-tuners/prompt_tuning/model.py, tuners/tuners_utils.py check_target_module_exists, utils/other.py
-get_pattern_key and _prepare_prompt_learning_config, utils/save_and_load.py
-set_peft_model_state_dict), applied without torch or peft installed.
+"""What Hugging Face PEFT requires of a LoRA, (IA)^3, prompt tuning or prefix tuning adapter folder
+when it loads one onto a BERT model, written from its source (huggingface/peft: config.py,
+tuners/lora/config.py, tuners/ia3/config.py, tuners/ia3/model.py, tuners/ia3/layer.py,
+tuners/prompt_tuning/config.py, tuners/prompt_tuning/model.py, tuners/prefix_tuning/config.py,
+tuners/prefix_tuning/model.py, peft_model.py get_prompt, tuners/tuners_utils.py
+check_target_module_exists, utils/other.py get_pattern_key and _prepare_prompt_learning_config,
+utils/save_and_load.py set_peft_model_state_dict), applied without torch or peft installed.
 
-problems(folder, num_layers, hidden, intermediate, prefix) returns the list of what
+problems(folder, num_layers, hidden, intermediate, prefix, heads=None) returns the list of what
 PeftModel.from_pretrained would refuse, or would load differently from what the folder says
 (missing adapter keys, which it only warns about; unexpected keys, which it drops silently).
 `prefix` is what precedes "encoder." in the module names of the model it is loaded onto:
-"bert." for a BertFor... model, "" for BertModel.
+"bert." for a BertFor... model, "" for BertModel. `heads` is the model's attention head count, when
+known (only a PREFIX_TUNING folder uses it).
 
 An IA3 folder: target_modules and feedforward_modules null stand for IA3Model's BERT defaults
 (["key", "value", "output.dense"] and ["output.dense"]); a feedforward_modules list entry matches
@@ -28,6 +30,16 @@ and the modules_to_save copies, which for prompt learning are under "base_model.
 base_model is the transformers model itself): base_model.classifier.weight and .bias, expected when
 modules_to_save lists classifier or task_type is SEQ_CLS or TOKEN_CLS (whose PeftModel adds it),
 refused otherwise; `prefix` does not apply to it.
+
+A PREFIX_TUNING folder: token_dim, num_layers, num_attention_heads and num_transformer_submodules
+null are filled in from the model when it loads (encoder_hidden_size from token_dim), a value given
+must match the model (get_prompt views the table as [batch, n, 2 * num_layers, num_attention_heads,
+token_dim // num_attention_heads] and hands layer l entries 2l and 2l + 1 as its past key and value);
+prefix_projection is a boolean (either way the file holds the materialised table: PrefixEncoder
+builds a plain [num_virtual_tokens, num_layers * 2 * token_dim] embedding in inference mode);
+init_weights (0.19+) is null or "zero". The file holds exactly `prompt_embeddings`
+[num_virtual_tokens, num_layers * 2 * token_dim] F32 (no prefix; strict=True) and the classifier
+copies under the same rule as prompt tuning.
 """
 import json
 import os
@@ -60,6 +72,13 @@ KNOWN_PROMPT_TUNING = {
     "peft_type", "task_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision", "inference_mode",
     "num_virtual_tokens", "token_dim", "num_transformer_submodules", "num_attention_heads", "num_layers",
     "modules_to_save", "prompt_tuning_init", "prompt_tuning_init_text", "tokenizer_name_or_path", "tokenizer_kwargs",
+}
+# PrefixTuningConfig's dataclass fields (init_weights since 0.19): PromptLearningConfig's and the base
+# PeftConfig's.
+KNOWN_PREFIX_TUNING = {
+    "peft_type", "task_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision", "inference_mode",
+    "num_virtual_tokens", "token_dim", "num_transformer_submodules", "num_attention_heads", "num_layers",
+    "modules_to_save", "init_weights", "encoder_hidden_size", "prefix_projection",
 }
 PROMPT_TUNING_INITS = ("RANDOM", "TEXT", "SAMPLE_VOCAB")
 IA3_BERT_TARGETS = ["key", "value", "output.dense"]  # constants.py, used when target_modules is null
@@ -146,7 +165,7 @@ def pattern(pat, key, default):
     return default
 
 
-def problems(folder, num_layers, hidden, intermediate, prefix):
+def problems(folder, num_layers, hidden, intermediate, prefix, heads=None):
     out = []
     cfg_path = os.path.join(folder, "adapter_config.json")
     wts_path = os.path.join(folder, "adapter_model.safetensors")
@@ -155,9 +174,10 @@ def problems(folder, num_layers, hidden, intermediate, prefix):
             return ["missing " + os.path.basename(p)]
     cfg = json.load(open(cfg_path))
     kind = cfg.get("peft_type")
-    if kind not in ("LORA", "IA3", "PROMPT_TUNING"):
-        return ["peft_type %r: this checker knows LORA, IA3 and PROMPT_TUNING" % kind]
-    known = {"LORA": KNOWN, "IA3": KNOWN_IA3, "PROMPT_TUNING": KNOWN_PROMPT_TUNING}[kind]
+    if kind not in ("LORA", "IA3", "PROMPT_TUNING", "PREFIX_TUNING"):
+        return ["peft_type %r: this checker knows LORA, IA3, PROMPT_TUNING and PREFIX_TUNING" % kind]
+    known = {"LORA": KNOWN, "IA3": KNOWN_IA3, "PROMPT_TUNING": KNOWN_PROMPT_TUNING,
+             "PREFIX_TUNING": KNOWN_PREFIX_TUNING}[kind]
     unknown = sorted(set(cfg) - known - {"peft_cpp"})
     if unknown:
         out.append("fields Hugging Face PEFT does not know (dropped with a warning, a TypeError before 0.14): %s" % unknown)
@@ -167,6 +187,8 @@ def problems(folder, num_layers, hidden, intermediate, prefix):
         out.append("task_type %r is not a TaskType" % cfg.get("task_type"))
     if kind == "PROMPT_TUNING":
         return out + prompt_tuning_problems(cfg, wts_path, num_layers, hidden)
+    if kind == "PREFIX_TUNING":
+        return out + prefix_tuning_problems(cfg, wts_path, num_layers, hidden, heads)
     if kind == "IA3":
         cfg = ia3_config_problems(cfg, out)
         if cfg is None:
@@ -297,6 +319,13 @@ def prompt_tuning_problems(cfg, wts_path, num_layers, hidden):
             out.append("prompt_embeddings has shape %s, the config needs %s" % (e["shape"], [n * subs, dim]))
         if e["dtype"] != "F32":
             out.append("prompt_embeddings is %s, not F32" % e["dtype"])
+    return out + classifier_copy_problems(cfg, ms, header, hidden)
+
+
+def classifier_copy_problems(cfg, ms, header, hidden):
+    """A prompt learning file's keys besides prompt_embeddings: only base_model.classifier.weight and
+    .bias, expected when modules_to_save (`ms`) lists classifier or the task adds it."""
+    out = []
     # PeftModelForSequenceClassification / ForTokenClassification add "classifier" and "score" to
     # modules_to_save when they are built, also when loading (peft_model.py __init__).
     classifier = "classifier" in (ms or []) or cfg.get("task_type") in ("SEQ_CLS", "TOKEN_CLS")
@@ -318,3 +347,67 @@ def prompt_tuning_problems(cfg, wts_path, num_layers, hidden):
                 if t["dtype"] != "F32":
                     out.append("base_model.classifier.%s is %s, not F32" % (k, t["dtype"]))
     return out
+
+
+def prefix_tuning_problems(cfg, wts_path, num_layers, hidden, heads):
+    """A PREFIX_TUNING config and its safetensors file against a BERT model of `num_layers` layers,
+    width `hidden` and `heads` attention heads (None: unknown)."""
+    out = []
+    n = cfg.get("num_virtual_tokens")
+    if not positive_int(n):
+        out.append("num_virtual_tokens %r is not a positive integer" % (n,))
+        n = None
+    dim = cfg.get("token_dim")
+    if dim is None:
+        dim = hidden  # _prepare_prompt_learning_config: the model's hidden_size
+    elif dim != hidden:
+        out.append("token_dim %r is not the model's hidden size %d" % (dim, hidden))
+        dim = dim if positive_int(dim) else None
+    layers = cfg.get("num_layers")
+    if layers is None:
+        layers = num_layers  # _prepare_prompt_learning_config: num_hidden_layers
+    elif layers != num_layers:
+        out.append("num_layers %r is not the model's layer count %d (each layer takes one key/value pair of the "
+                   "table)" % (layers, num_layers))
+        layers = layers if positive_int(layers) else None
+    nh = cfg.get("num_attention_heads")
+    if nh is not None:
+        if not positive_int(nh):
+            out.append("num_attention_heads %r is not a positive integer" % (nh,))
+        elif heads is not None and nh != heads:
+            out.append("num_attention_heads %r is not the model's head count %d" % (nh, heads))
+        elif isinstance(dim, int) and dim % nh:
+            out.append("num_attention_heads %r does not divide token_dim %d (get_prompt's view fails)" % (nh, dim))
+    subs = cfg.get("num_transformer_submodules")
+    if subs is not None and subs != 1:
+        out.append("num_transformer_submodules %r is not 1 (an encoder-only model has one)" % (subs,))
+    if not isinstance(cfg.get("prefix_projection", False), bool):
+        out.append("prefix_projection %r is not a boolean" % (cfg.get("prefix_projection"),))
+    ehs = cfg.get("encoder_hidden_size")
+    if ehs is not None and not positive_int(ehs):
+        out.append("encoder_hidden_size %r is not a positive integer" % (ehs,))
+    if cfg.get("init_weights") not in (None, "zero"):
+        out.append("init_weights %r is neither null nor \"zero\"" % (cfg.get("init_weights"),))
+    ms = cfg.get("modules_to_save")
+    if ms is not None and not (isinstance(ms, list) and all(isinstance(m, str) for m in ms)):
+        out.append("modules_to_save %r is not a list of strings" % (ms,))
+        ms = None
+    if not isinstance(cfg.get("inference_mode", False), bool):
+        out.append("inference_mode %r is not a boolean" % (cfg.get("inference_mode"),))
+
+    header = read_header(wts_path)
+    meta = header.pop("__metadata__", None)
+    if meta != {"format": "pt"}:
+        out.append("safetensors metadata %r, expected {'format': 'pt'}" % (meta,))
+    # set_peft_model_state_dict loads prompt_embeddings into PrefixEncoder's embedding
+    # [num_virtual_tokens, num_layers * 2 * token_dim] with strict=True.
+    e = header.get("prompt_embeddings")
+    if e is None:
+        out.append("missing prompt_embeddings (KeyError on load)")
+    else:
+        if n is not None and dim is not None and layers is not None and e["shape"] != [n, layers * 2 * dim]:
+            out.append("prompt_embeddings has shape %s, the config needs %s (num_virtual_tokens, num_layers * 2 * "
+                       "token_dim)" % (e["shape"], [n, layers * 2 * dim]))
+        if e["dtype"] != "F32":
+            out.append("prompt_embeddings is %s, not F32" % e["dtype"])
+    return out + classifier_copy_problems(cfg, ms, header, hidden)

@@ -11,7 +11,8 @@ Writes under OUTPUT_DIR:
   text.jsonl      sentences of vocabulary words with labels, and text_probs.json: the class
                   probabilities lora_seqcls gives each (the model's tokenizer, run by hand:
                   [CLS] words [SEP]); prompt_text_probs.json: the same for prompt_seqcls (the
-                  prompt put in front of [CLS] words [SEP] as below)
+                  prompt put in front of [CLS] words [SEP] as below); prefix_text_probs.json: the
+                  same for prefix_seqcls
   lora_seqcls/    LoRA saved from a PeftModelForSequenceClassification: keys
                   base_model.model.bert.encoder..., a list target_modules, rsLoRA, rank_pattern and
                   alpha_pattern, and the classifier saved through modules_to_save
@@ -35,11 +36,16 @@ Writes under OUTPUT_DIR:
                   num_attention_heads filled in from the model): keys prompt_embeddings [4, H] (no
                   prefix) and the classifier saved through modules_to_save under base_model.
                   (PeftModel.base_model is the transformers model itself for prompt learning)
+  prefix_seqcls/  prefix tuning saved from a PeftModelForSequenceClassification (PrefixTuningConfig,
+                  prefix_projection false, 3 virtual tokens (N_PREFIX), token_dim, num_layers,
+                  num_attention_heads and encoder_hidden_size filled in from the model): keys
+                  prompt_embeddings [3, num_layers * 2 * H] (the key/value table itself, no prefix) and
+                  the classifier saved through modules_to_save under base_model.
 Each adapter folder holds adapter_config.json with the fields Hugging Face PEFT writes,
 adapter_model.safetensors (F32, metadata {"format": "pt"}) and the expected outputs:
 hidden.npy [B, T, H] ([B, 4 + T, H] for prompt_seqcls: every position, virtual tokens first) and,
-for lora_seqcls, ia3_seqcls and prompt_seqcls, logits.npy [B, labels], all float32 from float64
-math.
+for lora_seqcls, ia3_seqcls, prompt_seqcls and prefix_seqcls, logits.npy [B, labels], all float32
+from float64 math.
 
 The LoRA math is the paper's, written out here: each chosen linear computes
 x W^T + b + s * (x A^T) B^T with s = alpha / r (alpha / sqrt(r) with use_rslora), the rank and
@@ -55,6 +61,16 @@ embeddings number the whole sequence 0..n+T-1 (the virtual tokens 0..n-1, the te
 adding position and token type embeddings and the embedding LayerNorm. The pooler then reads
 position 0: the first virtual token, not [CLS]. P and that folder's classifier come from a
 generator of their own, after (IA)^3's.
+The prefix tuning math is Hugging Face PEFT's (peft_model.py get_prompt and
+PeftModelForSequenceClassification._prefix_tuning_forward) on BERT's self-attention with
+past_key_values: the table E [n, 2 L H] is viewed as [batch, n, 2 L, heads, head_dim] and permuted to
+[2 L, batch, heads, n, head_dim], so entry 2l (columns 2l H .. 2l H + H - 1 of E, read as heads x
+head_dim) is layer l's past key and entry 2l + 1 its past value. Every self-attention puts those n
+keys and values in front of its own (key = cat(past key, key)); the mask gets n ones in front, so
+every query attends to the n virtual positions and the real tokens; the token types are not
+extended; BERT's embeddings number the text from the past length, n .. n + T - 1. The hidden states
+are the text's [B, T, H] and the pooler reads position 0: [CLS]. E and that folder's classifier come
+from a generator of their own, after prompt tuning's.
 The sequence classifier is BertForSequenceClassification's: tanh pooler on the first token,
 then the classifier linear.
 """
@@ -74,6 +90,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_bert  # noqa: E402  (the reference BERT's weights, inputs and safetensors writer)
 
 N_VIRTUAL = 4  # prompt_seqcls's virtual tokens
+N_PREFIX = 3  # prefix_seqcls's virtual tokens
 LINEARS = ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
            "intermediate.dense", "output.dense"]
 
@@ -126,6 +143,32 @@ def prompt_tuning_config(model_cfg, **fields):
     }
     cfg.update(fields)
     return cfg
+
+
+def prefix_tuning_config(model_cfg, **fields):
+    """adapter_config.json of a PrefixTuningConfig: every field Hugging Face PEFT 0.18 writes
+    (huggingface/peft tuners/prefix_tuning/config.py; PromptLearningConfig and PeftConfig in
+    config.py), token_dim, num_layers, num_attention_heads and encoder_hidden_size (token_dim) as
+    _prepare_prompt_learning_config fills them in from the model (utils/other.py) and
+    num_transformer_submodules as PeftModel sets it for an encoder-only task (1)."""
+    cfg = {
+        "auto_mapping": None, "base_model_name_or_path": "tiny-bert", "encoder_hidden_size": model_cfg["hidden_size"],
+        "inference_mode": True, "modules_to_save": None, "num_attention_heads": model_cfg["num_attention_heads"],
+        "num_layers": model_cfg["num_hidden_layers"], "num_transformer_submodules": 1, "num_virtual_tokens": None,
+        "peft_type": "PREFIX_TUNING", "peft_version": "0.18.0", "prefix_projection": False, "revision": None,
+        "task_type": None, "token_dim": model_cfg["hidden_size"],
+    }
+    cfg.update(fields)
+    return cfg
+
+
+def prefix_past(table, num_layers, hidden):
+    """The past keys and values prefix tuning's table [n, num_layers * 2 * hidden] gives each layer,
+    {layer: (K [n, hidden], V [n, hidden])}: get_prompt's view [batch, n, 2 L, heads, head_dim] and
+    permute to [2 L, batch, heads, n, head_dim] make entry 2l layer l's key and 2l + 1 its value, so
+    they are the table's column blocks 2l and 2l + 1 of width hidden (heads x head_dim within)."""
+    return {l: (table[:, 2 * l * hidden:(2 * l + 1) * hidden], table[:, (2 * l + 1) * hidden:(2 * l + 2) * hidden])
+            for l in range(num_layers)}
 
 
 def pattern_value(pattern, module, default):
@@ -215,10 +258,15 @@ def ia3_tensors(ia3, saved_prefix):
             for path, (v, ff) in ia3.items()}
 
 
-def encoder(model_cfg, w, ids, mask, types, lora, prefix, ia3=None, prompt=None):
+def encoder(model_cfg, w, ids, mask, types, lora, prefix, ia3=None, prompt=None, past=None, position_offset=0):
     """The hidden states [B, T, H]; with `prompt` [n, H] (prompt tuning) [B, n + T, H], the
     prompt in front of the word embeddings, n ones in front of the mask and n zeros in front of
-    the token types, the positions numbering the whole sequence."""
+    the token types, the positions numbering the whole sequence.
+    `prefix` is the module path prefix of the LoRA / (IA)^3 sites ("bert." or ""). `past` (prefix
+    tuning's past_key_values) is {layer: (K [n, H], V [n, H])}: each self-attention puts those n
+    keys and values (split into heads as its own are) in front of its own, and n ones go in front of
+    the mask; the hidden states stay [B, T, H]. `position_offset` is where BERT's embeddings start
+    numbering the tokens (past_key_values_length: n with `past`)."""
     H, eps, nh = model_cfg["hidden_size"], model_cfg["layer_norm_eps"], model_cfg["num_attention_heads"]
     dh = H // nh
     words = w["embeddings.word_embeddings.weight"][ids]
@@ -228,8 +276,11 @@ def encoder(model_cfg, w, ids, mask, types, lora, prefix, ia3=None, prompt=None)
         mask = torch.cat([torch.ones(Bp, n, dtype=mask.dtype), mask], 1)
         types = torch.cat([torch.zeros(Bp, n, dtype=types.dtype), types], 1)
     B, T = words.shape[:2]
-    positions = torch.arange(T).unsqueeze(0).expand(B, T)
-    assert T <= model_cfg["max_position_embeddings"]
+    positions = torch.arange(position_offset, position_offset + T).unsqueeze(0).expand(B, T)
+    assert position_offset + T <= model_cfg["max_position_embeddings"]
+    if past is not None:
+        n_past = past[0][0].shape[0]
+        mask = torch.cat([torch.ones(B, n_past, dtype=mask.dtype), mask], 1)
     x = (words + w["embeddings.position_embeddings.weight"][positions] +
          w["embeddings.token_type_embeddings.weight"][types])
     h = F.layer_norm(x, (H,), w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
@@ -253,6 +304,9 @@ def encoder(model_cfg, w, ids, mask, types, lora, prefix, ia3=None, prompt=None)
             return t.reshape(B, T, nh, dh).transpose(1, 2)
 
         q, k, v = (heads(lin(h, "attention.self." + n)) for n in ("query", "key", "value"))
+        if past is not None:  # BERT's self-attention: key = cat(past key, key), the same for values
+            pk, pv = (t.reshape(1, -1, nh, dh).transpose(1, 2).expand(B, nh, -1, dh) for t in past[i])
+            k, v = torch.cat([pk, k], 2), torch.cat([pv, v], 2)
         scores = q @ k.transpose(-1, -2) / math.sqrt(dh)
         scores = scores.masked_fill((mask == 0)[:, None, None, :], float("-inf"))
         ctx = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(B, T, H)
@@ -450,6 +504,44 @@ def main():
         p = torch.softmax(prompt_logits(row_ids, torch.ones_like(row_ids), torch.zeros_like(row_ids))[1], -1)[0]
         probs.append({labels[k]: float(p[k]) for k in range(len(labels))})
     with open(os.path.join(out, "prompt_text_probs.json"), "w") as f:
+        json.dump(probs, f, indent=1)
+
+    # Prefix tuning, from a generator of its own so that the folders above keep their values.
+    g = torch.Generator().manual_seed(17)
+
+    # 7. PeftModelForSequenceClassification with a PrefixTuningConfig: each layer's attention sees
+    # the table's keys and values in front of the text's, the classifier in modules_to_save.
+    L = model_cfg["num_hidden_layers"]
+    cfg = prefix_tuning_config(model_cfg, task_type="SEQ_CLS", num_virtual_tokens=N_PREFIX,
+                               modules_to_save=["classifier", "score"])
+    table = (torch.randn(N_PREFIX, L * 2 * H, generator=g, dtype=torch.float64) * 0.5).float().double()
+    cls_w = (torch.randn(len(labels), H, generator=g, dtype=torch.float64) * 0.5).float().double()
+    cls_b = (torch.randn(len(labels), generator=g, dtype=torch.float64) * 0.1).float().double()
+    past = prefix_past(table, L, H)
+
+    def prefix_logits(row_ids, row_mask, row_types):
+        # PEFT passes the token types as given (not extended) and BERT numbers the text from n.
+        hh = encoder(model_cfg, w, row_ids, row_mask, row_types, {}, "bert.", past=past, position_offset=N_PREFIX)
+        # The pooler reads position 0 of the text: [CLS].
+        pooled = torch.tanh(F.linear(hh[:, 0], w["pooler.dense.weight"], w["pooler.dense.bias"]))
+        return hh, F.linear(pooled, cls_w, cls_b)
+
+    h, logits = prefix_logits(ids, mask, types)
+    assert h.shape == ids.shape + (H,)
+    # As for prompt tuning: prompt_embeddings (no prefix), the classifier under base_model.
+    tensors = {"prompt_embeddings": table, "base_model.classifier.weight": cls_w, "base_model.classifier.bias": cls_b}
+    d = os.path.join(out, "prefix_seqcls")
+    write_adapter(d, cfg, tensors)
+    np.save(os.path.join(d, "hidden.npy"), h.numpy().astype(np.float32))
+    np.save(os.path.join(d, "logits.npy"), logits.numpy().astype(np.float32))
+
+    # The sentences of text.jsonl through the prefix-tuned classifier, one at a time.
+    probs = []
+    for r in rows:
+        row_ids = torch.tensor([[2] + [voc.index(x) for x in r["text"].split()] + [3]])
+        p = torch.softmax(prefix_logits(row_ids, torch.ones_like(row_ids), torch.zeros_like(row_ids))[1], -1)[0]
+        probs.append({labels[k]: float(p[k]) for k in range(len(labels))})
+    with open(os.path.join(out, "prefix_text_probs.json"), "w") as f:
         json.dump(probs, f, indent=1)
 
 

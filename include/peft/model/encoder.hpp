@@ -204,12 +204,12 @@ private:
 
   /// tensor2tensor timing signal: [sin(p * inv), cos(p * inv)] with geometric timescales
   /// from 1 to 1e4 over half the width.
-  void add_timing_signal(mat& h, index B, index T) const {
+  void add_timing_signal(mat& h, index B, index T, index first = 0) const {
     const index E = h.cols(), half = E / 2;
     const double log_inc = std::log(1.0e4) / static_cast<double>(std::max<index>(half - 1, 1));
     for (index s = 0; s < T; ++s) {
       for (index j = 0; j < half; ++j) {
-        const double angle = static_cast<double>(s) * std::exp(-static_cast<double>(j) * log_inc);
+        const double angle = static_cast<double>(s + first) * std::exp(-static_cast<double>(j) * log_inc);
         const Scalar sn = static_cast<Scalar>(std::sin(angle)), cs = static_cast<Scalar>(std::cos(angle));
         for (index i = 0; i < B; ++i) {
           h(i * T + s, j) += sn;
@@ -768,14 +768,17 @@ matrix<Scalar> encoder<Arch, Scalar>::embed_impl(const batch& b, const Policy* p
       check_always(h, "encoder::embed", -1, "policy on_input_embeddings output");
     }
   }
+  // A policy whose prefix stands for earlier positions moves the text's (forward checked the
+  // length against the position table).
+  const index first = p ? position_offset_of(*p) : 0;
   for (index i = 0; i < B; ++i) {
     index rank = 0;  // position among real tokens, for RoBERTa's padding-offset ids
     for (index s = 0; s < T; ++s) {
       const index r = i * T + s;
       if constexpr (Arch::positions == position_kind::learned) {
-        h.row(r) += W.position_embeddings.row(s);
+        h.row(r) += W.position_embeddings.row(s + first);
       } else if constexpr (Arch::positions == position_kind::learned_pad_offset) {
-        const index pos = b.mask(i, s) ? config().pad_token_id + 1 + rank++ : config().pad_token_id;
+        const index pos = b.mask(i, s) ? config().pad_token_id + 1 + first + rank++ : config().pad_token_id;
         h.row(r) += W.position_embeddings.row(pos);
       }
       if (W.token_type_embeddings.rows() > 0)
@@ -783,7 +786,7 @@ matrix<Scalar> encoder<Arch, Scalar>::embed_impl(const batch& b, const Policy* p
     }
   }
   if constexpr (Arch::embedding_scale != 1.0) h *= static_cast<Scalar>(Arch::embedding_scale);
-  if constexpr (Arch::positions == position_kind::sinusoidal) add_timing_signal(h, B, T);
+  if constexpr (Arch::positions == position_kind::sinusoidal) add_timing_signal(h, B, T, first);
   check_op(h, "encoder::embed", -1, "embedding sum (word + position + segment)");
   if (!W.embedding_norm.empty()) {
     ops::layer_norm_forward(h, W.embedding_norm.gamma, W.embedding_norm.beta, config().layer_norm_eps, h,
@@ -810,6 +813,10 @@ matrix<Scalar> encoder<Arch, Scalar>::forward(const batch& b, const Policy& p, m
   static_assert(std::is_same_v<typename Policy::scalar_type, Scalar>,
                 "peft::encoder::forward: the policy's scalar_type must equal the encoder's Scalar");
   check_batch(b, "encoder::forward", has_on_input_embeddings_v<Policy>);
+  if (const index first = position_offset_of(p); first != 0 && b.time() + first > max_sequence_length())
+    throw invalid_argument("encoder::forward: sequence length plus the policy's position offset expected <= " +
+                           std::to_string(max_sequence_length()) + ", got " + std::to_string(b.time()) + " + " +
+                           std::to_string(first));
   mat h0 = embed_impl<Policy>(b, &p, m, gen, t);
   return run_layers(std::move(h0), b, p, m, t, gen);
 }

@@ -121,6 +121,14 @@ public:
     return lo;
   }
 
+  /// The members' position offsets added up (their prefixes stand for earlier positions).
+  template <bool B = (detail::has_position_offset<Ps>::value || ...), std::enable_if_t<B, int> = 0>
+  index position_offset() const {
+    index n = 0;
+    for_each([&](const auto& m) { n += position_offset_of(m); });
+    return n;
+  }
+
   // --- hooks (each present only when some member has it) ----------------------------------
   /// Members that supply input embeddings must replace different rows (each one's gradient is
   /// read from the same word-embedding gradient).

@@ -39,6 +39,9 @@
 /// `on_weight` or `on_linear` hook of the same linear sees the scaled input; an output scale
 /// applies to the frozen map alone, before `on_linear` adds its path. ((IA)³ uses it.)
 ///
+/// `position_offset()` (optional) moves the positions the embeddings give the text: it starts
+/// at that position instead of 0 (prefix-tuning as Hugging Face PEFT runs it on BERT).
+///
 /// `lowest_layer(num_layers)` (optional) names the lowest layer whose hooks hold trainable
 /// parameters; the backward pass stops below it. Without it the encoder assumes 0.
 
@@ -222,6 +225,11 @@ struct has_on_encoder_output<
     : std::true_type {};
 
 template <typename P, typename = void>
+struct has_position_offset : std::false_type {};
+template <typename P>
+struct has_position_offset<P, std::void_t<decltype(index(cref_<P>().position_offset()))>> : std::true_type {};
+
+template <typename P, typename = void>
 struct has_lowest_layer : std::false_type {};
 template <typename P>
 struct has_lowest_layer<P, std::void_t<decltype(index(cref_<P>().lowest_layer(index{})))>> : std::true_type {};
@@ -261,6 +269,18 @@ struct is_any_policy<any_policy<S>> : std::true_type {};
 /// True for `any_policy<S>`: a registered policy held by value, reached through `visit`.
 template <typename P>
 inline constexpr bool is_any_policy_v = detail::is_any_policy<P>::value;
+
+/// Where the text's positions start for this policy (`position_offset()`, e.g. after a K/V
+/// prefix that stands for earlier positions; 0 without it).
+template <typename P>
+index position_offset_of(const P& p) {
+  if constexpr (detail::has_position_offset<P>::value) {
+    return p.position_offset();
+  } else {
+    (void)p;
+    return 0;
+  }
+}
 
 /// Lowest layer whose backward must run for this policy (0 = all of them).
 template <typename P>

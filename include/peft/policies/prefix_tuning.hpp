@@ -37,14 +37,21 @@ struct prefix_tuning_config {
   bool prefix_projection = true;
   /// Width of the MLP's hidden layer (`mid_dim` 512 in the original code).
   index encoder_hidden_size = 512;
+  /// The text's positions start after the prefix (n..n+T-1), as in Hugging Face PEFT, whose
+  /// past_key_values make BERT's embeddings offset their position ids by the prefix length
+  /// (and as in the original code's GPT-2). Off by default: peft's prefix folders from before
+  /// it (and its reference in tests/reference/torch_methods.py) keep positions 0..T-1. A folder
+  /// in Hugging Face's layout is read with it on (io/hf_peft.hpp).
+  bool position_offset = false;
 };
 
 /// Prefix-tuning over a frozen encoder.
 ///
 /// Layer `l` gets `n` keys and `n` values of width `d_att(l)` (the layer's Q/K/V width: 256
 /// for USE-lite's layer 0, the hidden size elsewhere), in the post-projection space, shared
-/// by every sequence of a batch. The encoder prepends them to K and V, keeps the prefix
-/// columns visible whatever the padding mask says, and does not shift positions.
+/// by every sequence of a batch. The encoder prepends them to K and V and keeps the prefix
+/// columns visible whatever the padding mask says; positions shift by n only with
+/// `position_offset`.
 ///
 /// **Layout** of the full prefix `P` (`[n x C]`, `C = 2 * sum_l d_att(l)`): the columns of
 /// layer `l` start at `off(l) = 2 * sum_{k<l} d_att(k)`; `d_att(l)` key columns, then
@@ -113,6 +120,9 @@ public:
   // --- hooks ---------------------------------------------------------------------------
 
   index kv_prefix_length(index /*l*/) const noexcept { return m_config.num_virtual_tokens; }
+
+  /// Where the text's positions start: n with `position_offset`, else 0.
+  index position_offset() const noexcept { return m_config.position_offset ? m_config.num_virtual_tokens : 0; }
 
   /// The prefix keys and values of layer @p l, each `[n x d_att(l)]`.
   void kv_prefix(index l, mat& pk, mat& pv, const hook_context& /*ctx*/, detail::empty_tape& /*t*/) const;
@@ -295,6 +305,7 @@ nlohmann::json prefix_tuning<Scalar>::config_json() const {
   j["num_transformer_submodules"] = 1;
   j["inference_mode"] = m_ejected;
   j["prefix_layout"] = "per layer: keys then values, d_att(l) columns each";
+  j["position_offset"] = m_config.position_offset;
   write_shape_fields(j, m_shape);
   return j;
 }
@@ -308,6 +319,7 @@ prefix_tuning<Scalar> prefix_tuning<Scalar>::from_config(const nlohmann::json& j
   c.num_virtual_tokens = config_field<index>(j, "num_virtual_tokens", where);
   c.prefix_projection = config_field<bool>(j, "prefix_projection", where);
   c.encoder_hidden_size = config_field<index>(j, "encoder_hidden_size", where);
+  c.position_offset = config_field_or<bool>(j, "position_offset", false, where);  // absent before it existed
   prefix_tuning p(shape, c, 0);
   if (j.contains("inference_mode") && j["inference_mode"].is_boolean() && j["inference_mode"].get<bool>())
     p.eject();

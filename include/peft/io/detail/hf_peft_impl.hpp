@@ -583,25 +583,75 @@ inline void prompt_tuning_to_hf(nlohmann::json& out, const std::string& base_mod
   out["revision"] = nullptr;
 }
 
+
+/// Hugging Face PREFIX_TUNING config → peft's prefix_tuning config fields: the names are the
+/// same; the text's positions follow the prefix (position_offset), as Hugging Face's BERT
+/// runs it, and the saved table is the prefix itself (inference_mode).
+inline nlohmann::json prefix_tuning_from_hf(const nlohmann::json& in, const encoder_shape& shape,
+                                            const std::string& where) {
+  refuse_unknown_fields(in,
+                        {"num_virtual_tokens", "token_dim", "num_transformer_submodules", "num_attention_heads",
+                         "encoder_hidden_size", "prefix_projection", "modules_to_save"},
+                        "prefix tuning", where);
+  const auto& sub = field_or_null(in, "num_transformer_submodules");
+  if (!sub.is_null() && !(sub.is_number_integer() && sub.get<index>() == 1))
+    refuse_field(where, "num_transformer_submodules",
+                 "expected 1 (an encoder has one prefix; 2 is an encoder-decoder's), got " + sub.dump());
+  for (const char* k : {"token_dim", "num_attention_heads"}) {
+    const auto& v = field_or_null(in, k);
+    const index want = std::string(k) == "token_dim" ? shape.hidden_size : shape.num_heads;
+    if (!v.is_null() && !(v.is_number_integer() && v.get<index>() == want))
+      refuse_field(where, k, "expected " + std::to_string(want) + " (the encoder's), got " + v.dump());
+  }
+  check_modules_to_save(field_or_null(in, "modules_to_save"), where);
+  nlohmann::json out = in;
+  if (!in.contains("model_type")) {  // Hugging Face's own: the encoder at hand
+    const auto layers = field_or_null(in, "num_layers");
+    write_shape_fields(out, shape);
+    if (layers.is_number_integer()) out["num_layers"] = layers;  // checked against the encoder next
+  }
+  if (!out.contains("prefix_projection") || out["prefix_projection"].is_null()) out["prefix_projection"] = false;
+  if (!out.contains("encoder_hidden_size") || out["encoder_hidden_size"].is_null())
+    out["encoder_hidden_size"] = shape.hidden_size;
+  out["position_offset"] = true;
+  out["inference_mode"] = true;
+  return out;
+}
+
+/// peft's prefix_tuning config (with position_offset) → Hugging Face's.
+inline void prefix_tuning_to_hf(nlohmann::json& out) {
+  out.erase("prefix_layout");
+  out.erase("position_offset");
+  out["inference_mode"] = true;
+  out["modules_to_save"] = nullptr;
+  out["revision"] = nullptr;
+}
+
 }  // namespace hf
 
 PEFT_HF_API nlohmann::json to_saved_config(const nlohmann::json& native, const hf_save_info& info) {
   nlohmann::json out = native;
   nlohmann::json own = {{"version", version_string}};
   const std::string type = native.value("peft_type", "");
-  if (type == "LORA" || type == "IA3" || type == "PROMPT_TUNING") {
+  // Prefix-tuning is written in Hugging Face's layout only when it computes what Hugging Face
+  // computes (the text's positions after the prefix); otherwise it stays in peft's own form.
+  const bool prefix_as_hf = type == "PREFIX_TUNING" && native.value("position_offset", false);
+  const bool prompt_learning = type == "PROMPT_TUNING" || type == "PREFIX_TUNING";
+  if (type == "LORA" || type == "IA3" || type == "PROMPT_TUNING" || prefix_as_hf) {
     for (const char* k : hf::shape_keys)
       if (out.contains(k)) {
         own[k] = out[k];
         // Prompt learning's configs have a num_layers of their own (the same number).
-        if (type != "PROMPT_TUNING" || std::string(k) != "num_layers") out.erase(k);
+        if (!prompt_learning || std::string(k) != "num_layers") out.erase(k);
       }
     if (type == "LORA") {
       hf::lora_to_hf(native, out);
     } else if (type == "IA3") {
       hf::ia3_to_hf(native, out);
-    } else {
+    } else if (type == "PROMPT_TUNING") {
       hf::prompt_tuning_to_hf(out, info.base_model_name_or_path);
+    } else {
+      hf::prefix_tuning_to_hf(out);
     }
     // As save_pretrained writes it (another method's field of that name is its own).
     out["inference_mode"] = true;
@@ -666,6 +716,13 @@ PEFT_HF_API nlohmann::json to_native(const nlohmann::json& file_cfg, std::map<st
   if (type == "PROMPT_TUNING") {
     nlohmann::json native = hf::prompt_tuning_from_hf(cfg, shape, where);
     check_config_header(native, "PROMPT_TUNING", shape, where);
+    return native;
+  }
+  // A prefix folder in peft's own form records its encoder at the top level; one in Hugging
+  // Face's layout (written by it, or by peft under peft_cpp) does not.
+  if (type == "PREFIX_TUNING" && !file_cfg.contains("model_type")) {
+    nlohmann::json native = hf::prefix_tuning_from_hf(cfg, shape, where);
+    check_config_header(native, "PREFIX_TUNING", shape, where);
     return native;
   }
   if (type != "LORA" && type != "IA3") return cfg;
