@@ -127,17 +127,22 @@ for name, extra in (("ia3", []), ("ia3_attn", ["--target-modules", "key,value,at
         check(saved["feedforward_modules"] == ["attention.output.dense", "output.dense"],
               "--init-adapter keeps Hugging Face's feed-forward choice: %r" % saved["feedforward_modules"])
 
+def predicted_as_torch(folder, probs, what):
+    """peft-predict on Hugging Face's folder prints PyTorch's probabilities (file probs)."""
+    r = run(predict_exe, "--model", model, "--adapter", os.path.join(ref, folder), "--input", text,
+            "--output", pred, "--threads", "1")
+    check(r.returncode == 0, "peft-predict takes Hugging Face's %s folder %s" % (
+        what, r.stderr.strip()[-300:] if r.returncode else ""))
+    if r.returncode == 0:
+        got = [json.loads(l)["scores"] for l in open(pred)]
+        want = json.load(open(os.path.join(ref, probs)))
+        worst = max((abs(g[k] - w[k]) for g, w in zip(got, want) for k in w), default=1.0)
+        check(len(got) == len(want) and worst <= 1e-5,
+              "%s: probabilities equal PyTorch's within 1e-5 (worst %.2g)" % (what, worst))
+
+
 # Prompt tuning: Hugging Face's folder in, peft-train's folders out.
-r = run(predict_exe, "--model", model, "--adapter", os.path.join(ref, "prompt_seqcls"), "--input", text,
-        "--output", pred, "--threads", "1")
-check(r.returncode == 0, "peft-predict takes Hugging Face's prompt-tuning folder %s" % (
-    r.stderr.strip()[-300:] if r.returncode else ""))
-if r.returncode == 0:
-    got = [json.loads(l)["scores"] for l in open(pred)]
-    want = json.load(open(os.path.join(ref, "prompt_text_probs.json")))
-    worst = max((abs(g[k] - w[k]) for g, w in zip(got, want) for k in w), default=1.0)
-    check(len(got) == len(want) and worst <= 1e-5,
-          "prompt tuning: probabilities equal PyTorch's within 1e-5 (worst %.2g)" % worst)
+predicted_as_torch("prompt_seqcls", "prompt_text_probs.json", "prompt-tuning")
 for name, extra in (("prompt", ["--virtual-tokens", "3"]),
                     ("prompt_text", ["--prompt-init", "TEXT", "--prompt-init-text", "good bad"]),
                     ("prompt_init", ["--init-adapter", os.path.join(ref, "prompt_seqcls")])):
@@ -147,16 +152,7 @@ for name, extra in (("prompt", ["--virtual-tokens", "3"]),
               saved["num_virtual_tokens"])
 
 # Prefix tuning: Hugging Face's folder in, peft-train's folder (positions after the prefix) out.
-r = run(predict_exe, "--model", model, "--adapter", os.path.join(ref, "prefix_seqcls"), "--input", text,
-        "--output", pred, "--threads", "1")
-check(r.returncode == 0, "peft-predict takes Hugging Face's prefix-tuning folder %s" % (
-    r.stderr.strip()[-300:] if r.returncode else ""))
-if r.returncode == 0:
-    got = [json.loads(l)["scores"] for l in open(pred)]
-    want = json.load(open(os.path.join(ref, "prefix_text_probs.json")))
-    worst = max((abs(g[k] - w[k]) for g, w in zip(got, want) for k in w), default=1.0)
-    check(len(got) == len(want) and worst <= 1e-5,
-          "prefix tuning: probabilities equal PyTorch's within 1e-5 (worst %.2g)" % worst)
+predicted_as_torch("prefix_seqcls", "prefix_text_probs.json", "prefix-tuning")
 trained_folder("prefix", "prefix", ["--prefix-tokens", "3", "--prefix-position-offset", "1"], "num_virtual_tokens")
 
 # Serve: the four Hugging Face sequence-classifier folders as tasks of one mixed stream.

@@ -268,6 +268,23 @@ def positive_int(v):
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
+def prompt_learning_common(cfg, wts_path, out):
+    """What prompt and prefix tuning folders share: modules_to_save a list of strings,
+    inference_mode a boolean, the safetensors metadata. Returns (modules_to_save or None, the
+    header without its metadata); problems go to out."""
+    ms = cfg.get("modules_to_save")
+    if ms is not None and not (isinstance(ms, list) and all(isinstance(m, str) for m in ms)):
+        out.append("modules_to_save %r is not a list of strings" % (ms,))
+        ms = None
+    if not isinstance(cfg.get("inference_mode", False), bool):
+        out.append("inference_mode %r is not a boolean" % (cfg.get("inference_mode"),))
+    header = read_header(wts_path)
+    meta = header.pop("__metadata__", None)
+    if meta != {"format": "pt"}:
+        out.append("safetensors metadata %r, expected {'format': 'pt'}" % (meta,))
+    return ms, header
+
+
 def prompt_tuning_problems(cfg, wts_path, num_layers, hidden):
     """A PROMPT_TUNING config and its safetensors file against a BERT model of `num_layers` layers
     and width `hidden`."""
@@ -298,17 +315,7 @@ def prompt_tuning_problems(cfg, wts_path, num_layers, hidden):
             out.append("prompt_tuning_init TEXT without prompt_tuning_init_text is a ValueError")
     elif cfg.get("tokenizer_kwargs"):
         out.append("tokenizer_kwargs without prompt_tuning_init TEXT is a ValueError")
-    ms = cfg.get("modules_to_save")
-    if ms is not None and not (isinstance(ms, list) and all(isinstance(m, str) for m in ms)):
-        out.append("modules_to_save %r is not a list of strings" % (ms,))
-        ms = None
-    if not isinstance(cfg.get("inference_mode", False), bool):
-        out.append("inference_mode %r is not a boolean" % (cfg.get("inference_mode"),))
-
-    header = read_header(wts_path)
-    meta = header.pop("__metadata__", None)
-    if meta != {"format": "pt"}:
-        out.append("safetensors metadata %r, expected {'format': 'pt'}" % (meta,))
+    ms, header = prompt_learning_common(cfg, wts_path, out)
     # set_peft_model_state_dict loads prompt_embeddings with strict=True: missing is a KeyError,
     # another shape a RuntimeError.
     e = header.get("prompt_embeddings")
@@ -388,17 +395,7 @@ def prefix_tuning_problems(cfg, wts_path, num_layers, hidden, heads):
         out.append("encoder_hidden_size %r is not a positive integer" % (ehs,))
     if cfg.get("init_weights") not in (None, "zero"):
         out.append("init_weights %r is neither null nor \"zero\"" % (cfg.get("init_weights"),))
-    ms = cfg.get("modules_to_save")
-    if ms is not None and not (isinstance(ms, list) and all(isinstance(m, str) for m in ms)):
-        out.append("modules_to_save %r is not a list of strings" % (ms,))
-        ms = None
-    if not isinstance(cfg.get("inference_mode", False), bool):
-        out.append("inference_mode %r is not a boolean" % (cfg.get("inference_mode"),))
-
-    header = read_header(wts_path)
-    meta = header.pop("__metadata__", None)
-    if meta != {"format": "pt"}:
-        out.append("safetensors metadata %r, expected {'format': 'pt'}" % (meta,))
+    ms, header = prompt_learning_common(cfg, wts_path, out)
     # set_peft_model_state_dict loads prompt_embeddings into PrefixEncoder's embedding
     # [num_virtual_tokens, num_layers * 2 * token_dim] with strict=True.
     e = header.get("prompt_embeddings")
