@@ -710,6 +710,17 @@ TEST_CASE("(IA)3 folders written by Hugging Face PEFT load and compute what PyTo
   CHECK(layers.config().feedforward_modules == std::vector<linear_id>{linear_id::ffn_out});
   CHECK(layers.config().layers_to_transform == std::vector<peft::index>{0, 1});
 
+  // Hugging Face tests a feed-forward list entry as a plain end of the path, with no dot
+  // boundary: "ery" makes query feed-forward (a dot-boundary rule would not).
+  {
+    std::map<std::string, peft::tensor> none, modules;
+    const auto n = peft::detail::to_native({{"peft_type", "IA3"},
+                                            {"target_modules", {"query", "value"}},
+                                            {"feedforward_modules", {"ery"}}},
+                                           none, f.enc.shape(), modules, "test");
+    CHECK(n["feedforward_modules"] == nlohmann::json({"query"}));
+  }
+
   // A feed-forward expression that splits one linear across layers, and a field peft does not
   // know, are refused by name.
   using J = nlohmann::json;
