@@ -7,7 +7,8 @@
 /// `PeftModel.from_pretrained`), both ways.
 ///
 /// Writing: `save_policy` passes a policy's own config (`config_json()`) through
-/// `to_saved_config`. For the methods Hugging Face PEFT knows (LoRA) the file then holds that
+/// `to_saved_config`. For the methods Hugging Face PEFT knows (LoRA, IA3, PROMPT_TUNING, and
+/// PREFIX_TUNING when the text's positions follow the prefix) the file then holds that
 /// library's standard fields with its values: module names as a Hugging Face BERT names them in
 /// `target_modules` (a regular expression when a list would match more linears than chosen),
 /// `layers_to_transform` null for every layer, `task_type` and `base_model_name_or_path`. For
@@ -38,6 +39,14 @@
 /// Tensor keys may carry the `base_model.model.` prefix or not, and the model's own prefix
 /// (`bert.` for *ForSequenceClassification) or not (*Model); a LoRA tensor on a module
 /// outside the encoder's six linears is refused by name.
+///
+/// IA3 folders: the same site rules, plus `feedforward_modules` (a list entry matches any end of
+/// the module path, with no dot boundary, a string the whole path, as Hugging Face's ia3 model
+/// does); keys `<module>.ia3_l`. PROMPT_TUNING folders: `prompt_embeddings` and the classifier
+/// under `base_model.`; `num_transformer_submodules` other than 1 is refused. PREFIX_TUNING
+/// folders: `prompt_embeddings` as `get_prompt` splits it, read with `position_offset` on (the
+/// text's positions start after the prefix, as on Hugging Face's BERT). Every other field of
+/// these configs with a value is refused by name.
 ///
 /// The regular expressions are ECMAScript (std::regex), which agrees with Python's `re` on the
 /// constructs target_modules use; one it cannot compile is refused with its text. At most
