@@ -55,49 +55,24 @@ def run(*args):
 
 cfg = json.load(open(os.path.join(model, "config.json")))
 layers, hidden, inter = cfg["num_hidden_layers"], cfg["hidden_size"], cfg["intermediate_size"]
-
-# In: a Hugging Face sequence classifier's LoRA folder.
 pred = os.path.join(scratch, "pred.jsonl")
-r = run(predict_exe, "--model", model, "--adapter", os.path.join(ref, "lora_seqcls"), "--input", text,
-        "--output", pred, "--threads", "1")
-check(r.returncode == 0, "peft-predict takes the Hugging Face folder without --head or --labels %s" % (
-    r.stderr.strip()[-300:] if r.returncode else ""))
-if r.returncode == 0:
-    got = [json.loads(l)["scores"] for l in open(pred)]
-    want = json.load(open(os.path.join(ref, "text_probs.json")))
-    check(len(got) == len(want) and all(set(g) == set(w) for g, w in zip(got, want)),
-          "one row per sentence, classes named by id2label: %s" % (sorted(got[0]) if got else None))
-    worst = max((abs(g[k] - w[k]) for g, w in zip(got, want) for k in w), default=1.0)
-    check(worst <= 1e-5, "probabilities equal PyTorch's within 1e-5 (worst %.2g)" % worst)
 
-# Out: peft-train's LoRA folders against Hugging Face PEFT's loading rules.
-for targets, regex in (("query,value,ffn_in", False), ("key,ffn_out", True)):
-    out = os.path.join(scratch, "lora_" + targets.replace(",", "_"))
-    r = run(train_exe, "--model", model, "--method", "lora", "--train", text, "--test", text, "--epochs", "2",
-            "--target-modules", targets, "--layers", "1", "--lora-r", "2", "--seed", "1", "--threads", "1",
-            "--save", out)
-    check(r.returncode == 0, "peft-train --method lora --target-modules %s runs %s" % (
-        targets, r.stderr.strip()[-300:] if r.returncode else ""))
-    if r.returncode != 0:
-        continue
-    acc = json.loads(r.stdout.strip().splitlines()[-1])["accuracy"]
-    saved = json.load(open(os.path.join(out, "adapter_config.json")))
-    check(isinstance(saved["target_modules"], str) == regex,
-          "target_modules %r: %s" % (saved["target_modules"], "a regular expression" if regex else "a list"))
-    check(saved["base_model_name_or_path"] == model and "peft_version" not in saved and "peft_cpp" in saved,
-          "base_model_name_or_path is the model folder; peft's own fields are under peft_cpp")
-    found = hf_peft_rules.problems(out, layers, hidden, inter, "bert.")
-    check(not found, "the folder passes Hugging Face PEFT's loading rules: %s" % found)
-    p = run(predict_exe, "--model", model, "--adapter", out, "--input", text, "--output", pred, "--threads", "1")
-    check(p.returncode == 0 and json.loads(p.stdout.strip().splitlines()[-1])["accuracy"] == acc,
-          "peft-predict reproduces the accuracy peft-train printed %s" % (p.stderr.strip()[-200:] if p.returncode else ""))
 
-# (IA)3: Hugging Face's folder in (its classifier too), peft-train's folders out.
-r = run(predict_exe, "--model", model, "--adapter", os.path.join(ref, "ia3_seqcls"), "--input", text,
-        "--output", pred, "--threads", "1")
-check(r.returncode == 0 and sorted(json.loads(open(pred).readline())["scores"]) == sorted(cfg["id2label"].values()),
-      "peft-predict takes Hugging Face's (IA)3 sequence-classifier folder, classes from id2label %s" % (
-          r.stderr.strip()[-300:] if r.returncode else ""))
+def predicted_as_torch(folder, probs, what):
+    """peft-predict on Hugging Face's folder prints PyTorch's probabilities (file probs)."""
+    r = run(predict_exe, "--model", model, "--adapter", os.path.join(ref, folder), "--input", text,
+            "--output", pred, "--threads", "1")
+    check(r.returncode == 0, "peft-predict takes Hugging Face's %s folder %s" % (
+        what, r.stderr.strip()[-300:] if r.returncode else ""))
+    if r.returncode == 0:
+        got = [json.loads(l)["scores"] for l in open(pred)]
+        want = json.load(open(os.path.join(ref, probs)))
+        check(len(got) == len(want) and all(set(g) == set(w) for g, w in zip(got, want)),
+              "%s: one row per sentence, classes named by id2label: %s" % (what, sorted(got[0]) if got else None))
+        worst = max((abs(g[k] - w[k]) for g, w in zip(got, want) for k in w), default=1.0)
+        check(worst <= 1e-5, "%s: probabilities equal PyTorch's within 1e-5 (worst %.2g)" % (what, worst))
+
+
 def trained_folder(method, name, extra, shown):
     """peft-train --method METHOD --save a folder: it passes Hugging Face PEFT's loading rules and
     peft-predict reproduces the accuracy peft-train printed. Returns its config, or None."""
@@ -120,6 +95,27 @@ def trained_folder(method, name, extra, shown):
     return saved
 
 
+# In: a Hugging Face sequence classifier's LoRA folder, with neither --head nor --labels.
+predicted_as_torch("lora_seqcls", "text_probs.json", "LoRA")
+
+# Out: peft-train's LoRA folders against Hugging Face PEFT's loading rules.
+for targets, regex in (("query,value,ffn_in", False), ("key,ffn_out", True)):
+    saved = trained_folder("lora", "lora_" + targets.replace(",", "_"),
+                           ["--target-modules", targets, "--layers", "1", "--lora-r", "2"], "target_modules")
+    if saved:
+        check(isinstance(saved["target_modules"], str) == regex,
+              "target_modules %r: %s" % (saved["target_modules"], "a regular expression" if regex else "a list"))
+        check(saved["base_model_name_or_path"] == model and "peft_version" not in saved and "peft_cpp" in saved,
+              "base_model_name_or_path is the model folder; peft's own fields are under peft_cpp")
+
+# (IA)3: Hugging Face's folder in (its classifier too), peft-train's folders out.
+r = run(predict_exe, "--model", model, "--adapter", os.path.join(ref, "ia3_seqcls"), "--input", text,
+        "--output", pred, "--threads", "1")
+check(r.returncode == 0 and sorted(json.loads(open(pred).readline())["scores"]) == sorted(cfg["id2label"].values()),
+      "peft-predict takes Hugging Face's (IA)3 sequence-classifier folder, classes from id2label %s" % (
+          r.stderr.strip()[-300:] if r.returncode else ""))
+
+
 for name, extra in (("ia3", []), ("ia3_attn", ["--target-modules", "key,value,attn_out,ffn_out", "--layers", "1"]),
                     ("ia3_init", ["--init-adapter", os.path.join(ref, "ia3_seqcls")])):
     saved = trained_folder("ia3", name, extra, "feedforward_modules")
@@ -127,18 +123,6 @@ for name, extra in (("ia3", []), ("ia3_attn", ["--target-modules", "key,value,at
         check(saved["feedforward_modules"] == ["attention.output.dense", "output.dense"],
               "--init-adapter keeps Hugging Face's feed-forward choice: %r" % saved["feedforward_modules"])
 
-def predicted_as_torch(folder, probs, what):
-    """peft-predict on Hugging Face's folder prints PyTorch's probabilities (file probs)."""
-    r = run(predict_exe, "--model", model, "--adapter", os.path.join(ref, folder), "--input", text,
-            "--output", pred, "--threads", "1")
-    check(r.returncode == 0, "peft-predict takes Hugging Face's %s folder %s" % (
-        what, r.stderr.strip()[-300:] if r.returncode else ""))
-    if r.returncode == 0:
-        got = [json.loads(l)["scores"] for l in open(pred)]
-        want = json.load(open(os.path.join(ref, probs)))
-        worst = max((abs(g[k] - w[k]) for g, w in zip(got, want) for k in w), default=1.0)
-        check(len(got) == len(want) and worst <= 1e-5,
-              "%s: probabilities equal PyTorch's within 1e-5 (worst %.2g)" % (what, worst))
 
 
 # Prompt tuning: Hugging Face's folder in, peft-train's folders out.

@@ -268,6 +268,23 @@ def positive_int(v):
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
+def virtual_tokens_and_dim(cfg, hidden, out):
+    """num_virtual_tokens (a positive integer) and token_dim (the model's hidden size, which
+    _prepare_prompt_learning_config fills in when null) of a prompt-learning config; each None
+    when unusable. Problems go to out."""
+    n = cfg.get("num_virtual_tokens")
+    if not positive_int(n):
+        out.append("num_virtual_tokens %r is not a positive integer" % (n,))
+        n = None
+    dim = cfg.get("token_dim")
+    if dim is None:
+        dim = hidden
+    elif dim != hidden:
+        out.append("token_dim %r is not the model's hidden size %d" % (dim, hidden))
+        dim = dim if positive_int(dim) else None
+    return n, dim
+
+
 def prompt_learning_common(cfg, wts_path, out):
     """What prompt and prefix tuning folders share: modules_to_save a list of strings,
     inference_mode a boolean, the safetensors metadata. Returns (modules_to_save or None, the
@@ -289,15 +306,7 @@ def prompt_tuning_problems(cfg, wts_path, num_layers, hidden):
     """A PROMPT_TUNING config and its safetensors file against a BERT model of `num_layers` layers
     and width `hidden`."""
     out = []
-    n = cfg.get("num_virtual_tokens")
-    if not positive_int(n):
-        out.append("num_virtual_tokens %r is not a positive integer" % (n,))
-        n = None
-    dim = cfg.get("token_dim")
-    if dim is None:
-        dim = hidden  # _prepare_prompt_learning_config: the model's hidden_size
-    elif dim != hidden:
-        out.append("token_dim %r is not the model's hidden size %d" % (dim, hidden))
+    n, dim = virtual_tokens_and_dim(cfg, hidden, out)
     subs = cfg.get("num_transformer_submodules")
     if subs is None:
         subs = 1  # PeftModel: 1 unless SEQ_2_SEQ_LM
@@ -360,16 +369,7 @@ def prefix_tuning_problems(cfg, wts_path, num_layers, hidden, heads):
     """A PREFIX_TUNING config and its safetensors file against a BERT model of `num_layers` layers,
     width `hidden` and `heads` attention heads (None: unknown)."""
     out = []
-    n = cfg.get("num_virtual_tokens")
-    if not positive_int(n):
-        out.append("num_virtual_tokens %r is not a positive integer" % (n,))
-        n = None
-    dim = cfg.get("token_dim")
-    if dim is None:
-        dim = hidden  # _prepare_prompt_learning_config: the model's hidden_size
-    elif dim != hidden:
-        out.append("token_dim %r is not the model's hidden size %d" % (dim, hidden))
-        dim = dim if positive_int(dim) else None
+    n, dim = virtual_tokens_and_dim(cfg, hidden, out)
     layers = cfg.get("num_layers")
     if layers is None:
         layers = num_layers  # _prepare_prompt_learning_config: num_hidden_layers

@@ -328,12 +328,28 @@ def vocab():
     return v + ["[unused%d]" % i for i in range(100 - len(v))]
 
 
-def write_adapter(out_dir, cfg, tensors):
+def write_adapter(out_dir, cfg, tensors, hidden, logits=None):
+    """An adapter folder and its expected outputs: hidden.npy and, for a classifier, logits.npy."""
     os.makedirs(out_dir)
     with open(os.path.join(out_dir, "adapter_config.json"), "w") as f:
         json.dump(cfg, f, indent=2, sort_keys=True)
     torch_bert.write_safetensors(os.path.join(out_dir, "adapter_model.safetensors"),
                                  {k: ("F32", v) for k, v in tensors.items()}, {"format": "pt"})
+    np.save(os.path.join(out_dir, "hidden.npy"), hidden.numpy().astype(np.float32))
+    if logits is not None:
+        np.save(os.path.join(out_dir, "logits.npy"), logits.numpy().astype(np.float32))
+
+
+def write_text_probs(path, rows, voc, labels, logits_of):
+    """The class probabilities of each sentence of text.jsonl ([CLS] words [SEP], one at a time)
+    under logits_of(ids, mask, token_types): what peft-predict must print."""
+    probs = []
+    for r in rows:
+        row_ids = torch.tensor([[2] + [voc.index(x) for x in r["text"].split()] + [3]])
+        p = torch.softmax(logits_of(row_ids, torch.ones_like(row_ids), torch.zeros_like(row_ids)), -1)[0]
+        probs.append({labels[k]: float(p[k]) for k in range(len(labels))})
+    with open(path, "w") as f:
+        json.dump(probs, f, indent=1)
 
 
 def main():
@@ -385,9 +401,7 @@ def main():
     tensors["base_model.model.classifier.weight"] = cls_w
     tensors["base_model.model.classifier.bias"] = cls_b
     d = os.path.join(out, "lora_seqcls")
-    write_adapter(d, cfg, tensors)
-    np.save(os.path.join(d, "hidden.npy"), h.numpy().astype(np.float32))
-    np.save(os.path.join(d, "logits.npy"), logits.numpy().astype(np.float32))
+    write_adapter(d, cfg, tensors, h, logits)
 
     # Sentences through the same classifier, one at a time: what peft-predict must print.
     rng = np.random.RandomState(14)
@@ -416,8 +430,7 @@ def main():
         tensors["base_model.model." + path + ".lora_A.weight"] = A
         tensors["base_model.model." + path + ".lora_B.weight"] = B
     d = os.path.join(out, "lora_model")
-    write_adapter(d, cfg, tensors)
-    np.save(os.path.join(d, "hidden.npy"), h.numpy().astype(np.float32))
+    write_adapter(d, cfg, tensors, h)
 
     # 3. transformers' own adapter support: no base_model.model. prefix, one layer.
     cfg = lora_config(r=2, lora_alpha=4, target_modules=["output.dense"], layers_to_transform=1)
@@ -429,8 +442,7 @@ def main():
         tensors[path + ".lora_A.weight"] = A
         tensors[path + ".lora_B.weight"] = B
     d = os.path.join(out, "lora_bare")
-    write_adapter(d, cfg, tensors)
-    np.save(os.path.join(d, "hidden.npy"), h.numpy().astype(np.float32))
+    write_adapter(d, cfg, tensors, h)
 
     # (IA)^3, from a generator of its own so that the folders above keep their values.
     g = torch.Generator().manual_seed(15)
@@ -450,9 +462,7 @@ def main():
     tensors["base_model.model.classifier.weight"] = cls_w
     tensors["base_model.model.classifier.bias"] = cls_b
     d = os.path.join(out, "ia3_seqcls")
-    write_adapter(d, cfg, tensors)
-    np.save(os.path.join(d, "hidden.npy"), h.numpy().astype(np.float32))
-    np.save(os.path.join(d, "logits.npy"), logits.numpy().astype(np.float32))
+    write_adapter(d, cfg, tensors, h, logits)
 
     # 5. PeftModel over BertModel (task_type null, so save_pretrained fills auto_mapping): a
     # regular expression for target_modules that leaves attention.output.dense out, and a list
@@ -466,8 +476,7 @@ def main():
     assert all(ff == p.endswith(".output.dense") for p, (_, ff) in ia3.items())
     h = encoder(model_cfg, w, ids, mask, types, {}, "", ia3)
     d = os.path.join(out, "ia3_layers")
-    write_adapter(d, cfg, ia3_tensors(ia3, "base_model.model."))
-    np.save(os.path.join(d, "hidden.npy"), h.numpy().astype(np.float32))
+    write_adapter(d, cfg, ia3_tensors(ia3, "base_model.model."), h)
 
     # Prompt tuning, from a generator of its own so that the folders above keep their values.
     g = torch.Generator().manual_seed(16)
@@ -493,18 +502,11 @@ def main():
     tensors = {"prompt_embeddings": prompt, "base_model.classifier.weight": cls_w,
                "base_model.classifier.bias": cls_b}
     d = os.path.join(out, "prompt_seqcls")
-    write_adapter(d, cfg, tensors)
-    np.save(os.path.join(d, "hidden.npy"), h.numpy().astype(np.float32))
-    np.save(os.path.join(d, "logits.npy"), logits.numpy().astype(np.float32))
+    write_adapter(d, cfg, tensors, h, logits)
 
     # The sentences of text.jsonl through the prompt-tuned classifier, one at a time.
-    probs = []
-    for r in rows:
-        row_ids = torch.tensor([[2] + [voc.index(x) for x in r["text"].split()] + [3]])
-        p = torch.softmax(prompt_logits(row_ids, torch.ones_like(row_ids), torch.zeros_like(row_ids))[1], -1)[0]
-        probs.append({labels[k]: float(p[k]) for k in range(len(labels))})
-    with open(os.path.join(out, "prompt_text_probs.json"), "w") as f:
-        json.dump(probs, f, indent=1)
+    write_text_probs(os.path.join(out, "prompt_text_probs.json"), rows, voc, labels,
+                     lambda *a: prompt_logits(*a)[1])
 
     # Prefix tuning, from a generator of its own so that the folders above keep their values.
     g = torch.Generator().manual_seed(17)
@@ -531,18 +533,11 @@ def main():
     # As for prompt tuning: prompt_embeddings (no prefix), the classifier under base_model.
     tensors = {"prompt_embeddings": table, "base_model.classifier.weight": cls_w, "base_model.classifier.bias": cls_b}
     d = os.path.join(out, "prefix_seqcls")
-    write_adapter(d, cfg, tensors)
-    np.save(os.path.join(d, "hidden.npy"), h.numpy().astype(np.float32))
-    np.save(os.path.join(d, "logits.npy"), logits.numpy().astype(np.float32))
+    write_adapter(d, cfg, tensors, h, logits)
 
     # The sentences of text.jsonl through the prefix-tuned classifier, one at a time.
-    probs = []
-    for r in rows:
-        row_ids = torch.tensor([[2] + [voc.index(x) for x in r["text"].split()] + [3]])
-        p = torch.softmax(prefix_logits(row_ids, torch.ones_like(row_ids), torch.zeros_like(row_ids))[1], -1)[0]
-        probs.append({labels[k]: float(p[k]) for k in range(len(labels))})
-    with open(os.path.join(out, "prefix_text_probs.json"), "w") as f:
-        json.dump(probs, f, indent=1)
+    write_text_probs(os.path.join(out, "prefix_text_probs.json"), rows, voc, labels,
+                     lambda *a: prefix_logits(*a)[1])
 
 
 if __name__ == "__main__":
