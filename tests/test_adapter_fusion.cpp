@@ -18,13 +18,18 @@ namespace {
 
 template <typename Scalar>
 std::vector<std::shared_ptr<const bottleneck_adapter<Scalar>>> trained_adapters(const peft::encoder_shape& shape,
-                                                                               int n, peft::placement where) {
+                                                                               int n, peft::placement where,
+                                                                               bool ln_before = false,
+                                                                               bool residual_before_ln = true) {
   std::vector<std::shared_ptr<const bottleneck_adapter<Scalar>>> out;
   const char* names[] = {"a", "b", "c"};
   for (int i = 0; i < n; ++i) {
     auto c = bottleneck_config::pfeiffer(3);
     c.adapter_name = names[i];
     c.where = where;
+    c.original_ln_before = ln_before;
+    c.residual_before_ln = residual_before_ln;
+    c.scaling = ln_before ? 1.5 : 1.0;
     auto a = std::make_shared<bottleneck_adapter<Scalar>>(shape, c, static_cast<std::uint64_t>(10 + i));
     peft::rng g(static_cast<std::uint64_t>(100 + i));
     for (peft::index k = 0; k < a->num_parameters(); ++k)
@@ -35,9 +40,11 @@ std::vector<std::shared_ptr<const bottleneck_adapter<Scalar>>> trained_adapters(
 }
 
 template <typename Arch>
-void fd_check(const std::string& type, peft::placement where, const adapter_fusion_config& cfg) {
+void fd_check(const std::string& type, peft::placement where, const adapter_fusion_config& cfg,
+              bool ln_before = false, bool residual_before_ln = true) {
   small_model<Arch> m(type);
-  adapter_fusion<double> f(m.enc.shape(), trained_adapters<double>(m.enc.shape(), 3, where), cfg, 4);
+  adapter_fusion<double> f(m.enc.shape(),
+                           trained_adapters<double>(m.enc.shape(), 3, where, ln_before, residual_before_ln), cfg, 4);
   randomise(f.parameters().values(), 0.3, 5);
   auto r = check_policy_in_encoder(m.enc, m.b, f, f.parameters().values(), f.parameters().grads());
   INFO(type << ": params abs " << r.params.max_abs_err << " rel " << r.params.max_rel_err << "; input abs "
@@ -58,6 +65,12 @@ TEST_CASE("fusion gradients match finite differences inside the encoder", "[fusi
     auto c = dyn;
     c.temperature = 2.0;
     fd_check<peft::bert>("bert", peft::placement::pre_dropout, c);
+  }
+  SECTION("bert, AdapterHub seq_bn adapters (query and adapters read LN2(h + x))") {
+    fd_check<peft::bert>("bert", peft::placement::post_dropout, dyn, true);
+  }
+  SECTION("bert, seq_bn adapters with residual_before_ln false") {
+    fd_check<peft::bert>("bert", peft::placement::post_dropout, dyn, true, false);
   }
   SECTION("bert, static (no value matrix)") {
     auto c = dyn;

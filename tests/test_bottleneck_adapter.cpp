@@ -48,6 +48,19 @@ TEST_CASE("bottleneck adapter gradients match finite differences inside the enco
   SECTION("bert swish, layer 1 only") { fd_check<peft::bert>("bert", swish_ffn_only_layer1(), "swish"); }
   SECTION("use_lite houlsby") { fd_check<peft::use_lite>("use_lite", bottleneck_config::houlsby(4), "houlsby"); }
   SECTION("use_lite list") { fd_check<peft::use_lite>("use_lite", bottleneck_config::list(4), "list"); }
+  SECTION("bert AdapterHub seq_bn: reads LN(h + x), scaling 2") {
+    auto c = bottleneck_config::pfeiffer(3);
+    c.original_ln_before = true;
+    c.scaling = 2.0;
+    fd_check<peft::bert>("bert", c, "seq_bn");
+  }
+  SECTION("bert original_ln_before at both sub-layers, branch added to LN(h + x)") {
+    auto c = bottleneck_config::houlsby(3);
+    c.original_ln_before = true;
+    c.residual_before_ln = false;
+    c.activation = peft::adapter_activation::relu;
+    fd_check<peft::bert>("bert", c, "residual after ln");
+  }
   SECTION("roberta gelu-erf") {
     auto c = bottleneck_config::houlsby(5);
     c.activation = peft::adapter_activation::gelu;
@@ -240,9 +253,45 @@ TEST_CASE("bad hyper-parameters throw, naming the field", "[bottleneck][errors]"
   c = bottleneck_config::houlsby(2);
   c.adapter_name = "a.b";
   CHECK_THROWS_WITH(bottleneck_adapter<double>(shape, c, 0), Catch::Contains("adapter_name"));
+  c = bottleneck_config::houlsby(2);
+  c.scaling = std::nan("");
+  CHECK_THROWS_WITH(bottleneck_adapter<double>(shape, c, 0), Catch::Contains("scaling expected finite"));
+  c = bottleneck_config::list(2);
+  c.original_ln_before = true;
+  CHECK_THROWS_WITH(bottleneck_adapter<double>(shape, c, 0),
+                    Catch::Contains("original_ln_before expects placement post_dropout"));
   bottleneck_adapter<double> a(shape, bottleneck_config::houlsby(2), 0);
   CHECK_THROWS_WITH(a.adapter_delta(0, peft::sublayer::ffn, peft::matrix<double>::Zero(2, 5)),
                     Catch::Contains("input columns expected 16, got 5"));
+}
+
+TEST_CASE("original_ln_before: the unit reads LN(h + x) and the block's LayerNorm runs after it", "[bottleneck]") {
+  // One unit at layer 1's FFN. Reading LN2(h + x) changes the output against reading h, and a
+  // unit whose branch is zero (up-projection zero) leaves the encoder exactly as without it.
+  small_model<peft::bert> m("bert");
+  auto c = bottleneck_config::pfeiffer(3);
+  c.layers = {1};
+  c.original_ln_before = true;
+  bottleneck_adapter<double> after(m.enc.shape(), c, 3);
+  randomise(after.parameters().values(), 0.5, 4);
+  auto before_cfg = c;
+  before_cfg.original_ln_before = false;
+  bottleneck_adapter<double> before(m.enc.shape(), before_cfg, 3);
+  before.parameters().values() = after.parameters().values();
+  const auto plain = m.enc.forward(m.b);
+  const auto y_after = m.enc.forward(m.b, after);
+  const auto y_before = m.enc.forward(m.b, before);
+  CHECK((y_after - plain).cwiseAbs().maxCoeff() > 1e-3);
+  CHECK((y_after - y_before).cwiseAbs().maxCoeff() > 1e-3);
+  // Zero up-projection and bias: the unit adds nothing.
+  for (peft::index k = 0; k < after.parameters().num_blocks(); ++k)
+    if (after.parameters().blocks()[static_cast<std::size_t>(k)].name.find("adapter_up") != std::string::npos)
+      after.parameters().value(k).setZero();
+  CHECK((m.enc.forward(m.b, after) - plain).cwiseAbs().maxCoeff() < 1e-12);
+  // A pre-norm encoder has no residual-sum LayerNorm after the sub-layer: refused by name.
+  small_model<peft::use_lite> u("use_lite");
+  bottleneck_adapter<double> on_use(u.enc.shape(), c, 3);
+  CHECK_THROWS_WITH(u.enc.forward(u.b, on_use), Catch::Contains("original_ln_before"));
 }
 
 TEST_CASE("LiST adapter on the real USE-lite encoder: one step lowers the loss", "[bottleneck][use_lite]") {

@@ -486,6 +486,50 @@ private:
     (void)s;
   }
 
+  /// AdapterHub's original_ln_before: `z = LN(h + r)` with the block's LayerNorm @p n, handed
+  /// to the policy's `on_residual_norm`, which may change the sub-layer output @p h.
+  template <typename Policy, typename Norm>
+  void residual_norm_fwd(index l, sublayer s, mat& h, const mat& r, const Norm& n,
+                         ops::layer_norm_cache<Scalar>& cache, const Policy& p, const hook_context& ctx,
+                         policy_tape_t<Policy>& pt) const {
+    if constexpr (has_on_residual_norm_v<Policy>) {
+      if (!p.reads_residual_norm(l, s)) return;
+      if constexpr (Arch::pre_norm) {
+        throw invalid_argument("encoder::forward: layer " + std::to_string(l) + " " + sublayer_name(s) +
+                               ": the policy reads the sub-layer output after the block's LayerNorm "
+                               "(AdapterHub's original_ln_before), which expects a post-norm encoder (BERT "
+                               "family); " + config().model_type + " normalises before each sub-layer");
+      } else {
+        mat z = h + r;
+        ops::layer_norm_forward(z, n.gamma, n.beta, config().layer_norm_eps, z, &cache);
+        check_op(z, "encoder::forward", l, sublayer_name(s), ": residual sum + LayerNorm for on_residual_norm");
+        p.on_residual_norm(l, s, z, h, ctx, pt);
+        check_op(h, "encoder::forward", l, sublayer_name(s), ": policy on_residual_norm output");
+      }
+    } else {
+      (void)l, (void)s, (void)h, (void)r, (void)n, (void)cache, (void)p, (void)ctx, (void)pt;
+    }
+  }
+  /// Backward of residual_norm_fwd: @p dh (gradient of the changed sub-layer output) becomes that
+  /// of the sub-layer output, and the path through `z` is added to it and to @p dr, the
+  /// gradient of the residual input.
+  template <typename Policy, typename Norm>
+  void residual_norm_bwd(index l, sublayer s, mat& dh, mat& dr, const Norm& n,
+                         const ops::layer_norm_cache<Scalar>& cache, Policy& p,
+                         const policy_tape_t<Policy>& pt) const {
+    if constexpr (has_on_residual_norm_v<Policy> && !Arch::pre_norm) {
+      if (!p.reads_residual_norm(l, s)) return;
+      mat dz = mat::Zero(dh.rows(), dh.cols());
+      p.on_residual_norm_backward(l, s, dh, dz, pt);
+      check_op(dz, "encoder::backward", l, sublayer_name(s), ": policy on_residual_norm_backward gradient");
+      ops::layer_norm_backward(dz, n.gamma, cache, dz);
+      dh += dz;
+      dr += dz;
+    } else {
+      (void)l, (void)s, (void)dh, (void)dr, (void)n, (void)cache, (void)p, (void)pt;
+    }
+  }
+
   template <typename Policy>
   mat layer_forward(index l, mat x, const batch& b, const Policy& p, const hook_context& ctx, layer_tape<Scalar>& lt,
                     policy_tape_t<Policy>& pt) const {
@@ -542,11 +586,13 @@ private:
     linear_fwd(l, linear_id::attn_out, W.attn_out, lt.ctx, a, p, ctx, lt, pt);
     sublayer_fwd(l, sublayer::attention, a, lt.drop_attn, p, ctx, pt);
     if (W.residual_proj.empty()) {
+      residual_norm_fwd(l, sublayer::attention, a, lt.x, W.attn_norm, lt.residual_norm1, p, ctx, pt);
       a += lt.x;
     } else {
       mat r;
       frozen_linear_forward(lt.x, W.residual_proj, r);
       check_op(r, where, l, "residual projection output");
+      residual_norm_fwd(l, sublayer::attention, a, r, W.attn_norm, lt.residual_norm1, p, ctx, pt);
       a += r;
     }
     if constexpr (Arch::pre_norm) {
@@ -572,6 +618,7 @@ private:
     mat f;
     linear_fwd(l, linear_id::ffn_out, W.ffn_out, lt.g, f, p, ctx, lt, pt);
     sublayer_fwd(l, sublayer::ffn, f, lt.drop_ffn, p, ctx, pt);
+    residual_norm_fwd(l, sublayer::ffn, f, lt.x1, W.ffn_norm, lt.residual_norm2, p, ctx, pt);
     f += lt.x1;
     if constexpr (!Arch::pre_norm) {
       ops::layer_norm_forward(f, W.ffn_norm.gamma, W.ffn_norm.beta, eps, f, &lt.norm2);
@@ -598,6 +645,7 @@ private:
       check_op(dz2, where, l, "FFN LayerNorm input gradient");
     }
     mat df = dz2;
+    residual_norm_bwd(l, sublayer::ffn, df, dz2, W.ffn_norm, lt.residual_norm2, p, pt);
     sublayer_bwd(l, sublayer::ffn, df, lt.drop_ffn, p, pt);
     mat dg;
     linear_bwd(l, linear_id::ffn_out, W.ffn_out, lt.g, df, dg, false, p, lt, pt);
@@ -623,6 +671,7 @@ private:
       check_op(dz1, where, l, "attention LayerNorm input gradient");
     }
     mat da = dz1;
+    residual_norm_bwd(l, sublayer::attention, da, dz1, W.attn_norm, lt.residual_norm1, p, pt);
     sublayer_bwd(l, sublayer::attention, da, lt.drop_attn, p, pt);
     mat dctx;
     linear_bwd(l, linear_id::attn_out, W.attn_out, lt.ctx, da, dctx, false, p, lt, pt);

@@ -25,6 +25,9 @@ struct layer_tape {
   matrix<Scalar> x;             ///< layer input (after on_layer_input)
   matrix<Scalar> n1;            ///< pre-LN only: normalised input
   ops::layer_norm_cache<Scalar> norm1, norm2;
+  /// The block LayerNorm applied to the sub-layer's own residual sum for a policy's
+  /// `on_residual_norm` (AdapterHub's original_ln_before); unused otherwise.
+  ops::layer_norm_cache<Scalar> residual_norm1, residual_norm2;
   matrix<Scalar> q, k, v;       ///< projections, [B*T x d_att]
   matrix<Scalar> prefix_k, prefix_v;  ///< from the policy's kv_prefix, [P x d_att]
   ops::attention_cache<Scalar> attn;

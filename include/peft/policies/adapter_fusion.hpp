@@ -30,11 +30,13 @@
 /// tensors under their own keys and their configs under "adapters", so that it reloads on
 /// its own and reproduces its outputs exactly.
 ///
-/// Departures from AdapterHub: the query and the adapters read the FFN sub-layer output `h`
-/// (AdapterHub's behaviour for adapters with `original_ln_before=False`; with its Pfeiffer
-/// config they read `LN2(h + x)`, which the sub-layer hook cannot see); the temperature is a
-/// fixed value (AdapterHub's optional 50 → 1 annealing mutates state in the forward pass);
-/// fusion is only at the FFN position.
+/// The query and the adapters read what the adapters read: the FFN sub-layer output `h`, or,
+/// for adapters with `original_ln_before` (AdapterHub's Pfeiffer / seq_bn), `z = LN2(h + x)`
+/// through the encoder's `on_residual_norm` hook; the residual added to `Σ α_n V_n` is `h`, or
+/// `z` when the adapters have `residual_before_ln = false` (`bottleneck.py:compose_fuse`).
+///
+/// Departures from AdapterHub: the temperature is a fixed value (AdapterHub's optional 50 → 1
+/// annealing mutates state in the forward pass); fusion is only at the FFN position.
 
 #include <nlohmann/json.hpp>
 
@@ -138,6 +140,13 @@ public:
 
   void on_sublayer_output_backward(index l, sublayer s, placement p, mat& dh, const tape_type& t);
 
+  /// True where the fusion reads the normed residual sum (adapters with `original_ln_before`).
+  bool reads_residual_norm(index l, sublayer s) const noexcept {
+    return s == sublayer::ffn && m_adapters[0]->config().original_ln_before && fused_index(l) >= 0;
+  }
+  void on_residual_norm(index l, sublayer s, const mat& z, mat& h, const hook_context& ctx, tape_type& t) const;
+  void on_residual_norm_backward(index l, sublayer s, mat& dh, mat& dz, const tape_type& t);
+
   // --- checkpoints -----------------------------------------------------------------------
   nlohmann::json config_json() const;
 
@@ -156,6 +165,12 @@ public:
 
 private:
   bool regularized() const noexcept { return m_cfg.value && m_cfg.regularization; }
+  bool after_norm() const noexcept { return m_adapters[0]->config().original_ln_before; }
+
+  /// `Σ_n α_n V_n` of fused layer @p l on input @p z (the query and the adapters' input).
+  mat fuse(index l, const mat& z, const hook_context& ctx, tape_type& t) const;
+  /// Backward of fuse: parameter gradients from @p dout, input gradient added to @p dz.
+  void fuse_backward(index l, const mat& dout, mat& dz, const tape_type& t);
 
   index fused_index(index l) const noexcept {
     if (l < 0 || l >= m_shape.num_layers) return -1;
@@ -207,9 +222,43 @@ void adapter_fusion<Scalar>::add_regularization_grad(double weight) {
 template <typename Scalar>
 void adapter_fusion<Scalar>::on_sublayer_output(index l, sublayer s, placement p, mat& h,
                                                 const hook_context& ctx, tape_type& t) const {
-  if (s != sublayer::ffn || p != m_where) return;
+  if (s != sublayer::ffn || p != m_where || after_norm() || fused_index(l) < 0) return;
+  h += fuse(l, h, ctx, t);
+}
+
+template <typename Scalar>
+void adapter_fusion<Scalar>::on_sublayer_output_backward(index l, sublayer s, placement p, mat& dh,
+                                                         const tape_type& t) {
+  if (s != sublayer::ffn || p != m_where || after_norm() || fused_index(l) < 0) return;
+  const mat dout = dh;  // out = fuse(h) + h: dh keeps the residual path and gains the input's
+  fuse_backward(l, dout, dh, t);
+}
+
+template <typename Scalar>
+void adapter_fusion<Scalar>::on_residual_norm(index l, sublayer s, const mat& z, mat& h, const hook_context& ctx,
+                                              tape_type& t) const {
+  if (!reads_residual_norm(l, s)) return;
+  mat d = fuse(l, z, ctx, t);
+  if (m_adapters[0]->config().residual_before_ln) {
+    h += d;
+  } else {
+    h = z + d;
+  }
+}
+
+template <typename Scalar>
+void adapter_fusion<Scalar>::on_residual_norm_backward(index l, sublayer s, mat& dh, mat& dz, const tape_type& t) {
+  if (!reads_residual_norm(l, s)) return;
+  fuse_backward(l, dh, dz, t);
+  if (!m_adapters[0]->config().residual_before_ln) {
+    dz += dh;
+    dh.setZero();
+  }
+}
+
+template <typename Scalar>
+matrix<Scalar> adapter_fusion<Scalar>::fuse(index l, const mat& h, const hook_context& ctx, tape_type& t) const {
   const index fi = fused_index(l);
-  if (fi < 0) return;
   const std::size_t N = m_adapters.size();
   layer_record r;
   if (ctx.record) r.h = h;
@@ -239,8 +288,7 @@ void adapter_fusion<Scalar>::on_sublayer_output(index l, sublayer s, placement p
   }
   if (ctx.run_mode == mode::train && m_cfg.dropout > 0) {
     if (!ctx.gen)
-      throw invalid_argument(
-          "adapter_fusion::on_sublayer_output: train mode with dropout needs a random generator");
+      throw invalid_argument("adapter_fusion: forward: train mode with dropout needs a random generator");
     ops::make_dropout_mask(rows, static_cast<index>(N), m_cfg.dropout, *ctx.gen, r.drop);
     scores.array() *= r.drop.array();
   }
@@ -251,29 +299,27 @@ void adapter_fusion<Scalar>::on_sublayer_output(index l, sublayer s, placement p
     r.alpha.row(row) = (scores.row(row).array() - mx).exp().matrix();
     r.alpha.row(row) /= r.alpha.row(row).sum();
   }
+  mat out = mat::Zero(h.rows(), h.cols());
   for (std::size_t n = 0; n < N; ++n)
-    h.array() += r.v[n].array().colwise() * r.alpha.col(static_cast<index>(n)).array();
+    out.array() += r.v[n].array().colwise() * r.alpha.col(static_cast<index>(n)).array();
   if (ctx.record) {
     if (t.layers.size() != m_layers.size()) t.layers.assign(m_layers.size(), layer_record());
     t.layers[i] = std::move(r);
   }
+  return out;
 }
 
 template <typename Scalar>
-void adapter_fusion<Scalar>::on_sublayer_output_backward(index l, sublayer s, placement p, mat& dh,
-                                                         const tape_type& t) {
-  if (s != sublayer::ffn || p != m_where) return;
+void adapter_fusion<Scalar>::fuse_backward(index l, const mat& dout, mat& dz, const tape_type& t) {
   const index fi = fused_index(l);
-  if (fi < 0) return;
   const auto i = static_cast<std::size_t>(fi);
-  if (i >= t.layers.size() || t.layers[i].alpha.rows() != dh.rows())
-    throw invalid_argument("adapter_fusion::on_sublayer_output_backward: no recorded forward for layer " +
-                           std::to_string(l) + " (was forward called with a tape?)");
+  if (fi < 0 || i >= t.layers.size() || t.layers[i].alpha.rows() != dout.rows())
+    throw invalid_argument("adapter_fusion: backward: no recorded forward for layer " + std::to_string(l) +
+                           " (was forward called with a tape?)");
   const layer_record& r = t.layers[i];
   const std::size_t N = m_adapters.size();
-  const index rows = dh.rows();
-  const mat dout = dh;  // gradient of the fusion output; dh becomes the input gradient
-  // out = Σ α_n V_n + h
+  const index rows = dout.rows();
+  // out = Σ α_n V_n; dz (the input's gradient) gains the query's and the adapters' paths
   mat dalpha(rows, static_cast<index>(N));
   for (std::size_t n = 0; n < N; ++n)
     dalpha.col(static_cast<index>(n)) = (dout.array() * r.v[n].array()).rowwise().sum().matrix();
@@ -303,16 +349,15 @@ void adapter_fusion<Scalar>::on_sublayer_output_backward(index l, sublayer s, pl
       dup[n] += dv;
     }
   }
-  // Residual path: dh = dout (already), plus the query and the adapters' inputs.
   if (m_cfg.query) {
     m_params.grad(block(i, 0)).noalias() += dq.transpose() * r.h;
     m_params.grad(block(i, 1)) += dq.colwise().sum().transpose();
-    dh.noalias() += dq * m_params.value(block(i, 0));
+    dz.noalias() += dq * m_params.value(block(i, 0));
   } else {
-    dh += dq;
+    dz += dq;
   }
   for (std::size_t n = 0; n < N; ++n)
-    m_adapters[n]->adapter_delta_backward_input(l, sublayer::ffn, r.pre[n], dup[n], dh);
+    m_adapters[n]->adapter_delta_backward_input(l, sublayer::ffn, r.pre[n], dup[n], dz);
 }
 
 template <typename Scalar>
@@ -413,6 +458,10 @@ void adapter_fusion<Scalar>::validate() {
         fail(at + " ('" + a.config().adapter_name +
              "') adapts different FFN layers than adapters[0] at layer " + std::to_string(l));
     }
+    if (a.config().original_ln_before != m_adapters[0]->config().original_ln_before ||
+        a.config().residual_before_ln != m_adapters[0]->config().residual_before_ln)
+      fail(at + " ('" + a.config().adapter_name +
+           "') original_ln_before / residual_before_ln expected as adapters[0]'s (the fusion reads one input)");
     if (a.config().where != m_adapters[0]->config().where)
       fail(at + " placement expected " + placement_name(m_adapters[0]->config().where) +
            " (as adapters[0]), got " + placement_name(a.config().where));

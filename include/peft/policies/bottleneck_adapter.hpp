@@ -22,12 +22,21 @@
 /// `...adapter_down.0.bias`, `...adapter_up.weight`, `...adapter_up.bias`, and
 /// `encoder.layer.{i}.output.adapters.{name}...` for the FFN position.
 ///
+/// AdapterHub's other bottleneck settings (`methods/modeling.py:Adapter.pre_forward`,
+/// `bottleneck.py:bottleneck_layer_forward`) are config fields:
+///  - `scaling` multiplies the branch: `scaling * (f(z W_down^T + b_down) W_up^T + b_up)`;
+///  - `original_ln_before`: the unit reads `z = LN(h + x)`, the sub-layer output `h` after the
+///    block's own residual add and LayerNorm (the encoder's `on_residual_norm` hook, post-norm
+///    encoders only), and the block then computes `LN(h + A + x)` with the same LayerNorm;
+///  - `residual_before_ln`: the branch is added to `h` (true) or, with `original_ln_before`,
+///    to `z` (false): `LN(z + A(z) + x)`.
+///
 /// Departures from the references (also in the README):
-///  - AdapterHub's Pfeiffer config feeds the adapter `LN2(h + x)` (the pre-trained LayerNorm
-///    applied first, `original_ln_before=True`) and applies LN2 twice; the sub-layer hook
-///    does not see the residual `x`, so here the adapter reads `h` (as AdapterHub does with
-///    `original_ln_before=False`, e.g. its Houlsby config). Pfeiffer's other settings
-///    (FFN only, ReLU, N(0, 0.02) init, reduction factor 16) are kept.
+///  - AdapterHub's Pfeiffer config feeds the adapter `LN2(h + x)` (`original_ln_before`). The
+///    `pfeiffer()` preset here keeps `original_ln_before = false` (the adapter reads `h`) so
+///    that it also runs on pre-norm encoders such as USE-lite; set the field (or load an
+///    AdapterHub `seq_bn` folder) for AdapterHub's exact computation on a BERT-family encoder.
+///    Pfeiffer's other settings (FFN only, ReLU, N(0, 0.02) init, reduction factor 16) are kept.
 ///  - Houlsby's original code also trains every LayerNorm and the head; this policy holds
 ///    only the adapters (heads are separate; LayerNorms stay frozen).
 
@@ -99,6 +108,9 @@ struct bottleneck_config {
   adapter_init init = adapter_init::truncated_normal;
   double init_std = 1e-3;
   std::string adapter_name = "default";  ///< the `{name}` path segment of the keys
+  double scaling = 1.0;            ///< multiplies the branch (AdapterHub `scaling`, a float)
+  bool original_ln_before = false; ///< read LN(h + x) instead of h (post-norm encoders)
+  bool residual_before_ln = true;  ///< with original_ln_before: add the branch to h (true) or to LN(h + x)
 
   /// Houlsby et al. (adapter-bert code): both sub-layers, GELU (tanh form, as BERT's TF code),
   /// after dropout, biases, truncated-normal std 1e-3 (near-identity).
@@ -193,6 +205,7 @@ public:
   void adapter_delta_backward_input(index l, sublayer s, const mat& pre_activation, const mat& dd, mat& dz) const {
     const index k = checked_slot(l, s, dd.cols(), "bottleneck_adapter::adapter_delta_backward_input");
     mat da = dd * value(k, up_w());
+    if (m_cfg.scaling != 1.0) da *= static_cast<Scalar>(m_cfg.scaling);
     activate_backward(pre_activation, da);
     dz.noalias() += da * value(k, 0);
   }
@@ -202,6 +215,13 @@ public:
                           tape_type& t) const;
 
   void on_sublayer_output_backward(index l, sublayer s, placement p, mat& dh, const tape_type& t);
+
+  /// True where a unit reads the normed residual sum (`original_ln_before`).
+  bool reads_residual_norm(index l, sublayer s) const noexcept {
+    return m_cfg.original_ln_before && slot(l, s) >= 0;
+  }
+  void on_residual_norm(index l, sublayer s, const mat& z, mat& h, const hook_context& ctx, tape_type& t) const;
+  void on_residual_norm_backward(index l, sublayer s, mat& dh, mat& dz, const tape_type& t);
 
   // --- checkpoints -----------------------------------------------------------------------
   nlohmann::json config_json() const;
@@ -216,6 +236,14 @@ private:
                       std::initializer_list<E> all);
 
   static constexpr index up_w() noexcept { return 2; }
+  static std::size_t tape_slot(index l, sublayer s) noexcept {
+    return static_cast<std::size_t>(2 * l + (s == sublayer::ffn ? 1 : 0));
+  }
+
+  /// The unit at slot k on input z: returns its branch, records z and the pre-activation.
+  mat unit_forward(index l, sublayer s, const mat& z, const hook_context& ctx, tape_type& t) const;
+  /// Its backward: parameter gradients from @p dd (gradient of the branch), input gradient added to @p dz.
+  void unit_backward(index l, sublayer s, const mat& dd, mat& dz, const tape_type& t);
 
   index width(index l) const { return m_shape.output_width[static_cast<std::size_t>(l)]; }
 
@@ -262,56 +290,89 @@ matrix<Scalar> bottleneck_adapter<Scalar>::adapter_delta(index l, sublayer s, co
   mat d;
   ops::matmul(a, false, value(k, up_w()), true, d);
   if (m_cfg.bias) d.rowwise() += value(k, 3).col(0).transpose();
+  if (m_cfg.scaling != 1.0) d *= static_cast<Scalar>(m_cfg.scaling);
   if (pre_activation) *pre_activation = std::move(u);
   return d;
 }
 
 template <typename Scalar>
-void bottleneck_adapter<Scalar>::on_sublayer_output(index l, sublayer s, placement p, mat& h,
-                                                    const hook_context& ctx, tape_type& t) const {
-  if (p != m_cfg.where) return;
-  const index k = slot(l, s);
-  if (k < 0) return;
+matrix<Scalar> bottleneck_adapter<Scalar>::unit_forward(index l, sublayer s, const mat& z, const hook_context& ctx,
+                                                       tape_type& t) const {
   mat u;
-  mat d = adapter_delta(l, s, h, &u);
+  mat d = adapter_delta(l, s, z, &u);
   if (ctx.record) {
     const auto n = static_cast<std::size_t>(2 * m_shape.num_layers);
     if (t.z.size() != n) {
       t.z.assign(n, mat());
       t.u.assign(n, mat());
     }
-    const auto i = static_cast<std::size_t>(2 * l + (s == sublayer::ffn ? 1 : 0));
-    t.z[i] = h;
-    t.u[i] = std::move(u);
+    t.z[tape_slot(l, s)] = z;
+    t.u[tape_slot(l, s)] = std::move(u);
   }
-  h += d;
+  return d;
+}
+
+template <typename Scalar>
+void bottleneck_adapter<Scalar>::unit_backward(index l, sublayer s, const mat& dd, mat& dz, const tape_type& t) {
+  const index k = slot(l, s);
+  const auto i = tape_slot(l, s);
+  if (i >= t.z.size() || t.z[i].rows() != dd.rows())
+    throw invalid_argument("bottleneck_adapter: backward: no recorded forward for layer " + std::to_string(l) + " " +
+                           (s == sublayer::ffn ? "ffn" : "attention") + " (was forward called with a tape?)");
+  const mat& z = t.z[i];
+  const mat& u = t.u[i];
+  mat a = u;
+  activate(a);
+  const Scalar c = static_cast<Scalar>(m_cfg.scaling);
+  const mat scaled = c == Scalar(1) ? mat() : mat(dd * c);
+  const mat& dy = c == Scalar(1) ? dd : scaled;  // gradient of the unscaled up-projection
+  auto g_up = grad(k, up_w());
+  ops::matmul(dy, true, a, false, g_up, true);
+  if (m_cfg.bias) grad(k, 3) += dy.colwise().sum().transpose();
+  mat da;
+  ops::matmul(dy, false, value(k, up_w()), false, da);
+  activate_backward(u, da);
+  auto g_down = grad(k, 0);
+  ops::matmul(da, true, z, false, g_down, true);
+  if (m_cfg.bias) grad(k, 1) += da.colwise().sum().transpose();
+  ops::matmul(da, false, value(k, 0), false, dz, true);
+}
+
+template <typename Scalar>
+void bottleneck_adapter<Scalar>::on_sublayer_output(index l, sublayer s, placement p, mat& h,
+                                                    const hook_context& ctx, tape_type& t) const {
+  if (p != m_cfg.where || m_cfg.original_ln_before || slot(l, s) < 0) return;
+  h += unit_forward(l, s, h, ctx, t);
 }
 
 template <typename Scalar>
 void bottleneck_adapter<Scalar>::on_sublayer_output_backward(index l, sublayer s, placement p, mat& dh,
                                                              const tape_type& t) {
-  if (p != m_cfg.where) return;
-  const index k = slot(l, s);
-  if (k < 0) return;
-  const auto i = static_cast<std::size_t>(2 * l + (s == sublayer::ffn ? 1 : 0));
-  if (i >= t.z.size() || t.z[i].rows() != dh.rows())
-    throw invalid_argument("bottleneck_adapter::on_sublayer_output_backward: no recorded forward for layer " +
-                           std::to_string(l) + " " + (s == sublayer::ffn ? "ffn" : "attention") +
-                           " (was forward called with a tape?)");
-  const mat& z = t.z[i];
-  const mat& u = t.u[i];
-  mat a = u;
-  activate(a);
-  auto g_up = grad(k, up_w());
-  ops::matmul(dh, true, a, false, g_up, true);
-  if (m_cfg.bias) grad(k, 3) += dh.colwise().sum().transpose();
-  mat da;
-  ops::matmul(dh, false, value(k, up_w()), false, da);
-  activate_backward(u, da);
-  auto g_down = grad(k, 0);
-  ops::matmul(da, true, z, false, g_down, true);
-  if (m_cfg.bias) grad(k, 1) += da.colwise().sum().transpose();
-  ops::matmul(da, false, value(k, 0), false, dh, true);
+  if (p != m_cfg.where || m_cfg.original_ln_before || slot(l, s) < 0) return;
+  unit_backward(l, s, dh, dh, t);  // dh is both the branch's gradient and, with the residual, the input's
+}
+
+template <typename Scalar>
+void bottleneck_adapter<Scalar>::on_residual_norm(index l, sublayer s, const mat& z, mat& h, const hook_context& ctx,
+                                                  tape_type& t) const {
+  if (!reads_residual_norm(l, s)) return;
+  mat d = unit_forward(l, s, z, ctx, t);
+  if (m_cfg.residual_before_ln) {
+    h += d;
+  } else {
+    h = z + d;
+  }
+}
+
+template <typename Scalar>
+void bottleneck_adapter<Scalar>::on_residual_norm_backward(index l, sublayer s, mat& dh, mat& dz,
+                                                           const tape_type& t) {
+  if (!reads_residual_norm(l, s)) return;
+  unit_backward(l, s, dh, dz, t);
+  if (!m_cfg.residual_before_ln) {
+    dz += dh;
+    dh.setZero();
+  }
 }
 
 template <typename Scalar>
@@ -328,6 +389,9 @@ nlohmann::json bottleneck_adapter<Scalar>::config_json() const {
   j["init_weights"] = to_string(m_cfg.init);
   j["init_std"] = m_cfg.init_std;
   j["adapter_name"] = m_cfg.adapter_name;
+  j["scaling"] = m_cfg.scaling;
+  j["original_ln_before"] = m_cfg.original_ln_before;
+  j["residual_before_ln"] = m_cfg.residual_before_ln;
   write_shape_fields(j, m_shape);
   return j;
 }
@@ -361,6 +425,10 @@ bottleneck_adapter<Scalar> bottleneck_adapter<Scalar>::from_config(const nlohman
                                     {adapter_init::truncated_normal, adapter_init::normal});
   c.init_std = config_field<double>(j, "init_std", where);
   c.adapter_name = config_field<std::string>(j, "adapter_name", where);
+  // Added after checkpoints were first written: absent means AdapterHub's defaults.
+  c.scaling = config_field_or<double>(j, "scaling", 1.0, where);
+  c.original_ln_before = config_field_or<bool>(j, "original_ln_before", false, where);
+  c.residual_before_ln = config_field_or<bool>(j, "residual_before_ln", true, where);
   bottleneck_adapter a(shape, c, 0);
   a.m_params.values().setZero();
   return a;
@@ -396,6 +464,10 @@ void bottleneck_adapter<Scalar>::validate() const {
   if (m_cfg.bottleneck_size == 0 && !(m_cfg.reduction_factor > 0 && std::isfinite(m_cfg.reduction_factor)))
     fail("reduction_factor expected > 0 when bottleneck_size is 0, got " +
          std::to_string(m_cfg.reduction_factor));
+  if (!std::isfinite(m_cfg.scaling)) fail("scaling expected finite, got " + std::to_string(m_cfg.scaling));
+  if (m_cfg.original_ln_before && m_cfg.where != placement::post_dropout)
+    fail("original_ln_before expects placement post_dropout (the unit reads the sub-layer output after its "
+         "dropout, residual add and LayerNorm), got pre_dropout");
   if (!(m_cfg.init_std >= 0) || !std::isfinite(m_cfg.init_std))
     fail("init_std expected finite and >= 0, got " + std::to_string(m_cfg.init_std));
   if (m_cfg.adapter_name.empty() || m_cfg.adapter_name.find('.') != std::string::npos)

@@ -320,6 +320,30 @@ public:
     }, t);
   }
 
+  // Every member that reads the normed residual sum gets the same z, in order.
+  template <bool B = (has_on_residual_norm_v<Ps> || ...), std::enable_if_t<B, int> = 0>
+  bool reads_residual_norm(index l, sublayer s) const {
+    bool any = false;
+    for_each([&](const auto& m) {
+      if constexpr (has_on_residual_norm_v<std::decay_t<decltype(m)>>) any = any || m.reads_residual_norm(l, s);
+    });
+    return any;
+  }
+  template <bool B = (has_on_residual_norm_v<Ps> || ...), std::enable_if_t<B, int> = 0>
+  void on_residual_norm(index l, sublayer s, const mat& z, mat& h, const hook_context& ctx, tape_type& t) const {
+    fwd_each([&](const auto& m, auto& mt, auto tag) {
+      if constexpr (has_on_residual_norm_v<typename decltype(tag)::type>)
+        if (m.reads_residual_norm(l, s)) m.on_residual_norm(l, s, z, h, ctx, mt);
+    }, t);
+  }
+  template <bool B = (has_on_residual_norm_v<Ps> || ...), std::enable_if_t<B, int> = 0>
+  void on_residual_norm_backward(index l, sublayer s, mat& dh, mat& dz, const tape_type& t) {
+    bwd_each([&](auto& m, const auto& mt, auto tag) {
+      if constexpr (has_on_residual_norm_v<typename decltype(tag)::type>)
+        if (m.reads_residual_norm(l, s)) m.on_residual_norm_backward(l, s, dh, dz, mt);
+    }, t);
+  }
+
   template <bool B = (has_on_encoder_output_v<Ps> || ...), std::enable_if_t<B, int> = 0>
   void on_encoder_output(const mat& h0, mat& h, const hook_context& ctx, tape_type& t) const {
     fwd_each([&](const auto& m, auto& mt, auto tag) {

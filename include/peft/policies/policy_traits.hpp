@@ -23,6 +23,7 @@
 /// | linear scale | `linear_scale(l, w)` → `linear_scaling` | `on_linear_scale_backward(l, w, ds)` |
 /// | sub-layer output | `on_sublayer_output(l, s, p, h, ctx, tape)` | `on_sublayer_output_backward(l, s, p, dh, tape)` |
 /// | LayerNorm output | `on_norm_output(l, n, h, ctx, tape)` | `on_norm_output_backward(l, n, dh, tape)` |
+/// | normed residual sum | `reads_residual_norm(l, s)`, `on_residual_norm(l, s, z, h, ctx, tape)` | `on_residual_norm_backward(l, s, dh, dz, tape)` (adds to dz) |
 /// | encoder output | `on_encoder_output(h0, h, ctx, tape)` | `on_encoder_output_backward(dh, tape)` |
 ///
 /// `on_input_embeddings` sees the word embeddings `e` (`[B*T x E]`) of batch `b` before the
@@ -32,6 +33,16 @@
 ///
 /// `on_norm_output` runs on the output of each LayerNorm `n` the encoder has (`l` = -1 for the
 /// embeddings' and the final one); its backward runs where the backward pass reaches that norm.
+///
+/// `on_residual_norm` serves a unit that reads the sub-layer's output after the block's own
+/// residual add and LayerNorm, as AdapterHub's `original_ln_before` adapters do: in a post-norm
+/// encoder, where `reads_residual_norm(l, s)` is true, the encoder computes `z = LN(h + r)` from
+/// the sub-layer output `h` (after its dropout and `on_sublayer_output`), the block's residual
+/// input `r` and the block's LayerNorm, and the hook may change `h`, which then goes through
+/// that residual add and LayerNorm as usual (the LayerNorm runs twice, with the same weights).
+/// Its backward gets the gradient of the changed `h`, adds the gradient of `z` to `dz` and turns
+/// `dh` into the gradient of `h` along the hook's direct path; the encoder carries `dz` back
+/// through the LayerNorm into `h` and `r`. A pre-norm encoder refuses such a policy.
 ///
 /// `linear_scale` is the one hook the encoder does the math for: the policy names a vector `s`
 /// and which side of frozen linear `w` it multiplies, its input (`y = W (x ⊙ s) + b`) or its
@@ -216,6 +227,16 @@ struct has_on_norm_output<
                                                               cref_<policy_tape_t<P>>()))>> : std::true_type {};
 
 template <typename P, typename = void>
+struct has_on_residual_norm : std::false_type {};
+template <typename P>
+struct has_on_residual_norm<
+    P, std::void_t<decltype(bool(cref_<P>().reads_residual_norm(index{}, sublayer{}))),
+                   decltype(cref_<P>().on_residual_norm(index{}, sublayer{}, cref_<M_<P>>(), ref_<M_<P>>(),
+                                                        cref_<hook_context>(), ref_<policy_tape_t<P>>())),
+                   decltype(ref_<P>().on_residual_norm_backward(index{}, sublayer{}, ref_<M_<P>>(), ref_<M_<P>>(),
+                                                                cref_<policy_tape_t<P>>()))>> : std::true_type {};
+
+template <typename P, typename = void>
 struct has_on_encoder_output : std::false_type {};
 template <typename P>
 struct has_on_encoder_output<
@@ -249,6 +270,7 @@ template <typename P> inline constexpr bool has_on_linear_v = detail::has_on_lin
 template <typename P> inline constexpr bool has_linear_scale_v = detail::has_linear_scale<P>::value;
 template <typename P> inline constexpr bool has_on_sublayer_output_v = detail::has_on_sublayer_output<P>::value;
 template <typename P> inline constexpr bool has_on_norm_output_v = detail::has_on_norm_output<P>::value;
+template <typename P> inline constexpr bool has_on_residual_norm_v = detail::has_on_residual_norm<P>::value;
 template <typename P> inline constexpr bool has_on_encoder_output_v = detail::has_on_encoder_output<P>::value;
 template <typename P> inline constexpr bool has_lowest_layer_v = detail::has_lowest_layer<P>::value;
 
