@@ -24,6 +24,26 @@ peft::encoder_config cfg(const std::string& type) {
 peft::batch batch3() { return peft::make_batch({{2, 5, 7, 9, 3}, {2, 8, 3}, {2, 13, 17, 3}}, 0); }
 
 double loss_of(const peft::matrix<double>& logits, const peft::matrix<double>& R) { return (logits.array() * R.array()).sum(); }
+
+/// A classification head's parameter and input gradients (train mode, dropout on) against
+/// finite differences of sum(logits * R).
+void check_head_gradients(peft::classification_head<double>& head, const peft::encoder_weights<double>& w,
+                          peft::matrix<double>& h, const peft::batch& b) {
+  const auto R = random_matrix<double>(b.size(), head.num_classes(), 4);
+  auto loss = [&] {
+    peft::rng gen(8);
+    return loss_of(head.forward(w, h, b, peft::mode::train, &gen, nullptr), R);
+  };
+  peft::classification_head<double>::cache_type cache;
+  peft::rng gen(8);
+  head.forward(w, h, b, peft::mode::train, &gen, &cache);
+  head.parameters().zero_grad();
+  const auto dh = head.backward(w, R, b, cache, h.cols());
+  auto& p = head.parameters();
+  CHECK(check_gradient(p.values().data(), p.size(), p.grads().data(), loss, 1e-6).max_abs_err < 1e-8);
+  CHECK(check_gradient(h.data(), h.size(), dh.data(), loss, 1e-6).max_abs_err < 1e-8);
+  CHECK(dh.cwiseAbs().maxCoeff() > 1e-4);
+}
 }  // namespace
 
 TEST_CASE("classification head gradients match finite differences for every pooling", "[heads][grad]") {
@@ -33,21 +53,34 @@ TEST_CASE("classification head gradients match finite differences for every pool
     const auto b = batch3();
     peft::matrix<double> h = random_matrix<double>(b.rows(), 16, 9);
     peft::classification_head<double> head(16, 3, kind, 0.2, 1);
-    const auto R = random_matrix<double>(3, 3, 4);
-    auto loss = [&] {
-      peft::rng gen(8);
-      return loss_of(head.forward(*w, h, b, peft::mode::train, &gen, nullptr), R);
-    };
-    peft::classification_head<double>::cache_type cache;
-    peft::rng gen(8);
-    head.forward(*w, h, b, peft::mode::train, &gen, &cache);
-    head.parameters().zero_grad();
-    const auto dh = head.backward(*w, R, b, cache, 16);
     INFO("pooling " << peft::to_string(kind));
-    auto& p = head.parameters();
-    CHECK(check_gradient(p.values().data(), p.size(), p.grads().data(), loss, 1e-6).max_abs_err < 1e-8);
-    CHECK(check_gradient(h.data(), h.size(), dh.data(), loss, 1e-6).max_abs_err < 1e-8);
-    CHECK(dh.cwiseAbs().maxCoeff() > 1e-4);
+    check_head_gradients(head, *w, h, b);
+  }
+}
+
+TEST_CASE("classification head with a tanh hidden layer: gradients, blocks and the formula", "[heads][grad]") {
+  // RoBERTa's classifier / AdapterHub's two-layer head: out_proj(tanh(dense(x))) with dropout
+  // before each linear.
+  auto w = peft::random_encoder_weights<double>(cfg("bert"), 5);
+  const auto b = batch3();
+  peft::matrix<double> h = random_matrix<double>(b.rows(), 16, 9);
+  peft::classification_head<double> head(16, 3, peft::pool_kind::cls, 0.2, 1, true);
+  REQUIRE(head.hidden_layer());
+  REQUIRE(head.parameters().num_blocks() == 4);
+  CHECK(head.parameters().block(0).name == "classifier.dense.weight");
+  CHECK(head.parameters().block(2).name == "classifier.out_proj.weight");
+  CHECK(head.num_classes() == 3);
+  peft_test::randomise(head.parameters().values(), 0.4, 3);
+  check_head_gradients(head, *w, h, b);
+  // Eval mode: the formula on token 0 of each sequence, written out.
+  const auto logits = head.forward(*w, h, b, peft::mode::eval, nullptr, nullptr);
+  const auto& p = head.parameters();
+  const peft::matrix<double> Wd = p.value(0), Wo = p.value(2);
+  for (peft::index i = 0; i < b.size(); ++i) {
+    const Eigen::VectorXd x = h.row(i * b.time()).transpose();
+    const Eigen::VectorXd a = (Wd * x + p.value(1).col(0)).array().tanh().matrix();
+    const Eigen::VectorXd want = Wo * a + p.value(3).col(0);
+    CHECK((logits.row(i).transpose() - want).cwiseAbs().maxCoeff() < 1e-12);
   }
 }
 

@@ -6,7 +6,9 @@
 /// Trainable task heads. A head owns a `parameter_store` like a policy does, and maps the
 /// encoder output to class logits:
 ///  - `classification_head`: a linear layer over a pooled row (CLS, mean, BERT pooler or the
-///    USE-lite sentence embedding), with dropout on its input in train mode;
+///    USE-lite sentence embedding), with dropout on its input in train mode; optionally with
+///    one tanh hidden layer first (dropout, dense, tanh, dropout, out_proj), the head of
+///    transformers' RoBERTa classifier and AdapterHub's default classification head;
 ///  - `prompt_head`: prompt-based fine-tuning (LM-BFF / LiST): the masked-LM head at the
 ///    `[MASK]` position restricted to the label words. Its dense + LayerNorm and the label
 ///    words' output biases are trainable copies of the checkpoint's; the decoder stays tied
@@ -29,26 +31,34 @@
 
 namespace peft {
 
-/// Linear classifier over a pooled encoder output.
+/// Linear classifier over a pooled encoder output, optionally after one tanh hidden layer.
+/// Blocks: `classifier.weight`, `classifier.bias`; with the hidden layer (as RoBERTa's
+/// classifier names them) `classifier.dense.weight` [W x W], `classifier.dense.bias`,
+/// `classifier.out_proj.weight` [classes x W], `classifier.out_proj.bias`.
 template <typename Scalar>
 class classification_head {
 public:
   using scalar_type = Scalar;
   struct cache_type {
     pool_cache<Scalar> pool;
-    matrix<Scalar> input;  ///< pooled rows after dropout
-    matrix<Scalar> drop;   ///< dropout scales (empty in eval)
+    matrix<Scalar> input;   ///< input of the output layer (after its dropout)
+    matrix<Scalar> drop;    ///< dropout scales before the output layer (empty in eval)
+    matrix<Scalar> hidden_input;  ///< with the hidden layer: pooled rows after dropout
+    matrix<Scalar> hidden_drop;   ///< their dropout scales (empty in eval)
+    matrix<Scalar> tanh_out;      ///< tanh output before the second dropout
   };
 
   /// @param input_width width of the pooled row; @param classes number of labels (>= 2)
+  /// @param hidden_layer a tanh dense layer of width input_width before the output layer
   classification_head(index input_width, index classes, pool_kind pooling, double dropout,
-                      std::uint64_t seed);
+                      std::uint64_t seed, bool hidden_layer = false);
 
   parameter_store<Scalar>& parameters() noexcept { return m_params; }
   const parameter_store<Scalar>& parameters() const noexcept { return m_params; }
   index num_parameters() const noexcept { return m_params.size(); }
-  index num_classes() const noexcept { return m_params.block(0).rows; }
+  index num_classes() const noexcept { return m_params.block(out()).rows; }
   index input_width() const noexcept { return m_params.block(0).cols; }
+  bool hidden_layer() const noexcept { return m_hidden; }
   pool_kind pooling() const noexcept { return m_pooling; }
   double dropout() const noexcept { return m_dropout; }
 
@@ -67,27 +77,53 @@ public:
                           const cache_type& cache, index hidden);
 
 private:
-  matrix<Scalar> weight() const { return m_params.value(0); }
-  vector<Scalar> bias() const { return m_params.value(1).col(0); }
+  index out() const noexcept { return m_hidden ? 2 : 0; }
+  matrix<Scalar> weight() const { return m_params.value(out()); }
+  vector<Scalar> bias() const { return m_params.value(out() + 1).col(0); }
+  /// Dropout on @p x in train mode; the scales go to @p mask (emptied otherwise).
+  void drop(matrix<Scalar>& x, mode m, rng* gen, matrix<Scalar>* mask) const;
 
   parameter_store<Scalar> m_params;
   pool_kind m_pooling;
   double m_dropout;
+  bool m_hidden = false;
 };
 
 template <typename Scalar>
 classification_head<Scalar>::classification_head(index input_width, index classes, pool_kind pooling,
-                                                 double dropout, std::uint64_t seed)
-    : m_pooling(pooling), m_dropout(dropout) {
+                                                 double dropout, std::uint64_t seed, bool hidden_layer)
+    : m_pooling(pooling), m_dropout(dropout), m_hidden(hidden_layer) {
   if (classes < 2)
     throw invalid_argument("classification_head: classes expected >= 2, got " + std::to_string(classes));
   if (input_width < 1) throw invalid_argument("classification_head: input width expected >= 1");
   if (dropout < 0 || dropout >= 1) throw invalid_argument("classification_head: dropout expected in [0, 1)");
-  m_params.add("classifier.weight", classes, input_width, param_group::weight);
-  m_params.add("classifier.bias", classes, 1, param_group::bias);
+  if (hidden_layer) {
+    m_params.add("classifier.dense.weight", input_width, input_width, param_group::weight);
+    m_params.add("classifier.dense.bias", input_width, 1, param_group::bias);
+  }
+  m_params.add(hidden_layer ? "classifier.out_proj.weight" : "classifier.weight", classes, input_width,
+               param_group::weight);
+  m_params.add(hidden_layer ? "classifier.out_proj.bias" : "classifier.bias", classes, 1, param_group::bias);
   rng gen(seed);
-  auto w = m_params.value(0);
-  for (index i = 0; i < w.size(); ++i) w.data()[i] = static_cast<Scalar>(0.02 * gen.normal());  // BERT init
+  for (index b : {index(0), out()}) {
+    auto w = m_params.value(b);
+    for (index i = 0; i < w.size(); ++i) w.data()[i] = static_cast<Scalar>(0.02 * gen.normal());  // BERT init
+    if (!hidden_layer) break;
+  }
+}
+
+template <typename Scalar>
+void classification_head<Scalar>::drop(matrix<Scalar>& x, mode m, rng* gen, matrix<Scalar>* mask) const {
+  if (m == mode::train && m_dropout > 0) {
+    if (!gen)
+      throw invalid_argument("classification_head::forward: train mode with dropout needs a generator");
+    matrix<Scalar> scales;
+    ops::make_dropout_mask(x.rows(), x.cols(), m_dropout, *gen, scales);
+    x.array() *= scales.array();
+    if (mask) *mask = std::move(scales);
+  } else if (mask) {
+    mask->resize(0, 0);
+  }
 }
 
 template <typename Scalar>
@@ -104,16 +140,18 @@ matrix<Scalar> classification_head<Scalar>::forward_pooled(matrix<Scalar> x, mod
   if (x.cols() != input_width())
     throw invalid_argument("classification_head::forward: input width expected " +
                            std::to_string(input_width()) + ", got " + std::to_string(x.cols()));
-  if (m == mode::train && m_dropout > 0) {
-    if (!gen)
-      throw invalid_argument("classification_head::forward: train mode with dropout needs a generator");
-    matrix<Scalar> mask;
-    ops::make_dropout_mask(x.rows(), x.cols(), m_dropout, *gen, mask);
-    x.array() *= mask.array();
-    if (cache) cache->drop = std::move(mask);
-  } else if (cache) {
-    cache->drop.resize(0, 0);
+  if (m_hidden) {
+    drop(x, m, gen, cache ? &cache->hidden_drop : nullptr);
+    matrix<Scalar> a;
+    ops::linear_forward(x, matrix<Scalar>(m_params.value(0)), vector<Scalar>(m_params.value(1).col(0)), a);
+    a = a.array().tanh().matrix();
+    if (cache) {
+      cache->hidden_input = std::move(x);
+      cache->tanh_out = a;
+    }
+    x = std::move(a);
   }
+  drop(x, m, gen, cache ? &cache->drop : nullptr);
   matrix<Scalar> logits;
   ops::linear_forward(x, weight(), bias(), logits);
   if (cache) cache->input = std::move(x);
@@ -123,14 +161,24 @@ matrix<Scalar> classification_head<Scalar>::forward_pooled(matrix<Scalar> x, mod
 template <typename Scalar>
 matrix<Scalar> classification_head<Scalar>::backward_pooled(const matrix<Scalar>& d_logits,
                                                             const cache_type& cache) {
-  auto dw = m_params.grad(0);
+  auto dw = m_params.grad(out());
   vector<Scalar> db = vector<Scalar>::Zero(num_classes());
   ops::linear_backward_weight(cache.input, d_logits, dw, &db);
-  m_params.grad(1) += db;
+  m_params.grad(out() + 1) += db;
   matrix<Scalar> dx;
   ops::linear_backward_input(d_logits, weight(), dx);
   if (cache.drop.size() != 0) dx.array() *= cache.drop.array();
-  return dx;
+  if (!m_hidden) return dx;
+  // Through tanh and the hidden dense layer.
+  dx.array() *= Scalar(1) - cache.tanh_out.array().square();
+  auto dwh = m_params.grad(0);
+  vector<Scalar> dbh = vector<Scalar>::Zero(input_width());
+  ops::linear_backward_weight(cache.hidden_input, dx, dwh, &dbh);
+  m_params.grad(1) += dbh;
+  matrix<Scalar> din;
+  ops::linear_backward_input(dx, matrix<Scalar>(m_params.value(0)), din);
+  if (cache.hidden_drop.size() != 0) din.array() *= cache.hidden_drop.array();
+  return din;
 }
 
 template <typename Scalar>
