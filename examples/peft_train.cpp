@@ -65,6 +65,7 @@ struct options {
   bool mpmp_flags = false;  // any MPMP-only option given
   std::string state;
   std::string init_adapter;  ///< --init-adapter: the policy starts from this folder
+  std::string export_adapterhub;  ///< --export-adapterhub: the trained adapter and head, as AdapterHub's folder
   long save_every = 10;
   bool resume = false, data_parallel = false;
   double weight_decay = 0, warmup = 0;
@@ -113,6 +114,10 @@ void add_options(cli::app& app, options& o) {
       ->check(cli::one_of({"cls", "mean", "pooler", "sentence"}))->group(task);
   app.add_option("--max-length", o.max_length, "longest input in tokens (0: 128)")->check(cli::integer(2))->group(task);
   app.add_option("--save", o.save, "save the task (policy, head, labels, settings) to this folder, as one unit")
+      ->group(task);
+  app.add_option("--export-adapterhub", o.export_adapterhub,
+                 "also write the trained bottleneck adapter (houlsby, pfeiffer) and its head as an AdapterHub "
+                 "folder (adapter_config.json, adapter.safetensors, head_config.json)")
       ->group(task);
   app.add_option("--threads", o.threads, "OpenMP threads (0: the default)")->check(cli::integer(1))->group(task);
 
@@ -181,6 +186,12 @@ void add_options(cli::app& app, options& o) {
   policy("--adapter-size", "bottleneck_size", "adapter bottleneck m [Houlsby 64, LiST 128]", cli::integer(1), integer);
   policy("--reduction-factor", "reduction_factor", "adapter reduction factor hidden/m [Pfeiffer 16]",
          cli::number(1e-6, 1e6), real);
+  policy("--adapter-ln-before", "original_ln_before",
+         "adapter reads LN(h + x), the sub-layer output after its block's residual add and LayerNorm, as "
+         "AdapterHub's Pfeiffer / seq_bn does (BERT-family models): 0|1 [0]",
+         cli::integer(0, 1), [](const std::string& v) { return nlohmann::json(v != "0"); });
+  policy("--adapter-scaling", "scaling", "multiplies the adapter's branch (AdapterHub's scaling) [1]",
+         cli::number(-1e6, 1e6), real);
   policy("--prefix-tokens", "num_virtual_tokens", "prefix length [10]", cli::integer(1), integer);
   policy("--prefix-projection", "prefix_projection", "prefix through its MLP during training: 0|1 [1]",
          cli::integer(0, 1), [](const std::string& v) { return nlohmann::json(v != "0"); });
@@ -289,6 +300,11 @@ void check(const cli::app& app, options& o) {
     throw usage_error("--state goes with the fit-based methods, not " + o.method);
   if (o.data_parallel && o.method == "mpmp") throw usage_error("--data-parallel does not go with method mpmp");
   if (o.tmpl.empty() != o.verbalizer.empty()) throw usage_error("--template and --verbalizer go together");
+  if (!o.export_adapterhub.empty() && (o.method == "list" || peft::find_method(o.method).peft_type != "BOTTLENECK_ADAPTER"))
+    throw usage_error("--export-adapterhub writes AdapterHub's bottleneck adapters: methods houlsby and pfeiffer, not " +
+                      o.method);
+  if (!o.export_adapterhub.empty() && !o.tmpl.empty())
+    throw usage_error("--export-adapterhub writes a classification head; --template trains a prompt head");
   if (o.method == "list" && o.unlabeled.empty()) throw usage_error("method list (LiST) needs --unlabeled POOL");
   if (o.method == "list" && (o.lr > 0 || o.epochs || o.steps))
     throw usage_error("method list takes --teacher-lr/--student-lr and --teacher-epochs/--student-steps/--finetune-epochs, "
@@ -456,6 +472,12 @@ int run(const options& o, peft::collective* comm) {
   }
   if (!lead) return 0;
   if (!o.save.empty()) task::save_task(o.save, s, labels, r);  // one unit: policy, head, labels, settings
+  if (!o.export_adapterhub.empty()) {
+    const auto* adapter = r.policy.get_if<peft::bottleneck_adapter<float>>();
+    if (!adapter) throw peft::invalid_argument("--export-adapterhub: the trained policy is not a bottleneck adapter");
+    const peft::adapterhub_head head{labels.labels(), s.pooling, r.head};
+    peft::save_adapterhub_adapter(o.export_adapterhub, *adapter, {o.model}, &head);
+  }
   nlohmann::json out = {{"method", o.method},
                         {"accuracy", r.accuracy},
                         {"macro_f1", r.macro_f1},

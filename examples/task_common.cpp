@@ -16,12 +16,15 @@ saved_task open_task(const model_files& m, const std::string& dir, const bare_ta
   }
   if (!fs::is_directory(dir)) throw peft::io_error(where + "adapter folder '" + dir + "' does not exist");
   // A Hugging Face sequence classifier's folder carries its head (modules_to_save), and its
-  // model's config.json may name the classes (id2label).
-  if (bare.head.empty() && (!fs::exists(fs::path(dir) / peft::adapter_config_file) || peft::read_saved_modules(dir).empty()))
+  // model's config.json may name the classes (id2label); an AdapterHub folder may carry a head
+  // with its class names (head_config.json).
+  const bool has_config = fs::exists(fs::path(dir) / peft::adapter_config_file);
+  const auto head = bare.head.empty() && has_config ? read_folder_head(dir) : std::nullopt;
+  if (bare.head.empty() && !head)
     throw usage_error(where + "'" + dir +
-                      "' has no task.json and saves no classifier (modules_to_save): a bare adapter folder needs "
-                      "--head FILE and --labels");
-  if (bare.labels.empty()) {
+                      "' has no task.json and saves no classifier (modules_to_save or head_config.json): a bare "
+                      "adapter folder needs --head FILE and --labels");
+  if (bare.labels.empty() && !(head && !head->labels.empty())) {
     try {
       (void)model_labels(m);
     } catch (const peft::invalid_argument& e) {

@@ -6,6 +6,8 @@
 // peft::load_any_policy (a composition, whose member types the folder cannot name, as the one
 // composed type the harness knows). Then, independently of peft_type, every method's
 // from_config parses the same JSON. A policy that loads must save and load again (round trip).
+// AdapterHub's adapter_config.json (seed adapterhub_seq_bn.json) goes through the same
+// load_any_policy, which reads it with io/adapterhub.hpp.
 #include <peft/io/adapter_checkpoint.hpp>
 #include <peft/methods.hpp>
 #include <peft/policies/adapter_fusion.hpp>
@@ -187,6 +189,9 @@ PEFT_FUZZ_TARGET(adapter_config) {
   const fs::path dir = peft_fuzz::fresh_scratch_dir("adapter");
   peft_fuzz::write_bytes(dir / peft::adapter_config_file, data, size);
   peft_fuzz::write_bytes(dir / peft::adapter_weights_file, weights.at(type));
+  // An AdapterHub config (a nested "config", no peft_type) reads its weights from adapter.safetensors:
+  // the bottleneck weights (their keys are AdapterHub's, adapter name "default").
+  peft_fuzz::write_bytes(dir / peft::adapterhub_weights_file, weights.at("BOTTLENECK_ADAPTER"));
   peft_fuzz::expect_only_peft_errors([&] { (void)peft::read_adapter_tensors(dir.string()); });
   peft_fuzz::expect_only_peft_errors([&] { load_unknown(dir.string(), shape); });
 

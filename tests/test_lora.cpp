@@ -25,6 +25,7 @@
 #include <fstream>
 
 #include "gradcheck.hpp"
+#include "reference_compare.hpp"
 #include "small_model.hpp"
 #include "test_common.hpp"
 
@@ -359,33 +360,8 @@ TEST_CASE("LoRA's output is the frozen encoder's with (alpha / r) B A added to e
 
 namespace {
 
-/// Largest |ours - reference| over the real tokens of a [B, T, H] reference (.npy, float32).
-double max_hidden_diff(const peft::matrix<float>& h, const std::string& path, const peft::batch& b) {
-  auto c = peft::detail::read_npy_contents(path, "test");
-  const auto ref = peft::detail::npy_float_values<double>(c, path);
-  REQUIRE(c.shape.size() == 3);
-  const auto T = static_cast<peft::index>(c.shape[1]), H = static_cast<peft::index>(c.shape[2]);
-  REQUIRE(h.rows() == b.size() * T);
-  REQUIRE(h.cols() == H);
-  double mx = 0;
-  for (peft::index i = 0; i < b.size(); ++i)
-    for (peft::index t = 0; t < T; ++t)
-      if (b.mask(i, t))
-        for (peft::index x = 0; x < H; ++x)
-          mx = std::max(mx, std::abs(double(h(i * T + t, x)) - ref[std::size_t((i * T + t) * H + x)]));
-  return mx;
-}
-
-struct hf_fixture {
-  std::string dir = peft_test::reference_dir() + "/hf_peft";
-  peft::shared_weights<float> weights = peft::load_hf_encoder<float>(dir + "/model");
-  peft::encoder<peft::bert, float> enc{weights};
-  peft::batch b;
-  hf_fixture() {
-    b.ids = peft::read_npy_ids(dir + "/model/inputs_ids.npy");
-    b.mask = peft::read_npy_ids(dir + "/model/inputs_mask.npy");
-    b.segments = peft::read_npy_ids(dir + "/model/token_type_ids.npy");
-  }
+struct hf_fixture : peft_test::reference_bert {
+  hf_fixture() : reference_bert(peft_test::reference_dir() + "/hf_peft") {}
 };
 
 /// Largest difference between PyTorch's logits (fixture folder @p name's logits.npy) and those of
@@ -399,14 +375,7 @@ double max_logits_diff(const hf_fixture& f, const P& p, const std::string& name,
   peft::classification_head<float> head(f.enc.hidden_size(), 3, peft::pool_kind::pooler, 0.1, 0);
   peft::load_store_tensors(head.parameters(), modules, "test");
   const auto logits = head.forward(*f.weights, f.enc.forward(in, p), in, peft::mode::eval, nullptr, nullptr);
-  auto c = peft::detail::read_npy_contents(f.dir + "/" + name + "/logits.npy", "test");
-  const auto ref = peft::detail::npy_float_values<double>(c, "logits.npy");
-  REQUIRE(logits.size() == static_cast<peft::index>(ref.size()));
-  double d = 0;
-  for (peft::index i = 0; i < logits.rows(); ++i)
-    for (peft::index k = 0; k < logits.cols(); ++k)
-      d = std::max(d, std::abs(double(logits(i, k)) - ref[std::size_t(i * logits.cols() + k)]));
-  return d;
+  return peft_test::max_matrix_diff(logits, f.dir + "/" + name + "/logits.npy");
 }
 
 /// Copies Hugging Face fixture folder @p name to scratch with its config edited by @p edit.
@@ -431,7 +400,7 @@ TEST_CASE("LoRA folders written by Hugging Face PEFT load and compute what PyTor
   for (const char* name : {"lora_seqcls", "lora_model", "lora_bare"}) {
     const std::string dir = f.dir + "/" + name;
     const auto p = peft::load_policy<lora<float>>(dir, f.enc.shape());
-    const double d = max_hidden_diff(f.enc.forward(f.b, p), dir + "/hidden.npy", f.b);
+    const double d = peft_test::max_hidden_diff(f.enc.forward(f.b, p), dir + "/hidden.npy", f.b);
     INFO(name << ": hidden states max abs diff " << d);
     CHECK(d <= 1e-5);
     std::printf("hf_peft %-12s hidden max abs diff %.2g\n", name, d);
@@ -688,7 +657,7 @@ TEST_CASE("(IA)3 folders written by Hugging Face PEFT load and compute what PyTo
   for (const char* name : {"ia3_seqcls", "ia3_layers"}) {
     const std::string dir = f.dir + "/" + name;
     const auto p = peft::load_policy<peft::ia3<float>>(dir, f.enc.shape());
-    const double d = max_hidden_diff(f.enc.forward(f.b, p), dir + "/hidden.npy", f.b);
+    const double d = peft_test::max_hidden_diff(f.enc.forward(f.b, p), dir + "/hidden.npy", f.b);
     INFO(name << ": hidden states max abs diff " << d);
     CHECK(d <= 1e-5);
     std::printf("hf_peft %-12s hidden max abs diff %.2g\n", name, d);
@@ -787,7 +756,7 @@ TEST_CASE("prompt tuning folders written by Hugging Face PEFT compute what PyTor
   // The prompt goes in front: positions 0..3 are virtual (token type 0), the text follows at 4..,
   // and BERT's pooler reads the first virtual token, as in Hugging Face PEFT.
   const peft::batch in = peft::with_virtual_tokens(f.b, 4);
-  const double d = max_hidden_diff(f.enc.forward(in, p), dir + "/hidden.npy", in);
+  const double d = peft_test::max_hidden_diff(f.enc.forward(in, p), dir + "/hidden.npy", in);
   INFO("hidden states (virtual tokens and text) max abs diff " << d);
   CHECK(d <= 1e-5);
   const double dl = max_logits_diff(f, p, "prompt_seqcls", &in);
@@ -934,7 +903,7 @@ TEST_CASE("prefix tuning folders written by Hugging Face PEFT compute what PyTor
   CHECK(p.ejected());
   CHECK(p.config().position_offset);  // the text at positions 3.., after the prefix
   CHECK(p.position_offset() == 3);
-  const double d = max_hidden_diff(f.enc.forward(f.b, p), dir + "/hidden.npy", f.b);
+  const double d = peft_test::max_hidden_diff(f.enc.forward(f.b, p), dir + "/hidden.npy", f.b);
   const double dl = max_logits_diff(f, p, "prefix_seqcls");
   INFO("hidden max abs diff " << d << ", logits " << dl);
   CHECK(d <= 1e-5);
@@ -946,7 +915,7 @@ TEST_CASE("prefix tuning folders written by Hugging Face PEFT compute what PyTor
   peft::prefix_tuning<float> unshifted(f.enc.shape(), c, 0);
   unshifted.eject();
   unshifted.parameters().values() = p.parameters().values();
-  CHECK(max_hidden_diff(f.enc.forward(f.b, unshifted), dir + "/hidden.npy", f.b) > 1e-3);
+  CHECK(peft_test::max_hidden_diff(f.enc.forward(f.b, unshifted), dir + "/hidden.npy", f.b) > 1e-3);
 }
 
 TEST_CASE("prefix tuning: peft writes Hugging Face's layout only for the shifted positions, and reads both",

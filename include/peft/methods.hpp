@@ -38,6 +38,7 @@
 #include "core/parameter.hpp"
 #include "error.hpp"
 #include "io/adapter_checkpoint.hpp"
+#include "io/adapterhub.hpp"
 #include "policies/adapter_fusion.hpp"
 #include "policies/bitfit.hpp"
 #include "policies/bottleneck_adapter.hpp"
@@ -403,12 +404,19 @@ std::string known_peft_types() {
 }
 
 /// Loads the policy saved in @p dir (by `save_policy`, or by another tool in the same layout)
-/// as whatever registered class its `peft_type` names.
+/// as whatever registered class its `peft_type` names, or an AdapterHub bottleneck adapter or
+/// AdapterFusion folder (io/adapterhub.hpp).
 /// @throws io_error for a missing or malformed folder; invalid_argument for a `peft_type`
 ///   that is not registered (naming it and the known ones) and everything `load_policy` throws
 template <typename Scalar = float>
 any_policy<Scalar> load_any_policy(const std::string& dir, const encoder_shape& shape) {
+  // AdapterHub's folders (io/adapterhub.hpp): a fusion has no adapter_config.json, an adapter
+  // has one with a nested "config" and no peft_type.
+  if (is_adapterhub_fusion_folder(dir) &&
+      !std::filesystem::exists(std::filesystem::path(dir) / adapter_config_file))
+    return any_policy<Scalar>(load_adapterhub_fusion<Scalar>(dir, shape));
   const nlohmann::json cfg = read_adapter_config(dir);
+  if (is_adapterhub_config(cfg)) return any_policy<Scalar>(load_adapterhub_adapter<Scalar>(dir, shape));
   const std::string where =
       "load_any_policy: '" + (std::filesystem::path(dir) / adapter_config_file).string() + "'";
   const auto it = cfg.find("peft_type");

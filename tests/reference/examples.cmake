@@ -23,6 +23,13 @@ if(TARGET peft-train AND TARGET peft-predict AND TARGET peft-serve)
             ${CMAKE_CURRENT_BINARY_DIR}/scratch/hf_peft $<TARGET_FILE:peft-serve>)
   set_tests_properties(example_hf_peft PROPERTIES FIXTURES_REQUIRED peft_reference TIMEOUT 600)
 endif()
+if(TARGET peft-train AND TARGET peft-predict AND TARGET peft-serve)
+  add_test(NAME example_adapterhub
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/examples/check_adapterhub.py
+            $<TARGET_FILE:peft-train> $<TARGET_FILE:peft-predict> $<TARGET_FILE:peft-serve>
+            ${CMAKE_CURRENT_BINARY_DIR}/reference/adapterhub ${CMAKE_CURRENT_BINARY_DIR}/scratch/adapterhub)
+  set_tests_properties(example_adapterhub PROPERTIES FIXTURES_REQUIRED peft_reference TIMEOUT 600)
+endif()
 if(TARGET peft-train)
   add_test(NAME example_methods_learn
     COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/examples/check_methods.py $<TARGET_FILE:peft-train>

@@ -81,6 +81,7 @@ import os
 import re
 import shutil
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -258,7 +259,8 @@ def ia3_tensors(ia3, saved_prefix):
             for path, (v, ff) in ia3.items()}
 
 
-def encoder(model_cfg, w, ids, mask, types, lora, prefix, ia3=None, prompt=None, past=None, position_offset=0):
+def encoder(model_cfg, w, ids, mask, types, lora, prefix, ia3=None, prompt=None, past=None, position_offset=0,
+            sublayer=None):
     """The hidden states [B, T, H]; with `prompt` [n, H] (prompt tuning) [B, n + T, H], the
     prompt in front of the word embeddings, n ones in front of the mask and n zeros in front of
     the token types, the positions numbering the whole sequence.
@@ -266,7 +268,11 @@ def encoder(model_cfg, w, ids, mask, types, lora, prefix, ia3=None, prompt=None,
     tuning's past_key_values) is {layer: (K [n, H], V [n, H])}: each self-attention puts those n
     keys and values (split into heads as its own are) in front of its own, and n ones go in front of
     the mask; the hidden states stay [B, T, H]. `position_offset` is where BERT's embeddings start
-    numbering the tokens (past_key_values_length: n with `past`)."""
+    numbering the tokens (past_key_values_length: n with `past`).
+    `sublayer(layer, site, h, r, norm)`, when given, replaces how each layer ends its two sub-layers
+    (site "attention.output" and "output"): h is the sub-layer's dense output, r its residual input
+    and norm(x) the sub-layer's own LayerNorm; without it the sub-layer returns norm(r + h), as
+    BERT does (AdapterHub's bottleneck adapters hook in here)."""
     H, eps, nh = model_cfg["hidden_size"], model_cfg["layer_norm_eps"], model_cfg["num_attention_heads"]
     dh = H // nh
     words = w["embeddings.word_embeddings.weight"][ids]
@@ -284,6 +290,10 @@ def encoder(model_cfg, w, ids, mask, types, lora, prefix, ia3=None, prompt=None,
     x = (words + w["embeddings.position_embeddings.weight"][positions] +
          w["embeddings.token_type_embeddings.weight"][types])
     h = F.layer_norm(x, (H,), w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
+
+    def layer_norm(module):
+        return lambda t: F.layer_norm(t, (H,), w[module + "LayerNorm.weight"], w[module + "LayerNorm.bias"], eps)
+
     for i in range(model_cfg["num_hidden_layers"]):
         p = "encoder.layer.%d." % i
 
@@ -310,11 +320,18 @@ def encoder(model_cfg, w, ids, mask, types, lora, prefix, ia3=None, prompt=None,
         scores = q @ k.transpose(-1, -2) / math.sqrt(dh)
         scores = scores.masked_fill((mask == 0)[:, None, None, :], float("-inf"))
         ctx = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(B, T, H)
-        a = F.layer_norm(h + lin(ctx, "attention.output.dense"), (H,), w[p + "attention.output.LayerNorm.weight"],
-                         w[p + "attention.output.LayerNorm.bias"], eps)
+        if sublayer is None:
+            a = F.layer_norm(h + lin(ctx, "attention.output.dense"), (H,), w[p + "attention.output.LayerNorm.weight"],
+                             w[p + "attention.output.LayerNorm.bias"], eps)
+        else:
+            a = sublayer(i, "attention.output", lin(ctx, "attention.output.dense"), h,
+                         layer_norm(p + "attention.output."))
         u = lin(a, "intermediate.dense")
         f = lin(0.5 * u * (1 + torch.erf(u / math.sqrt(2))), "output.dense")
-        h = F.layer_norm(a + f, (H,), w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps)
+        if sublayer is None:
+            h = F.layer_norm(a + f, (H,), w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps)
+        else:
+            h = sublayer(i, "output", f, a, layer_norm(p + "output."))
     return h
 
 
@@ -352,8 +369,17 @@ def write_text_probs(path, rows, voc, labels, logits_of):
         json.dump(probs, f, indent=1)
 
 
-def main():
-    out = sys.argv[1]
+def write_model_folder(out):
+    """Removes and recreates `out`, then writes the small random BERT sequence classifier both
+    reference scripts adapt (torch_hf_peft.py and torch_adapterhub.py):
+      out/model/    config.json (3 labels negative / neutral / positive, id2label and label2id),
+                    model.safetensors (bert.* keys, F32, weights seed 11), vocab.txt (whole
+                    words, see vocab()) and the inputs inputs_ids.npy, inputs_mask.npy,
+                    token_type_ids.npy (int64 [B, T], seed 12)
+      out/text.jsonl  24 sentences of vocabulary words with labels, one JSON object a line
+    Returns a namespace: cfg (the model config), w (float64 weights, the stored float32 values,
+    under torch_bert's internal names), ids, mask, types, labels, voc (the vocabulary list) and
+    rows (the text.jsonl rows)."""
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     model_cfg = torch_bert.base_config("bert")
@@ -377,6 +403,23 @@ def main():
     assert len(voc) == model_cfg["vocab_size"]
     with open(os.path.join(model_dir, "vocab.txt"), "w") as f:
         f.write("\n".join(voc) + "\n")
+
+    # Sentences of vocabulary words, from a random state of their own.
+    rng = np.random.RandomState(14)
+    rows = []
+    for i in range(24):
+        words = [WORDS[j] for j in rng.randint(0, len(WORDS), size=rng.randint(3, 12))]
+        rows.append({"text": " ".join(words), "label": labels[i % len(labels)]})
+    with open(os.path.join(out, "text.jsonl"), "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    return SimpleNamespace(cfg=model_cfg, w=w, ids=ids, mask=mask, types=types, labels=labels, voc=voc, rows=rows)
+
+
+def main():
+    out = sys.argv[1]
+    m = write_model_folder(out)
+    model_cfg, w, ids, mask, types, labels, voc, rows = m.cfg, m.w, m.ids, m.mask, m.types, m.labels, m.voc, m.rows
 
     g = torch.Generator().manual_seed(13)
     H = model_cfg["hidden_size"]
@@ -403,22 +446,12 @@ def main():
     d = os.path.join(out, "lora_seqcls")
     write_adapter(d, cfg, tensors, h, logits)
 
-    # Sentences through the same classifier, one at a time: what peft-predict must print.
-    rng = np.random.RandomState(14)
-    rows, probs = [], []
-    for i in range(24):
-        words = [WORDS[j] for j in rng.randint(0, len(WORDS), size=rng.randint(3, 12))]
-        row_ids = torch.tensor([[2] + [voc.index(x) for x in words] + [3]])
-        hh = encoder(model_cfg, w, row_ids, torch.ones_like(row_ids), torch.zeros_like(row_ids), lora, "bert.")
-        p = torch.softmax(F.linear(torch.tanh(F.linear(hh[:, 0], w["pooler.dense.weight"], w["pooler.dense.bias"])),
-                                   cls_w, cls_b), -1)[0]
-        rows.append({"text": " ".join(words), "label": labels[i % len(labels)]})
-        probs.append({labels[k]: float(p[k]) for k in range(len(labels))})
-    with open(os.path.join(out, "text.jsonl"), "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    with open(os.path.join(out, "text_probs.json"), "w") as f:
-        json.dump(probs, f, indent=1)
+    # The sentences of text.jsonl through the same classifier, one at a time: what peft-predict must print.
+    def lora_logits(row_ids, row_mask, row_types):
+        hh = encoder(model_cfg, w, row_ids, row_mask, row_types, lora, "bert.")
+        return F.linear(torch.tanh(F.linear(hh[:, 0], w["pooler.dense.weight"], w["pooler.dense.bias"])), cls_w, cls_b)
+
+    write_text_probs(os.path.join(out, "text_probs.json"), rows, voc, labels, lora_logits)
 
     # 2. PeftModel over BertModel: a regular expression for target_modules.
     cfg = lora_config(task_type="FEATURE_EXTRACTION", r=3, lora_alpha=5,

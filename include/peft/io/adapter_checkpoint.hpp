@@ -69,20 +69,26 @@ nlohmann::json checkpoint_config(const P& p, const hf_save_info& info = {}) {
   return detail::to_saved_config(cfg, info);
 }
 
+namespace detail {
+/// Reads and parses the JSON object in file @p path; @p where names the caller in messages.
+/// @throws peft::io_error naming the file if it is missing, not JSON or not an object
+inline nlohmann::json read_json_object(const std::string& path, const std::string& where) {
+  const std::string text = read_file(path, where.c_str());
+  nlohmann::json j;
+  try {
+    j = parse_json_limited(text, where + ": '" + path + "'");
+  } catch (const nlohmann::json::exception& e) {
+    throw io_error(where + ": '" + path + "' is not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw io_error(where + ": '" + path + "' expected a JSON object, got " + j.type_name());
+  return j;
+}
+}  // namespace detail
+
 /// Reads and parses `<dir>/adapter_config.json`.
 /// @throws peft::io_error naming the file if it is missing or not a JSON object
 inline nlohmann::json read_adapter_config(const std::string& dir) {
-  const std::string path = (std::filesystem::path(dir) / adapter_config_file).string();
-  const std::string text = detail::read_file(path, "read_adapter_config");
-  nlohmann::json cfg;
-  try {
-    cfg = detail::parse_json_limited(text, "read_adapter_config: '" + path + "'");
-  } catch (const nlohmann::json::exception& e) {
-    throw io_error("read_adapter_config: '" + path + "' is not valid JSON: " + e.what());
-  }
-  if (!cfg.is_object())
-    throw io_error("read_adapter_config: '" + path + "' expected a JSON object, got " + cfg.type_name());
-  return cfg;
+  return detail::read_json_object((std::filesystem::path(dir) / adapter_config_file).string(), "read_adapter_config");
 }
 
 namespace detail {

@@ -214,6 +214,18 @@ struct bare_task_options {
 PEFT_TASK_API saved_task read_bare_task(const model_files& m, const std::string& dir, const bare_task_options& o,
                           const std::string& where = "");
 
+/// The classification head an adapter folder carries: a Hugging Face PEFT folder's
+/// `modules_to_save` classifier (read through BERT's pooler, no class names) or an AdapterHub
+/// folder's head (head_config.json: its pooling and `label2id` names).
+struct folder_head {
+  std::map<std::string, peft::tensor> tensors;  ///< classifier.weight, classifier.bias
+  std::string pooling;                          ///< "pooler" or "cls"
+  std::vector<std::string> labels;              ///< empty: not recorded in the folder
+};
+/// The head adapter folder @p dir carries, if any (see folder_head).
+/// @throws peft::io_error / peft::invalid_argument for an unreadable folder or a head peft cannot use
+PEFT_TASK_API std::optional<folder_head> read_folder_head(const std::string& dir);
+
 /// The class names of @p m's config.json `id2label`, in id order (a transformers sequence
 /// classifier's). @p where prefixes the message.
 /// @throws peft::invalid_argument when the model has no usable id2label
@@ -241,14 +253,18 @@ template <typename Head>
 void load_head_file(const std::string& path, Head& head) {
   std::map<std::string, peft::tensor> t;
   if (fs::is_directory(path)) {
-    t = peft::read_saved_modules(path);
-    if (t.count("classifier.dense.weight") || t.count("classifier.out_proj.weight"))
-      throw peft::invalid_argument("load_head: '" + path +
-                                   "' saves RoBERTa's classification head (classifier.dense + classifier.out_proj), "
-                                   "which is not one of peft's heads (a linear classifier over a pooled row)");
+    const auto saved = read_folder_head(path);
+    if (saved) t = saved->tensors;
   } else {
     const auto f = peft::safetensors_file::open(path);
     for (const auto& n : f.names()) t[n] = f.load(n);
+  }
+  if constexpr (std::is_same_v<Head, peft::classification_head<float>>) {
+    // The tensors say whether the head has a tanh hidden layer (RoBERTa's classifier,
+    // AdapterHub's two-layer head): rebuild it to match before loading.
+    const bool hidden = t.count("classifier.dense.weight") > 0;
+    if (hidden != head.hidden_layer())
+      head = Head(head.input_width(), head.num_classes(), head.pooling(), head.dropout(), 0, hidden);
   }
   peft::load_store_tensors(head.parameters(), t, "load_head: '" + path + "'");
 }

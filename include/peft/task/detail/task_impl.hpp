@@ -154,27 +154,51 @@ PEFT_TASK_API std::string method_of_peft_type(const std::string& peft_type) {
                                peft::known_peft_types() + ")");
 }
 
+PEFT_TASK_API std::optional<folder_head> read_folder_head(const std::string& dir) {
+  if (peft::is_adapterhub_fusion_folder(dir) && !fs::exists(fs::path(dir) / peft::adapter_config_file))
+    return std::nullopt;  // an AdapterFusion folder: heads live with adapters
+  const auto cfg = peft::read_adapter_config(dir);
+  if (peft::is_adapterhub_config(cfg)) {
+    auto h = peft::read_adapterhub_head(dir);
+    if (!h) return std::nullopt;
+    return folder_head{std::move(h->tensors), h->pooling, std::move(h->labels)};
+  }
+  auto modules = peft::read_saved_modules(dir);
+  if (modules.empty()) return std::nullopt;
+  // BERT's classifier reads the pooler; RoBERTa's (dense, tanh, out_proj) reads token 0.
+  const bool roberta = modules.count("classifier.dense.weight") > 0;
+  return folder_head{std::move(modules), roberta ? "cls" : "pooler", {}};
+}
+
 PEFT_TASK_API saved_task read_bare_task(const model_files& m, const std::string& dir, const bare_task_options& o,
                                         const std::string& where) {
   if (!fs::is_directory(dir)) throw peft::io_error(where + "adapter folder '" + dir + "' does not exist");
   saved_task t;
-  const auto cfg = peft::read_adapter_config(dir);
-  const auto type = cfg.find("peft_type");
-  t.settings.method = method_of_peft_type(type != cfg.end() && type->is_string() ? type->get<std::string>() : "");
+  if (peft::is_adapterhub_fusion_folder(dir) && !fs::exists(fs::path(dir) / peft::adapter_config_file)) {
+    t.settings.method = method_of_peft_type("ADAPTER_FUSION");
+  } else {
+    const auto cfg = peft::read_adapter_config(dir);
+    const auto type = cfg.find("peft_type");
+    t.settings.method = peft::is_adapterhub_config(cfg) ? method_of_peft_type("BOTTLENECK_ADAPTER")
+                        : method_of_peft_type(type != cfg.end() && type->is_string() ? type->get<std::string>() : "");
+  }
   t.settings.model_type = m.model_type;
   // A Hugging Face sequence classifier saves its head in the adapter (modules_to_save) and
-  // reads it from BERT's pooler.
-  const bool saved_head = o.head.empty() && !peft::read_saved_modules(dir).empty();
+  // reads it from BERT's pooler; an AdapterHub folder may save one (head_config.json).
+  const auto folder = o.head.empty() ? read_folder_head(dir) : std::nullopt;
+  const bool saved_head = folder.has_value();
   if (o.head.empty() && !saved_head)
     throw peft::invalid_argument(where + "'" + dir +
-                                 "' has no task.json and saves no classifier (modules_to_save): a bare adapter "
-                                 "folder needs a head file");
-  t.settings.pooling = !o.pooling.empty() ? o.pooling : saved_head ? "pooler" : "cls";
+                                 "' has no task.json and saves no classifier (modules_to_save or head_config.json): "
+                                 "a bare adapter folder needs a head file");
+  t.settings.pooling = !o.pooling.empty() ? o.pooling : saved_head ? folder->pooling : "cls";
   (void)peft::parse_pool_kind(t.settings.pooling);  // names the accepted values
   if (o.max_length > 0) t.settings.max_length = o.max_length;
   if (!o.labels.empty()) {
     const bool file = o.labels.size() > 5 && o.labels.compare(o.labels.size() - 5, 5, ".json") == 0;
     t.labels = file ? peft::label_map::load(o.labels) : peft::label_map(split_list(o.labels));
+  } else if (folder && !folder->labels.empty()) {
+    t.labels = peft::label_map(folder->labels);
   } else {
     t.labels = peft::label_map(model_labels(m, where + "'" + dir + "' has no task.json and no labels were given: "));
   }
