@@ -2,7 +2,8 @@
 // AdapterHub folders both ways (io/adapterhub.hpp): the folders tests/reference/torch_adapterhub.py
 // writes as AdapterHub's `adapters` 1.2.0 does (Houlsby / Pfeiffer bottlenecks, a flex and a
 // static head, AdapterFusion), each against PyTorch's computation of AdapterHub's math; every
-// refused field and file by name; and peft's own folders read back bitwise.
+// refused field and file by name; and peft's own folders read back bitwise and pass AdapterHub's
+// loading rules (tests/examples/adapterhub_rules.py).
 #include <peft/io/adapterhub.hpp>
 #include <peft/io/hf_checkpoint.hpp>
 #include <peft/io/npy.hpp>
@@ -11,6 +12,7 @@
 #include <peft/task/heads.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -49,6 +51,24 @@ void within_bar(double d, const std::string& what) {
   INFO(what << " max abs diff " << d);
   CHECK(d <= 1e-5);
   std::printf("adapterhub %-28s max abs diff %.2g\n", what.c_str(), d);
+}
+
+/// AdapterHub's loading rules (tests/examples/adapterhub_rules.py, written from its source) on a
+/// folder peft wrote for the small BERT @p shape: no problem found.
+void passes_adapterhub_rules(const std::string& folder, const peft::encoder_shape& shape) {
+  const std::string python = "/usr/bin/python3";
+  if (!fs::exists(python)) FAIL(python << " not found (Debian: python3): AdapterHub's rules are not applied");
+  const std::string cfg = peft_test::scratch_dir("adapterhub_rules_model") + "/config.json";
+  std::ofstream(cfg) << nlohmann::json{{"hidden_size", shape.hidden_size},
+                                       {"num_hidden_layers", shape.num_layers},
+                                       {"model_type", shape.model_type}}
+                            .dump();
+  const std::string cmd = python + " " + std::string(PEFT_SOURCE_DIR) + "/tests/examples/adapterhub_rules.py '" +
+                          folder + "' " + cfg;
+  std::fflush(stdout);
+  const int rc = std::system(cmd.c_str());
+  INFO("command: " << cmd);
+  CHECK(rc == 0);
 }
 
 /// Copies AdapterHub fixture folder @p name to scratch with adapter_config.json edited by @p edit.
@@ -250,6 +270,7 @@ TEST_CASE("AdapterHub folders peft writes read back bitwise, with their heads an
     CHECK(j.at("config").at("scaling").is_number_float());  // AdapterHub requires a float
     CHECK(j.at("config").at("original_ln_before") == c.original_ln_before);
     CHECK(fs::exists(dir + "/adapter.safetensors"));
+    passes_adapterhub_rules(dir, shape);
     const auto back = peft::load_adapterhub_adapter<float>(dir, shape);
     CHECK(back.parameters().values() == a.parameters().values());
     CHECK(back.config().original_ln_before == c.original_ln_before);
@@ -270,6 +291,7 @@ TEST_CASE("AdapterHub folders peft writes read back bitwise, with their heads an
     const bool is_static = std::string(pooling) == "pooler";
     CHECK(hc.at("config").is_null() == is_static);
     if (!is_static) CHECK(hc.at("config").at("layers") == (hidden ? 2 : 1));
+    passes_adapterhub_rules(dir, shape);
     const auto back = peft::read_adapterhub_head(dir);
     REQUIRE(back.has_value());
     CHECK(back->labels == h.labels);
@@ -293,6 +315,7 @@ TEST_CASE("AdapterHub folders peft writes read back bitwise, with their heads an
   peft::save_adapterhub_fusion(parent, fusion);
   CHECK(fs::exists(parent + "/x/adapter.safetensors"));
   CHECK(fs::exists(parent + "/x,y/model_adapter_fusion.safetensors"));
+  for (const char* folder : {"/x", "/y", "/x,y"}) passes_adapterhub_rules(parent + folder, shape);
   const auto back = peft::load_adapterhub_fusion<float>(parent + "/x,y", shape);
   CHECK(back.parameters().values() == fusion.parameters().values());
   CHECK((m.enc.forward(m.b, back) - m.enc.forward(m.b, fusion)).cwiseAbs().maxCoeff() == 0);
