@@ -288,9 +288,16 @@ TEST_CASE("original_ln_before: the unit reads LN(h + x) and the block's LayerNor
     if (after.parameters().blocks()[static_cast<std::size_t>(k)].name.find("adapter_up") != std::string::npos)
       after.parameters().value(k).setZero();
   CHECK((m.enc.forward(m.b, after) - plain).cwiseAbs().maxCoeff() < 1e-12);
-  // A pre-norm encoder has no residual-sum LayerNorm after the sub-layer: refused by name.
+  // A pre-norm encoder has no residual-sum LayerNorm after the sub-layer: refused by name when
+  // the adapter is built for its shape, and by the encoder for one whose shape hides it.
   small_model<peft::use_lite> u("use_lite");
-  bottleneck_adapter<double> on_use(u.enc.shape(), c, 3);
+  CHECK(u.enc.shape().pre_norm);
+  CHECK_FALSE(m.enc.shape().pre_norm);
+  CHECK_THROWS_WITH(bottleneck_adapter<double>(u.enc.shape(), c, 3),
+                    Catch::Contains("original_ln_before expects a post-norm encoder"));
+  auto hidden = u.enc.shape();
+  hidden.pre_norm = false;
+  bottleneck_adapter<double> on_use(hidden, c, 3);
   CHECK_THROWS_WITH(u.enc.forward(u.b, on_use), Catch::Contains("original_ln_before"));
 }
 

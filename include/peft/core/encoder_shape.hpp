@@ -25,6 +25,10 @@ struct encoder_shape {
   std::vector<index> attention_width;   ///< per layer: width of Q/K/V
   std::vector<index> output_width;      ///< per layer: width of the sub-layer outputs
   index backbone_parameters = 0;        ///< scalar parameters of the frozen encoder
+  /// Where the LayerNorms sit: before each sub-layer (pre-norm, USE-lite) or after each
+  /// sub-layer's residual sum (post-norm, the BERT family).
+  bool pre_norm = false;
+  bool embedding_norm = true;           ///< the embeddings end in a LayerNorm
 
   /// [out x in] shape of a frozen linear of layer l.
   std::pair<index, index> linear_shape(index l, int which) const {

@@ -734,6 +734,8 @@ encoder_shape encoder<Arch, Scalar>::shape() const {
     s.output_width.push_back(L.output_width());
   }
   s.backbone_parameters = m_weights->num_parameters();
+  s.pre_norm = Arch::pre_norm;
+  s.embedding_norm = !m_weights->embedding_norm.empty();
   return s;
 }
 

@@ -34,7 +34,6 @@
 #include "../core/parameter.hpp"
 #include "../core/types.hpp"
 #include "../error.hpp"
-#include "../model/arch.hpp"
 #include "../model/weights.hpp"
 #include "linear_targets.hpp"
 #include "policy_config.hpp"
@@ -70,11 +69,10 @@ public:
     detail::check_encoder_shape(shape, where);
     m_config.target_modules = detail::resolve_targets(config.target_modules, where);
     const std::string& mt = shape.model_type;
-    // USE-lite is the pre-norm architecture (model/arch.hpp), with no embedding LayerNorm.
-    const bool pre_norm = mt == use_lite::name;
+    const bool pre_norm = shape.pre_norm;
     m_linear.assign(static_cast<std::size_t>(shape.num_layers * num_linear_ids), -1);
     m_norm.assign(static_cast<std::size_t>(shape.num_layers * 2), -1);
-    if (config.layer_norms && !pre_norm)
+    if (config.layer_norms && shape.embedding_norm)
       m_embedding_norm = m_store.add(mt + ".embeddings.LayerNorm.bias_delta", shape.embedding_size, 1,
                                      param_group::bias);
     for (index l = 0; l < shape.num_layers; ++l) {

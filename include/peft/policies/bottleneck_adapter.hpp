@@ -465,6 +465,9 @@ void bottleneck_adapter<Scalar>::validate() const {
     fail("reduction_factor expected > 0 when bottleneck_size is 0, got " +
          std::to_string(m_cfg.reduction_factor));
   if (!std::isfinite(m_cfg.scaling)) fail("scaling expected finite, got " + std::to_string(m_cfg.scaling));
+  if (m_cfg.original_ln_before && m_shape.pre_norm)
+    fail("original_ln_before expects a post-norm encoder (the BERT family: the block's LayerNorm after the "
+         "sub-layer's residual sum); " + m_shape.model_type + " normalises before each sub-layer");
   if (m_cfg.original_ln_before && m_cfg.where != placement::post_dropout)
     fail("original_ln_before expects placement post_dropout (the unit reads the sub-layer output after its "
          "dropout, residual add and LayerNorm), got pre_dropout");
