@@ -12,7 +12,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "test_common.hpp"
 
@@ -61,6 +65,21 @@ struct reference_bert {
     b.segments = peft::read_npy_ids(dir + "/model/token_type_ids.npy");
   }
 };
+
+/// Copies reference folder @p src to scratch folder @p name with its adapter_config.json
+/// edited by @p edit (a fixture turned into a folder to refuse).
+template <typename F>
+std::string edited_copy(const std::string& src, const std::string& name, F edit) {
+  namespace fs = std::filesystem;
+  const std::string dir = scratch_dir(name);
+  for (const auto& e : fs::directory_iterator(src))
+    if (e.is_regular_file())
+      fs::copy_file(e.path(), fs::path(dir) / e.path().filename(), fs::copy_options::overwrite_existing);
+  nlohmann::json j = nlohmann::json::parse(read_text(src + "/adapter_config.json"));
+  edit(j);
+  std::ofstream(dir + "/adapter_config.json") << j.dump(2);
+  return dir;
+}
 
 }  // namespace peft_test
 

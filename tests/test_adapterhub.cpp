@@ -71,16 +71,10 @@ void passes_adapterhub_rules(const std::string& folder, const peft::encoder_shap
   CHECK(rc == 0);
 }
 
-/// Copies AdapterHub fixture folder @p name to scratch with adapter_config.json edited by @p edit.
+/// Fixture folder @p name copied to scratch with its config edited by @p edit.
 template <typename F>
 std::string edited_copy(const hub_fixture& f, const std::string& name, F edit) {
-  const std::string dir = peft_test::scratch_dir("adapterhub_" + name);
-  for (const auto& e : fs::directory_iterator(f.dir + "/" + name))
-    fs::copy_file(e.path(), fs::path(dir) / e.path().filename(), fs::copy_options::overwrite_existing);
-  nlohmann::json j = nlohmann::json::parse(peft_test::read_text(f.dir + "/" + name + "/adapter_config.json"));
-  edit(j);
-  std::ofstream(dir + "/adapter_config.json") << j.dump(2);
-  return dir;
+  return peft_test::edited_copy(f.dir + "/" + name, "adapterhub_" + name, edit);
 }
 
 }  // namespace

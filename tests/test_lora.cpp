@@ -378,17 +378,10 @@ double max_logits_diff(const hf_fixture& f, const P& p, const std::string& name,
   return peft_test::max_matrix_diff(logits, f.dir + "/" + name + "/logits.npy");
 }
 
-/// Copies Hugging Face fixture folder @p name to scratch with its config edited by @p edit.
+/// Fixture folder @p name copied to scratch with its config edited by @p edit.
 template <typename F>
 std::string edited_copy(const hf_fixture& f, const std::string& name, F edit) {
-  const std::string dir = peft_test::scratch_dir("lora_hf_" + name);
-  std::filesystem::copy_file(f.dir + "/" + name + "/adapter_model.safetensors",
-                             dir + "/adapter_model.safetensors",
-                             std::filesystem::copy_options::overwrite_existing);
-  auto j = peft::read_adapter_config(f.dir + "/" + name);
-  edit(j);
-  std::ofstream(dir + "/adapter_config.json") << j.dump(2);
-  return dir;
+  return peft_test::edited_copy(f.dir + "/" + name, "lora_hf_" + name, edit);
 }
 
 }  // namespace

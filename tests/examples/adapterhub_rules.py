@@ -58,6 +58,9 @@ import re
 import struct
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hf_peft_rules import read_header  # noqa: E402  (the safetensors header, read the same way)
+
 VERSION_RE = re.compile(r"^adapters\.\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[a-z0-9.]+)?$")
 TOP_LEVEL = ("config", "hidden_size", "model_class", "model_name", "model_type", "name", "version")
 REQUIRED_BN = ("mh_adapter", "output_adapter", "reduction_factor", "non_linearity")
@@ -112,12 +115,6 @@ BASE_PREFIX = {"bert": "bert", "roberta": "roberta", "xlm-roberta": "roberta"}  
 BARE_MODEL = {"bert": "BertModel", "roberta": "RobertaModel", "xlm-roberta": "XLMRobertaModel"}
 HEAD_FIELDS = {"activation_function", "bias", "dropout_prob", "head_type", "label2id", "layers", "num_labels",
                "use_pooler"}
-
-
-def read_header(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        return json.loads(f.read(n))
 
 
 def is_int(v):

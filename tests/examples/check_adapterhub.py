@@ -20,7 +20,6 @@ answers each as PyTorch does.
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 
@@ -31,6 +30,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
 sys.path.insert(0, os.path.join(os.path.dirname(here), "reference"))
 import adapterhub_rules  # noqa: E402
+import hf_peft_rules  # noqa: E402
 import torch_adapterhub  # noqa: E402
 import torch_hf_peft  # noqa: E402
 
@@ -55,18 +55,8 @@ def run(*args):
 
 def tensors(path):
     """Every F32 tensor of a safetensors file, as float64 torch tensors."""
-    header = adapterhub_rules.read_header(path)
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        f.seek(8 + n)
-        data = f.read()
-    out = {}
-    for k, v in header.items():
-        if k != "__metadata__":
-            a, b = v["data_offsets"]
-            out[k] = torch.tensor(struct.unpack("<%df" % ((b - a) // 4), data[a:b]),
-                                  dtype=torch.float64).reshape(v["shape"])
-    return out
+    return {k: torch.tensor(values, dtype=torch.float64).reshape(shape)
+            for k, (shape, values) in hf_peft_rules.read_f32_tensors(path).items()}
 
 
 model_cfg = json.load(open(os.path.join(model, "config.json")))

@@ -28,7 +28,6 @@ PyTorch (LoRA, prompt, prefix) or peft-predict ((IA)3) does.
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 
@@ -166,17 +165,7 @@ if r.returncode == 0:
 # --init-adapter: training starts from the Hugging Face folder, whose config sets the rank,
 # targets and patterns; at a learning rate of 1e-12 the saved LoRA is the folder's.
 def tensors(path):
-    header = hf_peft_rules.read_header(path)
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        f.seek(8 + n)
-        data = f.read()
-    out = {}
-    for k, v in header.items():
-        if k != "__metadata__":
-            a, b = v["data_offsets"]
-            out[k] = struct.unpack("<%df" % ((b - a) // 4), data[a:b])
-    return out
+    return {k: values for k, (_, values) in hf_peft_rules.read_f32_tensors(path).items()}
 
 
 init = os.path.join(scratch, "init")

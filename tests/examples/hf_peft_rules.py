@@ -92,6 +92,21 @@ def read_header(path):
         return json.loads(f.read(n))
 
 
+def read_f32_tensors(path):
+    """Every tensor of a safetensors file of F32 tensors: {name: (shape, flat tuple of floats)}."""
+    header = read_header(path)
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        f.seek(8 + n)
+        data = f.read()
+    out = {}
+    for k, v in header.items():
+        if k != "__metadata__":
+            a, b = v["data_offsets"]
+            out[k] = (v["shape"], struct.unpack("<%df" % ((b - a) // 4), data[a:b]))
+    return out
+
+
 def targeted(cfg, key, layer):
     """check_target_module_exists for a LoRA config and module name `key`."""
     ex = cfg.get("exclude_modules")
