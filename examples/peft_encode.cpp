@@ -23,7 +23,7 @@
 #include <peft/io/use_lite.hpp>
 #include <peft/peft.hpp>
 #include <peft/text/unigram.hpp>
-#include <peft/text/wordpiece.hpp>
+#include <peft/text/hf_tokenizer.hpp>
 
 #include "cli.hpp"
 
@@ -179,16 +179,8 @@ int main_impl(const options& o) {
   tokenize_fn tok;
   std::int32_t pad = static_cast<std::int32_t>(cfg.pad_token_id);
   if (!o.input.empty()) {
-    std::shared_ptr<peft::wordpiece_tokenizer> t;
-    if (fs::exists(dir / "tokenizer.json"))
-      t = std::make_shared<peft::wordpiece_tokenizer>(
-          peft::wordpiece_tokenizer::from_tokenizer_json((dir / "tokenizer.json").string()));
-    else if (fs::exists(dir / "vocab.txt"))
-      t = std::make_shared<peft::wordpiece_tokenizer>(
-          peft::wordpiece_tokenizer::from_vocab_txt((dir / "vocab.txt").string()));
-    else
-      throw peft::io_error("'" + o.model + "' has no vocab.txt or tokenizer.json for --input (use --ids)");
-    pad = t->pad_id();
+    const auto t = peft::load_hf_tokenizer(o.model);
+    pad = t->pad_id() >= 0 ? t->pad_id() : pad;
     tok = [t](const std::string& s, peft::index max_len) { return t->encode(s, max_len); };
   }
   auto weights = peft::load_hf_encoder<float>(o.model);

@@ -409,11 +409,11 @@ int run(const options& o, peft::collective* comm) {
   std::optional<peft::prompt_template> tmpl;
   std::optional<peft::verbalizer> verb;
   if (!o.tmpl.empty()) {
-    if (!m.wordpiece || !m.weights->has_mlm_head())
-      throw peft::invalid_argument("--template needs a masked-LM checkpoint with a WordPiece vocabulary (got " +
+    if (!m.tokenizer || m.tokenizer->mask_id() < 0 || !m.weights->has_mlm_head())
+      throw peft::invalid_argument("--template needs a masked-LM checkpoint whose tokenizer has a mask token (got " +
                                    m.model_type + ")");
     tmpl.emplace(o.tmpl);
-    verb.emplace(peft::verbalizer::parse(*m.wordpiece, o.verbalizer, labels.labels()));
+    verb.emplace(peft::verbalizer::parse(*m.tokenizer, o.verbalizer, labels.labels()));
   }
   const auto train = task::encode(m, s, train_data, labels, tmpl, true);
   const auto test = task::encode(m, s, test_data, labels, tmpl, true);

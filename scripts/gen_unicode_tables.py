@@ -27,7 +27,7 @@ MAX_CP = 0x110000
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 # Reduced classes; keep in sync with peft::unicode::char_class.
-OTHER, MARK_NONSPACING, PUNCTUATION, CONTROL, UNASSIGNED, SEPARATOR = range(6)
+OTHER, MARK_NONSPACING, PUNCTUATION, CONTROL, UNASSIGNED, SEPARATOR, LETTER, NUMBER = range(8)
 
 
 def char_class(cp):
@@ -42,6 +42,10 @@ def char_class(cp):
         return CONTROL
     if cat[0] == "Z":
         return SEPARATOR
+    if cat[0] == "L":
+        return LETTER
+    if cat[0] == "N":
+        return NUMBER
     return OTHER
 
 

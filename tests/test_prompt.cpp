@@ -3,7 +3,11 @@
 // vocabulary written by the reference_tokenizers fixture.
 #include "test_common.hpp"
 
+#include <peft/text/bpe.hpp>
 #include <peft/text/prompt.hpp>
+#include <peft/text/wordpiece.hpp>
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <filesystem>
@@ -290,4 +294,68 @@ TEST_CASE("verbalizer: multi-token and bad label words are rejected", "[prompt][
              Catch::Contains("\"label=word\""));
   CHECK_THAT(peft_test::message_of<peft::invalid_argument>([&] { peft::verbalizer::parse(tok, "0=terrible,1=unwatchable", labels); }),
              Catch::Contains("unwatchable"));
+}
+
+namespace {
+
+const std::string& roberta_json() {
+  static const std::string p = peft_test::reference_dir() + "/bpe_roberta_tokenizer.json";
+  return p;
+}
+
+/// GPT-2's vocabulary in RoBERTa's layout (reference_tokenizers_bpe), or null without node.
+const peft::bpe_tokenizer* roberta() {
+  if (!std::filesystem::exists(roberta_json())) {
+    FAIL_CHECK("reference_tokenizers_bpe fixture output missing (node not found?): RoBERTa prompt tests not run");
+    return nullptr;
+  }
+  static const peft::bpe_tokenizer tok = peft::bpe_tokenizer::from_tokenizer_json(roberta_json());
+  return &tok;
+}
+
+/// Id of `token` read from the tokenizer.json vocabulary directly, independent of the class.
+std::int32_t bpe_id(const std::string& token) {
+  static const nlohmann::json vocab = nlohmann::json::parse(peft_test::read_text(roberta_json()))["model"]["vocab"];
+  if (!vocab.contains(token)) FAIL("token not in the BPE vocabulary: " << token);
+  return vocab[token].get<std::int32_t>();
+}
+
+}  // namespace
+
+TEST_CASE("prompt: RoBERTa's byte-level BPE keeps the template's spaces, one token type", "[prompt][reference]") {
+  const auto* tok = roberta();
+  if (!tok) return;
+  const std::string G = "\xC4\xA0";  // "Ġ", the byte-level space
+  // LM-BFF's SST-2 template: "<s> A fun movie ĠIt Ġwas <mask> . </s>".
+  const peft::prompt_template sst2(peft::templates::it_was);
+  const auto e = sst2.apply(*tok, "A fun movie", 64);
+  CHECK(e.ids == ids_t{bpe_id("<s>"), bpe_id("A"), bpe_id(G + "fun"), bpe_id(G + "movie"), bpe_id(G + "It"),
+                       bpe_id(G + "was"), bpe_id("<mask>"), bpe_id("."), bpe_id("</s>")});
+  CHECK(e.mask_position == 6);
+  CHECK(e.segments == ids_t(9, 0));
+  // The NLI template: "*+sentl_1*" lower-cases and adds the space; *sep+* raises no segment.
+  const peft::prompt_template nli(peft::templates::nli);
+  const auto p = nli.apply(*tok, "It rains.", "Roads are wet", 64);
+  CHECK(p.ids == ids_t{bpe_id("<s>"), bpe_id("It"), bpe_id(G + "rains"), bpe_id("?"), bpe_id("<mask>"),
+                       bpe_id(","), bpe_id(G + "roads"), bpe_id(G + "are"), bpe_id(G + "wet"), bpe_id("</s>")});
+  CHECK(p.segments == ids_t(p.ids.size(), 0));
+  // Label words take LM-BFF's leading space: "great" is "Ġgreat", one token.
+  const auto v = peft::verbalizer::parse(*tok, "neg=terrible,pos=great", {"neg", "pos"});
+  CHECK(v.ids() == ids_t{bpe_id(G + "terrible"), bpe_id(G + "great")});
+  // A word of two byte-level pieces is refused with its pieces.
+  CHECK_THROWS_WITH(peft::verbalizer(*tok, {"great", "unaffable"}),
+                    Catch::Matchers::Contains("expected to be a single vocabulary token"));
+  // A text holding the mask token is refused: the template supplies the only mask.
+  CHECK_THROWS_WITH(sst2.apply(*tok, "a <mask> here", 64), Catch::Matchers::Contains("without the mask token \"<mask>\""));
+}
+
+TEST_CASE("prompt: a tokenizer without a mask token is refused by name", "[prompt][reference]") {
+  const std::string dir = peft_test::reference_dir();
+  if (!std::filesystem::exists(dir + "/bpe_gpt2_vocab.json")) {
+    FAIL_CHECK("reference_tokenizers_bpe fixture output missing (node not found?)");
+    return;
+  }
+  const auto gpt2 = peft::bpe_tokenizer::from_vocab_merges(dir + "/bpe_gpt2_vocab.json", dir + "/bpe_gpt2_merges.txt");
+  const peft::prompt_template sst2(peft::templates::it_was);
+  CHECK_THROWS_WITH(sst2.apply(gpt2, "A fun movie", 64), Catch::Matchers::Contains("needs a mask token, got a bpe tokenizer"));
 }

@@ -224,7 +224,8 @@ fs.writeFileSync(path.join(out_dir, "tokenizers_ref.json"),
 
 // ---------------------------------------------------------------------------------------------
 // Unicode reference from V8/ICU, for peft's own tables.
-const re = { mn: /^\p{Mn}$/u, p: /^\p{P}$/u, cn: /^\p{Cn}$/u, c: /^\p{C}$/u, z: /^\p{Z}$/u };
+const re = { mn: /^\p{Mn}$/u, p: /^\p{P}$/u, cn: /^\p{Cn}$/u, c: /^\p{C}$/u, z: /^\p{Z}$/u,
+             l: /^\p{L}$/u, n: /^\p{N}$/u };
 const changes = [];
 const class_runs = [];
 let prev_class = -1;
@@ -234,7 +235,8 @@ for (let cp = 0; cp < 0x110000; ++cp) {
     cls = 3;
   } else {
     const s = String.fromCodePoint(cp);
-    cls = re.mn.test(s) ? 1 : re.p.test(s) ? 2 : re.cn.test(s) ? 4 : re.c.test(s) ? 3 : re.z.test(s) ? 5 : 0;
+    cls = re.mn.test(s) ? 1 : re.p.test(s) ? 2 : re.cn.test(s) ? 4 : re.c.test(s) ? 3 : re.z.test(s) ? 5
+        : re.l.test(s) ? 6 : re.n.test(s) ? 7 : 0;
     const nfd = s.normalize("NFD"), nfkc = s.normalize("NFKC"), lower = s.toLowerCase();
     if (nfd !== s || nfkc !== s || lower !== s) {
       const cps = (t) => Array.from(t, (c) => c.codePointAt(0));

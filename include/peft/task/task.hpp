@@ -45,7 +45,7 @@
 #include "../policies/policy_config.hpp"
 #include "../text/prompt.hpp"
 #include "../text/unigram.hpp"
-#include "../text/wordpiece.hpp"
+#include "../text/hf_tokenizer.hpp"
 #include "task_model.hpp"
 
 #if defined(PEFT_TASK_SEPARATE)
@@ -78,7 +78,8 @@ struct model_files {
   std::string dir;
   std::string model_type;  ///< bert, roberta, use_lite
   peft::shared_weights<float> weights;
-  std::shared_ptr<peft::wordpiece_tokenizer> wordpiece;  ///< HF folders with vocab.txt / tokenizer.json
+  /// Hugging Face folders: WordPiece or byte-level BPE (peft::load_hf_tokenizer).
+  std::shared_ptr<const peft::tokenizer> tokenizer;
   std::shared_ptr<peft::unigram_tokenizer> unigram;      ///< USE-lite
   std::int32_t pad_id = 0;
 };

@@ -24,12 +24,17 @@
 /// `*cls**sent_0*_It_was*mask*.*sep+*` is `[CLS] <sentence> it was [MASK] . [SEP]`.
 /// The tokens of a part get the current segment id; `*sep+*` raises it for the parts after it.
 ///
-/// **WordPiece notes.** BERT's pre-tokenizer splits at whitespace, so the leading space of
-/// `*+sent_N*` and of literals makes no difference to the ids (it matters for RoBERTa's
-/// byte-level BPE, where LM-BFF relies on it; that tokenizer is not part of peft). For the same
-/// reason label words are tokenized as they are, without the leading space LiST adds for BPE.
-/// Single-character literals are tokenized like any other text (LM-BFF looks them up verbatim,
-/// which differs only for characters an uncased vocabulary lower-cases).
+/// **Spaces.** Each part is tokenized on its own. Byte-level BPE (RoBERTa) keeps a word's
+/// leading space in its token ("Ġwas"), so `_It_was` and `*+sent_1*` tokenize as LM-BFF and
+/// LiST intend; BERT's pre-tokenizer splits at whitespace, so there the space changes nothing.
+/// Label words get the leading space LM-BFF and LiST give them (" great" -> "Ġgreat"), except
+/// words that start with `<`, `[`, `.` or `,`, as in LM-BFF. Single-character literals are
+/// tokenized like any other text (LM-BFF looks them up verbatim, which differs only for
+/// characters an uncased vocabulary lower-cases).
+///
+/// **Segments.** With a tokenizer whose pairs have token types (BERT), `*sep+*` raises the
+/// segment id; with one whose pairs are all type 0 (RoBERTa, whose encoder has one token type),
+/// every segment id is 0, as LM-BFF does for RoBERTa.
 ///
 /// **Truncation.** LM-BFF and LiST cut the assembled ids at the tail and assert that the mask
 /// survived. Here, when a sequence is longer than `max_length`, tokens are removed from the
@@ -55,8 +60,8 @@
 #include "../core/limits.hpp"
 #include "../core/types.hpp"
 #include "../error.hpp"
+#include "tokenizer.hpp"
 #include "unicode.hpp"
-#include "wordpiece.hpp"
 
 namespace peft {
 
@@ -117,7 +122,7 @@ public:
   /// @throws peft::invalid_argument if fewer sentences are given than the template uses, a
   ///         text is not valid UTF-8 or contains the mask token itself, `max_length < 1`, or the
   ///         template's own tokens do not fit in `max_length`.
-  prompt_encoding apply(const wordpiece_tokenizer& tok, const std::vector<std::string_view>& sentences,
+  prompt_encoding apply(const tokenizer& tok, const std::vector<std::string_view>& sentences,
                         index max_length) const {
     static const char* where = "prompt_template::apply";
     if (max_length < 1) throw invalid_argument(detail::expected_got(where, "max_length", ">= 1", max_length));
@@ -126,6 +131,13 @@ public:
                              " (template \"" + m_spec + "\" uses *sent_" +
                              std::to_string(m_num_sentences - 1) + "*), got " +
                              std::to_string(sentences.size()));
+    }
+    for (const auto& [id, name] : {std::pair<std::int32_t, const char*>{tok.mask_id(), "mask"},
+                                   {m_uses_cls ? tok.cls_id() : 0, "classifier"},
+                                   {m_uses_sep ? tok.sep_id() : 0, "separator"}}) {
+      if (id < 0)
+        throw invalid_argument(std::string(where) + ": template \"" + m_spec + "\" needs a " + name +
+                               " token, got a " + tok.kind() + " tokenizer without one");
     }
     // Tokens of every part.
     std::vector<std::vector<std::int32_t>> tokens(m_parts.size());
@@ -145,7 +157,7 @@ public:
           t = piece_ids(tok, text, where);
           if (std::find(t.begin(), t.end(), tok.mask_id()) != t.end()) {
             throw invalid_argument(std::string(where) + ": sentence " + std::to_string(part.sentence) +
-                                   " expected without the mask token \"" + tok.options().mask_token +
+                                   " expected without the mask token \"" + tok.mask_token() +
                                    "\", got one (the template supplies the only mask)");
           }
           break;
@@ -199,7 +211,7 @@ public:
         out.ids.push_back(id);
         out.segments.push_back(segment);
       }
-      if (m_parts[p].type == prompt_part::kind::sep_plus) ++segment;
+      if (m_parts[p].type == prompt_part::kind::sep_plus && tok.uses_token_types()) ++segment;
     }
     PEFT_ASSERT(out.mask_position >= 0);
     PEFT_ASSERT(out.ids.size() <= static_cast<std::size_t>(max_length));
@@ -207,27 +219,23 @@ public:
   }
 
   /// One-text form of apply().
-  prompt_encoding apply(const wordpiece_tokenizer& tok, std::string_view text, index max_length) const {
+  prompt_encoding apply(const tokenizer& tok, std::string_view text, index max_length) const {
     return apply(tok, std::vector<std::string_view>{text}, max_length);
   }
   /// Pair form of apply(): `text` is sentence 0, `text_b` sentence 1.
-  prompt_encoding apply(const wordpiece_tokenizer& tok, std::string_view text, std::string_view text_b,
+  prompt_encoding apply(const tokenizer& tok, std::string_view text, std::string_view text_b,
                         index max_length) const {
     return apply(tok, std::vector<std::string_view>{text, text_b}, max_length);
   }
 
 private:
-  /// Word-piece ids of `text` without special tokens around them.
-  static std::vector<std::int32_t> piece_ids(const wordpiece_tokenizer& tok, std::string_view text,
-                                             const char* where) {
-    std::vector<std::int32_t> ids;
+  /// Token ids of `text` without special tokens around them.
+  static std::vector<std::int32_t> piece_ids(const tokenizer& tok, std::string_view text, const char* where) {
     try {
-      ids = tok.encode(text, std::numeric_limits<index>::max());
+      return tok.piece_ids(text);
     } catch (const invalid_argument& e) {
       throw invalid_argument(std::string(where) + ": " + e.what());
     }
-    PEFT_ASSERT(ids.size() >= 2);
-    return std::vector<std::int32_t>(ids.begin() + 1, ids.end() - 1);
   }
 
   /// The sentence with the part's modifiers applied (on code points, as Python slicing does).
@@ -274,13 +282,16 @@ private:
         fail("a directive between '*' expected, got \"**\"", star);
       } else if (name == "cls") {
         part.type = prompt_part::kind::cls;
+        m_uses_cls = true;
       } else if (name == "mask") {
         part.type = prompt_part::kind::mask;
         ++masks;
       } else if (name == "sep") {
         part.type = prompt_part::kind::sep;
+        m_uses_sep = true;
       } else if (name == "sep+") {
         part.type = prompt_part::kind::sep_plus;
+        m_uses_sep = true;
         ++m_sep_plus;
       } else if (!parse_sentence(name, part)) {
         std::string hint;
@@ -340,18 +351,20 @@ private:
   std::vector<prompt_part> m_parts;
   index m_num_sentences = 0;
   index m_sep_plus = 0;
+  bool m_uses_cls = false, m_uses_sep = false;
 };
 
 /// Label words of prompt-based fine-tuning: one vocabulary token per label, in label-id order.
 /// The classifier's logits are the masked-LM scores of these ids at the mask position.
 class verbalizer {
 public:
-  /// `words[i]` is the label word of label id `i`. Each word is tokenized with `tok` (so an
-  /// uncased vocabulary lower-cases it) and must give exactly one token that is neither the
-  /// unknown token nor a special token; two labels may not share a token.
+  /// `words[i]` is the label word of label id `i`. Each word is tokenized with `tok` after a
+  /// leading space (see the file comment; an uncased vocabulary also lower-cases it) and must
+  /// give exactly one token that is neither the unknown token nor a special token; two labels
+  /// may not share a token.
   /// @throws peft::invalid_argument naming the word (and its word pieces) otherwise, or if
   ///         `words` is empty.
-  verbalizer(const wordpiece_tokenizer& tok, std::vector<std::string> words) : m_words(std::move(words)) {
+  verbalizer(const tokenizer& tok, std::vector<std::string> words) : m_words(std::move(words)) {
     static const char* where = "verbalizer::verbalizer";
     if (m_words.empty())
       throw invalid_argument(std::string(where) + ": label words expected at least 1, got 0");
@@ -361,7 +374,9 @@ public:
       const std::string name = "label word " + std::to_string(i) + " \"" + w + "\"";
       std::vector<std::string> pieces;
       try {
-        pieces = tok.tokenize(w);
+        // LM-BFF's rule: " " + word, unless the word starts with '<', '[', '.' or ','.
+        const bool bare = !w.empty() && (w[0] == '<' || w[0] == '[' || w[0] == '.' || w[0] == ',');
+        pieces = tok.tokenize(bare ? w : " " + w);
       } catch (const invalid_argument& e) {
         throw invalid_argument(std::string(where) + ": " + name + ": " + e.what());
       }
@@ -394,7 +409,7 @@ public:
   /// are ignored.
   /// @throws peft::invalid_argument on a malformed entry, an unknown or repeated label, a label
   ///         without a word, or a word that is not a single token.
-  static verbalizer parse(const wordpiece_tokenizer& tok, std::string_view spec,
+  static verbalizer parse(const tokenizer& tok, std::string_view spec,
                           const std::vector<std::string>& labels) {
     static const char* where = "verbalizer::parse";
     if (labels.empty()) throw invalid_argument(std::string(where) + ": labels expected at least 1, got 0");
@@ -457,7 +472,7 @@ public:
   /// Rebuilds a verbalizer from to_json() with `tok`, checking that the stored ids are the ones
   /// `tok` gives (a checkpoint made with another vocabulary is rejected).
   /// @throws peft::invalid_argument on a malformed object, a bad word, or different ids.
-  static verbalizer from_json(const wordpiece_tokenizer& tok, const nlohmann::json& j) {
+  static verbalizer from_json(const tokenizer& tok, const nlohmann::json& j) {
     static const char* where = "verbalizer::from_json";
     if (!j.is_object() || !j.contains("words") || !j["words"].is_array())
       throw invalid_argument(std::string(where) + ": an object with a \"words\" array expected, got " +

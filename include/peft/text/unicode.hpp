@@ -34,12 +34,14 @@ namespace unicode {
 
 /// The reduced character classes the tokenizers need.
 enum class char_class : std::uint8_t {
-  other = 0,            ///< letters, numbers, symbols and spacing marks
+  other = 0,            ///< symbols (S*) and spacing or enclosing marks (Mc, Me)
   mark_nonspacing = 1,  ///< general category Mn (removed by accent stripping)
   punctuation = 2,      ///< general categories Pc, Pd, Ps, Pe, Pi, Pf, Po
   control = 3,          ///< general categories Cc, Cf, Cs, Co
   unassigned = 4,       ///< general category Cn (in Unicode 14.0)
-  separator = 5         ///< general categories Zs, Zl, Zp
+  separator = 5,        ///< general categories Zs, Zl, Zp
+  letter = 6,           ///< general categories Lu, Ll, Lt, Lm, Lo
+  number = 7            ///< general categories Nd, Nl, No
 };
 
 }  // namespace unicode
@@ -357,6 +359,12 @@ inline bool is_punctuation(char32_t c) {
     return true;
   return classify(c) == char_class::punctuation;
 }
+
+/// Unicode's `\p{L}`: general category L* (GPT-2's pre-tokenizer).
+inline bool is_letter(char32_t c) { return classify(c) == char_class::letter; }
+
+/// Unicode's `\p{N}`: general category N* (GPT-2's pre-tokenizer).
+inline bool is_number(char32_t c) { return classify(c) == char_class::number; }
 
 /// BERT's "Chinese character" test: the CJK Unified Ideographs blocks and extensions and the
 /// CJK Compatibility Ideographs (not Hiragana, Katakana or Hangul).

@@ -32,6 +32,7 @@
 #include "../core/types.hpp"
 #include "../core/limits.hpp"
 #include "../error.hpp"
+#include "tokenizer.hpp"
 #include "unicode.hpp"
 
 namespace peft {
@@ -51,20 +52,11 @@ struct wordpiece_options {
   std::string mask_token = "[MASK]";
 };
 
-/// A token matched verbatim in the text before normalisation (Hugging Face "added token").
-struct added_token {
-  std::string content;
-  std::int32_t id = 0;
-  bool lstrip = false;      ///< swallow whitespace on the left
-  bool rstrip = false;      ///< swallow whitespace on the right
-  bool normalized = false;  ///< match in the normalised text instead of the raw text
-};
-
 /// BERT WordPiece tokenizer.
 ///
 /// Ids produced by encode() start with `[CLS]` and end with `[SEP]`; encode_pair() builds
 /// `[CLS] A [SEP] B [SEP]` with segment ids 0 for the first part and 1 for the second.
-class wordpiece_tokenizer {
+class wordpiece_tokenizer : public tokenizer {
 public:
   /// Builds a tokenizer from the vocabulary in id order.
   /// @throws peft::invalid_argument on an empty vocabulary, a duplicate or empty token, a
@@ -82,7 +74,7 @@ public:
   ///         line or a duplicate token (naming the file and line), or lacks a special token.
   static wordpiece_tokenizer from_vocab_txt(const std::string& path, bool lowercase = true) {
     static const char* where = "wordpiece_tokenizer::from_vocab_txt";
-    const std::string text = read_file(path, where);
+    const std::string text = detail::read_tokenizer_file(path, where);
     std::vector<std::string> vocab;
     std::unordered_map<std::string, std::size_t> line_of;
     std::size_t pos = 0, line = 0;
@@ -128,22 +120,17 @@ public:
   ///         pre-tokeniser types, vocabularies whose ids are not 0..n-1, or missing special tokens.
   static wordpiece_tokenizer from_tokenizer_json(const std::string& path) {
     static const char* where = "wordpiece_tokenizer::from_tokenizer_json";
-    const std::string text = read_file(path, where);
-    nlohmann::json j;
-    try {
-      j = detail::parse_json_limited(text, std::string(where) + ": " + path);
-    } catch (const nlohmann::json::exception& e) {
-      throw io_error(std::string(where) + ": valid JSON expected in " + path + ", got " + e.what());
-    }
+    return from_json(detail::read_tokenizer_json(path, where), path, where);
+  }
+
+  /// Reads a `tokenizer.json` already parsed (see from_tokenizer_json); `path` names it in errors.
+  static wordpiece_tokenizer from_json(const nlohmann::json& j, const std::string& path,
+                                       const char* where = "wordpiece_tokenizer::from_json") {
     auto bad = [&](const std::string& what, const std::string& expected, const std::string& got) {
       return io_error(std::string(where) + ": " + path + ": " + what + " expected " + expected + ", got " +
                       got);
     };
-    auto brief = [](const nlohmann::json& v) {
-      std::string s = v.dump();
-      return s.size() > 60 ? s.substr(0, 57) + "..." : s;
-    };
-    if (!j.is_object()) throw bad("top level", "an object", brief(j));
+    auto brief = detail::brief_json;
     if (!j.contains("model") || !j["model"].is_object()) throw bad("\"model\"", "an object", "none");
     const auto& model = j["model"];
     if (model.contains("type") && model["type"] != "WordPiece") {
@@ -240,31 +227,7 @@ public:
       seen[k] = true;
       vocab[k] = it.key();
     }
-    std::vector<added_token> added;
-    if (j.contains("added_tokens") && !j["added_tokens"].is_null()) {
-      if (!j["added_tokens"].is_array()) throw bad("added_tokens", "an array", brief(j["added_tokens"]));
-      std::size_t k = 0;
-      for (const auto& a : j["added_tokens"]) {
-        const std::string name = "added_tokens[" + std::to_string(k++) + "]";
-        if (!a.is_object() || !a.contains("content") || !a["content"].is_string() || !a.contains("id") ||
-            !a["id"].is_number_integer()) {
-          throw bad(name, "an object with string \"content\" and integer \"id\"", brief(a));
-        }
-        added_token t;
-        t.content = a["content"].get<std::string>();
-        const auto id = a["id"].get<std::int64_t>();
-        if (id < 0 || id > 0x7FFFFFFF)
-          throw bad(name + ".id", "a non-negative 32-bit id", std::to_string(id));
-        t.id = static_cast<std::int32_t>(id);
-        bool special = false;
-        get_bool(a, "special", name + ".special", special);
-        t.normalized = !special;
-        get_bool(a, "normalized", name + ".normalized", t.normalized);
-        get_bool(a, "lstrip", name + ".lstrip", t.lstrip);
-        get_bool(a, "rstrip", name + ".rstrip", t.rstrip);
-        added.push_back(std::move(t));
-      }
-    }
+    std::vector<added_token> added = detail::read_added_tokens(j, bad);
     try {
       return wordpiece_tokenizer(std::move(vocab), opt, std::move(added));
     } catch (const invalid_argument& e) {
@@ -272,18 +235,24 @@ public:
     }
   }
 
+  std::string kind() const override { return "wordpiece"; }
+
   /// Word pieces of `text` (no special tokens added).
   /// @throws peft::invalid_argument if `text` is not valid UTF-8.
-  std::vector<std::string> tokenize(std::string_view text) const {
+  std::vector<std::string> tokenize(std::string_view text) const override {
     std::vector<std::string> out;
     run(text, "wordpiece_tokenizer::tokenize",
         [&](std::string_view piece, std::int32_t) { out.emplace_back(piece); });
     return out;
   }
 
+  std::vector<std::int32_t> piece_ids(std::string_view text) const override {
+    return piece_ids(text, "wordpiece_tokenizer::piece_ids");
+  }
+
   /// `[CLS] pieces [SEP]`, keeping the first `max_length - 2` pieces.
   /// @throws peft::invalid_argument if `max_length < 2` or `text` is not valid UTF-8.
-  std::vector<std::int32_t> encode(std::string_view text, index max_length) const {
+  std::vector<std::int32_t> encode(std::string_view text, index max_length) const override {
     static const char* where = "wordpiece_tokenizer::encode";
     if (max_length < 2) throw invalid_argument(detail::expected_got(where, "max_length", ">= 2", max_length));
     std::vector<std::int32_t> ids = piece_ids(text, where);
@@ -299,7 +268,7 @@ public:
   /// @param segments if non-null, receives the segment (token type) ids, 0 then 1.
   /// @throws peft::invalid_argument if `max_length < 3` or a text is not valid UTF-8.
   std::vector<std::int32_t> encode_pair(std::string_view a, std::string_view b, index max_length,
-                                        std::vector<std::int32_t>* segments = nullptr) const {
+                                        std::vector<std::int32_t>* segments = nullptr) const override {
     static const char* where = "wordpiece_tokenizer::encode_pair";
     if (max_length < 3) throw invalid_argument(detail::expected_got(where, "max_length", ">= 3", max_length));
     std::vector<std::int32_t> ia = piece_ids(a, where), ib = piece_ids(b, where);
@@ -320,27 +289,32 @@ public:
     return ids;
   }
 
-  /// Lengths (first, second) kept when two parts of `na` and `nb` pieces must fit in `budget`
-  /// (Hugging Face tokenizers' `TruncationStrategy::LongestFirst`): nothing is cut if they fit;
-  /// otherwise the longer part is cut to `budget - shorter` if that still leaves it at least as
-  /// long as the shorter one; otherwise both are cut, the shorter to `budget / 2` and the longer
-  /// to `budget - budget / 2` (with equal lengths the second part gets the extra piece).
-  static std::pair<std::size_t, std::size_t> longest_first(std::size_t na, std::size_t nb,
-                                                           std::size_t budget) {
-    if (na + nb <= budget) return {na, nb};
-    const bool swap = na > nb;
-    std::size_t n1 = swap ? nb : na, n2;  // n1: the shorter part
-    n2 = n1 > budget ? n1 : std::max(n1, budget - n1);
-    if (n1 + n2 > budget) {
-      n1 = budget / 2;
-      n2 = n1 + budget % 2;
+  /// Text of `ids` as Hugging Face's WordPiece decoder writes it: pieces joined by spaces,
+  /// `##` continuations glued to the piece before, then the clean-up of spaces before
+  /// punctuation and English contractions (`cleanup: true`).
+  std::string decode(const std::vector<std::int32_t>& ids, bool skip_special = true) const override {
+    std::string out;
+    for (std::int32_t id : ids) {
+      const std::string& t = id_to_token(id);
+      if (skip_special && is_special(id)) continue;
+      const std::string& prefix = m_options.continuing_subword_prefix;
+      if (!prefix.empty() && t.compare(0, prefix.size(), prefix) == 0) {
+        out += t.substr(prefix.size());
+      } else {
+        if (!out.empty()) out += ' ';
+        out += t;
+      }
     }
-    if (swap) std::swap(n1, n2);
-    return {std::min(na, n1), std::min(nb, n2)};
+    for (const char* pattern : {" .", " ?", " !", " ,", " ' ", " n't", " 'm", " 's", " 've", " 're"}) {
+      const std::string from(pattern), to = from == " ' " ? "'" : from.substr(1);
+      for (std::size_t pos = out.find(from); pos != std::string::npos; pos = out.find(from, pos + to.size()))
+        out.replace(pos, from.size(), to);
+    }
+    return out;
   }
 
   /// Id of `token`. @throws peft::invalid_argument if it is not in the vocabulary.
-  std::int32_t token_to_id(std::string_view token) const {
+  std::int32_t token_to_id(std::string_view token) const override {
     auto it = m_ids.find(std::string(token));
     if (it == m_ids.end()) {
       throw invalid_argument("wordpiece_tokenizer::token_to_id: a vocabulary token expected, got \"" +
@@ -349,9 +323,9 @@ public:
     return it->second;
   }
   /// Whether `token` is in the vocabulary.
-  bool contains(std::string_view token) const { return m_ids.count(std::string(token)) != 0; }
+  bool contains(std::string_view token) const override { return m_ids.count(std::string(token)) != 0; }
   /// Token of `id`. @throws peft::invalid_argument if `id` is outside [0, vocab_size()).
-  const std::string& id_to_token(std::int32_t id) const {
+  const std::string& id_to_token(std::int32_t id) const override {
     if (id < 0 || static_cast<std::size_t>(id) >= m_vocab.size()) {
       throw invalid_argument(detail::expected_got("wordpiece_tokenizer::id_to_token", "id in [0, vocab_size)",
                                                   "[0, " + std::to_string(m_vocab.size()) + ")", id));
@@ -359,25 +333,17 @@ public:
     return m_vocab[static_cast<std::size_t>(id)];
   }
 
-  index vocab_size() const noexcept { return static_cast<index>(m_vocab.size()); }
-  std::int32_t cls_id() const noexcept { return m_cls; }
-  std::int32_t sep_id() const noexcept { return m_sep; }
-  std::int32_t pad_id() const noexcept { return m_pad; }
-  std::int32_t mask_id() const noexcept { return m_mask; }
-  std::int32_t unk_id() const noexcept { return m_unk; }
+  index vocab_size() const noexcept override { return static_cast<index>(m_vocab.size()); }
+  std::int32_t cls_id() const noexcept override { return m_cls; }
+  std::int32_t sep_id() const noexcept override { return m_sep; }
+  std::int32_t pad_id() const noexcept override { return m_pad; }
+  std::int32_t mask_id() const noexcept override { return m_mask; }
+  std::int32_t unk_id() const noexcept override { return m_unk; }
+  const std::string& mask_token() const noexcept override { return m_options.mask_token; }
+  bool uses_token_types() const noexcept override { return true; }
   const wordpiece_options& options() const noexcept { return m_options; }
 
 private:
-  static std::string read_file(const std::string& path, const char* where) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw io_error(std::string(where) + ": a readable file expected, got \"" + path + "\"");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad())
-      throw io_error(std::string(where) + ": a readable file expected, got a read error on \"" + path + "\"");
-    return ss.str();
-  }
-
   void build(const char* where, std::vector<added_token> added) {
     if (m_vocab.empty())
       throw invalid_argument(std::string(where) + ": a non-empty vocabulary expected, got 0 tokens");
@@ -423,7 +389,7 @@ private:
     if (added.empty()) {
       for (const std::string* s : {&m_options.pad_token, &m_options.unk_token, &m_options.cls_token,
                                    &m_options.sep_token, &m_options.mask_token}) {
-        added.push_back({*s, m_ids.at(*s), false, false, false});
+        added.push_back({*s, m_ids.at(*s), false, false, false, true});
       }
     }
     for (auto& t : added) {
@@ -434,67 +400,9 @@ private:
     m_added = std::move(added);
   }
 
-  /// Sections of `text`: (piece, id) for an added token (id >= 0) or plain text (id == -1).
-  template <typename F>
-  void split_added(std::string_view text, bool normalized_pass, F&& emit) const {
-    std::vector<std::pair<std::string_view, std::int32_t>> parts;
-    std::vector<const added_token*> tokens_of;
-    std::size_t start = 0, i = 0;
-    while (i < text.size()) {
-      const added_token* best = nullptr;
-      for (const auto& t : m_added) {
-        if (t.normalized != normalized_pass) continue;
-        if (text.compare(i, t.content.size(), t.content) == 0 &&
-            (!best || t.content.size() > best->content.size()))
-          best = &t;
-      }
-      if (!best) {
-        ++i;
-        continue;
-      }
-      if (i > start) {
-        parts.emplace_back(text.substr(start, i - start), -1);
-        tokens_of.push_back(nullptr);
-      }
-      parts.emplace_back(text.substr(i, best->content.size()), best->id);
-      tokens_of.push_back(best);
-      i += best->content.size();
-      start = i;
-    }
-    if (start < text.size()) {
-      parts.emplace_back(text.substr(start), -1);
-      tokens_of.push_back(nullptr);
-    }
-    // lstrip / rstrip trim the neighbouring text sections.
-    for (std::size_t k = 0; k < parts.size(); ++k) {
-      if (!tokens_of[k]) continue;
-      if (tokens_of[k]->lstrip && k > 0 && parts[k - 1].second < 0)
-        parts[k - 1].first = trim(parts[k - 1].first, false);
-      if (tokens_of[k]->rstrip && k + 1 < parts.size() && parts[k + 1].second < 0)
-        parts[k + 1].first = trim(parts[k + 1].first, true);
-    }
-    for (const auto& [piece, id] : parts) {
-      if (!piece.empty()) emit(piece, id);
-    }
-  }
-
-  /// Removes White_Space from the start (`front`) or the end of valid UTF-8 `s`.
-  static std::string_view trim(std::string_view s, bool front) {
-    const std::u32string cps = unicode::decode_utf8(s);
-    std::size_t a = 0, b = cps.size();
-    if (front) {
-      while (a < b && unicode::is_whitespace(cps[a])) ++a;
-    } else {
-      while (b > a && unicode::is_whitespace(cps[b - 1])) --b;
-    }
-    std::size_t byte_a = 0, byte_b = 0;
-    for (std::size_t k = 0; k < cps.size(); ++k) {
-      std::string tmp;
-      unicode::append_utf8(tmp, cps[k]);
-      if (k < a) byte_a += tmp.size();
-      if (k < b) byte_b += tmp.size();
-    }
-    return s.substr(byte_a, byte_b - byte_a);
+  bool is_special(std::int32_t id) const {
+    if (id == m_unk || id == m_cls || id == m_sep || id == m_pad || id == m_mask) return true;
+    return std::any_of(m_added.begin(), m_added.end(), [&](const added_token& t) { return t.special && t.id == id; });
   }
 
   std::u32string normalize(std::u32string text) const {
@@ -530,13 +438,13 @@ private:
   template <typename F>
   void run(std::string_view text, const char* where, F&& emit) const {
     unicode::decode_utf8(text, where);  // validate once, up front
-    split_added(text, false, [&](std::string_view section, std::int32_t id) {
+    detail::split_added(m_added, text, false, [&](std::string_view section, std::int32_t id) {
       if (id >= 0) {
         emit(section, id);
         return;
       }
       const std::string normalized = unicode::encode_utf8(normalize(unicode::decode_utf8(section, where)));
-      split_added(normalized, true, [&](std::string_view sub, std::int32_t sub_id) {
+      detail::split_added(m_added, normalized, true, [&](std::string_view sub, std::int32_t sub_id) {
         if (sub_id >= 0) {
           emit(sub, sub_id);
         } else {

@@ -21,6 +21,11 @@
 
 namespace peft::task::detail {
 
+/// Architectures whose checkpoints may carry a masked-LM head, so the prompt head applies
+/// (BERT, RoBERTa; USE-lite has none).
+template <typename Arch>
+inline constexpr bool has_mlm_arch = !std::is_same_v<Arch, peft::use_lite>;
+
 template <typename Model>
 void fill_predictions(const Model& model, const std::vector<peft::encoded_example>& data, std::int32_t pad,
                       run_result& r) {
@@ -43,7 +48,7 @@ inline void init_prompt(const model_files& m, peft::prompt_tuning<float>& p, std
   std::vector<std::int32_t> text;
   if (p.config().prompt_tuning_init == "TEXT") {
     const auto& t = p.config().prompt_tuning_init_text;
-    text = m.wordpiece ? m.wordpiece->encode(t, m.weights->config.max_sequence_length()) : m.unigram->encode(t);
+    text = m.tokenizer ? m.tokenizer->encode(t, m.weights->config.max_sequence_length()) : m.unigram->encode(t);
   }
   const auto& E = m.weights->word_embeddings;
   const auto ids = p.init_ids(text, E.rows(), seed);
@@ -63,14 +68,14 @@ run_result dispatch(const model_files& m, const task_settings& s, peft::index cl
   auto policy = task_policy(s.method, enc.shape(), seed, load_dir, s.policy_options);
   if (auto* prompt = policy.template get_if<peft::prompt_tuning<float>>(); prompt && load_dir.empty())
     init_prompt(m, *prompt, seed);
-  if constexpr (std::is_same_v<Arch, peft::bert>) {
+  if constexpr (has_mlm_arch<Arch>) {
     if (!label_words.empty()) {
       peft::prompt_head<float> head(*m.weights, label_words);
       return f(enc, policy, head);
     }
   }
   if (!label_words.empty())
-    throw peft::invalid_argument("prompt-based fine-tuning needs a BERT masked-LM checkpoint (got " +
+    throw peft::invalid_argument("prompt-based fine-tuning needs a BERT-family masked-LM checkpoint (got " +
                                  m.model_type + ")");
   peft::classification_head<float> head(enc.hidden_size(), classes, peft::parse_pool_kind(s.pooling), 0.1,
                                         seed);
@@ -132,12 +137,12 @@ run_result train_list_task_for(const model_files& m, const task_settings& s, pef
     r.head = peft::store_tensors(st.student_head().parameters());
     return r;
   };
-  if constexpr (std::is_same_v<Arch, peft::bert>) {
+  if constexpr (has_mlm_arch<Arch>) {
     if (!label_words.empty())
       return run([&](std::uint64_t) { return peft::prompt_head<float>(*m.weights, label_words); });
   }
   if (!label_words.empty())
-    throw peft::invalid_argument("prompt-based fine-tuning needs a BERT masked-LM checkpoint (got " +
+    throw peft::invalid_argument("prompt-based fine-tuning needs a BERT-family masked-LM checkpoint (got " +
                                  m.model_type + ")");
   const auto pool_kind = peft::parse_pool_kind(s.pooling);
   return run([&, pool_kind](std::uint64_t seed) {
@@ -258,7 +263,7 @@ void add_saved_task(peft::multi_task_server<Arch, float>& server, const model_fi
                     const std::string& name, const saved_task& t) {
   const auto& s = t.settings;
   auto policy = task_policy(s.method, server.encoder_ref().shape(), 0, t.dir);
-  if constexpr (std::is_same_v<Arch, peft::bert>) {
+  if constexpr (detail::has_mlm_arch<Arch>) {
     if (t.verb) {
       peft::prompt_head<float> head(*m.weights, t.verb->ids());
       load_head_file(t.head_path, head);
@@ -268,7 +273,7 @@ void add_saved_task(peft::multi_task_server<Arch, float>& server, const model_fi
   }
   if (t.verb)
     throw peft::invalid_argument("task '" + name +
-                                 "': prompt-based fine-tuning needs a BERT masked-LM checkpoint");
+                                 "': prompt-based fine-tuning needs a BERT-family masked-LM checkpoint");
   peft::classification_head<float> head(server.encoder_ref().hidden_size(), t.labels.size(),
                                         peft::parse_pool_kind(s.pooling), 0.1, 0);
   load_head_file(t.head_path, head);

@@ -37,16 +37,14 @@ PEFT_TASK_API model_files load_model(const std::string& dir) {
     throw peft::io_error("'" + dir + "' has neither config.json (Hugging Face) nor model.json (USE-lite)");
   m.weights = peft::load_hf_encoder<float>(dir);
   m.model_type = m.weights->config.model_type;
-  if (fs::exists(p / "tokenizer.json"))
-    m.wordpiece = std::make_shared<peft::wordpiece_tokenizer>(
-        peft::wordpiece_tokenizer::from_tokenizer_json((p / "tokenizer.json").string()));
-  else if (fs::exists(p / "vocab.txt"))
-    m.wordpiece = std::make_shared<peft::wordpiece_tokenizer>(
-        peft::wordpiece_tokenizer::from_vocab_txt((p / "vocab.txt").string()));
-  else
-    throw peft::io_error("'" + dir +
-                         "' has no vocab.txt or tokenizer.json (a WordPiece tokenizer is needed)");
-  m.pad_id = m.wordpiece->pad_id();
+  m.tokenizer = peft::load_hf_tokenizer(dir);
+  if (m.tokenizer->vocab_size() > m.weights->config.vocab_size)
+    throw peft::io_error("'" + dir + "': the tokenizer's vocabulary (" + std::to_string(m.tokenizer->vocab_size()) +
+                         " tokens) expected to fit the model's embeddings (vocab_size " +
+                         std::to_string(m.weights->config.vocab_size) + ")");
+  if (m.tokenizer->pad_id() < 0)
+    throw peft::io_error("'" + dir + "': the tokenizer expected a padding token, got none");
+  m.pad_id = m.tokenizer->pad_id();
   return m;
 }
 
@@ -65,8 +63,8 @@ PEFT_TASK_API std::vector<peft::encoded_example> encode(const model_files& m, co
   for (const auto& e : data) {
     peft::encoded_example x;
     if (tmpl) {
-      const auto enc = e.text_b ? tmpl->apply(*m.wordpiece, e.text, *e.text_b, max_len)
-                                : tmpl->apply(*m.wordpiece, e.text, max_len);
+      const auto enc = e.text_b ? tmpl->apply(*m.tokenizer, e.text, *e.text_b, max_len)
+                                : tmpl->apply(*m.tokenizer, e.text, max_len);
       x.ids = enc.ids;
       x.segments = enc.segments;
       x.mask_pos = enc.mask_position;
@@ -75,9 +73,9 @@ PEFT_TASK_API std::vector<peft::encoded_example> encode(const model_files& m, co
       if (x.ids.empty())
         throw peft::invalid_argument("line " + std::to_string(e.line) + ": text has no tokens");
     } else if (e.text_b) {
-      x.ids = m.wordpiece->encode_pair(e.text, *e.text_b, max_len, &x.segments);
+      x.ids = m.tokenizer->encode_pair(e.text, *e.text_b, max_len, &x.segments);
     } else {
-      x.ids = m.wordpiece->encode(e.text, max_len);
+      x.ids = m.tokenizer->encode(e.text, max_len);
     }
     if (s.prompt_tokens > 0) peft::insert_prompt_placeholders(x, s.prompt_tokens, s.placeholder_id);
     if (e.label) {
@@ -119,7 +117,7 @@ PEFT_TASK_API saved_task read_saved_task(const model_files& m, const std::string
                                  "' model, but '" + m.dir + "' is '" + m.model_type + "'");
   if (!t.settings.template_spec.empty()) {
     t.tmpl.emplace(t.settings.template_spec);
-    t.verb.emplace(peft::verbalizer::parse(*m.wordpiece, t.settings.verbalizer_spec, t.labels.labels()));
+    t.verb.emplace(peft::verbalizer::parse(*m.tokenizer, t.settings.verbalizer_spec, t.labels.labels()));
   }
   return t;
 }
