@@ -4,9 +4,10 @@
 //   peft-encode --model DIR (--input TEXT_FILE | --ids IDS.npy [--mask MASK.npy]) --output OUT.npy
 //               [--pool none|cls|mean|pooler|sentence] [--precision fp32|bf16] [--threads N]
 //
-// DIR is a Hugging Face folder (config.json, model.safetensors, vocab.txt or tokenizer.json)
-// or a USE-lite TF.js folder (model.json, shards, vocab.json). Bad input exits non-zero with
-// one line on stderr.
+// DIR is a Hugging Face folder (config.json, model.safetensors or its shards, a tokenizer), a
+// sentence-transformers folder (modules.json: --pool sentence, the default there, gives the
+// embedding sentence-transformers gives: its pooling mode, then Normalize) or a USE-lite TF.js
+// folder (model.json, shards, vocab.json). Bad input exits non-zero with one line on stderr.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -20,6 +21,7 @@
 
 #include <peft/io/hf_checkpoint.hpp>
 #include <peft/io/npy.hpp>
+#include <peft/io/sentence_transformers.hpp>
 #include <peft/io/use_lite.hpp>
 #include <peft/peft.hpp>
 #include <peft/text/unigram.hpp>
@@ -45,7 +47,9 @@ void add_options(cli::app& app, options& o) {
   app.add_option("--ids", o.ids, "token ids [B, T] as .npy (or --input)");
   app.add_option("--mask", o.mask, "attention mask [B, T] as .npy (with --ids; default: ids != pad)");
   app.add_option("--output", o.output, "output .npy: [B, T, H] hidden states or [B, H] pooled rows")->required();
-  app.add_option("--pool", o.pool, "pooled rows: sentence (USE-lite's head, BERT's pooler) [USE-lite], none [others]")
+  app.add_option("--pool", o.pool,
+                 "pooled rows: sentence (USE-lite's head, a sentence-transformers folder's pooling + Normalize, "
+                 "else BERT's pooler) [USE-lite and sentence-transformers folders], none [others]")
       ->check(cli::one_of({"none", "cls", "mean", "pooler", "sentence"}));
   app.add_option("--precision", o.precision, "frozen weights in fp32 or bf16")->check(cli::one_of({"fp32", "bf16"}));
   app.add_option("--threads", o.threads, "OpenMP threads (0: the default)")->check(cli::integer(1));
@@ -71,13 +75,20 @@ std::vector<std::string> read_lines(const std::string& path) {
 
 using tokenize_fn = std::function<std::vector<std::int32_t>(const std::string&, peft::index)>;
 
+/// What --pool asks for: hidden states (neither), a pool_kind, or a sentence-transformers pipeline.
+struct pooling {
+  std::optional<peft::pool_kind> kind;
+  std::optional<peft::sentence_pipeline> sentence;
+  bool pooled() const { return kind || sentence; }
+};
+
 /// Encodes `b` and pools it; returns rows of the output tensor ([B x H] or [B*T x H]).
 template <typename Arch>
-peft::matrix<float> encode_batch(const peft::encoder<Arch, float>& enc, const peft::batch& b,
-                                 std::optional<peft::pool_kind> kind) {
+peft::matrix<float> encode_batch(const peft::encoder<Arch, float>& enc, const peft::batch& b, const pooling& pool) {
   auto h = enc.forward(b);
-  if (!kind) return h;  // moved out; a conditional expression would copy it
-  return peft::pool_forward(enc.weights(), h, b, *kind);
+  if (pool.sentence) return peft::sentence_embeddings(h, b, *pool.sentence);
+  if (!pool.kind) return h;  // moved out; a conditional expression would copy it
+  return peft::pool_forward(enc.weights(), h, b, *pool.kind);
 }
 
 /// --pool's value: none (hidden states) or a pool_kind; `sentence` is the checkpoint's own
@@ -90,7 +101,7 @@ std::optional<peft::pool_kind> parse_pool(const std::string& name, bool use_lite
 
 template <typename Arch>
 int run(const options& o, peft::shared_weights<float> weights, const tokenize_fn& tokenize, std::int32_t pad_id,
-        std::optional<peft::pool_kind> kind) {
+        const pooling& kind) {
   if (o.precision == "bf16") weights = peft::to_bf16(weights);
   peft::encoder<Arch, float> enc(std::move(weights));
   const peft::index H = enc.hidden_size();
@@ -102,7 +113,9 @@ int run(const options& o, peft::shared_weights<float> weights, const tokenize_fn
   if (!o.input.empty()) {
     const auto lines = read_lines(o.input);
     for (std::size_t i = 0; i < lines.size(); ++i) {
-      auto ids = tokenize(lines[i], enc.max_sequence_length());
+      peft::index limit = enc.max_sequence_length();
+      if (kind.sentence && kind.sentence->max_seq_length > 0) limit = std::min(limit, kind.sentence->max_seq_length);
+      auto ids = tokenize(lines[i], limit);
       if (ids.empty())
         throw peft::invalid_argument("line " + std::to_string(i + 1) + " of '" + o.input +
                                      "' has no tokens (empty input)");
@@ -128,7 +141,7 @@ int run(const options& o, peft::shared_weights<float> weights, const tokenize_fn
     for (const auto& s : seqs) T = std::max<peft::index>(T, static_cast<peft::index>(s.size()));
 
   peft::tensor out;
-  out.shape = !kind ? std::vector<std::int64_t>{B, T, H} : std::vector<std::int64_t>{B, H};
+  out.shape = !kind.pooled() ? std::vector<std::int64_t>{B, T, H} : std::vector<std::int64_t>{B, H};
   out.data.assign(static_cast<std::size_t>(out.numel()), 0.0f);
   for (peft::index start = 0; start < B; start += chunk) {
     const peft::index n = std::min(chunk, B - start);
@@ -142,7 +155,7 @@ int run(const options& o, peft::shared_weights<float> weights, const tokenize_fn
     }
     const auto rows = encode_batch(enc, b, kind);
     for (peft::index i = 0; i < n; ++i) {
-      if (!kind) {
+      if (!kind.pooled()) {
         for (peft::index t = 0; t < b.time(); ++t) {
           if (!b.mask(i, t)) continue;  // padding stays zero
           float* dst = out.data.data() + ((start + i) * T + t) * H;
@@ -170,21 +183,30 @@ int main_impl(const options& o) {
           peft::unigram_tokenizer::from_vocab_json((dir / "vocab.json").string()));
       tok = [t](const std::string& s, peft::index max_len) { return t->encode(s, max_len); };
     }
-    return run<peft::use_lite>(o, peft::load_use_lite<float>(o.model), tok, 0, kind);
+    return run<peft::use_lite>(o, peft::load_use_lite<float>(o.model), tok, 0, pooling{kind, std::nullopt});
   }
-  if (!fs::exists(dir / "config.json"))
-    throw peft::io_error("'" + o.model + "' has neither config.json (Hugging Face) nor model.json (USE-lite)");
-  const auto cfg = peft::read_hf_config((dir / "config.json").string());
-  const auto kind = parse_pool(o.pool.empty() ? "none" : o.pool, false);
+  // A sentence-transformers folder: its Transformer module holds the model.
+  pooling kind;
+  std::string model_dir = o.model;
+  if (peft::is_sentence_transformers_folder(o.model) && (o.pool.empty() || o.pool == "sentence")) {
+    kind.sentence = peft::read_sentence_transformers(o.model);
+    model_dir = kind.sentence->transformer_dir;
+  } else {
+    kind.kind = parse_pool(o.pool.empty() ? "none" : o.pool, false);
+  }
+  const fs::path mdir(model_dir);
+  if (!fs::exists(mdir / "config.json"))
+    throw peft::io_error("'" + model_dir + "' has neither config.json (Hugging Face) nor model.json (USE-lite)");
+  const auto cfg = peft::read_hf_config((mdir / "config.json").string());
   tokenize_fn tok;
   std::int32_t pad = static_cast<std::int32_t>(cfg.pad_token_id);
   if (!o.input.empty()) {
-    const auto t = peft::load_hf_tokenizer(o.model);
+    const auto t = peft::load_hf_tokenizer(model_dir);
     pad = t->pad_id() >= 0 ? t->pad_id() : pad;
     tok = [t](const std::string& s, peft::index max_len) { return t->encode(s, max_len); };
   }
-  auto weights = peft::load_hf_encoder<float>(o.model);
-  if (cfg.model_type == "roberta") return run<peft::roberta>(o, weights, tok, pad, kind);
+  auto weights = peft::load_hf_encoder<float>(model_dir);
+  if (peft::arch_of_model_type(cfg.model_type) == "roberta") return run<peft::roberta>(o, weights, tok, pad, kind);
   return run<peft::bert>(o, weights, tok, pad, kind);
 }
 

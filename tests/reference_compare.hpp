@@ -22,6 +22,51 @@
 
 namespace peft_test {
 
+/// A reference array in the precision of the run: `<name>.npy` (float32) for float,
+/// `<name>_f64.npy` (float64, the same torch computation) for double.
+struct reference_array {
+  std::vector<std::size_t> shape;
+  std::vector<double> data;
+};
+template <typename Scalar>
+reference_array read_reference(const std::string& dir, const std::string& name) {
+  const std::string path = dir + "/" + name + (sizeof(Scalar) == 8 ? "_f64.npy" : ".npy");
+  auto c = peft::detail::read_npy_contents(path, "test");
+  reference_array r;
+  r.shape = c.shape;
+  r.data = peft::detail::npy_float_values<double>(c, path);
+  return r;
+}
+
+/// Largest |ours - theirs| over the real (unpadded) positions of a [B, T, X] reference.
+template <typename Scalar>
+double max_diff_3d(const peft::matrix<Scalar>& ours, const reference_array& ref, const peft::batch& b) {
+  REQUIRE(ref.shape.size() == 3);
+  const auto B = static_cast<peft::index>(ref.shape[0]), T = static_cast<peft::index>(ref.shape[1]),
+             X = static_cast<peft::index>(ref.shape[2]);
+  REQUIRE(B == b.size());
+  REQUIRE(T == b.time());
+  REQUIRE(ours.rows() == B * T);
+  REQUIRE(ours.cols() == X);
+  double mx = 0;
+  for (peft::index i = 0; i < B; ++i)
+    for (peft::index t = 0; t < T; ++t) {
+      if (!b.mask(i, t)) continue;
+      for (peft::index x = 0; x < X; ++x)
+        mx = std::max(mx, std::abs(double(ours(i * T + t, x)) - ref.data[size_t((i * T + t) * X + x)]));
+    }
+  return mx;
+}
+
+inline peft::batch reference_batch(const std::string& dir) {
+  peft::batch b;
+  b.ids = peft::read_npy_ids(dir + "/inputs_ids.npy");
+  b.mask = peft::read_npy_ids(dir + "/inputs_mask.npy");
+  b.segments = peft::read_npy_ids(dir + "/token_type_ids.npy");
+  return b;
+}
+
+
 /// Largest |ours - reference| over the real tokens of a [B, T, H] reference (.npy, float32).
 inline double max_hidden_diff(const peft::matrix<float>& h, const std::string& path, const peft::batch& b) {
   auto c = peft::detail::read_npy_contents(path, "test");

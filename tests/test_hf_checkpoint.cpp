@@ -160,7 +160,7 @@ TEST_CASE("read_hf_config rejects bad configs naming the key", "[hf][config][err
   CHECK_THAT(error_for("div", x), Contains("hidden_size expected a multiple of num_attention_heads 4, got 66"));
   x = c;
   x["model_type"] = "gpt2";
-  CHECK_THAT(error_for("type", x), Contains("model_type expected 'bert' or 'roberta', got 'gpt2'"));
+  CHECK_THAT(error_for("type", x), Contains("model_type expected one of bert, roberta, xlm-roberta, distilbert, electra, albert, mpnet, got 'gpt2'"));
   x = c;
   x.erase("model_type");
   CHECK_THAT(error_for("notype", x), Contains("missing required key 'model_type'"));

@@ -30,6 +30,16 @@ if(TARGET peft-train AND TARGET peft-predict AND TARGET peft-serve)
             ${CMAKE_CURRENT_BINARY_DIR}/reference/adapterhub ${CMAKE_CURRENT_BINARY_DIR}/scratch/adapterhub)
   set_tests_properties(example_adapterhub PROPERTIES FIXTURES_REQUIRED peft_reference TIMEOUT 600)
 endif()
+if(TARGET peft-train AND TARGET peft-predict AND TARGET peft-serve AND TARGET peft-encode)
+  # The encoder families (XLM-R, DistilBERT, ELECTRA, ALBERT, MPNet, sharded, sentence-transformers)
+  # through every command line, against PyTorch where it has a number.
+  add_test(NAME example_families
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/examples/check_families.py
+            $<TARGET_FILE:peft-train> $<TARGET_FILE:peft-predict> $<TARGET_FILE:peft-serve>
+            $<TARGET_FILE:peft-encode> ${CMAKE_CURRENT_BINARY_DIR}/reference/families
+            ${CMAKE_CURRENT_BINARY_DIR}/scratch/families)
+  set_tests_properties(example_families PROPERTIES FIXTURES_REQUIRED peft_reference TIMEOUT 600)
+endif()
 if(TARGET peft-train AND TARGET peft-predict)
   # Prompt-based fine-tuning on a RoBERTa folder read from text (byte-level BPE), against PyTorch.
   add_test(NAME example_roberta_prompt

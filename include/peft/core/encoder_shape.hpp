@@ -19,6 +19,9 @@ struct encoder_shape {
   index num_layers = 0;
   index num_heads = 0;
   index embedding_size = 0;             ///< width of the embedding output (layer 0's input)
+  /// Width of the word embeddings and the embedding LayerNorm: embedding_size, except where
+  /// a projection follows them (ELECTRA, ALBERT); 0 means embedding_size.
+  index word_embedding_size = 0;
   index hidden_size = 0;                ///< width of the encoder output
   index intermediate_size = 0;          ///< FFN inner width
   std::vector<index> input_width;       ///< per layer: width of the layer input
@@ -29,6 +32,9 @@ struct encoder_shape {
   /// sub-layer's residual sum (post-norm, the BERT family).
   bool pre_norm = false;
   bool embedding_norm = true;           ///< the embeddings end in a LayerNorm
+
+  /// Width of the word embeddings (see word_embedding_size).
+  index word_width() const noexcept { return word_embedding_size > 0 ? word_embedding_size : embedding_size; }
 
   /// [out x in] shape of a frozen linear of layer l.
   std::pair<index, index> linear_shape(index l, int which) const {

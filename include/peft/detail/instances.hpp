@@ -43,7 +43,8 @@
   EXT template void ops::attention_forward<S>(const ops::attention_shape&, const matrix<S>&,                \
                                               const matrix<S>&, const matrix<S>&, const matrix<S>*,         \
                                               const matrix<S>*, const id_matrix&, S, double, rng*,          \
-                                              matrix<S>&, ops::attention_cache<S>*, ops::attention_fault*); \
+                                              matrix<S>&, ops::attention_cache<S>*, ops::attention_fault*,  \
+                                              const matrix<S>*);                                            \
   EXT template void ops::attention_backward<S>(                                                             \
       const ops::attention_shape&, const matrix<S>&, const matrix<S>&, const matrix<S>&, const matrix<S>&,  \
       const matrix<S>*, const matrix<S>*, const ops::attention_cache<S>&, S, matrix<S>&, matrix<S>&,        \

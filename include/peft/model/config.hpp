@@ -21,8 +21,21 @@ inline activation parse_activation(const std::string& s) {
                          "'");
 }
 
+/// The encoder architecture (arch.hpp) of a Hugging Face `model_type`: "roberta" for the
+/// families with RoBERTa's padding-offset positions (roberta, xlm-roberta, mpnet), "bert" for
+/// the other BERT-family encoders (bert, distilbert, electra, albert), "use_lite" for USE-lite;
+/// "" when peft does not know the type.
+inline std::string arch_of_model_type(const std::string& model_type) {
+  if (model_type == "roberta" || model_type == "xlm-roberta" || model_type == "mpnet") return "roberta";
+  if (model_type == "bert" || model_type == "distilbert" || model_type == "electra" || model_type == "albert")
+    return "bert";
+  if (model_type == "use_lite") return "use_lite";
+  return "";
+}
+
 struct encoder_config {
-  std::string model_type = "bert";  ///< "bert", "roberta" or "use_lite"
+  /// "bert", "roberta", "xlm-roberta", "distilbert", "electra", "albert", "mpnet" or "use_lite"
+  std::string model_type = "bert";
   index vocab_size = 0;
   index hidden_size = 0;        ///< width of the residual stream after the first layer
   index embedding_size = 0;     ///< width of the embedding table (== hidden_size for BERT)
@@ -36,10 +49,23 @@ struct encoder_config {
   double hidden_dropout = 0.1;
   double attention_dropout = 0.1;
   activation hidden_act = activation::gelu_erf;
+  /// ALBERT: the number of distinct layers (layer groups) the layers share; 0 or
+  /// num_layers when every layer has its own weights.
+  index layer_groups = 0;
+  /// MPNet's relative position buckets (0: no relative attention bias) and the distance
+  /// beyond which buckets stop growing.
+  index relative_attention_buckets = 0;
+  index relative_attention_max_distance = 128;
+
+  /// The masked-LM head's activation: GELU for the RoBERTa-style heads (RoBERTa, XLM-R,
+  /// MPNet), the layers' activation for the others (BERT, DistilBERT, ALBERT).
+  activation mlm_activation() const noexcept {
+    return arch_of_model_type(model_type) == "roberta" ? activation::gelu_erf : hidden_act;
+  }
 
   /// Longest sequence the encoder accepts (RoBERTa loses pad_token_id + 1 positions).
   index max_sequence_length() const noexcept {
-    return model_type == "roberta" ? max_positions - pad_token_id - 1 : max_positions;
+    return arch_of_model_type(model_type) == "roberta" ? max_positions - pad_token_id - 1 : max_positions;
   }
 };
 

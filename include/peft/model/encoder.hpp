@@ -57,10 +57,16 @@ public:
   const encoder_config& config() const noexcept { return m_weights->config; }
   const encoder_weights<Scalar>& weights() const noexcept { return *m_weights; }
   const shared_weights<Scalar>& shared() const noexcept { return m_weights; }
-  index num_layers() const noexcept { return static_cast<index>(m_weights->layers.size()); }
+  index num_layers() const noexcept { return m_weights->config.num_layers; }
   /// Width of the encoder's output.
   index hidden_size() const noexcept { return m_weights->layers.back().output_width(); }
-  index embedding_size() const noexcept { return m_weights->word_embeddings.cols(); }
+  /// Width of the embedding output, layer 0's input (after ELECTRA's / ALBERT's projection).
+  index embedding_size() const noexcept {
+    const auto& P = m_weights->embedding_projection;
+    return P.empty() ? m_weights->word_embeddings.cols() : P.out_features();
+  }
+  /// Width of the word embeddings (before a projection).
+  index word_embedding_size() const noexcept { return m_weights->word_embeddings.cols(); }
   index max_sequence_length() const noexcept { return config().max_sequence_length(); }
 
   /// The sizes a policy needs to build its parameters for this encoder.
@@ -201,6 +207,37 @@ private:
   }
 
   void validate() const;
+
+public:
+  /// MPNet's bucket of the relative position `key - query` (T5's bidirectional scheme): half
+  /// the buckets for keys before the query, half for keys after; within each half, exact
+  /// buckets for distances below a quarter of the buckets, then logarithmic up to
+  /// `max_distance`, computed in float as PyTorch does.
+  static index relative_bucket(index key_minus_query, index num_buckets, index max_distance) {
+    index n = -key_minus_query;
+    const index half = num_buckets / 2, exact = half / 2;
+    const index base = n < 0 ? half : 0;
+    n = n < 0 ? -n : n;
+    if (n < exact) return base + n;
+    const float v = std::log(static_cast<float>(n) / static_cast<float>(exact)) /
+                    static_cast<float>(std::log(static_cast<double>(max_distance) / static_cast<double>(exact))) *
+                    static_cast<float>(half - exact);
+    return base + std::min<index>(exact + static_cast<index>(v), half - 1);
+  }
+
+private:
+  /// `[heads*T x T]`: row `h*T + i`, column `j` holds head h's bias for query i and key j.
+  mat relative_bias(index T) const {
+    const auto& R = m_weights->relative_attention_bias;
+    const index H = R.cols();
+    mat out(H * T, T);
+    for (index i = 0; i < T; ++i)
+      for (index j = 0; j < T; ++j) {
+        const index k = relative_bucket(j - i, R.rows(), config().relative_attention_max_distance);
+        for (index h = 0; h < H; ++h) out(h * T + i, j) = R(k, h);
+      }
+    return out;
+  }
 
   /// tensor2tensor timing signal: [sin(p * inv), cos(p * inv)] with geometric timescales
   /// from 1 to 1e4 over half the width.
@@ -533,7 +570,7 @@ private:
   template <typename Policy>
   mat layer_forward(index l, mat x, const batch& b, const Policy& p, const hook_context& ctx, layer_tape<Scalar>& lt,
                     policy_tape_t<Policy>& pt) const {
-    const auto& W = m_weights->layers[static_cast<std::size_t>(l)];
+    const auto& W = m_weights->layer(l);
     const double eps = config().layer_norm_eps;
     constexpr const char* where = "encoder::forward";
     if constexpr (has_on_layer_input_v<Policy>) {
@@ -567,10 +604,12 @@ private:
     const double attn_drop = train ? config().attention_dropout : 0.0;
     ops::attention_fault scores;
     const bool checking = check_numerics();
+    mat rel_bias;  // MPNet: constant in the weights, so the backward needs nothing of it
+    if (m_weights->relative_attention_bias.size() != 0) rel_bias = relative_bias(b.time());
     ops::attention_forward(shape, lt.q, lt.k, lt.v, shape.prefix ? &lt.prefix_k : nullptr,
                            shape.prefix ? &lt.prefix_v : nullptr, b.mask, scale, attn_drop,
                            attn_drop > 0 ? &require_rng(ctx.gen, "encoder::forward") : nullptr, lt.ctx,
-                           &lt.attn, checking ? &scores : nullptr);
+                           &lt.attn, checking ? &scores : nullptr, rel_bias.size() ? &rel_bias : nullptr);
     if (checking) {
       if (scores.found)
         throw numeric_error(
@@ -632,7 +671,7 @@ private:
 
   template <typename Policy>
   mat layer_backward(index l, const mat& dy, Policy& p, const encoder_tape<Scalar, Policy>& t) const {
-    const auto& W = m_weights->layers[static_cast<std::size_t>(l)];
+    const auto& W = m_weights->layer(l);
     const auto& lt = t.layers[static_cast<std::size_t>(l)];
     const auto& pt = t.policy;
     constexpr const char* where = "encoder::backward";
@@ -726,9 +765,11 @@ encoder_shape encoder<Arch, Scalar>::shape() const {
   s.num_layers = num_layers();
   s.num_heads = config().num_heads;
   s.embedding_size = embedding_size();
+  s.word_embedding_size = word_embedding_size();
   s.hidden_size = hidden_size();
   s.intermediate_size = m_weights->layers.front().ffn_in.out_features();
-  for (const auto& L : m_weights->layers) {
+  for (index l = 0; l < num_layers(); ++l) {
+    const auto& L = m_weights->layer(l);
     s.input_width.push_back(L.input_width());
     s.attention_width.push_back(L.attention_width());
     s.output_width.push_back(L.output_width());
@@ -793,7 +834,7 @@ template <typename Policy>
 matrix<Scalar> encoder<Arch, Scalar>::embed_impl(const batch& b, const Policy* p, mode m, rng* gen,
                                                  encoder_tape<Scalar, Policy>* t) const {
   const auto& W = *m_weights;
-  const index B = b.size(), T = b.time(), E = embedding_size();
+  const index B = b.size(), T = b.time(), E = word_embedding_size();
   mat h(B * T, E);
   // The word embeddings first, so that a policy can replace rows (virtual tokens).
   for (index r = 0; r < B * T; ++r) {
@@ -852,6 +893,12 @@ matrix<Scalar> encoder<Arch, Scalar>::embed_impl(const batch& b, const Policy* p
     h.array() *= mask.array();
   } else if (t) {
     t->drop_emb.resize(0, 0);
+  }
+  if (!W.embedding_projection.empty()) {
+    mat projected;
+    frozen_linear_forward(h, W.embedding_projection, projected);
+    check_op(projected, "encoder::embed", -1, "embedding projection output");
+    return projected;
   }
   return h;
 }
@@ -942,7 +989,8 @@ matrix<Scalar> encoder<Arch, Scalar>::backward(const mat& d_out, Policy& p,
           "encoder::backward: the tape holds no embedding record for the policy's input embeddings "
           "(forward_embedded does not run on_input_embeddings: use forward)");
     if (stop_layer == 0 && (norm || has_on_input_embeddings_v<Policy>)) {
-      mat de = dh;
+      const auto& P = m_weights->embedding_projection;
+      mat de = P.empty() ? dh : mat(dh * P.weight);
       if (t.drop_emb.size() != 0) de.array() *= t.drop_emb.array();
       if (norm) norm_bwd(-1, norm_site::embeddings, de, p, t.policy);
       if constexpr (has_on_input_embeddings_v<Policy>) {
@@ -963,26 +1011,33 @@ void encoder<Arch, Scalar>::validate() const {
   const auto& W = *m_weights;
   const auto& c = W.config;
   auto fail = [](const std::string& what) { throw invalid_argument("encoder::encoder: " + what); };
-  if (c.model_type != Arch::name)
-    fail(std::string("model_type expected '") + Arch::name + "', got '" + c.model_type + "'");
+  if (arch_of_model_type(c.model_type) != Arch::name)
+    fail(std::string("model_type of the '") + Arch::name + "' architecture expected, got '" + c.model_type + "'");
   if (W.layers.empty()) fail("layers expected at least 1, got 0");
   if constexpr (!std::is_same_v<Scalar, float>) {
     if (W.is_bf16()) fail("bf16 weights need encoder<Arch, float>");
   }
-  if (static_cast<index>(W.layers.size()) != c.num_layers)
-    fail("layer count expected " + std::to_string(c.num_layers) + " (config), got " +
+  if (static_cast<index>(W.layers.size()) > c.num_layers || c.num_layers % static_cast<index>(W.layers.size()) != 0)
+    fail("layer count expected " + std::to_string(c.num_layers) + " (config) or a divisor of it (shared layers), got " +
          std::to_string(W.layers.size()));
+  if (!W.embedding_projection.empty() &&
+      (W.embedding_projection.in_features() != word_embedding_size() || W.embedding_projection.is_bf16()))
+    fail("embedding_projection expected [hidden x " + std::to_string(word_embedding_size()) + "] in float");
+  if (W.relative_attention_bias.size() != 0 &&
+      (W.relative_attention_bias.cols() != c.num_heads || W.relative_attention_bias.rows() != c.relative_attention_buckets))
+    fail("relative_attention_bias shape expected [" + std::to_string(c.relative_attention_buckets) + " x " +
+         std::to_string(c.num_heads) + "]");
   if (W.word_embeddings.rows() != c.vocab_size || W.word_embeddings.rows() == 0)
     fail("word_embeddings rows expected " + std::to_string(c.vocab_size) + ", got " +
          std::to_string(W.word_embeddings.rows()));
   if (c.num_heads <= 0) fail("num_heads expected > 0, got " + std::to_string(c.num_heads));
   if constexpr (Arch::positions != position_kind::sinusoidal) {
-    if (W.position_embeddings.rows() != c.max_positions || W.position_embeddings.cols() != embedding_size())
+    if (W.position_embeddings.rows() != c.max_positions || W.position_embeddings.cols() != word_embedding_size())
       fail("position_embeddings shape mismatch with config");
   }
   index width = embedding_size();
-  for (std::size_t l = 0; l < W.layers.size(); ++l) {
-    const auto& L = W.layers[l];
+  for (index l = 0; l < c.num_layers; ++l) {
+    const auto& L = W.layer(l);
     const std::string at = "layer " + std::to_string(l) + ": ";
     if (L.input_width() != width)
       fail(at + "input width expected " + std::to_string(width) + ", got " + std::to_string(L.input_width()));

@@ -39,7 +39,7 @@ matrix<Scalar> mlm_logits(const encoder_weights<Scalar>& w, const matrix<Scalar>
     throw invalid_argument("mlm_logits: hidden width expected " + std::to_string(H) + ", got " + std::to_string(h.cols()));
   matrix<Scalar> u, g;
   ops::linear_forward(h, w.mlm_transform.weight, w.mlm_transform.bias, u);
-  ops::activation_forward(w.config.hidden_act, u, g);
+  ops::activation_forward(w.config.mlm_activation(), u, g);
   ops::layer_norm_forward(g, w.mlm_norm.gamma, w.mlm_norm.beta, w.config.layer_norm_eps, g,
                           cache ? &cache->norm : nullptr);
   if (cache) cache->u = u;
@@ -72,7 +72,7 @@ matrix<Scalar> mlm_logits_backward(const encoder_weights<Scalar>& w, const matri
       dg.noalias() += d_logits.col(static_cast<index>(c)) * w.word_embeddings.row((*vocab_subset)[c]);
   }
   ops::layer_norm_backward(dg, w.mlm_norm.gamma, cache.norm, dg);
-  ops::activation_backward(w.config.hidden_act, cache.u, dg);
+  ops::activation_backward(w.config.mlm_activation(), cache.u, dg);
   matrix<Scalar> dh;
   ops::linear_backward_input(dg, w.mlm_transform.weight, dh);
   return dh;

@@ -63,8 +63,30 @@ struct encoder_weights {
   matrix<Scalar> position_embeddings;    ///< [max_positions x embedding_size]; empty for sinusoidal
   matrix<Scalar> token_type_embeddings;  ///< [type_vocab x embedding_size]; may be empty
   layer_norm_weights<Scalar> embedding_norm;  ///< BERT/RoBERTa only
+  /// ELECTRA's `embeddings_project`, ALBERT's `embedding_hidden_mapping_in`: embedding_size ->
+  /// hidden_size after the embedding LayerNorm and dropout; empty when the widths agree.
+  linear_weights<Scalar> embedding_projection;
+  /// MPNet: `[buckets x heads]`, a bias per relative-position bucket added to every layer's
+  /// attention scores; empty for the other families.
+  matrix<Scalar> relative_attention_bias;
 
+  /// The distinct layers: `config.num_layers` of them, or fewer when layers share weights
+  /// (ALBERT's layer groups: layer l runs `layers[l * layers.size() / num_layers]`).
   std::vector<layer_weights<Scalar>> layers;
+
+  /// The weights layer @p l runs (see `layers`).
+  const layer_weights<Scalar>& layer(index l) const noexcept {
+    const auto n = static_cast<index>(layers.size());
+    return layers[static_cast<std::size_t>(n == config.num_layers ? l : l * n / config.num_layers)];
+  }
+  /// Gives every layer its own copy of its weights (for a merge that changes one layer).
+  void unshare_layers() {
+    if (static_cast<index>(layers.size()) == config.num_layers) return;
+    std::vector<layer_weights<Scalar>> own;
+    own.reserve(static_cast<std::size_t>(config.num_layers));
+    for (index l = 0; l < config.num_layers; ++l) own.push_back(layer(l));
+    layers = std::move(own);
+  }
   layer_norm_weights<Scalar> final_norm;  ///< pre-LN architectures that end with a norm
 
   // Heads that ship with the checkpoint (all frozen; a task copies what it trains).
@@ -82,7 +104,7 @@ struct encoder_weights {
     index n = word_embeddings.size() + position_embeddings.size() + token_type_embeddings.size();
     auto lin = [](const linear_weights<Scalar>& l) { return l.weight.size() + l.weight_bf16.size() + l.bias.size(); };
     auto ln = [](const layer_norm_weights<Scalar>& l) { return l.gamma.size() + l.beta.size(); };
-    n += ln(embedding_norm) + ln(final_norm);
+    n += ln(embedding_norm) + ln(final_norm) + lin(embedding_projection) + relative_attention_bias.size();
     for (const auto& L : layers)
       n += lin(L.query) + lin(L.key) + lin(L.value) + lin(L.attn_out) + lin(L.ffn_in) + lin(L.ffn_out) +
            ln(L.attn_norm) + ln(L.ffn_norm) + lin(L.residual_proj);
@@ -121,6 +143,8 @@ inline std::shared_ptr<const encoder_weights<float>> to_bf16(const encoder_weigh
   out->position_embeddings = w.position_embeddings;
   out->token_type_embeddings = w.token_type_embeddings;
   out->embedding_norm = w.embedding_norm;
+  out->embedding_projection = w.embedding_projection;
+  out->relative_attention_bias = w.relative_attention_bias;
   out->final_norm = w.final_norm;
   out->pooler = w.pooler;
   out->mlm_transform = w.mlm_transform;

@@ -49,12 +49,16 @@ struct attention_fault {
 /// When `score_check` is non-null, every score (masked keys included) is checked before the
 /// softmax and the first non-finite one (in sequence, head, query, key order) is reported
 /// there; the caller decides whether to throw (no exception leaves the parallel loop).
+/// `score_bias`, when non-null, is `[heads*T x T]` (row `h*T + i`) and is added to the scaled
+/// scores of the sequence's own keys (MPNet's relative position bias; prefix keys get none).
+/// It is a constant: the backward needs nothing of it.
 template <typename Scalar>
 void attention_forward(const attention_shape& shape, const matrix<Scalar>& q, const matrix<Scalar>& k,
                        const matrix<Scalar>& v, const nondeduced_t<matrix<Scalar>>* pk,
                        const nondeduced_t<matrix<Scalar>>* pv, const id_matrix& mask,
                        nondeduced_t<Scalar> scale, double dropout, rng* gen, matrix<Scalar>& ctx,
-                       nondeduced_t<attention_cache<Scalar>>* cache, attention_fault* score_check = nullptr) {
+                       nondeduced_t<attention_cache<Scalar>>* cache, attention_fault* score_check = nullptr,
+                       const nondeduced_t<matrix<Scalar>>* score_bias = nullptr) {
   const index B = shape.batch, T = shape.time, H = shape.heads, P = shape.prefix;
   const index d = q.cols(), dh = d / H, S = P + T;
   PEFT_ASSERT(d % H == 0 && q.rows() == B * T && k.rows() == B * T && v.rows() == B * T);
@@ -87,6 +91,7 @@ void attention_forward(const attention_shape& shape, const matrix<Scalar>& q, co
     auto pr = probs.block(bh * T, 0, T, S);
     if (P > 0) pr.leftCols(P).noalias() = (qb * pk->middleCols(h * dh, dh).transpose()) * scale;
     pr.rightCols(T).noalias() = (qb * kb.transpose()) * scale;
+    if (score_bias) pr.rightCols(T) += score_bias->block(h * T, 0, T, T);
     if (score_check && !pr.allFinite()) {
       attention_fault& f = faults[static_cast<std::size_t>(bh)];
       for (index i = 0; i < T && !f.found; ++i)

@@ -73,7 +73,7 @@ public:
     m_linear.assign(static_cast<std::size_t>(shape.num_layers * num_linear_ids), -1);
     m_norm.assign(static_cast<std::size_t>(shape.num_layers * 2), -1);
     if (config.layer_norms && shape.embedding_norm)
-      m_embedding_norm = m_store.add(mt + ".embeddings.LayerNorm.bias_delta", shape.embedding_size, 1,
+      m_embedding_norm = m_store.add(mt + ".embeddings.LayerNorm.bias_delta", shape.word_width(), 1,
                                      param_group::bias);
     for (index l = 0; l < shape.num_layers; ++l) {
       for (auto w : m_config.target_modules) {
@@ -126,9 +126,9 @@ public:
   /// weights do not have is left out.
   /// @throws peft::invalid_argument when @p base has another layer count
   std::map<std::string, vector<Scalar>> biases(const encoder_weights<Scalar>& base) const {
-    if (static_cast<index>(base.layers.size()) != m_shape.num_layers)
+    if (base.config.num_layers != m_shape.num_layers)
       throw invalid_argument("bitfit::biases: weights expected " + std::to_string(m_shape.num_layers) +
-                             " layers, got " + std::to_string(base.layers.size()));
+                             " layers, got " + std::to_string(base.config.num_layers));
     std::map<std::string, vector<Scalar>> out;
     auto put = [&](index b, const vector<Scalar>& frozen) {
       if (b < 0 || frozen.size() == 0) return;
@@ -139,7 +139,7 @@ public:
     };
     put(m_embedding_norm, base.embedding_norm.beta);
     for (index l = 0; l < m_shape.num_layers; ++l) {
-      const auto& L = base.layers[static_cast<std::size_t>(l)];
+      const auto& L = base.layer(l);
       const linear_weights<Scalar>* lw[] = {&L.query, &L.key, &L.value, &L.attn_out, &L.ffn_in, &L.ffn_out};
       for (int w = 0; w < num_linear_ids; ++w) put(linear_block(l, static_cast<linear_id>(w)), lw[w]->bias);
       put(norm_block(l, norm_site::attention), L.attn_norm.beta);

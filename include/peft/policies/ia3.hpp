@@ -180,11 +180,12 @@ ia3<Scalar>::ia3(const encoder_shape& shape, const ia3_config& config, std::uint
 template <typename Scalar>
 std::shared_ptr<encoder_weights<Scalar>> ia3<Scalar>::merge(const encoder_weights<Scalar>& base) const {
   const std::string where = "ia3::merge";
-  if (base.config.model_type != m_shape.model_type || static_cast<index>(base.layers.size()) != m_shape.num_layers)
+  if (base.config.model_type != m_shape.model_type || base.config.num_layers != m_shape.num_layers)
     throw invalid_argument(where + ": weights expected model_type '" + m_shape.model_type + "' with " +
                            std::to_string(m_shape.num_layers) + " layers, got '" + base.config.model_type +
-                           "' with " + std::to_string(base.layers.size()));
+                           "' with " + std::to_string(base.config.num_layers));
   auto merged = std::make_shared<encoder_weights<Scalar>>(base);
+  merged->unshare_layers();  // each layer gets its own scales
   for (index l : m_config.layers_to_transform)
     for (auto w : m_config.target_modules) {
       auto& L = merged->layers[static_cast<std::size_t>(l)];

@@ -174,8 +174,9 @@ private:
 
   static linear_weights<Scalar>& linear_of(encoder_weights<Scalar>& W, index l, linear_id w);
   static const linear_weights<Scalar>& linear_of(const encoder_weights<Scalar>& W, index l, linear_id w) {
-    return linear_of(const_cast<encoder_weights<Scalar>&>(W), l, w);
+    return pick(const_cast<layer_weights<Scalar>&>(W.layer(l)), w);
   }
+  static linear_weights<Scalar>& pick(layer_weights<Scalar>& L, linear_id w);
 
   void check_weights(const encoder_weights<Scalar>& W, const std::string& where) const;
 
@@ -339,7 +340,12 @@ lora_config lora<Scalar>::config_from_json(const nlohmann::json& j, const encode
 
 template <typename Scalar>
 linear_weights<Scalar>& lora<Scalar>::linear_of(encoder_weights<Scalar>& W, index l, linear_id w) {
-  auto& L = W.layers[static_cast<std::size_t>(l)];
+  W.unshare_layers();  // a merge changes one layer's weights, not every layer sharing them
+  return pick(W.layers[static_cast<std::size_t>(l)], w);
+}
+
+template <typename Scalar>
+linear_weights<Scalar>& lora<Scalar>::pick(layer_weights<Scalar>& L, linear_id w) {
   switch (w) {
     case linear_id::query: return L.query;
     case linear_id::key: return L.key;
@@ -356,9 +362,9 @@ void lora<Scalar>::check_weights(const encoder_weights<Scalar>& W, const std::st
   if (W.config.model_type != m_shape.model_type)
     throw invalid_argument(where + ": weights model_type expected '" + m_shape.model_type + "', got '" +
                            W.config.model_type + "'");
-  if (static_cast<index>(W.layers.size()) != m_shape.num_layers)
+  if (W.config.num_layers != m_shape.num_layers)
     throw invalid_argument(where + ": weights layer count expected " + std::to_string(m_shape.num_layers) +
-                           ", got " + std::to_string(W.layers.size()));
+                           ", got " + std::to_string(W.config.num_layers));
   for (index l : m_config.layers_to_transform)
     for (auto w : m_config.target_modules) {
       const auto [out, in] = m_shape.linear_shape(l, static_cast<int>(w));

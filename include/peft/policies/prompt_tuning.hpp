@@ -85,7 +85,7 @@ public:
                              init + "\"");
     if (init == "TEXT" && config.prompt_tuning_init_text.empty())
       throw invalid_argument(where + ": prompt_tuning_init \"TEXT\" expected a prompt_tuning_init_text, got none");
-    m_store.add("prompt_embeddings", config.num_virtual_tokens, shape.embedding_size, param_group::weight);
+    m_store.add("prompt_embeddings", config.num_virtual_tokens, shape.word_width(), param_group::weight);
     rng gen(seed);
     auto P = m_store.value(0);
     for (index k = 0; k < P.size(); ++k) P.data()[k] = static_cast<Scalar>(gen.normal());
@@ -172,7 +172,7 @@ public:
     nlohmann::json j;
     j["peft_type"] = peft_type;
     j["num_virtual_tokens"] = m_config.num_virtual_tokens;
-    j["token_dim"] = m_shape.embedding_size;
+    j["token_dim"] = m_shape.word_width();
     j["num_transformer_submodules"] = 1;
     j["num_attention_heads"] = m_shape.num_heads;
     j["num_layers"] = m_shape.num_layers;
@@ -193,9 +193,9 @@ public:
     c.prompt_tuning_init = config_field_or<std::string>(j, "prompt_tuning_init", "RANDOM", where);
     const auto text = j.find("prompt_tuning_init_text");
     if (text != j.end() && !text->is_null()) c.prompt_tuning_init_text = config_field<std::string>(j, "prompt_tuning_init_text", where);
-    const index dim = config_field_or<index>(j, "token_dim", shape.embedding_size, where);
-    if (dim != shape.embedding_size)
-      throw invalid_argument(where + ": field 'token_dim' expected " + std::to_string(shape.embedding_size) +
+    const index dim = config_field_or<index>(j, "token_dim", shape.word_width(), where);
+    if (dim != shape.word_width())
+      throw invalid_argument(where + ": field 'token_dim' expected " + std::to_string(shape.word_width()) +
                              " (the encoder's embedding width), got " + std::to_string(dim));
     return prompt_tuning(shape, c, 0);
   }

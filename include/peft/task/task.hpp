@@ -76,7 +76,7 @@ inline std::vector<std::string> split_list(const std::string& s) {
 /// A model folder: weights plus the tokenizer that goes with them.
 struct model_files {
   std::string dir;
-  std::string model_type;  ///< bert, roberta, use_lite
+  std::string model_type;  ///< config.json's model_type (bert, roberta, xlm-roberta, ...), or use_lite
   peft::shared_weights<float> weights;
   /// Hugging Face folders: WordPiece or byte-level BPE (peft::load_hf_tokenizer).
   std::shared_ptr<const peft::tokenizer> tokenizer;
@@ -88,12 +88,14 @@ struct model_files {
 /// @throws peft::io_error naming what the folder lacks
 PEFT_TASK_API model_files load_model(const std::string& dir);
 
-/// Calls `f(Arch{})` with the architecture tag of `model_type`.
+/// Calls `f(Arch{})` with the architecture tag of `model_type` (peft::arch_of_model_type:
+/// XLM-R and MPNet run as roberta, DistilBERT, ELECTRA and ALBERT as bert).
 template <typename F>
 decltype(auto) with_arch(const std::string& model_type, F&& f) {
-  if (model_type == "use_lite") return f(peft::use_lite{});
-  if (model_type == "roberta") return f(peft::roberta{});
-  if (model_type == "bert") return f(peft::bert{});
+  const std::string arch = peft::arch_of_model_type(model_type);
+  if (arch == "use_lite") return f(peft::use_lite{});
+  if (arch == "roberta") return f(peft::roberta{});
+  if (arch == "bert") return f(peft::bert{});
   throw peft::invalid_argument("unknown model_type '" + model_type + "'");
 }
 

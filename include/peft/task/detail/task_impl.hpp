@@ -77,6 +77,9 @@ PEFT_TASK_API std::vector<peft::encoded_example> encode(const model_files& m, co
     } else {
       x.ids = m.tokenizer->encode(e.text, max_len);
     }
+    // A model with one token type or none (RoBERTa, DistilBERT, MPNet) reads every token as
+    // type 0, as its transformers model does, whatever layout the tokenizer gave the pair.
+    if (m.weights && m.weights->config.type_vocab_size <= 1) x.segments.clear();
     if (s.prompt_tokens > 0) peft::insert_prompt_placeholders(x, s.prompt_tokens, s.placeholder_id);
     if (e.label) {
       x.label = labels.id(*e.label);
