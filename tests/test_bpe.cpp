@@ -119,7 +119,7 @@ TEST_CASE("bpe: added tokens, prefix space, layouts, truncation and decoding", "
   o.sep_token = "</s>";
   o.pad_token = "<pad>";
   o.mask_token = "<mask>";
-  o.post = peft::bpe_template::roberta(256, 258);
+  o.post = peft::special_layout::roberta(256, 258);
   std::vector<peft::added_token> added = {{"<s>", 256}, {"<pad>", 257}, {"</s>", 258}, {"<mask>", 259, true}};
   strings vocab;
   for (int b = 0; b < 256; ++b) vocab.push_back(bl(std::string(1, static_cast<char>(b))));

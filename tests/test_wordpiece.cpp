@@ -280,3 +280,40 @@ TEST_CASE("wordpiece: ids equal tokenizers.js on bert-base-uncased", "[wordpiece
     }
   }
 }
+
+TEST_CASE("wordpiece: a RobertaProcessing post-processor gives MPNet's layout", "[wordpiece]") {
+  // MPNet ships a WordPiece vocabulary with RoBERTa's special tokens and pair layout.
+  nlohmann::json vocab = nlohmann::json::object();
+  const std::vector<std::string> tokens = {"<s>", "<pad>", "</s>", "<unk>", "hello", "world", "##s", "<mask>"};
+  for (std::size_t i = 0; i < tokens.size(); ++i) vocab[tokens[i]] = i;
+  const nlohmann::json j = {
+      {"model", {{"type", "WordPiece"}, {"unk_token", "<unk>"}, {"continuing_subword_prefix", "##"}, {"vocab", vocab}}},
+      {"normalizer", {{"type", "BertNormalizer"}, {"lowercase", true}}},
+      {"pre_tokenizer", {{"type", "BertPreTokenizer"}}},
+      {"post_processor", {{"type", "RobertaProcessing"}, {"sep", {"</s>", 2}}, {"cls", {"<s>", 0}}}},
+      {"padding", {{"pad_token", "<pad>"}}}};
+  peft::wordpiece_options o;
+  o.unk_token = "<unk>";
+  o.pad_token = "<pad>";
+  o.mask_token = "<mask>";
+  o.cls_token = "<s>";
+  o.sep_token = "</s>";
+  const std::string dir = peft_test::scratch_dir("wordpiece_mpnet");
+  write_file(dir + "/tokenizer.json", j.dump());
+  const peft::wordpiece_tokenizer t(tokens, [&] {
+    auto x = o;
+    x.layout = peft::special_layout::roberta(0, 2);
+    return x;
+  }());
+  ids_t seg;
+  CHECK(t.encode("Hello worlds", 16) == ids_t{0, 4, 5, 6, 2});
+  CHECK(t.encode_pair("hello", "world", 16, &seg) == ids_t{0, 4, 2, 2, 5, 2});
+  CHECK(seg == ids_t(6, 0));
+  CHECK_FALSE(t.uses_token_types());
+  CHECK(t.decode(t.encode("Hello worlds", 16)) == "hello worlds");
+  // The same from the tokenizer.json: the post-processor's layout, RoBERTa's names for the roles.
+  const auto f = peft::wordpiece_tokenizer::from_tokenizer_json(dir + "/tokenizer.json");
+  CHECK(f.encode_pair("hello", "world", 16, &seg) == ids_t{0, 4, 2, 2, 5, 2});
+  CHECK(f.mask_id() == 7);
+  CHECK(f.pad_id() == 1);
+}

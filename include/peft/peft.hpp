@@ -59,6 +59,7 @@
 #include "text/tokenizer.hpp"
 #include "text/wordpiece.hpp"
 #include "text/bpe.hpp"
+#include "text/sentencepiece.hpp"
 #include "text/hf_tokenizer.hpp"
 #include "text/unigram.hpp"
 #include "text/prompt.hpp"

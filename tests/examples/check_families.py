@@ -16,7 +16,7 @@ each family's Hugging Face key names, with PyTorch's outputs).
    peft-train printed, and peft-serve answers for the saved task. Sentence pairs run on
    DistilBERT and MPNet, which have no token types; prompt tuning runs on ALBERT and ELECTRA,
    whose word embeddings are narrower than their layers; a prompt template with label words
-   runs on DistilBERT's masked-LM head.
+   runs on DistilBERT's and BERT's (the sharded folder's) masked-LM heads.
 """
 import json
 import os
@@ -123,6 +123,7 @@ runs = [
     ("albert", "lora", "", []),
     ("mpnet", "ia3", "_pairs", []),
     ("xlm-roberta", "prefix", "", []),
+    ("sharded", "houlsby", "", ["--template", "*cls**sent_0*_it_was*mask*.*sep+*", "--verbalizer", "neg=terrible,pos=great"]),
 ]
 folders = {}
 for fam, method, data, extra in runs:

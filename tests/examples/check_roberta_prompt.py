@@ -1,8 +1,11 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""Prompt-based fine-tuning on a RoBERTa folder from text, end to end, against PyTorch.
+"""Prompt-based fine-tuning on RoBERTa and XLM-R folders from text, end to end, against PyTorch.
 
-usage: check_roberta_prompt.py PEFT_TRAIN PEFT_PREDICT BPE_TOKENIZER_JSON SCRATCH
+usage: check_roberta_prompt.py PEFT_TRAIN PEFT_PREDICT REFERENCE_DIR SCRATCH
+
+REFERENCE_DIR holds bpe_roberta_tokenizer.json (reference_tokenizers_bpe) and spm_unigram.model
+with spm_xlmr_tokenizer.json (reference_sentencepiece).
 
 The folder: a small random RoBERTa masked LM (tests/reference/torch_bert.py's weights and key
 names) over GPT-2's real byte-level vocabulary in RoBERTa's layout (the tokenizer.json that
@@ -16,6 +19,9 @@ reference_tokenizers_bpe writes), so that peft reads it exactly as it reads robe
 2. Houlsby adapters and LiST's self-training with that prompt head train from text, save, and
    peft-predict reproduces the accuracy peft-train printed.
 3. A classification-head task on the same folder trains from text (sentence pairs included).
+4. The same as 1 on an XLM-R folder whose tokenizer.json is SentencePiece-Unigram: the ids are
+   built here with SentencePiece itself (python3-sentencepiece on the .model, fairseq's +1
+   offset), each template part encoded on its own as LM-BFF does; then LiST on that folder.
 """
 import json
 import os
@@ -28,7 +34,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
 import torch_bert  # noqa: E402
 
-train_exe, predict_exe, tokenizer_json, scratch = sys.argv[1:5]
+train_exe, predict_exe, ref_dir, scratch = sys.argv[1:5]
+tokenizer_json = os.path.join(ref_dir, "bpe_roberta_tokenizer.json")
 quick = os.environ.get("PEFT_EXAMPLES_QUICK") == "1"
 failures = []
 
@@ -152,6 +159,65 @@ for name, data in [("head", paths["train"]), ("pairs", pairs)]:
     check(r.returncode == 0 and "accuracy" in last_json(r),
           "a classification head on the RoBERTa folder (%s): %s" % (name, r.stderr.strip()[-300:] if r.returncode
                                                                     else last_json(r).get("accuracy")))
+
+# 4. XLM-R (SentencePiece-Unigram tokenizer.json), the untrained prompt head against PyTorch.
+import sentencepiece  # noqa: E402
+
+sp = sentencepiece.SentencePieceProcessor(model_file=os.path.join(ref_dir, "spm_unigram.model"))
+xlmr = os.path.join(scratch, "xlmr")
+xcfg = dict(cfg)
+xcfg["vocab_size"] = sp.get_piece_size() + 2  # <s> <pad> </s> <unk>, the pieces from 3 on, <mask>
+xweights = torch_bert.random_weights(xcfg, seed=77)
+torch_bert.write_model(xlmr, xcfg, xweights, "F32", seed_inputs=5, extras=False)  # roberta.* keys, as XLM-R's
+with open(os.path.join(xlmr, "config.json")) as f:
+    xc = json.load(f)
+xc["model_type"] = "xlm-roberta"
+xc["architectures"] = ["XLMRobertaForMaskedLM"]
+with open(os.path.join(xlmr, "config.json"), "w") as f:
+    json.dump(xc, f)
+shutil.copy(os.path.join(ref_dir, "spm_xlmr_tokenizer.json"), os.path.join(xlmr, "tokenizer.json"))
+xw = torch_bert.round_weights(xweights, "F32")
+
+
+def spm(text):
+    return [k + 1 for k in sp.encode(text)]
+
+
+mask_id, words = xcfg["vocab_size"] - 1, [spm(" terrible"), spm(" great")]
+assert all(len(w) == 1 for w in words)
+ckpt = os.path.join(scratch, "xlmr_lora0")
+r = run(train_exe, "--model", xlmr, "--method", "lora", "--template", template, "--verbalizer", verbalizer,
+        "--train", paths["train"], "--test", paths["test"], "--epochs", "1", "--lr", "1e-12", "--seed", "1",
+        "--save", ckpt)
+check(r.returncode == 0 and "accuracy" in last_json(r), "peft-train --template on an XLM-R folder: " +
+      (r.stderr.strip()[-300:] if r.returncode else str(last_json(r).get("accuracy"))))
+pred = os.path.join(scratch, "xlmr_pred.jsonl")
+r = run(predict_exe, "--model", xlmr, "--adapter", ckpt, "--input", paths["test"], "--output", pred)
+check(r.returncode == 0, "peft-predict on the XLM-R prompt task: " + r.stderr.strip()[-300:])
+if r.returncode == 0:
+    got = [json.loads(line) for line in open(pred)]
+    worst = 0.0
+    for (text, _), p in zip(rows[48:], got):
+        ids = torch.tensor([[0] + spm(text) + spm(" It was") + [mask_id] + spm(".") + [2]])
+        mask = torch.ones_like(ids)
+        positions = torch.cumsum(mask, dim=1) * mask + xcfg["pad_token_id"]
+        _, logits, _ = torch_bert.forward(xcfg, xw, ids, mask, torch.zeros_like(ids), positions)
+        at = logits[0, int((ids[0] == mask_id).nonzero()[0, 0])]
+        probs = torch.softmax(torch.stack([at[words[0][0]], at[words[1][0]]]), 0)
+        worst = max(worst, abs(float(probs[0]) - p["scores"]["neg"]), abs(float(probs[1]) - p["scores"]["pos"]))
+    check(len(got) == 32 and worst < 1e-4,
+          "XLM-R label probabilities equal PyTorch's on SentencePiece's own ids (max diff %.2e)" % worst)
+
+# LiST's self-training with the prompt head on the XLM-R folder, reproduced by peft-predict.
+out = os.path.join(scratch, "xlmr_list")
+r = run(train_exe, "--model", xlmr, "--template", template, "--verbalizer", verbalizer, "--train", paths["train"],
+        "--test", paths["test"], "--seed", "2", "--save", out, *runs["list"])
+res = last_json(r)
+p = run(predict_exe, "--model", xlmr, "--adapter", out, "--input", paths["test"], "--output",
+        os.path.join(scratch, "xlmr_list.jsonl")) if r.returncode == 0 else r
+check(r.returncode == 0 and p.returncode == 0 and last_json(p).get("accuracy") == res.get("accuracy"),
+      "XLM-R: LiST with the prompt head trains (%s) and peft-predict reproduces it: %s" %
+      (res.get("accuracy"), r.stderr.strip()[-200:] if r.returncode else last_json(p).get("accuracy")))
 
 # A label word of two tokens is one clear error.
 r = run(train_exe, "--model", model, "--method", "lora", "--template", template, "--verbalizer",

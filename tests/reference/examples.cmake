@@ -41,12 +41,12 @@ if(TARGET peft-train AND TARGET peft-predict AND TARGET peft-serve AND TARGET pe
   set_tests_properties(example_families PROPERTIES FIXTURES_REQUIRED peft_reference TIMEOUT 600)
 endif()
 if(TARGET peft-train AND TARGET peft-predict)
-  # Prompt-based fine-tuning on a RoBERTa folder read from text (byte-level BPE), against PyTorch.
+  # Prompt-based fine-tuning on RoBERTa (byte-level BPE) and XLM-R (SentencePiece-Unigram) folders
+  # read from text, against PyTorch.
   add_test(NAME example_roberta_prompt
     COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/examples/check_roberta_prompt.py
             $<TARGET_FILE:peft-train> $<TARGET_FILE:peft-predict>
-            ${CMAKE_CURRENT_BINARY_DIR}/reference/bpe_roberta_tokenizer.json
-            ${CMAKE_CURRENT_BINARY_DIR}/scratch/roberta_prompt)
+            ${CMAKE_CURRENT_BINARY_DIR}/reference ${CMAKE_CURRENT_BINARY_DIR}/scratch/roberta_prompt)
   set_tests_properties(example_roberta_prompt PROPERTIES FIXTURES_REQUIRED peft_reference TIMEOUT 600)
 endif()
 if(TARGET peft-train)

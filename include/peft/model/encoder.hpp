@@ -768,7 +768,7 @@ encoder_shape encoder<Arch, Scalar>::shape() const {
   s.word_embedding_size = word_embedding_size();
   s.hidden_size = hidden_size();
   s.intermediate_size = m_weights->layers.front().ffn_in.out_features();
-  for (index l = 0; l < num_layers(); ++l) {
+  for (index l = 0, n = num_layers(); l < n; ++l) {
     const auto& L = m_weights->layer(l);
     s.input_width.push_back(L.input_width());
     s.attention_width.push_back(L.attention_width());

@@ -51,23 +51,6 @@
 
 namespace peft {
 
-/// Where a post-processor puts the special tokens: the ids of `single` / `pair` around the
-/// texts, each element a special token id or -1 for "sequence A" and -2 for "sequence B", with
-/// the token type of every element.
-struct bpe_template {
-  std::vector<std::int32_t> single{-1}, single_types{0};
-  std::vector<std::int32_t> pair{-1, -2}, pair_types{0, 0};
-
-  /// `<s> A </s>` / `<s> A </s></s> B </s>`, all token type 0 (RobertaProcessing).
-  static bpe_template roberta(std::int32_t cls, std::int32_t sep) {
-    return {{cls, -1, sep}, {0, 0, 0}, {cls, -1, sep, sep, -2, sep}, {0, 0, 0, 0, 0, 0}};
-  }
-  /// `[CLS] A [SEP]` / `[CLS] A [SEP] B [SEP]`, B's part token type 1 (BertProcessing).
-  static bpe_template bert(std::int32_t cls, std::int32_t sep) {
-    return {{cls, -1, sep}, {0, 0, 0}, {cls, -1, sep, -2, sep}, {0, 0, 0, 1, 1}};
-  }
-};
-
 /// Options of a byte-level BPE tokenizer (the fields of `tokenizer.json` it reads).
 struct bpe_options {
   bool add_prefix_space = false;  ///< ByteLevel: a space before each section that lacks one
@@ -78,11 +61,11 @@ struct bpe_options {
   /// Role tokens; an empty name means the model has none (GPT-2 has no mask or classifier).
   std::string unk_token, cls_token, sep_token, pad_token, mask_token;
   /// Special tokens around the texts (default: none, as GPT-2's ByteLevel post-processor).
-  bpe_template post;
+  special_layout post;
 };
 
 /// Byte-level BPE tokenizer (see the file comment).
-class bpe_tokenizer : public tokenizer {
+class bpe_tokenizer : public layout_tokenizer {
 public:
   /// @param vocab tokens in id order (byte-level characters, e.g. "Ġgreat")
   /// @param merges the merge list in rank order, each a pair of vocabulary tokens whose
@@ -93,7 +76,8 @@ public:
   ///         named role token that is not in the vocabulary, or an unknown normaliser
   bpe_tokenizer(std::vector<std::string> vocab, const std::vector<std::pair<std::string, std::string>>& merges,
                 bpe_options options = {}, std::vector<added_token> added = {})
-      : m_options(std::move(options)), m_vocab(std::move(vocab)) {
+      : m_options(std::move(options)) {
+    m_vocab = std::move(vocab);
     build("bpe_tokenizer::bpe_tokenizer", merges, std::move(added));
   }
 
@@ -204,57 +188,9 @@ public:
       }
     }
     std::vector<added_token> added = detail::read_added_tokens(j, bad);
-    auto id_of = [&](const std::string& token) -> std::int32_t {
-      for (const auto& t : added)
-        if (t.content == token) return t.id;
-      for (std::size_t k = 0; k < vocab.size(); ++k)
-        if (vocab[k] == token) return static_cast<std::int32_t>(k);
-      return -1;
-    };
+    auto id_of = [&](const std::string& token) { return detail::token_id_in(vocab, added, token); };
     // Post-processor: which tokens surround the texts.
-    std::vector<nlohmann::json> processors;
-    if (j.contains("post_processor") && !j["post_processor"].is_null()) {
-      const auto& pp = j["post_processor"];
-      if (pp.is_object() && pp.value("type", "") == "Sequence" && pp.contains("processors") &&
-          pp["processors"].is_array()) {
-        for (const auto& p : pp["processors"]) processors.push_back(p);
-      } else {
-        processors.push_back(pp);
-      }
-    }
-    bool placed = false;
-    for (const auto& pp : processors) {
-      const std::string type = pp.is_object() ? pp.value("type", "") : "";
-      if (type == "ByteLevel") continue;  // offsets only
-      if (placed) throw bad("post_processor", "one processor that adds special tokens", brief_json(pp));
-      placed = true;
-      if (type == "RobertaProcessing" || type == "BertProcessing") {
-        auto name_of = [&](const char* key) {
-          if (!pp.contains(key) || !pp[key].is_array() || pp[key].size() != 2 || !pp[key][0].is_string())
-            throw bad(std::string("post_processor.") + key, "[token, id]", brief_json(pp.value(key, nlohmann::json())));
-          return pp[key][0].get<std::string>();
-        };
-        opt.cls_token = name_of("cls");
-        opt.sep_token = name_of("sep");
-        const std::int32_t cls = id_of(opt.cls_token), sep = id_of(opt.sep_token);
-        if (cls < 0 || sep < 0)
-          throw bad("post_processor tokens", "in the vocabulary", "\"" + (cls < 0 ? opt.cls_token : opt.sep_token) + "\"");
-        opt.post = type == "RobertaProcessing" ? bpe_template::roberta(cls, sep) : bpe_template::bert(cls, sep);
-      } else if (type == "TemplateProcessing") {
-        opt.post = read_template(pp, bad);
-        // The single layout's first and last special tokens play [CLS] and [SEP] in prompts.
-        auto name_of_id = [&](std::int32_t id) {
-          for (const auto& t : added)
-            if (t.id == id) return t.content;
-          return static_cast<std::size_t>(id) < vocab.size() ? vocab[static_cast<std::size_t>(id)] : std::string();
-        };
-        if (opt.post.single.front() >= 0) opt.cls_token = name_of_id(opt.post.single.front());
-        if (opt.post.single.back() >= 0) opt.sep_token = name_of_id(opt.post.single.back());
-      } else {
-        throw bad("post_processor.type",
-                  "RobertaProcessing, BertProcessing, TemplateProcessing, ByteLevel or Sequence", brief_json(pp));
-      }
-    }
+    opt.post = detail::read_post_processor(j, bad, vocab, added, opt.cls_token, opt.sep_token);
     if (j.contains("padding") && j["padding"].is_object() && j["padding"].contains("pad_token") &&
         j["padding"]["pad_token"].is_string())
       opt.pad_token = j["padding"]["pad_token"].get<std::string>();
@@ -330,36 +266,6 @@ public:
     return piece_ids(text, "bpe_tokenizer::piece_ids");
   }
 
-  /// The text's ids inside the single-text layout, the first ones kept when they do not fit.
-  /// @throws peft::invalid_argument if `max_length` is below the layout's special tokens plus one
-  std::vector<std::int32_t> encode(std::string_view text, index max_length) const override {
-    static const char* where = "bpe_tokenizer::encode";
-    const auto& t = m_options.post.single;
-    const index specials = static_cast<index>(t.size()) - 1;
-    if (max_length < std::max<index>(specials, 1))
-      throw invalid_argument(detail::expected_got(where, "max_length", ">= " + std::to_string(std::max<index>(specials, 1)),
-                                                  max_length));
-    std::vector<std::int32_t> ids = piece_ids(text, where);
-    if (ids.size() > static_cast<std::size_t>(max_length - specials)) ids.resize(static_cast<std::size_t>(max_length - specials));
-    return assemble(t, m_options.post.single_types, ids, {}, nullptr);
-  }
-
-  /// The two texts in the pair layout (`<s> A </s></s> B </s>` for RoBERTa), truncated
-  /// longest-first to fit `max_length`.
-  std::vector<std::int32_t> encode_pair(std::string_view a, std::string_view b, index max_length,
-                                        std::vector<std::int32_t>* segments = nullptr) const override {
-    static const char* where = "bpe_tokenizer::encode_pair";
-    const auto& t = m_options.post.pair;
-    const index specials = static_cast<index>(t.size()) - 2;
-    if (max_length < specials)
-      throw invalid_argument(detail::expected_got(where, "max_length", ">= " + std::to_string(specials), max_length));
-    std::vector<std::int32_t> ia = piece_ids(a, where), ib = piece_ids(b, where);
-    const auto [na, nb] = longest_first(ia.size(), ib.size(), static_cast<std::size_t>(max_length - specials));
-    ia.resize(na);
-    ib.resize(nb);
-    return assemble(t, m_options.post.pair_types, ia, ib, segments);
-  }
-
   /// Text of `ids` (ByteLevel decoder); added tokens marked special are dropped when `skip_special`.
   std::string decode(const std::vector<std::int32_t>& ids, bool skip_special = true) const override {
     std::string bytes;
@@ -378,84 +284,13 @@ public:
     return utf8_lossy(bytes);
   }
 
-  std::int32_t token_to_id(std::string_view token) const override {
-    auto it = m_ids.find(std::string(token));
-    if (it == m_ids.end())
-      throw invalid_argument("bpe_tokenizer::token_to_id: a vocabulary token expected, got \"" + std::string(token) + "\"");
-    return it->second;
-  }
-  bool contains(std::string_view token) const override { return m_ids.count(std::string(token)) != 0; }
-  const std::string& id_to_token(std::int32_t id) const override {
-    if (id < 0 || static_cast<std::size_t>(id) >= m_vocab.size())
-      throw invalid_argument(detail::expected_got("bpe_tokenizer::id_to_token", "id in [0, vocab_size)",
-                                                  "[0, " + std::to_string(m_vocab.size()) + ")", id));
-    return m_vocab[static_cast<std::size_t>(id)];
-  }
-  index vocab_size() const noexcept override { return static_cast<index>(m_vocab.size()); }
-  std::int32_t cls_id() const noexcept override { return m_cls; }
-  std::int32_t sep_id() const noexcept override { return m_sep; }
-  std::int32_t pad_id() const noexcept override { return m_pad; }
-  std::int32_t mask_id() const noexcept override { return m_mask; }
-  std::int32_t unk_id() const noexcept override { return m_unk; }
   const std::string& mask_token() const noexcept override { return m_options.mask_token; }
-  bool uses_token_types() const override {
-    const auto& t = m_options.post.pair_types;
-    return std::any_of(t.begin(), t.end(), [](std::int32_t v) { return v != 0; });
-  }
   const bpe_options& options() const noexcept { return m_options; }
 
   /// The printable character GPT-2's table gives byte `b` (e.g. 0x20 -> U+0120 "Ġ").
   static char32_t char_of_byte(std::uint8_t b) noexcept { return byte_table().first[b]; }
 
 private:
-  template <typename Bad>
-  static bpe_template read_template(const nlohmann::json& pp, Bad& bad) {
-    std::unordered_map<std::string, std::int32_t> special_ids;
-    if (pp.contains("special_tokens") && pp["special_tokens"].is_object()) {
-      for (auto it = pp["special_tokens"].begin(); it != pp["special_tokens"].end(); ++it) {
-        const auto& ids = it.value().value("ids", nlohmann::json());
-        std::int32_t id = -1;
-        if (!ids.is_array() || ids.size() != 1 || !detail::json_to_integer(ids[0], id) || id < 0)
-          throw bad("post_processor.special_tokens[\"" + it.key() + "\"].ids", "one id",
-                    detail::brief_json(ids));
-        special_ids[it.key()] = id;
-      }
-    }
-    auto read = [&](const char* key, std::vector<std::int32_t>& items, std::vector<std::int32_t>& types) {
-      items.clear();
-      types.clear();
-      if (!pp.contains(key) || !pp[key].is_array()) throw bad(std::string("post_processor.") + key, "an array", "none");
-      for (const auto& item : pp[key]) {
-        const bool is_special = item.contains("SpecialToken"), is_seq = item.contains("Sequence");
-        const auto& body = is_special ? item["SpecialToken"] : is_seq ? item["Sequence"] : item;
-        std::int32_t type = 0;
-        if (!(is_special || is_seq) || !body.is_object() || !body.contains("id") || !body["id"].is_string() ||
-            !detail::json_to_integer(body.value("type_id", nlohmann::json(0)), type))
-          throw bad(std::string("post_processor.") + key + " item", "a SpecialToken or Sequence",
-                    detail::brief_json(item));
-        const std::string id = body["id"].get<std::string>();
-        if (is_seq) {
-          if (id != "A" && id != "B") throw bad(std::string("post_processor.") + key + " sequence", "A or B", id);
-          items.push_back(id == "A" ? -1 : -2);
-        } else {
-          auto it = special_ids.find(id);
-          if (it == special_ids.end())
-            throw bad(std::string("post_processor.") + key + " token \"" + id + "\"", "in special_tokens", "none");
-          items.push_back(it->second);
-        }
-        types.push_back(type);
-      }
-    };
-    bpe_template t;
-    read("pair", t.pair, t.pair_types);
-    read("single", t.single, t.single_types);
-    if (std::count(t.single.begin(), t.single.end(), -1) != 1 || std::count(t.single.begin(), t.single.end(), -2) != 0)
-      throw bad("post_processor.single", "sequence A once", "another layout");
-    if (std::count(t.pair.begin(), t.pair.end(), -1) != 1 || std::count(t.pair.begin(), t.pair.end(), -2) != 1)
-      throw bad("post_processor.pair", "sequences A and B once each", "another layout");
-    return t;
-  }
-
   /// (byte -> char, char -> byte for chars < 0x144) of GPT-2's table.
   static const std::pair<std::array<char32_t, 256>, std::array<std::int16_t, 0x144>>& byte_table() {
     static const auto table = [] {
@@ -581,29 +416,15 @@ private:
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) | static_cast<std::uint32_t>(b);
   }
 
-  bool is_special(std::int32_t id) const {
-    return std::any_of(m_added.begin(), m_added.end(), [&](const added_token& t) { return t.special && t.id == id; });
-  }
-
   std::u32string normalize(std::u32string text) const {
     if (m_options.normalizer == "NFC") return unicode::nfc(text);
     if (m_options.normalizer == "NFKC") return unicode::nfkc(text);
     return text;
   }
 
-  static std::vector<std::int32_t> assemble(const std::vector<std::int32_t>& layout,
-                                            const std::vector<std::int32_t>& types, const std::vector<std::int32_t>& a,
-                                            const std::vector<std::int32_t>& b, std::vector<std::int32_t>* segments) {
-    std::vector<std::int32_t> ids;
-    if (segments) segments->clear();
-    for (std::size_t k = 0; k < layout.size(); ++k) {
-      const auto* part = layout[k] == -1 ? &a : layout[k] == -2 ? &b : nullptr;
-      const std::size_t n = part ? part->size() : 1;
-      if (part) ids.insert(ids.end(), part->begin(), part->end());
-      else ids.push_back(layout[k]);
-      if (segments) segments->insert(segments->end(), n, types[k]);
-    }
-    return ids;
+  const special_layout& layout() const override { return m_options.post; }
+  std::vector<std::int32_t> text_ids(std::string_view text, const char* where) const override {
+    return piece_ids(text, where);
   }
 
   std::vector<std::int32_t> piece_ids(std::string_view text, const char* where) const {
@@ -728,12 +549,8 @@ private:
   }
 
   bpe_options m_options;
-  std::vector<std::string> m_vocab;
-  std::unordered_map<std::string, std::int32_t> m_ids;
   std::unordered_map<std::uint64_t, std::pair<std::int32_t, std::int32_t>> m_merges;  // (rank, merged id)
   std::array<std::int32_t, 256> m_byte_id{};
-  std::vector<added_token> m_added;
-  std::int32_t m_unk = -1, m_cls = -1, m_sep = -1, m_pad = -1, m_mask = -1;
 };
 
 }  // namespace peft

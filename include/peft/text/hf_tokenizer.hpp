@@ -10,14 +10,15 @@
 #include <string>
 
 #include "bpe.hpp"
+#include "sentencepiece.hpp"
 #include "tokenizer.hpp"
 #include "wordpiece.hpp"
 
 namespace peft {
 
 /// Loads the tokenizer of the model folder @p dir, in this order:
-/// - `tokenizer.json`: WordPiece (BERT family) or byte-level BPE (RoBERTa, GPT-2), chosen by
-///   its `model.type`;
+/// - `tokenizer.json`: WordPiece (BERT family), byte-level BPE (RoBERTa, GPT-2) or
+///   SentencePiece-Unigram (XLM-R, ALBERT), chosen by its `model.type`;
 /// - `vocab.json` + `merges.txt`: byte-level BPE (the files transformers' slow RoBERTa and
 ///   GPT-2 tokenizers read);
 /// - `vocab.txt`: WordPiece, lower-casing (bert-base-uncased).
@@ -36,9 +37,10 @@ inline std::shared_ptr<const tokenizer> load_hf_tokenizer(const std::string& dir
                                  : std::string();
     if (type == "WordPiece") return std::make_shared<wordpiece_tokenizer>(wordpiece_tokenizer::from_json(j, path, where));
     if (type == "BPE") return std::make_shared<bpe_tokenizer>(bpe_tokenizer::from_json(j, path, where));
-    throw io_error(std::string(where) + ": " + path + ": model.type expected \"WordPiece\" or \"BPE\", got " +
-                   (type.empty() ? std::string("none") : "\"" + type + "\"") +
-                   (type == "Unigram" ? " (SentencePiece unigram tokenizer.json files are not read yet)" : ""));
+    if (type == "Unigram")
+      return std::make_shared<sentencepiece_tokenizer>(sentencepiece_tokenizer::from_json(j, path, where));
+    throw io_error(std::string(where) + ": " + path + ": model.type expected \"WordPiece\", \"BPE\" or \"Unigram\", got " +
+                   (type.empty() ? std::string("none") : "\"" + type + "\""));
   }
   if (fs::exists(p / "vocab.json") && fs::exists(p / "merges.txt"))
     return std::make_shared<bpe_tokenizer>(

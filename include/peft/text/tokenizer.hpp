@@ -4,9 +4,11 @@
 
 /// @file tokenizer.hpp
 /// What every Hugging Face tokenizer of peft offers (`peft::tokenizer`), so that the task
-/// layer, prompt templates and verbalizers work with WordPiece (BERT) and byte-level BPE
-/// (RoBERTa, GPT-2) alike; and the pieces both read from `tokenizer.json`: added tokens
-/// matched verbatim in the text, and the longest-first rule that truncates a pair.
+/// layer, prompt templates and verbalizers work with WordPiece (BERT), byte-level BPE
+/// (RoBERTa, GPT-2) and SentencePiece-Unigram (XLM-R, ALBERT) alike; `layout_tokenizer`, the
+/// vocabulary and special-token layout the last two share; and the pieces every reader of
+/// `tokenizer.json` uses: added tokens matched verbatim in the text, the post-processor's
+/// layout, and the longest-first rule that truncates a pair.
 
 #include <algorithm>
 #include <cstdint>
@@ -14,6 +16,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -45,7 +48,7 @@ class tokenizer {
 public:
   virtual ~tokenizer() = default;
 
-  /// "wordpiece" or "bpe".
+  /// "wordpiece", "bpe" or "sentencepiece" (the class is `<kind>_tokenizer`).
   virtual std::string kind() const = 0;
   /// Tokens of `text`, no special tokens added. @throws peft::invalid_argument on invalid UTF-8
   virtual std::vector<std::string> tokenize(std::string_view text) const = 0;
@@ -98,6 +101,117 @@ public:
     }
     if (swap) std::swap(n1, n2);
     return {std::min(na, n1), std::min(nb, n2)};
+  }
+};
+
+/// Where a post-processor puts the special tokens: the ids of `single` / `pair` around the
+/// texts, each element a special token id or -1 for "sequence A" and -2 for "sequence B", with
+/// the token type of every element.
+struct special_layout {
+  std::vector<std::int32_t> single{-1}, single_types{0};
+  std::vector<std::int32_t> pair{-1, -2}, pair_types{0, 0};
+
+  /// `<s> A </s>` / `<s> A </s></s> B </s>`, all token type 0 (RobertaProcessing).
+  static special_layout roberta(std::int32_t cls, std::int32_t sep) {
+    return {{cls, -1, sep}, {0, 0, 0}, {cls, -1, sep, sep, -2, sep}, {0, 0, 0, 0, 0, 0}};
+  }
+  /// `[CLS] A [SEP]` / `[CLS] A [SEP] B [SEP]`, B's part token type 1 (BertProcessing).
+  static special_layout bert(std::int32_t cls, std::int32_t sep) {
+    return {{cls, -1, sep}, {0, 0, 0}, {cls, -1, sep, -2, sep}, {0, 0, 0, 1, 1}};
+  }
+};
+
+/// A tokenizer whose special tokens come from a `special_layout` (the post-processor of its
+/// tokenizer.json): encode() and encode_pair() put the text's ids into the layout, cutting
+/// the text (longest first for a pair), never the special tokens.
+class layout_tokenizer : public tokenizer {
+public:
+  /// The text's ids inside the single-text layout, the first ones kept when they do not fit.
+  /// @throws peft::invalid_argument if `max_length` is below the layout's special tokens plus one
+  std::vector<std::int32_t> encode(std::string_view text, index max_length) const override {
+    const std::string where = kind() + "_tokenizer::encode";
+    const auto& t = layout().single;
+    const index specials = static_cast<index>(t.size()) - 1;
+    if (max_length < std::max<index>(specials, 1))
+      throw invalid_argument(detail::expected_got(where.c_str(), "max_length",
+                                                  ">= " + std::to_string(std::max<index>(specials, 1)), max_length));
+    std::vector<std::int32_t> ids = text_ids(text, where.c_str());
+    if (ids.size() > static_cast<std::size_t>(max_length - specials)) ids.resize(static_cast<std::size_t>(max_length - specials));
+    return assemble(t, layout().single_types, ids, {}, nullptr);
+  }
+
+  /// The two texts in the pair layout (`<s> A </s></s> B </s>` for RoBERTa and XLM-R),
+  /// truncated longest-first to fit `max_length`.
+  std::vector<std::int32_t> encode_pair(std::string_view a, std::string_view b, index max_length,
+                                        std::vector<std::int32_t>* segments = nullptr) const override {
+    const std::string where = kind() + "_tokenizer::encode_pair";
+    const auto& t = layout().pair;
+    const index specials = static_cast<index>(t.size()) - 2;
+    if (max_length < specials)
+      throw invalid_argument(detail::expected_got(where.c_str(), "max_length", ">= " + std::to_string(specials), max_length));
+    std::vector<std::int32_t> ia = text_ids(a, where.c_str()), ib = text_ids(b, where.c_str());
+    const auto [na, nb] = longest_first(ia.size(), ib.size(), static_cast<std::size_t>(max_length - specials));
+    ia.resize(na);
+    ib.resize(nb);
+    return assemble(t, layout().pair_types, ia, ib, segments);
+  }
+
+  bool uses_token_types() const override {
+    const auto& t = layout().pair_types;
+    return std::any_of(t.begin(), t.end(), [](std::int32_t v) { return v != 0; });
+  }
+
+  std::int32_t token_to_id(std::string_view token) const override {
+    auto it = m_ids.find(std::string(token));
+    if (it == m_ids.end())
+      throw invalid_argument(kind() + "_tokenizer::token_to_id: a vocabulary token expected, got \"" +
+                             std::string(token) + "\"");
+    return it->second;
+  }
+  bool contains(std::string_view token) const override { return m_ids.count(std::string(token)) != 0; }
+  const std::string& id_to_token(std::int32_t id) const override {
+    if (id < 0 || static_cast<std::size_t>(id) >= m_vocab.size())
+      throw invalid_argument(detail::expected_got((kind() + "_tokenizer::id_to_token").c_str(), "id in [0, vocab_size)",
+                                                  "[0, " + std::to_string(m_vocab.size()) + ")", id));
+    return m_vocab[static_cast<std::size_t>(id)];
+  }
+  index vocab_size() const noexcept override { return static_cast<index>(m_vocab.size()); }
+  std::int32_t cls_id() const noexcept override { return m_cls; }
+  std::int32_t sep_id() const noexcept override { return m_sep; }
+  std::int32_t pad_id() const noexcept override { return m_pad; }
+  std::int32_t mask_id() const noexcept override { return m_mask; }
+  std::int32_t unk_id() const noexcept override { return m_unk; }
+
+protected:
+  /// Whether @p id is an added token marked special (decode drops it on request).
+  bool is_special(std::int32_t id) const {
+    return std::any_of(m_added.begin(), m_added.end(), [&](const added_token& t) { return t.special && t.id == id; });
+  }
+
+  std::vector<std::string> m_vocab;                      ///< tokens in id order
+  std::unordered_map<std::string, std::int32_t> m_ids;  ///< token -> id
+  std::vector<added_token> m_added;
+  std::int32_t m_unk = -1, m_cls = -1, m_sep = -1, m_pad = -1, m_mask = -1;
+
+  /// Where the special tokens go.
+  virtual const special_layout& layout() const = 0;
+  /// The text's ids without special tokens; @p where prefixes errors.
+  virtual std::vector<std::int32_t> text_ids(std::string_view text, const char* where) const = 0;
+
+private:
+  static std::vector<std::int32_t> assemble(const std::vector<std::int32_t>& layout, const std::vector<std::int32_t>& types,
+                                            const std::vector<std::int32_t>& a, const std::vector<std::int32_t>& b,
+                                            std::vector<std::int32_t>* segments) {
+    std::vector<std::int32_t> ids;
+    if (segments) segments->clear();
+    for (std::size_t k = 0; k < layout.size(); ++k) {
+      const auto* part = layout[k] == -1 ? &a : layout[k] == -2 ? &b : nullptr;
+      const std::size_t n = part ? part->size() : 1;
+      if (part) ids.insert(ids.end(), part->begin(), part->end());
+      else ids.push_back(layout[k]);
+      if (segments) segments->insert(segments->end(), n, types[k]);
+    }
+    return ids;
   }
 };
 
@@ -171,6 +285,121 @@ std::vector<added_token> read_added_tokens(const nlohmann::json& j, Bad&& bad) {
     added.push_back(std::move(t));
   }
   return added;
+}
+
+/// The id of @p token among the added tokens, else in @p vocab; -1 when neither has it.
+inline std::int32_t token_id_in(const std::vector<std::string>& vocab, const std::vector<added_token>& added,
+                                const std::string& token) {
+  for (const auto& t : added)
+    if (t.content == token) return t.id;
+  for (std::size_t k = 0; k < vocab.size(); ++k)
+    if (vocab[k] == token) return static_cast<std::int32_t>(k);
+  return -1;
+}
+
+/// A TemplateProcessing post-processor (one id per special token).
+template <typename Bad>
+special_layout read_template(const nlohmann::json& pp, Bad& bad) {
+  std::unordered_map<std::string, std::int32_t> special_ids;
+  if (pp.contains("special_tokens") && pp["special_tokens"].is_object()) {
+    for (auto it = pp["special_tokens"].begin(); it != pp["special_tokens"].end(); ++it) {
+      const auto& ids = it.value().value("ids", nlohmann::json());
+      std::int32_t id = -1;
+      if (!ids.is_array() || ids.size() != 1 || !detail::json_to_integer(ids[0], id) || id < 0)
+        throw bad("post_processor.special_tokens[\"" + it.key() + "\"].ids", "one id",
+                  detail::brief_json(ids));
+      special_ids[it.key()] = id;
+    }
+  }
+  auto read = [&](const char* key, std::vector<std::int32_t>& items, std::vector<std::int32_t>& types) {
+    items.clear();
+    types.clear();
+    if (!pp.contains(key) || !pp[key].is_array()) throw bad(std::string("post_processor.") + key, "an array", "none");
+    for (const auto& item : pp[key]) {
+      const bool is_special = item.contains("SpecialToken"), is_seq = item.contains("Sequence");
+      const auto& body = is_special ? item["SpecialToken"] : is_seq ? item["Sequence"] : item;
+      std::int32_t type = 0;
+      if (!(is_special || is_seq) || !body.is_object() || !body.contains("id") || !body["id"].is_string() ||
+          !detail::json_to_integer(body.value("type_id", nlohmann::json(0)), type))
+        throw bad(std::string("post_processor.") + key + " item", "a SpecialToken or Sequence",
+                  detail::brief_json(item));
+      const std::string id = body["id"].get<std::string>();
+      if (is_seq) {
+        if (id != "A" && id != "B") throw bad(std::string("post_processor.") + key + " sequence", "A or B", id);
+        items.push_back(id == "A" ? -1 : -2);
+      } else {
+        auto it = special_ids.find(id);
+        if (it == special_ids.end())
+          throw bad(std::string("post_processor.") + key + " token \"" + id + "\"", "in special_tokens", "none");
+        items.push_back(it->second);
+      }
+      types.push_back(type);
+    }
+  };
+  special_layout t;
+  read("pair", t.pair, t.pair_types);
+  read("single", t.single, t.single_types);
+  if (std::count(t.single.begin(), t.single.end(), -1) != 1 || std::count(t.single.begin(), t.single.end(), -2) != 0)
+    throw bad("post_processor.single", "sequence A once", "another layout");
+  if (std::count(t.pair.begin(), t.pair.end(), -1) != 1 || std::count(t.pair.begin(), t.pair.end(), -2) != 1)
+    throw bad("post_processor.pair", "sequences A and B once each", "another layout");
+  return t;
+}
+
+/// The special-token layout of a `tokenizer.json`'s post_processor (RobertaProcessing,
+/// BertProcessing, TemplateProcessing, a Sequence of those with ByteLevel, or none: no special
+/// tokens), and in @p cls_name / @p sep_name the tokens that play [CLS] and [SEP] in prompts
+/// (the single layout's first and last special tokens).
+template <typename Bad>
+special_layout read_post_processor(const nlohmann::json& j, Bad& bad, const std::vector<std::string>& vocab,
+                                   const std::vector<added_token>& added, std::string& cls_name, std::string& sep_name) {
+  auto id_of = [&](const std::string& token) { return token_id_in(vocab, added, token); };
+  special_layout post;
+  // Post-processor: which tokens surround the texts.
+  std::vector<nlohmann::json> processors;
+  if (j.contains("post_processor") && !j["post_processor"].is_null()) {
+    const auto& pp = j["post_processor"];
+    if (pp.is_object() && pp.value("type", "") == "Sequence" && pp.contains("processors") &&
+        pp["processors"].is_array()) {
+      for (const auto& p : pp["processors"]) processors.push_back(p);
+    } else {
+      processors.push_back(pp);
+    }
+  }
+  bool placed = false;
+  for (const auto& pp : processors) {
+    const std::string type = pp.is_object() ? pp.value("type", "") : "";
+    if (type == "ByteLevel") continue;  // offsets only
+    if (placed) throw bad("post_processor", "one processor that adds special tokens", brief_json(pp));
+    placed = true;
+    if (type == "RobertaProcessing" || type == "BertProcessing") {
+      auto name_of = [&](const char* key) {
+        if (!pp.contains(key) || !pp[key].is_array() || pp[key].size() != 2 || !pp[key][0].is_string())
+          throw bad(std::string("post_processor.") + key, "[token, id]", brief_json(pp.value(key, nlohmann::json())));
+        return pp[key][0].get<std::string>();
+      };
+      cls_name = name_of("cls");
+      sep_name = name_of("sep");
+      const std::int32_t cls = id_of(cls_name), sep = id_of(sep_name);
+      if (cls < 0 || sep < 0)
+        throw bad("post_processor tokens", "in the vocabulary", "\"" + (cls < 0 ? cls_name : sep_name) + "\"");
+      post = type == "RobertaProcessing" ? special_layout::roberta(cls, sep) : special_layout::bert(cls, sep);
+    } else if (type == "TemplateProcessing") {
+      post = read_template(pp, bad);
+      // The single layout's first and last special tokens play [CLS] and [SEP] in prompts.
+      auto name_of_id = [&](std::int32_t id) {
+        for (const auto& t : added)
+          if (t.id == id) return t.content;
+        return static_cast<std::size_t>(id) < vocab.size() ? vocab[static_cast<std::size_t>(id)] : std::string();
+      };
+      if (post.single.front() >= 0) cls_name = name_of_id(post.single.front());
+      if (post.single.back() >= 0) sep_name = name_of_id(post.single.back());
+    } else {
+      throw bad("post_processor.type",
+                "RobertaProcessing, BertProcessing, TemplateProcessing, ByteLevel or Sequence", brief_json(pp));
+    }
+  }
+  return post;
 }
 
 /// Removes White_Space from the start (`front`) or the end of valid UTF-8 `s`.

@@ -470,6 +470,8 @@ inline char32_t simple_lower(char32_t c, const peft::detail::unicode_data& d) {
 inline std::u32string nfd(std::u32string_view s) { return detail_norm::normalize(s, false, false); }
 /// Canonical composition (NFC).
 inline std::u32string nfc(std::u32string_view s) { return detail_norm::normalize(s, false, true); }
+/// Compatibility decomposition (NFKD).
+inline std::u32string nfkd(std::u32string_view s) { return detail_norm::normalize(s, true, false); }
 /// Compatibility decomposition followed by canonical composition (NFKC).
 inline std::u32string nfkc(std::u32string_view s) { return detail_norm::normalize(s, true, true); }
 

@@ -50,20 +50,25 @@ struct wordpiece_options {
   std::string sep_token = "[SEP]";
   std::string pad_token = "[PAD]";
   std::string mask_token = "[MASK]";
+  /// Where the special tokens go; unset: `[CLS] A [SEP]` and `[CLS] A [SEP] B [SEP]` (B's
+  /// part token type 1), BERT's layout.
+  std::optional<special_layout> layout;
 };
 
 /// BERT WordPiece tokenizer.
 ///
 /// Ids produced by encode() start with `[CLS]` and end with `[SEP]`; encode_pair() builds
-/// `[CLS] A [SEP] B [SEP]` with segment ids 0 for the first part and 1 for the second.
-class wordpiece_tokenizer : public tokenizer {
+/// `[CLS] A [SEP] B [SEP]` with segment ids 0 for the first part and 1 for the second, unless
+/// the tokenizer.json's post-processor says otherwise (MPNet: `<s> A </s></s> B </s>`).
+class wordpiece_tokenizer : public layout_tokenizer {
 public:
   /// Builds a tokenizer from the vocabulary in id order.
   /// @throws peft::invalid_argument on an empty vocabulary, a duplicate or empty token, a
   ///         missing special token, or max_input_chars_per_word < 1.
   explicit wordpiece_tokenizer(std::vector<std::string> vocab, wordpiece_options options = {},
                                std::vector<added_token> added = {})
-      : m_options(std::move(options)), m_vocab(std::move(vocab)) {
+      : m_options(std::move(options)) {
+    m_vocab = std::move(vocab);
     build("wordpiece_tokenizer::wordpiece_tokenizer", std::move(added));
   }
 
@@ -182,30 +187,6 @@ public:
         throw bad("pre_tokenizer.type", "\"BertPreTokenizer\"", brief(p));
       }
     }
-    // Special-token names from the post-processor and padding.
-    if (j.contains("post_processor") && j["post_processor"].is_object()) {
-      const auto& pp = j["post_processor"];
-      const std::string type = pp.value("type", "");
-      if (type == "BertProcessing") {
-        if (pp.contains("cls") && pp["cls"].is_array() && !pp["cls"].empty() && pp["cls"][0].is_string())
-          opt.cls_token = pp["cls"][0].get<std::string>();
-        if (pp.contains("sep") && pp["sep"].is_array() && !pp["sep"].empty() && pp["sep"][0].is_string())
-          opt.sep_token = pp["sep"][0].get<std::string>();
-      } else if (type == "TemplateProcessing" && pp.contains("single") && pp["single"].is_array()) {
-        std::vector<std::string> specials;
-        for (const auto& item : pp["single"]) {
-          if (item.is_object() && item.contains("SpecialToken") && item["SpecialToken"].is_object() &&
-              item["SpecialToken"].contains("id") && item["SpecialToken"]["id"].is_string())
-            specials.push_back(item["SpecialToken"]["id"].get<std::string>());
-        }
-        if (specials.size() != 2) {
-          throw bad("post_processor.single", "two special tokens ([CLS] $A [SEP])",
-                    std::to_string(specials.size()));
-        }
-        opt.cls_token = specials[0];
-        opt.sep_token = specials[1];
-      }
-    }
     if (j.contains("padding") && j["padding"].is_object())
       get_string(j["padding"], "pad_token", "padding.pad_token", opt.pad_token);
     // Vocabulary, by id.
@@ -228,6 +209,12 @@ public:
       vocab[k] = it.key();
     }
     std::vector<added_token> added = detail::read_added_tokens(j, bad);
+    // Special tokens from the post-processor (BERT's layout when there is none).
+    if (j.contains("post_processor") && !j["post_processor"].is_null())
+      opt.layout = detail::read_post_processor(j, bad, vocab, added, opt.cls_token, opt.sep_token);
+    // RoBERTa-style names where BERT's are absent (MPNet's vocabulary).
+    for (auto [role, alt] : {std::pair<std::string*, const char*>{&opt.mask_token, "<mask>"}, {&opt.pad_token, "<pad>"}})
+      if (detail::token_id_in(vocab, added, *role) < 0 && detail::token_id_in(vocab, added, alt) >= 0) *role = alt;
     try {
       return wordpiece_tokenizer(std::move(vocab), opt, std::move(added));
     } catch (const invalid_argument& e) {
@@ -248,45 +235,6 @@ public:
 
   std::vector<std::int32_t> piece_ids(std::string_view text) const override {
     return piece_ids(text, "wordpiece_tokenizer::piece_ids");
-  }
-
-  /// `[CLS] pieces [SEP]`, keeping the first `max_length - 2` pieces.
-  /// @throws peft::invalid_argument if `max_length < 2` or `text` is not valid UTF-8.
-  std::vector<std::int32_t> encode(std::string_view text, index max_length) const override {
-    static const char* where = "wordpiece_tokenizer::encode";
-    if (max_length < 2) throw invalid_argument(detail::expected_got(where, "max_length", ">= 2", max_length));
-    std::vector<std::int32_t> ids = piece_ids(text, where);
-    const auto budget = static_cast<std::size_t>(max_length - 2);
-    if (ids.size() > budget) ids.resize(budget);
-    ids.insert(ids.begin(), m_cls);
-    ids.push_back(m_sep);
-    return ids;
-  }
-
-  /// `[CLS] A [SEP] B [SEP]` truncated to at most `max_length` ids with Hugging Face's
-  /// longest-first rule (see longest_first()) on a budget of `max_length - 3` pieces.
-  /// @param segments if non-null, receives the segment (token type) ids, 0 then 1.
-  /// @throws peft::invalid_argument if `max_length < 3` or a text is not valid UTF-8.
-  std::vector<std::int32_t> encode_pair(std::string_view a, std::string_view b, index max_length,
-                                        std::vector<std::int32_t>* segments = nullptr) const override {
-    static const char* where = "wordpiece_tokenizer::encode_pair";
-    if (max_length < 3) throw invalid_argument(detail::expected_got(where, "max_length", ">= 3", max_length));
-    std::vector<std::int32_t> ia = piece_ids(a, where), ib = piece_ids(b, where);
-    const auto [na, nb] = longest_first(ia.size(), ib.size(), static_cast<std::size_t>(max_length - 3));
-    ia.resize(na);
-    ib.resize(nb);
-    std::vector<std::int32_t> ids;
-    ids.reserve(na + nb + 3);
-    ids.push_back(m_cls);
-    ids.insert(ids.end(), ia.begin(), ia.end());
-    ids.push_back(m_sep);
-    ids.insert(ids.end(), ib.begin(), ib.end());
-    ids.push_back(m_sep);
-    if (segments) {
-      segments->assign(ids.size(), 1);
-      std::fill(segments->begin(), segments->begin() + static_cast<std::ptrdiff_t>(na + 2), 0);
-    }
-    return ids;
   }
 
   /// Text of `ids` as Hugging Face's WordPiece decoder writes it: pieces joined by spaces,
@@ -313,34 +261,7 @@ public:
     return out;
   }
 
-  /// Id of `token`. @throws peft::invalid_argument if it is not in the vocabulary.
-  std::int32_t token_to_id(std::string_view token) const override {
-    auto it = m_ids.find(std::string(token));
-    if (it == m_ids.end()) {
-      throw invalid_argument("wordpiece_tokenizer::token_to_id: a vocabulary token expected, got \"" +
-                             std::string(token) + "\"");
-    }
-    return it->second;
-  }
-  /// Whether `token` is in the vocabulary.
-  bool contains(std::string_view token) const override { return m_ids.count(std::string(token)) != 0; }
-  /// Token of `id`. @throws peft::invalid_argument if `id` is outside [0, vocab_size()).
-  const std::string& id_to_token(std::int32_t id) const override {
-    if (id < 0 || static_cast<std::size_t>(id) >= m_vocab.size()) {
-      throw invalid_argument(detail::expected_got("wordpiece_tokenizer::id_to_token", "id in [0, vocab_size)",
-                                                  "[0, " + std::to_string(m_vocab.size()) + ")", id));
-    }
-    return m_vocab[static_cast<std::size_t>(id)];
-  }
-
-  index vocab_size() const noexcept override { return static_cast<index>(m_vocab.size()); }
-  std::int32_t cls_id() const noexcept override { return m_cls; }
-  std::int32_t sep_id() const noexcept override { return m_sep; }
-  std::int32_t pad_id() const noexcept override { return m_pad; }
-  std::int32_t mask_id() const noexcept override { return m_mask; }
-  std::int32_t unk_id() const noexcept override { return m_unk; }
   const std::string& mask_token() const noexcept override { return m_options.mask_token; }
-  bool uses_token_types() const noexcept override { return true; }
   const wordpiece_options& options() const noexcept { return m_options; }
 
 private:
@@ -386,6 +307,12 @@ private:
     m_sep = special(m_options.sep_token, "separator");
     m_pad = special(m_options.pad_token, "padding");
     m_mask = special(m_options.mask_token, "mask");
+    m_layout = m_options.layout ? *m_options.layout : special_layout::bert(m_cls, m_sep);
+    for (const auto* items : {&m_layout.single, &m_layout.pair})
+      for (std::int32_t id : *items)
+        if (id < -2 || id >= static_cast<std::int32_t>(m_vocab.size()))
+          throw invalid_argument(std::string(where) + ": post-processor token ids expected in the vocabulary, got " +
+                                 std::to_string(id));
     if (added.empty()) {
       for (const std::string* s : {&m_options.pad_token, &m_options.unk_token, &m_options.cls_token,
                                    &m_options.sep_token, &m_options.mask_token}) {
@@ -516,6 +443,11 @@ private:
     for (const auto& p : pieces) emit(m_vocab[static_cast<std::size_t>(p.second)], p.second);
   }
 
+  const special_layout& layout() const override { return m_layout; }
+  std::vector<std::int32_t> text_ids(std::string_view text, const char* where) const override {
+    return piece_ids(text, where);
+  }
+
   std::vector<std::int32_t> piece_ids(std::string_view text, const char* where) const {
     std::vector<std::int32_t> ids;
     run(text, where, [&](std::string_view, std::int32_t id) { ids.push_back(id); });
@@ -523,10 +455,7 @@ private:
   }
 
   wordpiece_options m_options;
-  std::vector<std::string> m_vocab;
-  std::unordered_map<std::string, std::int32_t> m_ids;
-  std::vector<added_token> m_added;
-  std::int32_t m_unk = 0, m_cls = 0, m_sep = 0, m_pad = 0, m_mask = 0;
+  special_layout m_layout;
 };
 
 }  // namespace peft
