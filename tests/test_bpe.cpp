@@ -20,7 +20,7 @@ using strings = std::vector<std::string>;
 /// Byte-level form of a plain-ASCII token: ' ' -> "Ġ".
 std::string bl(const std::string& s) {
   std::string out;
-  for (unsigned char c : s) peft::unicode::append_utf8(out, peft::bpe_tokenizer::char_of_byte(c));
+  for (char c : s) peft::unicode::append_utf8(out, peft::bpe_tokenizer::char_of_byte(static_cast<std::uint8_t>(c)));
   return out;
 }
 

@@ -504,7 +504,7 @@ private:
     if (bytes.empty()) return;
     if (m_options.ignore_merges) {
       std::string word;
-      for (unsigned char b : bytes) unicode::append_utf8(word, char_of_byte(b));
+      for (char b : bytes) unicode::append_utf8(word, char_of_byte(static_cast<std::uint8_t>(b)));
       auto it = m_ids.find(word);
       if (it != m_ids.end()) {
         ids.push_back(it->second);
