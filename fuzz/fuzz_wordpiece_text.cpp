@@ -12,6 +12,6 @@ PEFT_FUZZ_TARGET(wordpiece_text) {
   const auto& tok = peft_fuzz::bert_tokenizer();
   const auto parts = peft_fuzz::split_parts(data, size, 2);
   const std::string_view b = parts.size() > 1 ? parts[1] : peft_fuzz::sample_text_b;
-  peft_fuzz::expect_only_peft_errors([&] { peft_fuzz::exercise_tokenizer(tok, parts[0], b); });
-  peft_fuzz::expect_only_peft_errors([&] { peft_fuzz::exercise_tokenizer(tok, b, parts[0]); });
+  peft_fuzz::expect_only_peft_errors([&] { peft_fuzz::exercise_tokenizer(tok, parts[0], b, true); });
+  peft_fuzz::expect_only_peft_errors([&] { peft_fuzz::exercise_tokenizer(tok, b, parts[0], true); });
 }

@@ -13,7 +13,7 @@ PEFT_FUZZ_TARGET(wordpiece_vocab) {
   for (const bool lowercase : {true, false}) {
     peft_fuzz::expect_only_peft_errors([&] {
       const auto tok = peft::wordpiece_tokenizer::from_vocab_txt(path, lowercase);
-      peft_fuzz::exercise_tokenizer(tok, peft_fuzz::sample_text, peft_fuzz::sample_text_b);
+      peft_fuzz::exercise_tokenizer(tok, peft_fuzz::sample_text, peft_fuzz::sample_text_b, true);
     });
   }
 }
