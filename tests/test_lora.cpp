@@ -941,3 +941,117 @@ TEST_CASE("prefix tuning: peft writes Hugging Face's layout only for the shifted
   peft::prefix_tuning<float> big(m.enc.shape(), c, 1);
   CHECK_THROWS_WITH(m.enc.forward(m.b, big), Catch::Contains("plus the policy's position offset expected <="));
 }
+
+namespace {
+
+/// The sorted tensor names of safetensors file @p path.
+std::vector<std::string> tensor_names(const std::string& path) {
+  auto names = peft::safetensors_file::open(path).names();
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+/// A Hugging Face PEFT folder of family @p family (tests/reference/torch_families.py, kind
+/// "lora" or "ia3") loads onto that family's encoder, computes what PyTorch computes, puts its
+/// parameters on the modules Hugging Face PEFT's rule chose, and is written back by peft with
+/// the same tensor names and a target_modules list @p targets (@p feedforward for (IA)3).
+template <typename Policy, typename Arch>
+void check_family_adapter(const std::string& family, const std::string& kind, const nlohmann::json& targets,
+                          const nlohmann::json& feedforward = nullptr) {
+  const std::string model = peft_test::reference_dir() + "/families/" + family, dir = model + "/" + kind;
+  INFO(family << " " << kind);
+  if (!std::filesystem::exists(dir + "/adapter_config.json")) {
+    FAIL_CHECK("reference_families output missing for " << dir);
+    return;
+  }
+  const peft::encoder<Arch, double> enc(peft::load_hf_encoder<double>(model));
+  const auto b = peft_test::reference_batch(model);
+  const auto p = peft::load_policy<Policy>(dir, enc.shape());
+  const double d = peft_test::max_diff_3d(enc.forward(b, p), peft_test::read_reference<double>(dir, "hidden"), b);
+  INFO("hidden states max abs diff " << d);
+  CHECK(d <= 1e-9);
+  std::printf("hf_peft %-11s %-4s hidden max abs diff %.2g\n", family.c_str(), kind.c_str(), d);
+
+  // One block per module the rule chose (ALBERT: per module of the shared layer, not per layer).
+  std::ifstream in(dir + "/chosen_modules.json");
+  const auto chosen = nlohmann::json::parse(in).get<std::vector<std::string>>();
+  std::set<std::string> modules;
+  for (peft::index k = 0; k < p.parameters().num_blocks(); ++k) {
+    const std::string name = p.parameters().block(k).name;
+    const std::string m = name.substr(std::string("base_model.model.").size());
+    modules.insert(m.substr(0, m.rfind(kind == "lora" ? ".lora_" : ".ia3_l")));
+  }
+  CHECK(modules == std::set<std::string>(chosen.begin(), chosen.end()));
+
+  const std::string out = peft_test::scratch_dir("family_adapter_" + family + "_" + kind);
+  peft::save_policy(out, p, {"", ""});
+  CHECK(tensor_names(out + "/adapter_model.safetensors") == tensor_names(dir + "/adapter_model.safetensors"));
+  const auto j = peft::read_adapter_config(out);
+  INFO(j.dump(2));
+  CHECK(j["target_modules"] == targets);
+  if (!feedforward.is_null()) CHECK(j["feedforward_modules"] == feedforward);
+  const auto back = peft::load_policy<Policy>(out, enc.shape());
+  CHECK(back.parameters().values() == p.parameters().values());
+  CHECK(enc.forward(b, back) == enc.forward(b, p));
+  std::filesystem::remove_all(out);
+}
+
+}  // namespace
+
+TEST_CASE("LoRA and (IA)3 folders of every encoder family: Hugging Face PEFT's module paths, both ways",
+          "[lora][ia3][hf][families]") {
+  using peft::ia3;
+  using J = nlohmann::json;
+  check_family_adapter<lora<double>, peft::roberta>("xlm-roberta", "lora", J{"query", "value"});
+  check_family_adapter<lora<double>, peft::bert>("distilbert", "lora", J{"q_lin", "v_lin", "lin2"});
+  check_family_adapter<ia3<double>, peft::bert>("distilbert", "ia3", J{"k_lin", "v_lin", "lin2"}, J{"lin2"});
+  // "output.dense" chose attention.output.dense too; peft names both.
+  check_family_adapter<lora<double>, peft::bert>("electra", "lora",
+                                                 J{"query", "value", "attention.output.dense", "output.dense"});
+  // One shared module per ALBERT layer group, adapted in all three layers.
+  check_family_adapter<lora<double>, peft::bert>("albert", "lora", J{"query", "value", "ffn"});
+  check_family_adapter<ia3<double>, peft::bert>("albert", "ia3", J{"key", "value", "ffn_output"}, J{"ffn_output"});
+  check_family_adapter<lora<double>, peft::roberta>("mpnet", "lora", J{"q", "v", "output.dense"});
+}
+
+TEST_CASE("ALBERT: an adapter on a shared module is shared by its layers, and cannot pick layers",
+          "[lora][ia3][families][errors]") {
+  const std::string model = peft_test::reference_dir() + "/families/albert";
+  if (!std::filesystem::exists(model + "/config.json")) {
+    FAIL_CHECK("reference_families output missing for " << model);
+    return;
+  }
+  const peft::encoder<peft::bert, float> enc(peft::load_hf_encoder<float>(model));
+  lora_config c;
+  c.target_modules = {linear_id::query, linear_id::attn_out, linear_id::ffn_in};
+  const lora<float> a(enc.shape(), c, 1);
+  CHECK(a.parameters().num_blocks() == 6);  // A and B of three modules, not of nine
+  CHECK(a.parameters().block(0).name ==
+        "base_model.model.albert.encoder.albert_layer_groups.0.albert_layers.0.attention.query.lora_A.weight");
+  // Written with the shortest names that choose these modules; never a bare "dense", which
+  // the MLM head's predictions.dense also ends with.
+  const std::string saved = peft_test::scratch_dir("albert_lora_out");
+  peft::save_policy(saved, a, {"", ""});
+  CHECK(peft::read_adapter_config(saved)["target_modules"] == nlohmann::json{"query", "attention.dense", "ffn"});
+  std::filesystem::remove_all(saved);
+  c.layers_to_transform = {0, 2};
+  CHECK_THROWS_WITH(lora<float>(enc.shape(), c, 1),
+                    Catch::Contains("layers_to_transform expected every layer on ALBERT") && Catch::Contains("[0, 2]"));
+  peft::ia3_config ic;
+  ic.target_modules = {linear_id::key};
+  ic.feedforward_modules = {};
+  ic.layers_to_transform = {1};
+  CHECK_THROWS_WITH(peft::ia3<float>(enc.shape(), ic), Catch::Contains("every layer on ALBERT"));
+  // A Hugging Face config that picks layers on ALBERT matches nothing there: refused.
+  const std::string dir = peft_test::edited_copy(model + "/lora", "albert_lora_layers",
+                                                 [](nlohmann::json& j) { j["layers_to_transform"] = {0}; });
+  CHECK_THROWS_WITH(peft::load_policy<lora<float>>(dir, enc.shape()),
+                    Catch::Contains("layers_to_transform") && Catch::Contains("expected null on ALBERT"));
+  // Hugging Face PEFT has no default (IA)3 modules for DistilBERT; neither has peft.
+  const std::string distil = peft_test::reference_dir() + "/families/distilbert";
+  const peft::encoder<peft::bert, float> denc(peft::load_hf_encoder<float>(distil));
+  const std::string nul = peft_test::edited_copy(distil + "/ia3", "distil_ia3_null",
+                                                 [](nlohmann::json& j) { j["target_modules"] = nullptr; });
+  CHECK_THROWS_WITH(peft::load_policy<peft::ia3<float>>(nul, denc.shape()),
+                    Catch::Contains("no default (IA)3 modules for distilbert"));
+}

@@ -43,7 +43,7 @@ struct relaxed_mask {
   peft::vector<double> m;
 
   peft::index block_of(peft::index l, linear_id w) const {
-    return base->parameters().find(peft::detail::linear_module_path(base->shape().model_type, l, w) +
+    return base->parameters().find(peft::detail::linear_module_path(base->shape(), l, w) +
                                    ".weight_mask");
   }
   bool transforms_weight(peft::index l, linear_id w) const { return base->transforms_weight(l, w); }

@@ -17,6 +17,10 @@ each family's Hugging Face key names, with PyTorch's outputs).
    DistilBERT and MPNet, which have no token types; prompt tuning runs on ALBERT and ELECTRA,
    whose word embeddings are narrower than their layers; a prompt template with label words
    runs on DistilBERT's and BERT's (the sharded folder's) masked-LM heads.
+3. The LoRA folders peft-train saves carry the family's own Hugging Face module paths:
+   DistilBERT's `transformer.layer.<i>.attention.q_lin` named `q_lin` in target_modules, and on
+   ALBERT one LoRA per module of the shared layer (albert_layer_groups.0.albert_layers.0), not
+   one per layer.
 """
 import json
 import os
@@ -113,6 +117,27 @@ for split, part in [("train", rows[:24]), ("test", rows[24:])]:
                     e["text_b"] = "it was " + ("nice" if label == "pos" else "sad")
                 f.write(json.dumps(e) + "\n")
 
+def safetensors_names(path):
+    """The sorted tensor names of a safetensors file (its JSON header)."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    return sorted(k for k in header if k != "__metadata__")
+
+
+def lora_keys(modules):
+    return sorted("base_model.model.%s.lora_%s.weight" % (m, ab) for m in modules for ab in "AB")
+
+
+# peft-train's LoRA: query and value of every layer (3 DistilBERT layers; ALBERT's 3 layers
+# run one shared layer).
+LORA_PATHS = {
+    "distilbert": (["q_lin", "v_lin"], lora_keys("distilbert.transformer.layer.%d.attention.%s_lin" % (i, w)
+                                                 for i in range(3) for w in "qv")),
+    "albert": (["query", "value"], lora_keys("albert.encoder.albert_layer_groups.0.albert_layers.0.attention." + w
+                                             for w in ("query", "value"))),
+}
+
 runs = [
     ("distilbert", "lora", "", []),
     ("distilbert", "houlsby", "_pairs", []),
@@ -150,5 +175,13 @@ for fam, method, data, extra in runs:
     answer = last_json(s.stdout)
     check(s.returncode == 0 and answer.get("label") in ("pos", "neg"),
           "%s: peft-serve answers (%s)" % (what, s.stdout.strip()[-120:] or s.stderr.strip()[-200:]))
+    if method == "lora" and not extra and fam in LORA_PATHS:
+        with open(os.path.join(ckpt, "adapter_config.json")) as f:
+            targets = json.load(f).get("target_modules")
+        keys = safetensors_names(os.path.join(ckpt, "adapter_model.safetensors"))
+        want_targets, want_keys = LORA_PATHS[fam]
+        check(targets == want_targets and keys == want_keys,
+              "%s: Hugging Face module paths (target_modules %s, %d tensors: %s ...)" %
+              (what, targets, len(keys), keys[0] if keys else None))
 
 sys.exit(1 if failures else 0)

@@ -125,8 +125,21 @@ def init_layer(init, prefix, names, H, I):
 # --------------------------------------------------------------------------- explicit ops
 
 
+# Adapters on linears, by module name (see write_adapters): ("lora", A, B, scale) or
+# ("ia3", l, feedforward). Empty while the base models are computed.
+ADAPTERS = {}
+
+
 def linear(x, w, name):
-    return x @ w[name + ".weight"].T + w[name + ".bias"]
+    a = ADAPTERS.get(name)
+    if a is not None and a[0] == "ia3" and a[2]:
+        x = x * a[1]  # a feedforward (IA)^3 vector scales the input
+    y = x @ w[name + ".weight"].T + w[name + ".bias"]
+    if a is not None and a[0] == "lora":
+        y = y + a[3] * ((x @ a[1].T) @ a[2].T)
+    if a is not None and a[0] == "ia3" and not a[2]:
+        y = y * a[1]  # any other scales the output, bias included (Hugging Face PEFT's IA3 layer)
+    return y
 
 
 def layer_norm(x, w, name, eps):
@@ -202,8 +215,9 @@ def run_layers(w, prefixes, names, h, mask, nh, eps, act, bias=None):
     """Applies the layers at the given key prefixes in order, checking each one twice."""
     for p in prefixes:
         h_next = post_ln_layer(w, p, names, h, mask, nh, eps, act, bias)
-        diff = float((h_next - post_ln_layer_mha(w, p, names, h, mask, nh, eps, act, bias)).abs().max())
-        assert diff < TOL, "%s: hand-written layer and MultiheadAttention disagree by %g" % (p, diff)
+        if not ADAPTERS:  # MultiheadAttention knows nothing of adapters
+            diff = float((h_next - post_ln_layer_mha(w, p, names, h, mask, nh, eps, act, bias)).abs().max())
+            assert diff < TOL, "%s: hand-written layer and MultiheadAttention disagree by %g" % (p, diff)
         h = h_next
     return h
 
@@ -258,6 +272,75 @@ def save_arrays(out_dir, arrays):
 
 def input_arrays(ids, mask, types, positions):
     return {"inputs_ids": ids, "inputs_mask": mask, "token_type_ids": types, "position_ids": positions}
+
+
+# --------------------------------------------------------------------------- adapter folders
+
+TABLES = ("word_embeddings", "position_embeddings", "token_type_embeddings", "relative_attention_bias")
+
+
+def hf_chosen(w, targets):
+    """The linear modules a Hugging Face PEFT target_modules list chooses, by its published rule:
+    a module whose full name equals an entry or ends with "." + the entry. Every linear of the
+    model is a candidate (heads, poolers and projections too), as in Hugging Face PEFT."""
+    linears = sorted(k[:-len(".weight")] for k, v in w.items()
+                     if k.endswith(".weight") and v.dim() == 2 and not any(t in k for t in TABLES))
+    return [m for m in linears if any(m == t or m.endswith("." + t) for t in targets)]
+
+
+def write_adapters(out, w, body, seed, lora_targets, ia3=None):
+    """Hugging Face PEFT folders for this family's model (keys base_model.model.<module>...),
+    each with hidden.npy: the model's last hidden state with the adapter in place.
+      lora/  LoraConfig(r=2, lora_alpha=5, target_modules=lora_targets), lora_A and lora_B random
+             (a trained adapter, not the B = 0 start)
+      ia3/   IA3Config(target_modules, feedforward_modules) from ia3 = (targets, feedforward),
+             vectors 1 + noise; feedforward when the module name ends with an entry (no dot
+             boundary, as Hugging Face PEFT's is_feedforward)
+    Writes chosen_modules.json in each: the module names the rule chose."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * 0.3).to(torch.float32).to(torch.float64)
+
+    variants = [("lora", lora_targets, None)] + ([("ia3", ia3[0], ia3[1])] if ia3 else [])
+    for kind, targets, ff in variants:
+        ADAPTERS.clear()
+        tensors = {}
+        chosen = hf_chosen(w, targets)
+        assert chosen, (out, targets)
+        for m in chosen:
+            out_f, in_f = w[m + ".weight"].shape
+            key = "base_model.model." + m
+            if kind == "lora":
+                r, alpha = 2, 5.0
+                A, B = rnd(r, in_f), rnd(out_f, r)
+                ADAPTERS[m] = ("lora", A, B, alpha / r)
+                tensors[key + ".lora_A.weight"] = A
+                tensors[key + ".lora_B.weight"] = B
+            else:
+                is_ff = any(m.endswith(t) for t in ff)
+                v = (1.0 + rnd(in_f if is_ff else out_f)).to(torch.float32).to(torch.float64)  # as stored
+                ADAPTERS[m] = ("ia3", v, is_ff)
+                tensors[key + ".ia3_l"] = v.reshape(1, in_f) if is_ff else v.reshape(out_f, 1)
+        h = body(w)
+        ADAPTERS.clear()
+        cfg = {"peft_type": kind.upper(), "task_type": None, "target_modules": targets, "inference_mode": True,
+               "base_model_name_or_path": None, "revision": None, "modules_to_save": None, "fan_in_fan_out": False}
+        if kind == "lora":
+            cfg.update({"r": 2, "lora_alpha": 5, "lora_dropout": 0.0, "bias": "none", "use_rslora": False,
+                        "init_lora_weights": True, "layers_to_transform": None, "layers_pattern": None,
+                        "rank_pattern": {}, "alpha_pattern": {}, "use_dora": False})
+        else:
+            cfg.update({"feedforward_modules": ff, "init_ia3_weights": True})
+        d = os.path.join(out, kind)
+        os.makedirs(d, exist_ok=True)
+        write_config(os.path.join(d, "adapter_config.json"), cfg)
+        torch_bert.write_safetensors(os.path.join(d, "adapter_model.safetensors"),
+                                     {k: ("F32", v) for k, v in tensors.items()}, {"format": "pt"})
+        with open(os.path.join(d, "chosen_modules.json"), "w") as f:
+            json.dump(chosen, f, indent=2)
+            f.write("\n")
+        save_arrays(d, {"hidden": h})
 
 
 # --------------------------------------------------------------------------- BERT-shaped body
@@ -329,6 +412,8 @@ def xlm_roberta(out):
 
     ids, mask, types, positions = make_inputs(V, cfg["pad_token_id"], 1, True, P, seed=515)
     h = bert_body(w, "roberta.", cfg, ids, mask, types, positions)
+    write_adapters(out, w, lambda w: bert_body(w, "roberta.", cfg, ids, mask, types, positions), 5152,
+                   ["query", "value"])
     t = layer_norm(gelu(linear(h, w, "lm_head.dense")), w, "lm_head.layer_norm", cfg["layer_norm_eps"])
     logits = t @ w["roberta.embeddings.word_embeddings.weight"].T + w["lm_head.bias"]
     pooled = torch.tanh(linear(h[:, 0], w, "roberta.pooler.dense"))
@@ -369,10 +454,15 @@ def distilbert(out):
 
     ids, mask, types, positions = make_inputs(V, cfg["pad_token_id"], 1, False, P, seed=626)
     e = "distilbert.embeddings."
-    x = w[e + "word_embeddings.weight"][ids] + w[e + "position_embeddings.weight"][positions]
-    h = layer_norm(x, w, e + "LayerNorm", eps)
-    prefixes = ["distilbert.transformer.layer.%d." % i for i in range(cfg["n_layers"])]
-    h = run_layers(w, prefixes, DISTILBERT_LAYER, h, mask, cfg["n_heads"], eps, cfg["activation"])
+
+    def body(w):
+        x = w[e + "word_embeddings.weight"][ids] + w[e + "position_embeddings.weight"][positions]
+        h = layer_norm(x, w, e + "LayerNorm", eps)
+        prefixes = ["distilbert.transformer.layer.%d." % i for i in range(cfg["n_layers"])]
+        return run_layers(w, prefixes, DISTILBERT_LAYER, h, mask, cfg["n_heads"], eps, cfg["activation"])
+
+    h = body(w)
+    write_adapters(out, w, body, 6263, ["q_lin", "v_lin", "lin2"], ia3=(["k_lin", "v_lin", "lin2"], ["lin2"]))
     t = layer_norm(gelu(linear(h, w, "vocab_transform")), w, "vocab_layer_norm", eps)
     logits = t @ w[e + "word_embeddings.weight"].T + w["vocab_projector.bias"]
     os.makedirs(out, exist_ok=True)
@@ -412,6 +502,10 @@ def electra(out):
 
     ids, mask, types, positions = make_inputs(V, cfg["pad_token_id"], 2, False, P, seed=737)
     h = bert_body(w, "electra.", cfg, ids, mask, types, positions, project="electra.embeddings_project")
+    # "output.dense" also ends attention.output.dense: both are chosen, as Hugging Face PEFT does.
+    write_adapters(out, w, lambda w: bert_body(w, "electra.", cfg, ids, mask, types, positions,
+                                               project="electra.embeddings_project"), 7374,
+                   ["query", "value", "output.dense"])
     disc = linear(gelu(linear(h, w, "discriminator_predictions.dense")), w,
                   "discriminator_predictions.dense_prediction").squeeze(-1)
     os.makedirs(out, exist_ok=True)
@@ -453,14 +547,21 @@ def albert(out):
 
     ids, mask, types, positions = make_inputs(V, cfg["pad_token_id"], 2, False, P, seed=848)
     e = "albert.embeddings."
-    x = (w[e + "word_embeddings.weight"][ids] + w[e + "position_embeddings.weight"][positions] +
-         w[e + "token_type_embeddings.weight"][types])
-    h = linear(layer_norm(x, w, e + "LayerNorm", eps), w, "albert.encoder.embedding_hidden_mapping_in")
     # num_hidden_groups 1, inner_group_num 1: layer i uses group int(i / (L / groups)) = 0.
     L, G = cfg["num_hidden_layers"], cfg["num_hidden_groups"]
     groups = [int(i / (L / G)) for i in range(L)]
     assert groups == [0, 0, 0]
-    h = run_layers(w, [shared] * L, ALBERT_LAYER, h, mask, cfg["num_attention_heads"], eps, act)
+
+    def body(w):
+        x = (w[e + "word_embeddings.weight"][ids] + w[e + "position_embeddings.weight"][positions] +
+             w[e + "token_type_embeddings.weight"][types])
+        h = linear(layer_norm(x, w, e + "LayerNorm", eps), w, "albert.encoder.embedding_hidden_mapping_in")
+        return run_layers(w, [shared] * L, ALBERT_LAYER, h, mask, cfg["num_attention_heads"], eps, act)
+
+    h = body(w)
+    # The adapters sit on the one shared layer's modules, so every layer runs them.
+    write_adapters(out, w, body, 8485, ["query", "value", "ffn"],
+                   ia3=(["key", "value", "ffn_output"], ["ffn_output"]))
     pooled = torch.tanh(linear(h[:, 0], w, "albert.pooler"))
     t = layer_norm(gelu_new(linear(h, w, "predictions.dense")), w, "predictions.LayerNorm", eps)
     logits = t @ w[e + "word_embeddings.weight"].T + w["predictions.bias"]
@@ -543,10 +644,15 @@ def mpnet(out):
     bias = w["mpnet.encoder.relative_attention_bias.weight"][buckets].permute(2, 0, 1)  # [nh, T, T]
 
     e = "mpnet.embeddings."
-    x = w[e + "word_embeddings.weight"][ids] + w[e + "position_embeddings.weight"][positions]
-    h = layer_norm(x, w, e + "LayerNorm", eps)
-    prefixes = ["mpnet.encoder.layer.%d." % i for i in range(cfg["num_hidden_layers"])]
-    h = run_layers(w, prefixes, MPNET_LAYER, h, mask, nh, eps, cfg["hidden_act"], bias=bias)
+
+    def body(w):
+        x = w[e + "word_embeddings.weight"][ids] + w[e + "position_embeddings.weight"][positions]
+        h = layer_norm(x, w, e + "LayerNorm", eps)
+        prefixes = ["mpnet.encoder.layer.%d." % i for i in range(cfg["num_hidden_layers"])]
+        return run_layers(w, prefixes, MPNET_LAYER, h, mask, nh, eps, cfg["hidden_act"], bias=bias)
+
+    h = body(w)
+    write_adapters(out, w, body, 9596, ["q", "v", "output.dense"])
     t = layer_norm(gelu(linear(h, w, "lm_head.dense")), w, "lm_head.layer_norm", eps)
     logits = t @ w[e + "word_embeddings.weight"].T + w["lm_head.bias"]
     os.makedirs(out, exist_ok=True)

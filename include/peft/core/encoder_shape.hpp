@@ -28,10 +28,19 @@ struct encoder_shape {
   std::vector<index> attention_width;   ///< per layer: width of Q/K/V
   std::vector<index> output_width;      ///< per layer: width of the sub-layer outputs
   index backbone_parameters = 0;        ///< scalar parameters of the frozen encoder
+  /// Stored layers when layers share their weights (ALBERT's layer groups); 0: every layer
+  /// is stored.
+  index layer_groups = 0;
   /// Where the LayerNorms sit: before each sub-layer (pre-norm, USE-lite) or after each
   /// sub-layer's residual sum (post-norm, the BERT family).
   bool pre_norm = false;
   bool embedding_norm = true;           ///< the embeddings end in a LayerNorm
+
+  /// The stored layer that layer @p l runs: itself, or its ALBERT layer group (transformers'
+  /// `int(l / (num_hidden_layers / num_hidden_groups))`).
+  index stored_layer(index l) const noexcept {
+    return layer_groups > 0 && layer_groups != num_layers ? l * layer_groups / num_layers : l;
+  }
 
   /// Width of the word embeddings (see word_embedding_size).
   index word_width() const noexcept { return word_embedding_size > 0 ? word_embedding_size : embedding_size; }

@@ -47,7 +47,8 @@
 /// prefix and `model_class` `<Model>Model`, or with the prefix and
 /// `<Model>ForSequenceClassification` when a head is written. Only what AdapterHub can compute
 /// is written: an adapter after the hidden dropout, with biases, a non-linearity AdapterHub
-/// names, a bottleneck size some reduction factor gives, on a BERT or RoBERTa encoder.
+/// names, a bottleneck size some reduction factor gives, on a BERT, RoBERTa, XLM-R or ELECTRA
+/// encoder (their adapters sit at BERT's module paths; DistilBERT's and ALBERT's do not).
 
 #include <cmath>
 #include <filesystem>
@@ -65,6 +66,7 @@
 
 #include "../core/encoder_shape.hpp"
 #include "../core/file_util.hpp"
+#include "../core/hf_names.hpp"
 #include "../error.hpp"
 #include "../policies/adapter_fusion.hpp"
 #include "../policies/bottleneck_adapter.hpp"
@@ -116,12 +118,24 @@ inline nlohmann::json field_of(const nlohmann::json& j, const char* k) {
   return j.is_object() && j.contains(k) ? j[k] : nlohmann::json();
 }
 
-/// The model-class stem AdapterHub's classes use for a model type ("Bert", "Roberta"); empty
-/// for an encoder AdapterHub has no model class for.
+/// The model-class stem AdapterHub's classes use for a model type ("Bert", "XLMRoberta"); empty
+/// for an encoder whose adapters peft does not write in AdapterHub's layout.
 inline std::string adapterhub_class_stem(const std::string& model_type) {
   if (model_type == "bert") return "Bert";
   if (model_type == "roberta") return "Roberta";
+  if (model_type == "xlm-roberta") return "XLMRoberta";
+  if (model_type == "electra") return "Electra";
   return "";
+}
+
+/// Why AdapterHub folders are not written for @p model_type (adapterhub_class_stem is empty).
+inline std::string adapterhub_refusal(const std::string& model_type) {
+  if (model_type == "distilbert" || model_type == "albert")
+    return "AdapterHub keeps a " + model_type + " encoder's adapters under module names of its own (" +
+           (model_type == "albert" ? std::string("one shared layer per group")
+                                   : std::string("transformer.layer.<i>.attention_adapters / output_adapters")) +
+           "), which peft neither reads nor writes yet; save the adapter in peft's own format";
+  return "AdapterHub has no model class for a " + model_type + " encoder";
 }
 
 /// Strips a leading model prefix ("bert.", "roberta.", any one segment) from a key that
@@ -186,6 +200,7 @@ inline nlohmann::json adapterhub_to_native(const nlohmann::json& file, const enc
   if (model_type != shape.model_type)
     throw invalid_argument(where + ": field 'model_type' is \"" + model_type + "\" but the encoder is \"" +
                            shape.model_type + "\"");
+  if (adapterhub_class_stem(model_type).empty()) throw invalid_argument(where + ": " + adapterhub_refusal(model_type));
   if (file.contains("hidden_size") && file["hidden_size"].is_number_integer() &&
       file["hidden_size"].get<index>() != shape.hidden_size)
     throw invalid_argument(where + ": field 'hidden_size' is " + file["hidden_size"].dump() + " but the encoder's is " +
@@ -508,8 +523,7 @@ void save_adapterhub_adapter(const std::string& dir, const bottleneck_adapter<Sc
   const std::string where = "save_adapterhub_adapter: '" + dir + "'";
   const encoder_shape& shape = a.shape();
   const std::string stem = detail::adapterhub_class_stem(shape.model_type);
-  if (stem.empty())
-    throw invalid_argument(where + ": AdapterHub has no model class for a " + shape.model_type + " encoder");
+  if (stem.empty()) throw invalid_argument(where + ": " + detail::adapterhub_refusal(shape.model_type));
   const bool hidden = head && head->tensors.count("classifier.dense.weight") > 0;
   const bool static_head = head && head->pooling == "pooler" && !hidden;
   if (head && head->pooling != "pooler" && head->pooling != "cls")
@@ -519,7 +533,7 @@ void save_adapterhub_adapter(const std::string& dir, const bottleneck_adapter<Sc
                                                                        : stem + "AdapterModel";
   nlohmann::json file = detail::adapterhub_header(shape, model_class, a.config().adapter_name, info);
   file["config"] = detail::adapterhub_from_native(a.config_json(), shape, where);
-  const std::string prefix = head ? shape.model_type + "." : "";
+  const std::string prefix = head ? detail::hf_model_prefix(shape.model_type) : "";
   const auto tensors = detail::with_model_prefix(policy_tensors(a), prefix);
   nlohmann::json head_file;
   std::map<std::string, tensor> head_tensors;
@@ -639,8 +653,7 @@ void save_adapterhub_fusion(const std::string& parent, const adapter_fusion<Scal
   const std::string where = "save_adapterhub_fusion: '" + parent + "'";
   const encoder_shape& shape = f.shape();
   const std::string stem = detail::adapterhub_class_stem(shape.model_type);
-  if (stem.empty())
-    throw invalid_argument(where + ": AdapterHub has no model class for a " + shape.model_type + " encoder");
+  if (stem.empty()) throw invalid_argument(where + ": " + detail::adapterhub_refusal(shape.model_type));
   for (const auto& a : f.adapters()) (void)detail::adapterhub_from_native(a->config_json(), shape, where);
   for (const auto& a : f.adapters())
     save_adapterhub_adapter((fs::path(parent) / a->config().adapter_name).string(), *a, info);

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "../core/types.hpp"
+#include "../core/hf_names.hpp"
 #include "../core/limits.hpp"
 #include "../error.hpp"
 #include "../model/config.hpp"
@@ -85,11 +86,6 @@ inline const char* hf_activation_name(activation a) noexcept {
 
 /// The Hugging Face model types peft reads, as listed in errors.
 inline constexpr const char* hf_model_types = "bert, roberta, xlm-roberta, distilbert, electra, albert, mpnet";
-
-/// The key prefix of a …ForMaskedLM checkpoint of @p model_type ("bert.", "roberta.", ...).
-inline std::string hf_model_prefix(const std::string& model_type) {
-  return model_type == "xlm-roberta" ? std::string("roberta.") : model_type + ".";
-}
 
 /// Whether the family's embeddings may be narrower than its layers (then a projection follows).
 inline bool hf_factorised_embeddings(const std::string& model_type) {
@@ -202,26 +198,12 @@ std::vector<typename hf_slot_types<Scalar, Const>::slot> hf_slot_list(
   if (mt == "mpnet")
     mat(prefix + "encoder.relative_attention_bias.weight", w.relative_attention_bias, c.relative_attention_buckets,
         c.num_heads);
-  // A layer's keys: its prefix, then the names of Q, K, V, the attention output, its
-  // LayerNorm, the FFN's two linears and their LayerNorm.
-  struct layer_names {
-    const char *stem, *suffix, *q, *k, *v, *o, *ln1, *ffn_in, *ffn_out, *ln2;
-  };
-  const layer_names names =
-      mt == "distilbert" ? layer_names{"transformer.layer.", ".", "attention.q_lin", "attention.k_lin", "attention.v_lin",
-                                       "attention.out_lin", "sa_layer_norm", "ffn.lin1", "ffn.lin2", "output_layer_norm"}
-      : mt == "albert"   ? layer_names{"encoder.albert_layer_groups.", ".albert_layers.0.", "attention.query",
-                                       "attention.key", "attention.value", "attention.dense", "attention.LayerNorm", "ffn",
-                                       "ffn_output", "full_layer_layer_norm"}
-      : mt == "mpnet"    ? layer_names{"encoder.layer.", ".", "attention.attn.q", "attention.attn.k", "attention.attn.v",
-                                       "attention.attn.o", "attention.LayerNorm", "intermediate.dense", "output.dense",
-                                       "output.LayerNorm"}
-                         : layer_names{"encoder.layer.", ".", "attention.self.query", "attention.self.key",
-                                       "attention.self.value", "attention.output.dense", "attention.output.LayerNorm",
-                                       "intermediate.dense", "output.dense", "output.LayerNorm"};
+  // A layer's keys (core/hf_names.hpp): its path, then the names of Q, K, V, the attention
+  // output, its LayerNorm, the FFN's two linears and their LayerNorm.
+  const hf_layer_names names = hf_layer_names_of(mt);
   for (std::size_t i = 0; i < w.layers.size(); ++i) {
     auto& L = w.layers[i];
-    const std::string l = prefix + names.stem + std::to_string(i) + names.suffix;
+    const std::string l = prefix + hf_layer_path(names, static_cast<index>(i));
     lin(l + names.q, L.query, H, H);
     lin(l + names.k, L.key, H, H);
     lin(l + names.v, L.value, H, H);
@@ -450,13 +432,6 @@ private:
   std::string m_where;
 };
 
-/// Key prefix of the encoder layers (before the layer or group number) of @p model_type.
-inline std::string hf_layer_prefix(const std::string& model_type) {
-  if (model_type == "distilbert") return "transformer.layer.";
-  if (model_type == "albert") return "encoder.albert_layer_groups.";
-  return "encoder.layer.";
-}
-
 }  // namespace detail
 
 /// Loads a Hugging Face encoder folder (`config.json` and `model.safetensors`, or the shards
@@ -501,7 +476,7 @@ shared_weights<Scalar> load_hf_encoder(const std::string& dir) {
 
   // No encoder layer (ALBERT: layer group) beyond the configured depth (a config/checkpoint mismatch).
   const index depth = c.layer_groups > 0 ? c.layer_groups : c.num_layers;
-  const std::string layer_prefix = prefix + detail::hf_layer_prefix(c.model_type);
+  const std::string layer_prefix = prefix + detail::hf_layer_names_of(c.model_type).stem;
   for (const auto& name : f.names()) {
     if (name.compare(0, layer_prefix.size(), layer_prefix) != 0) continue;
     const std::size_t dot = name.find('.', layer_prefix.size());

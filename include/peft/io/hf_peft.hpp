@@ -9,7 +9,8 @@
 /// Writing: `save_policy` passes a policy's own config (`config_json()`) through
 /// `to_saved_config`. For the methods Hugging Face PEFT knows (LoRA, IA3, PROMPT_TUNING, and
 /// PREFIX_TUNING when the text's positions follow the prefix) the file then holds that
-/// library's standard fields with its values: module names as a Hugging Face BERT names them in
+/// library's standard fields with its values: module names as the family's Hugging Face model
+/// names them (core/hf_names.hpp: BERT's `query`, DistilBERT's `q_lin`, ALBERT's `ffn`, ...) in
 /// `target_modules` (a regular expression when a list would match more linears than chosen),
 /// `layers_to_transform` null for every layer, `task_type` and `base_model_name_or_path`. For
 /// every method, what only peft reads (its version, the encoder shape the adapter was built
@@ -23,7 +24,8 @@
 ///    ends with "." + entry; peft's own names query/key/value/attn_out/ffn_in/ffn_out also
 ///    work) or a string (a regular expression the whole module path must match);
 ///  - `layers_to_transform` null, an integer or a list, `layers_pattern` null or naming
-///    "layer" (the module paths are `<model>.encoder.layer.<i>...`); `exclude_modules` (a
+///    "layer" (the module paths are `<model>.encoder.layer.<i>...`; on ALBERT, whose layers of
+///    a group run one module, `layers_to_transform` must be null); `exclude_modules` (a
 ///    list or a regular expression, by the same rules);
 ///  - `rank_pattern` / `alpha_pattern`: regular expressions matched against a dotted end of
 ///    each chosen module's path, the first matching key in sorted order winning (the order of

@@ -776,6 +776,7 @@ encoder_shape encoder<Arch, Scalar>::shape() const {
   }
   s.backbone_parameters = m_weights->num_parameters();
   s.pre_norm = Arch::pre_norm;
+  s.layer_groups = config().layer_groups;  // module paths follow the checkpoint, merged or not
   s.embedding_norm = !m_weights->embedding_norm.empty();
   return s;
 }

@@ -68,30 +68,32 @@ public:
     const std::string where = "bitfit::bitfit";
     detail::check_encoder_shape(shape, where);
     m_config.target_modules = detail::resolve_targets(config.target_modules, where);
-    const std::string& mt = shape.model_type;
+    const std::string prefix = detail::hf_model_prefix(shape.model_type);
+    const detail::hf_layer_names names = detail::hf_layer_names_of(shape.model_type);
     const bool pre_norm = shape.pre_norm;
     m_linear.assign(static_cast<std::size_t>(shape.num_layers * num_linear_ids), -1);
     m_norm.assign(static_cast<std::size_t>(shape.num_layers * 2), -1);
     if (config.layer_norms && shape.embedding_norm)
-      m_embedding_norm = m_store.add(mt + ".embeddings.LayerNorm.bias_delta", shape.word_width(), 1,
+      m_embedding_norm = m_store.add(prefix + "embeddings.LayerNorm.bias_delta", shape.word_width(), 1,
                                      param_group::bias);
+    // One change per bias, named by its module: ALBERT's layers of a group share their biases,
+    // and so their changes (linear_targets.hpp).
+    auto add = [&](const std::string& key, index n) {
+      const index b = m_store.find(key);
+      return b >= 0 ? b : m_store.add(key, n, 1, param_group::bias);
+    };
     for (index l = 0; l < shape.num_layers; ++l) {
-      for (auto w : m_config.target_modules) {
-        const index out = shape.linear_shape(l, static_cast<int>(w)).first;
-        m_linear[lin(l, w)] =
-            m_store.add(detail::linear_module_path(mt, l, w) + ".bias_delta", out, 1, param_group::bias);
-      }
+      for (auto w : m_config.target_modules)
+        m_linear[lin(l, w)] = add(detail::linear_module_path(shape, l, w) + ".bias_delta",
+                                  shape.linear_shape(l, static_cast<int>(w)).first);
       if (config.layer_norms) {
-        const std::string p = mt + ".encoder.layer." + std::to_string(l) + ".";
+        const std::string p = prefix + detail::hf_layer_path(names, shape.stored_layer(l));
         // A pre-norm layer normalises its input before attention; a post-norm one the
         // attention's residual sum, as wide as the layer's output.
         const auto at = static_cast<std::size_t>(l);
         m_norm[nrm(l, norm_site::attention)] =
-            m_store.add(p + "attention.output.LayerNorm.bias_delta",
-                        pre_norm ? shape.input_width[at] : shape.output_width[at], 1, param_group::bias);
-        m_norm[nrm(l, norm_site::ffn)] = m_store.add(p + "output.LayerNorm.bias_delta",
-                                                     shape.output_width[static_cast<std::size_t>(l)], 1,
-                                                     param_group::bias);
+            add(p + names.ln1 + ".bias_delta", pre_norm ? shape.input_width[at] : shape.output_width[at]);
+        m_norm[nrm(l, norm_site::ffn)] = add(p + names.ln2 + ".bias_delta", shape.output_width[at]);
       }
     }
   }

@@ -21,7 +21,8 @@
 ///
 /// The encoder does the multiplication (the `linear_scale` hook, policy_traits.hpp); the
 /// policy owns the vectors. Block names are Hugging Face's on-disk keys,
-/// `base_model.model.<model_type>.encoder.layer.<l>.attention.self.key.ia3_l`, shaped as
+/// `base_model.model.bert.encoder.layer.<l>.attention.self.key.ia3_l` (the family's module
+/// paths, linear_targets.hpp; ALBERT: one vector per module of a layer group), shaped as
 /// Hugging Face stores them: `[out, 1]` for an output scale, `[1, in]` for an input scale.
 /// Their parameter group is `weight` (so they are saved 2-D); an optimizer's weight decay
 /// therefore pulls them towards zero, not towards one: train (IA)³ without weight decay.
@@ -164,15 +165,24 @@ ia3<Scalar>::ia3(const encoder_shape& shape, const ia3_config& config, std::uint
   for (index l = 0; l < shape.num_layers; ++l) all.push_back(l);
   m_config.layers_to_transform =
       detail::resolve_layers(config.layers_to_transform, all, shape.num_layers, where, "layers_to_transform");
+  // ALBERT's layers of a group run one module, and an adapter on it is in all of them, as in
+  // Hugging Face PEFT (linear_targets.hpp): a choice of layers cannot be honoured.
+  if (shape.layer_groups > 0 && static_cast<index>(m_config.layers_to_transform.size()) != shape.num_layers)
+    throw invalid_argument(where + ": layers_to_transform expected every layer on ALBERT (its layers share one "
+                           "module per group), got " + detail::layers_to_string(m_config.layers_to_transform));
 
   m_slot.assign(static_cast<std::size_t>(shape.num_layers * num_linear_ids), -1);
   for (index l : m_config.layers_to_transform)
     for (auto w : m_config.target_modules) {
       const auto [out, in] = shape.linear_shape(l, static_cast<int>(w));
-      const std::string key = "base_model.model." + detail::linear_module_path(shape.model_type, l, w) + ".ia3_l";
-      const index b = is_feedforward(w) ? m_store.add(key, 1, in, param_group::weight)
-                                        : m_store.add(key, out, 1, param_group::weight);
-      m_store.value(b).setOnes();
+      const std::string key = "base_model.model." + detail::linear_module_path(shape, l, w) + ".ia3_l";
+      // One vector per module: ALBERT's layers of a group run the same one (linear_targets.hpp).
+      index b = m_store.find(key);
+      if (b < 0) {
+        b = is_feedforward(w) ? m_store.add(key, 1, in, param_group::weight)
+                              : m_store.add(key, out, 1, param_group::weight);
+        m_store.value(b).setOnes();
+      }
       m_slot[slot_index(l, w)] = b;
     }
 }

@@ -6,10 +6,14 @@
 /// What the policies that act on frozen linears (LoRA, mask-tuning) share: the names of the
 /// linears, their module paths in Hugging Face checkpoints and the choice of layers.
 ///
-/// Module paths follow Hugging Face BERT/RoBERTa (`<model_type>.encoder.layer.<l>.` then
-/// `attention.self.query|key|value`, `attention.output.dense`, `intermediate.dense`,
-/// `output.dense`). USE-lite has no Hugging Face port; it uses the same sub-paths under
-/// `use_lite.encoder.layer.<l>.`. Config fields and checks come from policy_config.hpp.
+/// Module paths are the Hugging Face model's own (core/hf_names.hpp): BERT's
+/// `bert.encoder.layer.<l>.attention.self.query`, DistilBERT's
+/// `distilbert.transformer.layer.<l>.attention.q_lin`, MPNet's `...attention.attn.q`, and
+/// ALBERT's one module per layer group, `albert.encoder.albert_layer_groups.<g>.albert_layers.0.
+/// attention.query`, which every layer of the group runs. A policy names its parameters by
+/// module path, so on ALBERT the layers of a group share them, as Hugging Face PEFT's adapter on
+/// the shared module is shared. USE-lite has no Hugging Face port; it uses BERT's sub-paths
+/// under `use_lite.encoder.layer.<l>.`. Config fields and checks come from policy_config.hpp.
 
 #include <nlohmann/json.hpp>
 
@@ -19,6 +23,7 @@
 #include <vector>
 
 #include "../core/encoder_shape.hpp"
+#include "../core/hf_names.hpp"
 #include "../core/types.hpp"
 #include "../error.hpp"
 #include "policy_config.hpp"
@@ -38,18 +43,30 @@ inline linear_id parse_linear_id(const std::string& s, const std::string& where)
 
 namespace detail {
 
-/// Hugging Face module path of linear @p w of layer @p l (no trailing dot).
-inline std::string linear_module_path(const std::string& model_type, index l, linear_id w) {
-  std::string p = model_type + ".encoder.layer." + std::to_string(l) + ".";
+/// The name of linear @p w inside a layer of the family of @p n ("attention.self.query").
+inline const char* linear_sub_path(const hf_layer_names& n, linear_id w) {
   switch (w) {
-    case linear_id::query: return p + "attention.self.query";
-    case linear_id::key: return p + "attention.self.key";
-    case linear_id::value: return p + "attention.self.value";
-    case linear_id::attn_out: return p + "attention.output.dense";
-    case linear_id::ffn_in: return p + "intermediate.dense";
-    case linear_id::ffn_out: return p + "output.dense";
+    case linear_id::query: return n.q;
+    case linear_id::key: return n.k;
+    case linear_id::value: return n.v;
+    case linear_id::attn_out: return n.o;
+    case linear_id::ffn_in: return n.ffn_in;
+    case linear_id::ffn_out: break;
   }
-  return p;
+  return n.ffn_out;
+}
+
+/// Hugging Face module path of linear @p w of layer @p l below the model (no trailing dot):
+/// "encoder.layer.3.attention.self.query"; on ALBERT, the path of the layer's group.
+inline std::string linear_layer_path(const encoder_shape& s, index l, linear_id w) {
+  const hf_layer_names n = hf_layer_names_of(s.model_type);
+  return hf_layer_path(n, s.stored_layer(l)) + linear_sub_path(n, w);
+}
+
+/// Hugging Face module path of linear @p w of layer @p l (no trailing dot):
+/// "bert.encoder.layer.3.attention.self.query".
+inline std::string linear_module_path(const encoder_shape& s, index l, linear_id w) {
+  return hf_model_prefix(s.model_type) + linear_layer_path(s, l, w);
 }
 
 /// True when module path @p path is named by @p key as Hugging Face matches a plain target
@@ -103,6 +120,13 @@ inline std::vector<index> resolve_layers(const std::vector<index>& chosen, const
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
+}
+
+/// "[0, 2, 5]".
+inline std::string layers_to_string(const std::vector<index>& layers) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < layers.size(); ++i) s += (i ? ", " : "") + std::to_string(layers[i]);
+  return s + "]";
 }
 
 /// Sorted, de-duplicated linear list; throws when empty.

@@ -62,8 +62,9 @@ struct lora_config {
 /// Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in)), as
 /// `nn.init.kaiming_uniform_(a=math.sqrt(5))` in peft) and `lora_B` (`[out x r]`, zero), so the
 /// policy starts as the identity. Block names are the on-disk keys of peft:
-/// `base_model.model.<model_type>.encoder.layer.<l>.attention.self.query.lora_A.weight`, ...
-/// (see linear_targets.hpp for the paths; USE-lite uses `use_lite.encoder.layer.<l>...`).
+/// `base_model.model.bert.encoder.layer.<l>.attention.self.query.lora_A.weight`, ... with the
+/// family's own module paths (linear_targets.hpp; USE-lite uses `use_lite.encoder.layer.<l>...`).
+/// On ALBERT one pair per module of a layer group serves every layer of the group.
 ///
 /// `merge(base)` returns a copy of the frozen weights with `W + (alpha/r) B A` folded in, for
 /// inference with no policy; `unmerge(merged, base)` restores that copy exactly.
@@ -204,6 +205,11 @@ lora<Scalar>::lora(const encoder_shape& shape, const lora_config& config, std::u
   for (index l = 0; l < shape.num_layers; ++l) all.push_back(l);
   m_config.layers_to_transform =
       detail::resolve_layers(config.layers_to_transform, all, shape.num_layers, where, "layers_to_transform");
+  // ALBERT's layers of a group run one module, and an adapter on it is in all of them, as in
+  // Hugging Face PEFT (linear_targets.hpp): a choice of layers cannot be honoured.
+  if (shape.layer_groups > 0 && static_cast<index>(m_config.layers_to_transform.size()) != shape.num_layers)
+    throw invalid_argument(where + ": layers_to_transform expected every layer on ALBERT (its layers share one "
+                           "module per group), got " + detail::layers_to_string(m_config.layers_to_transform));
   m_scaling = static_cast<Scalar>(scale_for(config.r, config.lora_alpha, config.use_rslora));
   for (const auto& kv : config.rank_pattern)
     if (kv.second <= 0)
@@ -220,10 +226,16 @@ lora<Scalar>::lora(const encoder_shape& shape, const lora_config& config, std::u
   for (index l : m_config.layers_to_transform) {
     for (auto w : m_config.target_modules) {
       const auto [out, in] = shape.linear_shape(l, static_cast<int>(w));
-      const std::string module = detail::linear_module_path(shape.model_type, l, w);
+      const std::string module = detail::linear_module_path(shape, l, w);
       const index r = detail::pattern_value(m_config.rank_pattern, module, m_config.r);
       const double alpha = detail::pattern_value(m_config.alpha_pattern, module, m_config.lora_alpha);
       const std::string base = "base_model.model." + module;
+      // One pair per module: ALBERT's layers of a group share it, as Hugging Face PEFT's LoRA
+      // on the shared module is shared (linear_targets.hpp).
+      if ((m_slot[slot_index(l, w)] = m_store.find(base + ".lora_A.weight")) >= 0) {
+        m_site_scale[slot_index(l, w)] = static_cast<Scalar>(scale_for(r, alpha, m_config.use_rslora));
+        continue;
+      }
       const index a = m_store.add(base + ".lora_A.weight", r, in, param_group::weight);
       m_store.add(base + ".lora_B.weight", out, r, param_group::weight);
       m_slot[slot_index(l, w)] = a;

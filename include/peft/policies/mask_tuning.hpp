@@ -45,7 +45,7 @@ struct mask_tuning_config {
 /// Mask-tuning over a frozen encoder.
 ///
 /// Every masked linear `W` (`[out x in]`) gets real-valued scores `S` of the same shape
-/// (block `<model_type>.encoder.layer.<l>.<module>.weight_mask`, the reference's parameter
+/// (block `<module path>.weight_mask`, linear_targets.hpp; the reference's parameter
 /// name). The forward pass uses `W_eff = W .* 1[S > tau]` (through the `on_weight` hook); the
 /// backward pass is the reference's straight-through estimator, which passes the gradient
 /// of the binary mask unchanged to the scores: `dS = dW_eff .* W`. Biases are not masked
@@ -187,8 +187,10 @@ mask_tuning<Scalar>::mask_tuning(const encoder_shape& shape, const mask_tuning_c
   for (index l : m_config.layers)
     for (auto w : m_config.target_modules) {
       const auto [out, in] = shape.linear_shape(l, static_cast<int>(w));
-      const index b = m_store.add(detail::linear_module_path(shape.model_type, l, w) + ".weight_mask", out,
-                                  in, param_group::weight);
+      const std::string key = detail::linear_module_path(shape, l, w) + ".weight_mask";
+      // One mask per module: ALBERT's layers of a group share theirs (linear_targets.hpp).
+      if ((m_slot[slot_index(l, w)] = m_store.find(key)) >= 0) continue;
+      const index b = m_store.add(key, out, in, param_group::weight);
       m_slot[slot_index(l, w)] = b;
       auto S = m_store.value(b);
       for (index k = 0; k < S.size(); ++k) S.data()[k] = static_cast<Scalar>(lo + (hi - lo) * gen.uniform());

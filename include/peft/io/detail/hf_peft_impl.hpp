@@ -26,28 +26,39 @@ namespace peft::detail {
 
 namespace hf {
 
-/// Where a linear sits below `<model>.encoder.layer.<i>.` in a Hugging Face BERT.
-inline const char* sub_path(linear_id w) {
-  switch (w) {
-    case linear_id::query: return "attention.self.query";
-    case linear_id::key: return "attention.self.key";
-    case linear_id::value: return "attention.self.value";
-    case linear_id::attn_out: return "attention.output.dense";
-    case linear_id::ffn_in: return "intermediate.dense";
-    case linear_id::ffn_out: break;
-  }
-  return "output.dense";
+/// Where linear @p w sits inside a layer of the family of @p n ("attention.self.query",
+/// DistilBERT's "attention.q_lin", ...; core/hf_names.hpp).
+inline std::string sub_path(const hf_layer_names& n, linear_id w) { return linear_sub_path(n, w); }
+
+/// The linears of a layer whose path inside the layer @p name names as Hugging Face's
+/// `target_modules` list does (the path equals it or ends with "." + it).
+inline std::set<linear_id> named_by(const hf_layer_names& n, const std::string& name) {
+  std::set<linear_id> out;
+  for (int i = 0; i < num_linear_ids; ++i)
+    if (path_matches(sub_path(n, static_cast<linear_id>(i)), name)) out.insert(static_cast<linear_id>(i));
+  return out;
 }
 
-/// The name `target_modules` lists for a linear (the shortest that Hugging Face's suffix
-/// match reads back as that linear, except output.dense, which also ends attention.output.dense).
-inline const char* target_name(linear_id w) {
-  switch (w) {
-    case linear_id::query: return "query";
-    case linear_id::key: return "key";
-    case linear_id::value: return "value";
-    default: return sub_path(w);
+/// The name `target_modules` lists for linear @p w: the shortest dotted end of its path that
+/// names no other linear of the layer ("query", DistilBERT's "q_lin", ALBERT's "ffn"), never a
+/// bare "dense" (heads and poolers have such modules too). BERT's FFN output has no such end
+/// ("output.dense" also ends "attention.output.dense"): its whole path inside the layer is
+/// returned, and the writer says it exactly with a regular expression when that matters.
+inline std::string target_name(const hf_layer_names& n, linear_id w) {
+  const std::string p = sub_path(n, w);
+  for (std::size_t dot = p.rfind('.');; dot = p.rfind('.', dot - 1)) {
+    const std::string end = dot == std::string::npos ? p : p.substr(dot + 1);
+    if (end != "dense" && named_by(n, end).size() == 1) return end;
+    if (dot == std::string::npos || dot == 0) break;
   }
+  return p;
+}
+
+/// "encoder.layer.<i>.attention.self.query, attention.self.key, ..." for errors.
+inline std::string linear_paths_text(const std::string& prefix, const hf_layer_names& n) {
+  std::string s = prefix + n.stem + "<i>" + n.suffix;
+  for (int i = 0; i < num_linear_ids; ++i) s += (i ? ", " : "") + sub_path(n, static_cast<linear_id>(i));
+  return s;
 }
 
 inline const char* shape_keys[] = {"model_type", "num_layers", "hidden_size", "embedding_size"};
@@ -139,10 +150,10 @@ struct site {
   bool operator==(const site& o) const { return layer == o.layer && w == o.w; }
 };
 
-/// The module path of linear @p w of layer @p l in a Hugging Face BERT whose encoder sits
-/// under @p prefix ("bert." or "").
-inline std::string module_path(const std::string& prefix, index l, linear_id w) {
-  return prefix + "encoder.layer." + std::to_string(l) + "." + sub_path(w);
+/// The module path of linear @p w of layer @p l in a Hugging Face model of @p shape's family
+/// whose encoder sits under @p prefix ("bert." or ""): on ALBERT, the module of l's group.
+inline std::string module_path(const std::string& prefix, const encoder_shape& shape, index l, linear_id w) {
+  return prefix + linear_layer_path(shape, l, w);
 }
 
 /// The linears @p ws and layers @p ls of @p sites, which must be every one of those linears in
@@ -161,13 +172,20 @@ inline void split_product(const std::set<site>& sites, const nlohmann::json& tar
 
 /// The (layer, linear) sites a Hugging Face config chooses by `target_modules`,
 /// `layers_to_transform` and `exclude_modules`, with its rules over the module paths; @p prefix
-/// is what precedes "encoder." in those paths ("bert." or ""). Never empty.
+/// is what precedes the layers in those paths ("bert." or ""). Never empty.
 inline std::set<site> select_sites(const nlohmann::json& in, const encoder_shape& shape, const std::string& prefix,
                                    const std::string& where) {
   auto field = [&](const char* k) -> const nlohmann::json& { return field_or_null(in, k); };
   auto refuse = [&](const std::string& k, const std::string& why) { refuse_field(where, k, why); };
   const index L = shape.num_layers;
-  auto path = [&](index l, linear_id w) { return module_path(prefix, l, w); };
+  auto path = [&](index l, linear_id w) { return module_path(prefix, shape, l, w); };
+  const std::string paths_text = linear_paths_text(prefix, hf_layer_names_of(shape.model_type));
+  // ALBERT's layers of a group run one module: Hugging Face PEFT finds no layer number in its
+  // path (albert_layer_groups.<g>.albert_layers.0), so a choice of layers matches nothing.
+  if (shape.layer_groups > 0 && !field("layers_to_transform").is_null())
+    refuse("layers_to_transform", "expected null on ALBERT (every layer of a group runs one shared module, "
+                                  "which Hugging Face PEFT adapts in every layer), got " +
+                                      field("layers_to_transform").dump());
   std::set<site> sites;
   const auto& tm = field("target_modules");
   if (tm.is_string()) {
@@ -211,11 +229,8 @@ inline std::set<site> select_sites(const nlohmann::json& in, const encoder_shape
         }
       }
       if (!names_a_linear)
-        refuse("target_modules",
-               "entry '" + name + "' names none of the encoder's linears (" + prefix +
-                   "encoder.layer.<i>.attention.self.query|key|value, attention.output.dense, "
-                   "intermediate.dense, output.dense; or query, key, value, attn_out, ffn_in, "
-                   "ffn_out)");
+        refuse("target_modules", "entry '" + name + "' names none of the encoder's linears (" + paths_text +
+                                     "; or query, key, value, attn_out, ffn_in, ffn_out)");
     }
   } else {
     refuse("target_modules", "expected a list of module names or a regular expression, got " + tm.dump());
@@ -241,10 +256,7 @@ inline std::set<site> select_sites(const nlohmann::json& in, const encoder_shape
     for (const auto& s : drop) sites.erase(s);
   }
   if (sites.empty())
-    refuse("target_modules", "matches none of the encoder's linears (" + prefix +
-                                 "encoder.layer.<i>.attention.self.query|key|value, attention.output.dense, "
-                                 "intermediate.dense, output.dense), got " +
-                                 tm.dump());
+    refuse("target_modules", "matches none of the encoder's linears (" + paths_text + "), got " + tm.dump());
   return sites;
 }
 
@@ -262,7 +274,7 @@ inline void check_modules_to_save(const nlohmann::json& ms, const std::string& w
 }
 
 /// Hugging Face LoRA config → peft's lora config fields (see hf_peft.hpp). @p prefix is what
-/// precedes "encoder." in the module paths the adapter was trained with ("bert." or "").
+/// precedes the layers in the module paths the adapter was trained with ("bert." or "").
 inline nlohmann::json lora_from_hf(const nlohmann::json& in, const encoder_shape& shape,
                                    const std::string& prefix, const std::string& where) {
   auto field = [&](const char* k) -> const nlohmann::json& { return field_or_null(in, k); };
@@ -359,7 +371,7 @@ inline nlohmann::json lora_from_hf(const nlohmann::json& in, const encoder_shape
   std::set<linear_id> ws;
   std::set<index> ls;
   split_product(sites, field("target_modules"), "LoRA", where, ws, ls);
-  const auto path = [&](index l, linear_id w) { return module_path(prefix, l, w); };
+  const auto path = [&](index l, linear_id w) { return module_path(prefix, shape, l, w); };
   nlohmann::json targets = nlohmann::json::array();
   for (auto w : ws) targets.push_back(to_string(w));
   out["target_modules"] = targets;
@@ -384,8 +396,7 @@ inline nlohmann::json lora_from_hf(const nlohmann::json& in, const encoder_shape
       for (const auto& s : sites)
         for (const auto& k : keys)
           if (std::regex_match(path(s.layer, s.w), k.second)) {
-            resolved[std::string("encoder.layer.") + std::to_string(s.layer) + "." + sub_path(s.w)] =
-                pat.at(k.first);
+            resolved[linear_layer_path(shape, s.layer, s.w)] = pat.at(k.first);
             break;
           }
     }
@@ -397,8 +408,10 @@ inline nlohmann::json lora_from_hf(const nlohmann::json& in, const encoder_shape
 }
 
 /// A regular expression naming linears @p ws in layers @p layers (all layers when
-/// @p every_layer) of a Hugging Face BERT, matched against the whole module path.
-inline std::string sites_regex(const std::vector<linear_id>& ws, const std::vector<index>& layers, bool every_layer) {
+/// @p every_layer; ALBERT: groups) of a Hugging Face model of the family of @p n, matched
+/// against the whole module path: `.*\\.layer\\.(?:0|1)\\.(?:output\\.dense)` for BERT.
+inline std::string sites_regex(const hf_layer_names& n, const std::vector<linear_id>& ws,
+                               const std::vector<index>& layers, bool every_layer) {
   std::string alt_layers = "\\d+";
   if (!every_layer) {
     alt_layers = "(?:";
@@ -406,9 +419,23 @@ inline std::string sites_regex(const std::vector<linear_id>& ws, const std::vect
     alt_layers += ")";
   }
   std::string alt = "(?:";
-  for (std::size_t i = 0; i < ws.size(); ++i) alt += (i ? "|" : "") + escape_dots(sub_path(ws[i]));
+  for (std::size_t i = 0; i < ws.size(); ++i) alt += (i ? "|" : "") + escape_dots(sub_path(n, ws[i]));
   alt += ")";
-  return ".*\\.layer\\." + alt_layers + "\\." + alt;
+  // The stem's last part ("layer" of "encoder.layer."), after any dot.
+  std::string stem = n.stem;
+  stem.pop_back();
+  const std::size_t dot = stem.rfind('.');
+  if (dot != std::string::npos) stem = stem.substr(dot + 1);
+  return ".*\\." + escape_dots(stem) + "\\." + alt_layers + escape_dots(n.suffix) + alt;
+}
+
+/// Whether the target names of @p ws, read back by Hugging Face's suffix match, choose exactly
+/// @p ws (BERT: "output.dense" also chooses attention.output.dense).
+inline bool names_exact(const hf_layer_names& n, const std::vector<linear_id>& ws) {
+  for (auto w : ws)
+    for (auto other : named_by(n, target_name(n, w)))
+      if (std::find(ws.begin(), ws.end(), other) == ws.end()) return false;
+  return true;
 }
 
 /// peft's lora config fields → Hugging Face's (see hf_peft.hpp).
@@ -417,17 +444,17 @@ inline void lora_to_hf(const nlohmann::json& native, nlohmann::json& out) {
   for (const auto& n : native.at("target_modules"))
     ws.push_back(parse_linear_id(n.get<std::string>(), "to_saved_config"));
   const index L = native.at("num_layers").get<index>();
+  const hf_layer_names n = hf_layer_names_of(native.at("model_type").get<std::string>());
   const auto layers = native.at("layers_to_transform").get<std::vector<index>>();
   const bool every_layer = static_cast<index>(layers.size()) == L;
-  const auto chosen = [&](linear_id w) { return std::find(ws.begin(), ws.end(), w) != ws.end(); };
-  if (chosen(linear_id::ffn_out) && !chosen(linear_id::attn_out)) {
-    // "output.dense" in a list would also choose attention.output.dense: a regular expression
-    // names exactly these linears in exactly these layers.
-    out["target_modules"] = sites_regex(ws, layers, every_layer);
+  if (!names_exact(n, ws)) {
+    // BERT: "output.dense" in a list would also choose attention.output.dense: a regular
+    // expression names exactly these linears in exactly these layers.
+    out["target_modules"] = sites_regex(n, ws, layers, every_layer);
     out["layers_to_transform"] = nullptr;
   } else {
     nlohmann::json names = nlohmann::json::array();
-    for (auto w : ws) names.push_back(target_name(w));
+    for (auto w : ws) names.push_back(target_name(n, w));
     out["target_modules"] = names;
     out["layers_to_transform"] = every_layer ? nlohmann::json(nullptr) : nlohmann::json(layers);
   }
@@ -450,9 +477,15 @@ inline nlohmann::json ia3_from_hf(const nlohmann::json& in, const encoder_shape&
                         {"target_modules", "feedforward_modules", "exclude_modules", "layers_to_transform",
                          "fan_in_fan_out", "modules_to_save", "init_ia3_weights"},
                         "(IA)3", where);
-  // Hugging Face fills null target/feed-forward lists from its table for BERT-like models
-  // (utils/constants.py) before it saves; a hand-written config may still hold null.
+  // Hugging Face fills null target/feed-forward lists from its table (utils/constants.py),
+  // which has BERT and RoBERTa only, before it saves; a hand-written config may still hold
+  // null. For the other families Hugging Face asks for the lists, and so does peft.
   nlohmann::json cfg = in;
+  const bool has_defaults = shape.model_type == "bert" || shape.model_type == "roberta";
+  for (const char* k : {"target_modules", "feedforward_modules"})
+    if ((!cfg.contains(k) || cfg[k].is_null()) && !has_defaults)
+      refuse_field(where, k, "expected a list of module names or a regular expression (Hugging Face PEFT has no "
+                             "default (IA)3 modules for " + shape.model_type + "), got null");
   if (!cfg.contains("target_modules") || cfg["target_modules"].is_null())
     cfg["target_modules"] = {"key", "value", "output.dense"};
   if (!cfg.contains("feedforward_modules") || cfg["feedforward_modules"].is_null())
@@ -474,7 +507,7 @@ inline nlohmann::json ia3_from_hf(const nlohmann::json& in, const encoder_shape&
                            "expression, got " + ff.dump());
   }
   auto is_ff = [&](const site& st) {
-    const std::string p = module_path(prefix, st.layer, st.w);
+    const std::string p = module_path(prefix, shape, st.layer, st.w);
     if (ff_re) return std::regex_match(p, *ff_re);
     for (const auto& e : ff) {
       if (!e.is_string())
@@ -517,23 +550,31 @@ inline void ia3_to_hf(const nlohmann::json& native, nlohmann::json& out) {
   for (const auto& n : native.at("feedforward_modules"))
     ff.push_back(parse_linear_id(n.get<std::string>(), "to_saved_config"));
   const index L = native.at("num_layers").get<index>();
+  const hf_layer_names n = hf_layer_names_of(native.at("model_type").get<std::string>());
   const auto layers = native.at("layers_to_transform").get<std::vector<index>>();
   const bool every_layer = static_cast<index>(layers.size()) == L;
   const auto has = [](const std::vector<linear_id>& v, linear_id w) { return std::find(v.begin(), v.end(), w) != v.end(); };
-  if (!every_layer || (has(ws, linear_id::ffn_out) && !has(ws, linear_id::attn_out))) {
-    out["target_modules"] = sites_regex(ws, layers, every_layer);
+  if (!every_layer || !names_exact(n, ws)) {
+    out["target_modules"] = sites_regex(n, ws, layers, every_layer);
   } else {
     nlohmann::json names = nlohmann::json::array();
-    for (auto w : ws) names.push_back(target_name(w));
+    for (auto w : ws) names.push_back(target_name(n, w));
     out["target_modules"] = names;
   }
-  // A list entry matches any end of the path, so "output.dense" would make a targeted
+  // A list entry matches any end of the path, so BERT's "output.dense" would make a targeted
   // attention.output.dense feed-forward too: then a regular expression says it exactly.
-  if (has(ff, linear_id::ffn_out) && has(ws, linear_id::attn_out) && !has(ff, linear_id::attn_out)) {
-    out["feedforward_modules"] = sites_regex(ff, layers, true);
+  bool ff_exact = true;
+  for (auto w : ff)
+    for (auto other : ws) {
+      const std::string name = target_name(n, w), p = sub_path(n, other);
+      if (!has(ff, other) && p.size() >= name.size() && p.compare(p.size() - name.size(), name.size(), name) == 0)
+        ff_exact = false;
+    }
+  if (!ff_exact) {
+    out["feedforward_modules"] = sites_regex(n, ff, layers, true);
   } else {
     nlohmann::json names = nlohmann::json::array();
-    for (auto w : ff) names.push_back(target_name(w));
+    for (auto w : ff) names.push_back(target_name(n, w));
     out["feedforward_modules"] = names;
   }
   out.erase("layers_to_transform");
@@ -727,14 +768,16 @@ PEFT_HF_API nlohmann::json to_native(const nlohmann::json& file_cfg, std::map<st
   }
   if (type != "LORA" && type != "IA3") return cfg;
 
-  // Key layout: "base_model.model." or not, then "<model_type>." (a *For... model) or not.
-  const std::string mt = shape.model_type;
+  // Key layout: "base_model.model." or not, then the model's prefix ("bert.": a *For... model)
+  // or not (a *Model: encoder.layer.<i>...).
+  const std::string model_prefix = hf_model_prefix(shape.model_type);
+  const std::string stem = hf_layer_names_of(shape.model_type).stem;
   const std::string base = "base_model.model.";
   const auto strip_base = hf::without_base_model;
-  bool bare_model = false;  // keys of a *Model: encoder.layer.<i>...
+  bool bare_model = false;
   for (const auto& kv : tensors)
-    if (strip_base(kv.first).compare(0, 14, "encoder.layer.") == 0) bare_model = true;
-  const std::string prefix = bare_model ? "" : mt + ".";
+    if (strip_base(kv.first).compare(0, stem.size(), stem) == 0) bare_model = true;
+  const std::string prefix = bare_model ? "" : model_prefix;
   nlohmann::json native = type == "LORA" ? hf::lora_from_hf(cfg, shape, prefix, where)
                                          : hf::ia3_from_hf(cfg, shape, prefix, where);
   check_config_header(native, type.c_str(), shape, where);  // a folder for another encoder: say so first
@@ -753,12 +796,12 @@ PEFT_HF_API nlohmann::json to_native(const nlohmann::json& file_cfg, std::map<st
       }
     }
     if (!module.empty()) {
-      if (module.compare(0, 14, "encoder.layer.") == 0) module = mt + "." + module;
-      if (module.compare(0, mt.size() + 15, mt + ".encoder.layer.") != 0)
+      if (module.compare(0, stem.size(), stem) == 0) module = model_prefix + module;
+      if (module.compare(0, model_prefix.size() + stem.size(), model_prefix + stem) != 0)
         throw invalid_argument(where + ": tensor '" + kv.first + "' is " + method + " on module '" + module +
-                               "', expected one of the encoder's linears (" + mt +
-                               ".encoder.layer.<i>.attention.self.query, ...): peft puts " + method +
-                               " on those only");
+                               "', expected one of the encoder's linears (" +
+                               hf::linear_paths_text(model_prefix, hf_layer_names_of(shape.model_type)) +
+                               "): peft puts " + method + " on those only");
       renamed.emplace(base + module + suffix, std::move(kv.second));
       continue;
     }
