@@ -236,3 +236,24 @@ TEST_CASE("bad input is rejected with clear errors", "[encoder][errors]") {
   peft::no_policy<double> none;
   CHECK_THROWS_WITH(f.enc.backward(peft::matrix<double>::Zero(3, 16), none, empty), Catch::Contains("tape holds 0 layers"));
 }
+
+TEST_CASE("DistilBERT drops the FFN output but not the attention output, as its TransformerBlock does",
+          "[encoder][families]") {
+  // The fraction of exact zeros in what reaches the post-dropout hook of each sub-layer, in
+  // train mode (hidden dropout 0.2 in small_config): about 0.2 where a dropout ran, 0 where not.
+  auto zero_share = [](const std::string& model_type, peft::sublayer s) {
+    auto cfg = peft_test::small_config("bert");
+    cfg.model_type = model_type;
+    const peft::encoder<peft::bert, double> enc(peft::random_encoder_weights<double>(cfg, 42));
+    auto p = peft_test::make_probe<double>(enc.shape(), 0, 3);
+    peft::encoder_tape<double, peft_test::probe_policy<double>> tape;
+    peft::rng gen(7);
+    enc.forward(small_batch(0, true), p, peft::mode::train, &tape, &gen);
+    const auto& h = tape.policy.sub_in[int(s)][int(peft::placement::post_dropout)].at(0);
+    return double((h.array() == 0.0).count()) / double(h.size());
+  };
+  CHECK(zero_share("bert", peft::sublayer::attention) > 0.1);
+  CHECK(zero_share("bert", peft::sublayer::ffn) > 0.1);
+  CHECK(zero_share("distilbert", peft::sublayer::attention) == 0.0);
+  CHECK(zero_share("distilbert", peft::sublayer::ffn) > 0.1);
+}

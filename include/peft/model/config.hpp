@@ -63,6 +63,11 @@ struct encoder_config {
     return arch_of_model_type(model_type) == "roberta" ? activation::gelu_erf : hidden_act;
   }
 
+  /// Whether the attention sub-layer's output goes through the hidden dropout before its
+  /// residual sum: every family but DistilBERT, whose TransformerBlock adds out_lin's output
+  /// to its input undropped (its FFN output is dropped as the others').
+  bool attention_output_dropout() const noexcept { return model_type != "distilbert"; }
+
   /// Longest sequence the encoder accepts (RoBERTa loses pad_token_id + 1 positions).
   index max_sequence_length() const noexcept {
     return arch_of_model_type(model_type) == "roberta" ? max_positions - pad_token_id - 1 : max_positions;

@@ -491,7 +491,8 @@ private:
       check_op(h, "encoder::forward", l, sublayer_name(s),
                ": policy on_sublayer_output (pre_dropout) output");
     }
-    if (ctx.run_mode == mode::train && config().hidden_dropout > 0) {
+    if (ctx.run_mode == mode::train && config().hidden_dropout > 0 &&
+        (s == sublayer::ffn || config().attention_output_dropout())) {
       ops::make_dropout_mask(h.rows(), h.cols(), config().hidden_dropout, require_rng(ctx.gen, "encoder::forward"),
                              drop_mask);
       h.array() *= drop_mask.array();
@@ -775,8 +776,8 @@ encoder_shape encoder<Arch, Scalar>::shape() const {
     s.output_width.push_back(L.output_width());
   }
   s.backbone_parameters = m_weights->num_parameters();
-  s.pre_norm = Arch::pre_norm;
   s.layer_groups = config().layer_groups;  // module paths follow the checkpoint, merged or not
+  s.pre_norm = Arch::pre_norm;
   s.embedding_norm = !m_weights->embedding_norm.empty();
   return s;
 }
