@@ -178,3 +178,16 @@ TEST_CASE("sentencepiece: normalisers, Metaspace and Viterbi on a hand-written v
   refused(edit([](auto& x) { x["model"]["vocab"].push_back("bad"); }), "model.vocab[9]");
   refused(edit([](auto& x) { x["model"]["unk_id"] = 99; }), "unk_id expected < 9");
 }
+
+#ifndef PEFT_WITH_SENTENCEPIECE
+// Without libsentencepiece the .model reader (test_sentencepiece_model) is not compiled, and
+// load_hf_tokenizer says so, and how to build it, instead of "no tokenizer".
+TEST_CASE("sentencepiece: a .model folder in a build without libsentencepiece is a clear io_error", "[sentencepiece]") {
+  const std::string dir = peft_test::scratch_dir("spm_model_stub");
+  std::ofstream(dir + "/sentencepiece.bpe.model") << "not read";
+  CHECK_THROWS_MSG(peft::load_hf_tokenizer(dir), peft::io_error,
+                   Contains("sentencepiece.bpe.model") && Contains("built without") &&
+                       Contains("libsentencepiece-dev") && Contains("-DPEFT_SENTENCEPIECE=ON") &&
+                       Contains("peft_sentencepiece_usage") && Contains("tokenizer.json"));
+}
+#endif

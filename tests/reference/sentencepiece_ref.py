@@ -17,6 +17,10 @@ Written into OUTPUT_DIR:
   spm_ref.json              sentences with sentencepiece's ids and pieces (the ground truth),
                             the XLM-R ids derived from them, and tokenizers.js' ids
   spm_charsmap_cases.json   single characters and short strings through the nmt_nfkc charsmap
+  spm_albert.model          a second unigram model in ALBERT's layout (see "The .model files")
+  spm_model_ref.json        the ids transformers' slow XLMRobertaTokenizer (on spm_unigram.model)
+                            and AlbertTokenizer (on spm_albert.model) give, for
+                            test_sentencepiece_model (libsentencepiece reading the .model files)
 
 The tokenizer.json layout follows what transformers' slow->fast conversion (SpmConverter and
 its XLM-R / ALBERT subclasses) writes for a unigram model; chosen fields:
@@ -64,6 +68,36 @@ every charsmap case and every single code point of the BMP and the supplementary
 NFKC maps; and `viterbi` below (unigram lattice over the parsed pieces) reproduces spm_ids on
 every sentence. These two functions are the documented target for the C++ port. Every sentence
 or pair on which tokenizers.js differs from sentencepiece must have a reason from js_reasons.
+
+The .model files (spm_model_ref.json): transformers' slow tokenizers run sentencepiece on the
+.model file itself and add their own rules; those rules are written out below from their
+published definitions (tokenization_xlm_roberta.py, tokenization_albert.py and the special-token
+split of PreTrainedTokenizer.tokenize), never imported (transformers is not a Debian package):
+  split       the special tokens are matched verbatim in the raw text (leftmost, then longest);
+              <mask> / [MASK] (lstrip) take the whitespace on their left (Python rstrip); every
+              text between them is tokenized on its own, empty ones dropped.
+  XLM-R       pieces of sp.encode(section, out_type=str); a piece's id is sp.piece_to_id + 1, or
+              3 when that is 0 (<unk>); <s> <pad> </s> <unk> are 0..3, <mask> = pieces + 1.
+              decode: the tokens joined, "▁" -> " ", Python strip().
+  ALBERT      spm_albert.model is trained here on the same text, preprocessed as below, with
+              ALBERT's ids: <pad> 0, <unk> 1, control symbols [CLS] [SEP] [MASK] 2..4, no
+              <s> </s>; split_by_number false, so that pieces ending in a digit and ',' exist
+              and the rule below runs (the script checks that it does). Per section:
+              preprocess (remove_space: " ".join(strip().split()); `` and '' -> "; NFKD and
+              characters with unicodedata.combining() removed; lower()), sp.encode as pieces,
+              then a piece longer than one character ending in a str.isdigit() character and ','
+              is replaced by sp.encode(piece[:-1] without "▁") (their first piece's "▁" dropped
+              when the piece had none, the piece dropped if it was only "▁") and ","; ids by
+              sp.piece_to_id. decode: sp.decode of the pieces between special tokens, a kept
+              special token preceded by " " unless it follows another one, Python strip().
+  spm_model_ref.json: {"xlmr"|"albert": {"model", role ids "cls" "sep" "pad" "mask" "unk",
+              "vocab_size", "sentences": [{"text", "ids" (no special tokens around), "decoded"
+              (decode, special tokens skipped), "decoded_special" (decode of the single layout,
+              special tokens kept), "has_unknown", "spm_roundtrip" (sp.decode(sp.encode(x)) of
+              the text, preprocessed for ALBERT)}], "pairs": [{"a", "b", "ids", "types"}]},
+   albert sentences also "ids_cased" (do_lower_case false) and "digit_comma" (the rule ran).
+Where a text has no unknown character and no literal special token, decode(ids) must give
+spm_roundtrip back (checked here).
 
 Training is deterministic here (num_threads 1, no shuffling, sentences from an iterator so the
 stored trainer spec holds no temporary path): two runs give byte-identical outputs. The trained
@@ -536,6 +570,200 @@ def run_js(assets, plain_path, xlmr_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# The .model files through transformers' slow tokenizers (see "The .model files" above).
+MODEL_EXTRA = [
+    "Paris is the <mask> of France.",
+    "paris is the [MASK] of france, x[MASK]y and [MASK]",
+    "literal [CLS] and [SEP] and [MASK] and <pad> and <unk> here",
+    "``Quoted'' TEXT with ÀCCÉNTS, Ǆ and ﬁ ligatures,   and   spaces",
+    "In 1990, 2001, and 2024, prices rose 9,9 times: 1,000, 10,000, 100,000,",
+    "Items 1,2,3, then ١٢٣, ² ③, and 7,",
+    "ΟΔΟΣ ΣΟΦΟΣ ΚΑΙ ΣΟΦΙΑ İstanbul",
+    "\x1cinformation\x1fseparators\x1d",
+]
+MODEL_SENTENCES = SENTENCES + MODEL_EXTRA
+MODEL_PAIRS = PAIRS + [("Paris is the <mask>.", "1,000, 2,000,"), ("[MASK] first", "then [SEP] literal")]
+
+
+def albert_training_lines(lines):
+    """The text preprocessed as AlbertTokenizer does, plus lists of numbers with commas."""
+    rng = random.Random(20240612)
+    numbers = []
+    for _ in range(300):
+        words = []
+        for _ in range(rng.randint(3, 8)):
+            n = rng.choice([rng.randint(0, 9), rng.randint(10, 99), rng.randint(1900, 2030),
+                            rng.randint(1000, 999999)])
+            words.append(f"{n:,}," if rng.random() < 0.5 else f"{n},")
+        numbers.append(" ".join(words) + " and " + str(rng.randint(0, 99)))
+    return [albert_preprocess(line) for line in lines] + numbers
+
+
+def train_albert(lines):
+    out = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=out, model_type="unigram", vocab_size=1000,
+        character_coverage=1.0, normalization_rule_name="nmt_nfkc",
+        input_sentence_size=10000, shuffle_input_sentence=False, seed_sentencepiece_size=100000,
+        num_threads=1, pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
+        control_symbols=["[CLS]", "[SEP]", "[MASK]"], split_by_number=False,
+        byte_fallback=False, minloglevel=2)
+    return out.getvalue()
+
+
+def split_specials(text, specials, lstrip):
+    """[(section, special token or None)]: the specials matched in the raw text, leftmost then
+    longest; a token in `lstrip` takes the whitespace on its left; empty sections dropped."""
+    parts, start, i = [], 0, 0
+    while i < len(text):
+        best = max((t for t in specials if text.startswith(t, i)), key=len, default=None)
+        if best is None:
+            i += 1
+            continue
+        if i > start:
+            parts.append([text[start:i], None])
+        parts.append([best, best])
+        i += len(best)
+        start = i
+    if start < len(text):
+        parts.append([text[start:], None])
+    for k, (_, tok) in enumerate(parts):
+        if tok in lstrip and k > 0 and parts[k - 1][1] is None:
+            parts[k - 1][0] = parts[k - 1][0].rstrip()
+    return [(sec, tok) for sec, tok in parts if sec]
+
+
+XLMR_FIXED = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+
+
+def xlmr_ids(sp, text):
+    mask = sp.get_piece_size() + 1
+    specials = dict(XLMR_FIXED, **{"<mask>": mask})
+    ids = []
+    for sec, tok in split_specials(text, specials, {"<mask>"}):
+        if tok:
+            ids.append(specials[tok])
+            continue
+        for piece in sp.encode(sec, out_type=str):
+            k = sp.piece_to_id(piece)
+            ids.append(specials[piece] if piece in specials else k + 1 if k else 3)
+    return ids
+
+
+def xlmr_decode(sp, ids, skip_special):
+    n = sp.get_piece_size()
+    names = {v: k for k, v in XLMR_FIXED.items()}
+    names[n + 1] = "<mask>"
+    tokens = [names.get(i) or sp.id_to_piece(i - 1) for i in ids if not (skip_special and i in names)]
+    return "".join(tokens).replace(SPACE, " ").strip()
+
+
+def albert_preprocess(text, lower=True):
+    out = " ".join(text.strip().split())
+    out = out.replace("``", '"').replace("''", '"')
+    out = "".join(c for c in unicodedata.normalize("NFKD", out) if not unicodedata.combining(c))
+    return out.lower() if lower else out
+
+
+ALBERT_SPECIALS = ["[CLS]", "[SEP]", "<unk>", "<pad>", "[MASK]"]
+
+
+def albert_pieces(sp, text):
+    """Pieces of one preprocessed section, with the digit-and-comma rule; and whether it ran."""
+    out, ran = [], False
+    for piece in sp.encode(text, out_type=str):
+        if len(piece) > 1 and piece[-1] == "," and piece[-2].isdigit():
+            ran = True
+            cur = sp.encode(piece[:-1].replace(SPACE, ""), out_type=str)
+            if piece[0] != SPACE and cur[0][0] == SPACE:
+                cur = cur[1:] if len(cur[0]) == 1 else [cur[0][1:]] + cur[1:]
+            out += cur + [","]
+        else:
+            out.append(piece)
+    return out, ran
+
+
+def albert_ids(sp, text, lower=True):
+    ids, ran = [], False
+    for sec, tok in split_specials(text, ALBERT_SPECIALS, {"[MASK]"}):
+        if tok:
+            ids.append(sp.piece_to_id(tok))
+            continue
+        pieces, r = albert_pieces(sp, albert_preprocess(sec, lower))
+        ran |= r
+        ids += [sp.piece_to_id(p) for p in pieces]
+    return ids, ran
+
+
+def albert_decode(sp, ids, skip_special):
+    special = {sp.piece_to_id(t) for t in ALBERT_SPECIALS}
+    out, run, prev_special = "", [], False
+    for i in ids:
+        if i in special:
+            if skip_special:
+                continue
+            if not prev_special:
+                out += " "
+            out += sp.decode([sp.id_to_piece(j) for j in run]) + sp.id_to_piece(i)
+            run, prev_special = [], True
+        else:
+            run.append(i)
+            prev_special = False
+    return (out + sp.decode([sp.id_to_piece(j) for j in run])).strip()
+
+
+def model_reference(xsp, asp):
+    """spm_model_ref.json (see the header)."""
+    def literal_special(text):
+        return any(t in text for t in list(XLMR_FIXED) + ["<mask>"] + ALBERT_SPECIALS)
+
+    n = xsp.get_piece_size()
+    xl = {"model": "spm_unigram.model", "cls": 0, "pad": 1, "sep": 2, "unk": 3, "mask": n + 1,
+          "vocab_size": n + 2, "sentences": [], "pairs": []}
+    role = {t: asp.piece_to_id(t) for t in ALBERT_SPECIALS}
+    check([asp.id_to_piece(i) for i in range(5)] == ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"],
+          "spm_albert.model: ALBERT's ids <pad> <unk> [CLS] [SEP] [MASK] at 0..4")
+    al = {"model": "spm_albert.model", "cls": role["[CLS]"], "sep": role["[SEP]"], "pad": role["<pad>"],
+          "mask": role["[MASK]"], "unk": role["<unk>"], "vocab_size": asp.get_piece_size(),
+          "sentences": [], "pairs": []}
+    roundtrips = [0, 0]
+    digit_comma = 0
+    for text in MODEL_SENTENCES:
+        ids = xlmr_ids(xsp, text)
+        row = {"text": text, "ids": ids, "decoded": xlmr_decode(xsp, ids, True),
+               "decoded_special": xlmr_decode(xsp, [0] + ids + [2], False), "has_unknown": 3 in ids,
+               "spm_roundtrip": xsp.decode(xsp.encode(text))}
+        if not row["has_unknown"] and not literal_special(text):
+            check(row["decoded"] == row["spm_roundtrip"], "XLM-R decode round trip on %r" % text)
+            roundtrips[0] += 1
+        xl["sentences"].append(row)
+        ids, ran = albert_ids(asp, text)
+        pre = albert_preprocess(text)
+        row = {"text": text, "ids": ids, "ids_cased": albert_ids(asp, text, lower=False)[0],
+               "decoded": albert_decode(asp, ids, True),
+               "decoded_special": albert_decode(asp, [al["cls"]] + ids + [al["sep"]], False),
+               "has_unknown": al["unk"] in ids, "digit_comma": ran,
+               "spm_roundtrip": asp.decode(asp.encode(pre))}
+        if not row["has_unknown"] and not literal_special(text):
+            check(row["decoded"] == row["spm_roundtrip"], "ALBERT decode round trip on %r" % text)
+            roundtrips[1] += 1
+        digit_comma += ran
+        al["sentences"].append(row)
+    check(digit_comma >= 3, "ALBERT's digit-and-comma rule ran on only %d sentences" % digit_comma)
+    for a, b in MODEL_PAIRS:
+        ia, ib = xlmr_ids(xsp, a), xlmr_ids(xsp, b)
+        ids = [0] + ia + [2, 2] + ib + [2]
+        xl["pairs"].append({"a": a, "b": b, "ids": ids, "types": [0] * len(ids)})
+        ia, ib = albert_ids(asp, a)[0], albert_ids(asp, b)[0]
+        al["pairs"].append({"a": a, "b": b, "ids": [al["cls"]] + ia + [al["sep"]] + ib + [al["sep"]],
+                            "types": [0] * (len(ia) + 2) + [1] * (len(ib) + 1)})
+    print("sentencepiece_ref.py: .model layouts: %d sentences, %d pairs; decode round trips "
+          "XLM-R %d, ALBERT %d; ALBERT's digit-and-comma rule ran on %d sentences" % (
+              len(MODEL_SENTENCES), len(MODEL_PAIRS), roundtrips[0], roundtrips[1], digit_comma))
+    return {"xlmr": xl, "albert": al}
+
+
+# ---------------------------------------------------------------------------------------------
 def check(cond, what):
     if not cond:
         sys.exit("sentencepiece_ref.py: self-check failed: " + what)
@@ -675,6 +903,18 @@ def main():
                            "spm_normalized: sentencepiece's full normalization (its pieces "
                            "joined: dummy prefix, whitespace rules, ' ' as '▁').",
                    "cases": cases}, f, ensure_ascii=False, indent=1)
+
+    # The .model files: an ALBERT-layout model, trained twice like the first one.
+    albert_lines = albert_training_lines(lines)
+    albert_blob = train_albert(albert_lines)
+    if train_albert(albert_lines) != albert_blob:
+        print("sentencepiece_ref.py: WARNING: two trainings gave different ALBERT models", file=sys.stderr)
+    albert_path = os.path.join(out_dir, "spm_albert.model")
+    with open(albert_path, "wb") as f:
+        f.write(albert_blob)
+    model_ref = model_reference(sp, spm.SentencePieceProcessor(model_file=albert_path))
+    with open(os.path.join(out_dir, "spm_model_ref.json"), "w", encoding="utf-8") as f:
+        json.dump(model_ref, f, ensure_ascii=False, indent=1)
 
     print("sentencepiece_ref.py: %d pieces, deterministic %s, normalizer flags %s (present: %s)" % (
         len(pieces), deterministic,

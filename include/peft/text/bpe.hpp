@@ -255,17 +255,6 @@ public:
 
   std::string kind() const override { return "bpe"; }
 
-  /// Vocabulary tokens of `text` (byte-level strings such as "ĠIt"), no special tokens added.
-  std::vector<std::string> tokenize(std::string_view text) const override {
-    std::vector<std::string> out;
-    for (std::int32_t id : piece_ids(text)) out.push_back(m_vocab[static_cast<std::size_t>(id)]);
-    return out;
-  }
-
-  std::vector<std::int32_t> piece_ids(std::string_view text) const override {
-    return piece_ids(text, "bpe_tokenizer::piece_ids");
-  }
-
   /// Text of `ids` (ByteLevel decoder); added tokens marked special are dropped when `skip_special`.
   std::string decode(const std::vector<std::int32_t>& ids, bool skip_special = true) const override {
     std::string bytes;
@@ -424,10 +413,6 @@ private:
 
   const special_layout& layout() const override { return m_options.post; }
   std::vector<std::int32_t> text_ids(std::string_view text, const char* where) const override {
-    return piece_ids(text, where);
-  }
-
-  std::vector<std::int32_t> piece_ids(std::string_view text, const char* where) const {
     unicode::decode_utf8(text, where);  // validate once, up front
     std::vector<std::int32_t> ids;
     detail::split_added(m_added, text, false, [&](std::string_view section, std::int32_t id) {

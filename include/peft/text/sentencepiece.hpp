@@ -280,16 +280,6 @@ public:
 
   std::string kind() const override { return "sentencepiece"; }
 
-  std::vector<std::string> tokenize(std::string_view text) const override {
-    std::vector<std::string> out;
-    for (std::int32_t id : piece_ids(text)) out.push_back(m_vocab[static_cast<std::size_t>(id)]);
-    return out;
-  }
-
-  std::vector<std::int32_t> piece_ids(std::string_view text) const override {
-    return piece_ids(text, "sentencepiece_tokenizer::piece_ids");
-  }
-
   /// Text of @p ids (Metaspace decoder): pieces joined, "▁" back to spaces, the first
   /// token's leading space dropped when a space was prepended.
   std::string decode(const std::vector<std::int32_t>& ids, bool skip_special = true) const override {
@@ -501,10 +491,6 @@ private:
 
   const special_layout& layout() const override { return m_options.post; }
   std::vector<std::int32_t> text_ids(std::string_view text, const char* where) const override {
-    return piece_ids(text, where);
-  }
-
-  std::vector<std::int32_t> piece_ids(std::string_view text, const char* where) const {
     unicode::decode_utf8(text, where);  // validate once, up front
     std::vector<std::int32_t> ids;
     bool first_section = true;

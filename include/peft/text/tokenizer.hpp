@@ -48,7 +48,7 @@ class tokenizer {
 public:
   virtual ~tokenizer() = default;
 
-  /// "wordpiece", "bpe" or "sentencepiece" (the class is `<kind>_tokenizer`).
+  /// "wordpiece", "bpe", "sentencepiece" or "sentencepiece_model" (the class is `<kind>_tokenizer`).
   virtual std::string kind() const = 0;
   /// Tokens of `text`, no special tokens added. @throws peft::invalid_argument on invalid UTF-8
   virtual std::vector<std::string> tokenize(std::string_view text) const = 0;
@@ -126,6 +126,18 @@ struct special_layout {
 /// the text (longest first for a pair), never the special tokens.
 class layout_tokenizer : public tokenizer {
 public:
+  /// The vocabulary tokens of piece_ids(text) (byte-level strings such as "ĠIt" for BPE, "▁It"
+  /// for SentencePiece).
+  std::vector<std::string> tokenize(std::string_view text) const override {
+    std::vector<std::string> out;
+    for (std::int32_t id : piece_ids(text)) out.push_back(m_vocab[static_cast<std::size_t>(id)]);
+    return out;
+  }
+
+  std::vector<std::int32_t> piece_ids(std::string_view text) const override {
+    return text_ids(text, (kind() + "_tokenizer::piece_ids").c_str());
+  }
+
   /// The text's ids inside the single-text layout, the first ones kept when they do not fit.
   /// @throws peft::invalid_argument if `max_length` is below the layout's special tokens plus one
   std::vector<std::int32_t> encode(std::string_view text, index max_length) const override {

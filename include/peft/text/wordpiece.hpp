@@ -233,10 +233,6 @@ public:
     return out;
   }
 
-  std::vector<std::int32_t> piece_ids(std::string_view text) const override {
-    return piece_ids(text, "wordpiece_tokenizer::piece_ids");
-  }
-
   /// Text of `ids` as Hugging Face's WordPiece decoder writes it: pieces joined by spaces,
   /// `##` continuations glued to the piece before, then the clean-up of spaces before
   /// punctuation and English contractions (`cleanup: true`).
@@ -445,10 +441,6 @@ private:
 
   const special_layout& layout() const override { return m_layout; }
   std::vector<std::int32_t> text_ids(std::string_view text, const char* where) const override {
-    return piece_ids(text, where);
-  }
-
-  std::vector<std::int32_t> piece_ids(std::string_view text, const char* where) const {
     std::vector<std::int32_t> ids;
     run(text, where, [&](std::string_view, std::int32_t id) { ids.push_back(id); });
     return ids;
