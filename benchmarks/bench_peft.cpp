@@ -3,7 +3,7 @@
 // process's peak RSS, printed as one JSON line. The PyTorch side (bench_torch.py) builds the
 // same model, batch and policies; compare_torch runs the two alternately.
 //
-//   bench_peft --config bert-base|minilm --mode infer|train|serve --method M
+//   bench_peft --config bert-base|minilm --mode infer|train|serve|peak --method M
 //              [--batch 16] [--seq 128] [--steps 5] [--warmup 1] [--threads 2] [--seed 0]
 //              [--tasks 1] [--precision fp32|bf16]
 //
@@ -17,6 +17,11 @@
 // Houlsby adapters, LoRA, prefix-tuning and LiST adapters in turn, each with its own head,
 // held at once over one const encoder; a step runs every task's prediction on the batch.
 // The JSON line adds the bytes of the backbone and of all the policies and heads.
+//
+// --mode peak (compare_torch's first run): the machine's own limit in this process, as one JSON
+// line: the FP32 and bf16 multiply-add peak of --threads threads (peak.hpp) and the rate
+// peft's GEMM backend reaches on the encoder's linear shapes ([batch*seq x in] times
+// [out x in]^T for Q/K/V/O, FFN in, FFN out), in float and with bf16 weights.
 //
 // --precision bf16 converts the frozen layer weights with peft::to_bf16 (build with
 // -DPEFT_DNNL=ON for oneDNN's bf16 kernels; otherwise the slow portable path runs). The float
@@ -45,6 +50,7 @@
 #include <peft/train/trainer.hpp>
 
 #include "bench_shapes.hpp"
+#include "peak.hpp"
 
 namespace {
 
@@ -64,7 +70,7 @@ struct options {
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "bench_peft: " << why
-            << "\nusage: bench_peft --config bert-base|minilm --mode infer|train|serve --method M [--batch N] [--seq N]"
+            << "\nusage: bench_peft --config bert-base|minilm --mode infer|train|serve|peak --method M [--batch N] [--seq N]"
                " [--steps N] [--warmup N] [--threads N] [--seed N] [--tasks N] [--precision fp32|bf16]\n";
   std::exit(2);
 }
@@ -93,7 +99,8 @@ options parse(int argc, char** argv) {
     }
   }
   if (o.config != "bert-base" && o.config != "minilm") usage("--config expects bert-base or minilm");
-  if (o.mode != "infer" && o.mode != "train" && o.mode != "serve") usage("--mode expects infer, train or serve");
+  if (o.mode != "infer" && o.mode != "train" && o.mode != "serve" && o.mode != "peak")
+    usage("--mode expects infer, train, serve or peak");
   if (o.precision != "fp32" && o.precision != "bf16") usage("--precision expects fp32 or bf16");
   if (o.batch < 1 || o.seq < 2 || o.steps < 1 || o.warmup < 0 || o.threads < 1 || o.tasks < 1)
     usage("sizes must be positive");
@@ -205,6 +212,58 @@ int serve(const options& o, const peft::encoder<peft::bert, float>& enc, const p
   }, extra);
 }
 
+/// GFLOP/s of peft's linear_forward on `x` [rows x in] times `w`^T ([out x in]), best of
+/// `repeats` timed calls after one untimed.
+template <typename W>
+double gemm_rate(const peft::matrix<float>& x, const W& w, peft::index out, int repeats) {
+  const peft::vector<float> no_bias;
+  peft::matrix<float> y;
+  peft::ops::linear_forward(x, w, no_bias, y);
+  double best = 0;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = clock_type::now();
+    peft::ops::linear_forward(x, w, no_bias, y);
+    const double dt = std::chrono::duration<double>(clock_type::now() - t0).count();
+    best = std::max(best, 2.0 * double(x.rows()) * double(x.cols()) * double(out) / dt / 1e9);
+  }
+  if (!(y(0, 0) == y(0, 0))) std::cerr << "bench_peft: NaN in a product\n";
+  return best;
+}
+
+/// --mode peak: the vector units' peaks and the GEMM rates at the encoder's shapes.
+int peak(const options& o, const peft::encoder_config& cfg) {
+  const bench::peak_result f = bench::fp32_peak(o.threads), b = bench::bf16_peak(o.threads);
+  const peft::index rows = o.batch * o.seq, H = cfg.hidden_size, I = cfg.intermediate_size;
+  peft::rng gen(o.seed + 3);
+  auto random = [&](peft::index r, peft::index c) {
+    peft::matrix<float> m(r, c);
+    for (peft::index k = 0; k < m.size(); ++k) m.data()[k] = static_cast<float>(gen.normal() * 0.05);
+    return m;
+  };
+  // (out, in) of the layer's linears and how many of each a layer has.
+  const struct { peft::index out, in, count; } shapes[] = {{H, H, 4}, {I, H, 1}, {H, I, 1}};
+  std::string json = "{\"mode\": \"peak\", \"threads\": " + std::to_string(o.threads) +
+                     ", \"fp32_isa\": \"" + f.isa + "\", \"fp32_peak_gflops\": " + std::to_string(f.gflops) +
+                     ", \"bf16_isa\": \"" + b.isa + "\", \"bf16_peak_gflops\": " + std::to_string(b.gflops);
+  for (const char* precision : {"fp32", "bf16"}) {
+    double flops = 0, seconds = 0;  // the layer's mix: total work over total time
+    std::string each;
+    for (const auto& s : shapes) {
+      const peft::matrix<float> x = random(rows, s.in), w = random(s.out, s.in);
+      const double g = std::string(precision) == "fp32" ? gemm_rate(x, w, s.out, 5)
+                                                        : gemm_rate(x, peft::bf16_matrix(w), s.out, 5);
+      const double work = 2.0 * double(rows) * double(s.in) * double(s.out) * double(s.count);
+      flops += work;
+      seconds += work / (g * 1e9);
+      each += ", \"" + std::string(precision) + "_gemm_" + std::to_string(s.out) + "x" + std::to_string(s.in) +
+              "_gflops\": " + std::to_string(g);
+    }
+    json += each + ", \"" + precision + "_gemm_layer_mix_gflops\": " + std::to_string(flops / seconds / 1e9);
+  }
+  std::cout << json << "}" << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -212,6 +271,7 @@ int main(int argc, char** argv) try {
   peft::set_num_threads(o.threads);
   if (!peft::keep_freed_memory()) std::cerr << "bench_peft: the allocator settings did not take\n";
   const auto cfg = bench::shape_of(o.config);
+  if (o.mode == "peak") return peak(o, cfg);
   peft::shared_weights<float> weights = peft::random_encoder_weights<float>(cfg, o.seed, 0.02);
   if (o.precision == "bf16") {
     weights = peft::to_bf16(weights);  // the float weights are freed here
