@@ -330,3 +330,58 @@ TEST_CASE("AdapterHub folders peft writes read back bitwise, with their heads an
   CHECK_THROWS_WITH(peft::save_adapterhub_adapter(dir, bottleneck_adapter<float>(u.enc.shape(), houlsby, 1)),
                     Catch::Contains("no model class for a use_lite encoder"));
 }
+
+namespace {
+
+/// An AdapterHub folder peft writes for the family folder @p family (tests/reference/
+/// torch_families.py) has that family's model class, type and key prefix, passes AdapterHub's
+/// rules and reads back bitwise.
+template <typename Arch>
+void check_family_folder(const std::string& family, const std::string& stem, const std::string& prefix) {
+  const std::string model = peft_test::reference_dir() + "/families/" + family;
+  INFO(family);
+  if (!fs::exists(model + "/config.json")) {
+    FAIL_CHECK("reference_families output missing for " << model);
+    return;
+  }
+  const peft::encoder<Arch, float> enc(peft::load_hf_encoder<float>(model));
+  const auto shape = enc.shape();
+  const auto b = peft_test::reference_batch(model);
+  bottleneck_adapter<float> a(shape, bottleneck_config::houlsby(4), 3);
+  peft::rng g(11);
+  for (peft::index k = 0; k < a.num_parameters(); ++k) a.parameters().values()[k] = static_cast<float>(g.normal() * 0.3);
+  peft::classification_head<float> head(shape.hidden_size, 2, peft::pool_kind::cls, 0.1, 5, true);
+  const peft::adapterhub_head h{{"no", "yes"}, "cls", peft::store_tensors(head.parameters())};
+  for (const bool with_head : {false, true}) {
+    const std::string dir = peft_test::scratch_dir("adapterhub_family_" + family + (with_head ? "_head" : ""));
+    peft::save_adapterhub_adapter(dir, a, {family}, with_head ? &h : nullptr);
+    const auto j = nlohmann::json::parse(peft_test::read_text(dir + "/adapter_config.json"));
+    CHECK(j.at("model_class") == stem + (with_head ? "AdapterModel" : "Model"));
+    CHECK(j.at("model_type") == family);
+    const auto names = peft::safetensors_file::open(dir + "/adapter.safetensors").names();
+    REQUIRE_FALSE(names.empty());
+    for (const auto& n : names) CHECK(n.rfind((with_head ? prefix : "") + "encoder.layer.", 0) == 0);
+    passes_adapterhub_rules(dir, shape);
+    const auto back = peft::load_adapterhub_adapter<float>(dir, shape);
+    CHECK(back.parameters().values() == a.parameters().values());
+    CHECK((enc.forward(b, back) - enc.forward(b, a)).cwiseAbs().maxCoeff() == 0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("AdapterHub folders for XLM-R and ELECTRA; DistilBERT's and ALBERT's refused by name",
+          "[adapterhub][families]") {
+  check_family_folder<peft::roberta>("xlm-roberta", "XLMRoberta", "roberta.");
+  check_family_folder<peft::bert>("electra", "Electra", "electra.");
+  for (const char* family : {"distilbert", "albert"}) {
+    INFO(family);
+    const peft::encoder<peft::bert, float> enc(
+        peft::load_hf_encoder<float>(peft_test::reference_dir() + "/families/" + family));
+    const bottleneck_adapter<float> a(enc.shape(), bottleneck_config::houlsby(4), 3);
+    const std::string dir = peft_test::scratch_dir(std::string("adapterhub_family_refused_") + family);
+    CHECK_THROWS_WITH(peft::save_adapterhub_adapter(dir, a),
+                      Catch::Contains("AdapterHub keeps a " + std::string(family)) &&
+                          Catch::Contains("neither reads nor writes"));
+  }
+}

@@ -111,8 +111,9 @@ ACTIVATIONS = {"gelu", "gelu_10", "gelu_fast", "gelu_new", "gelu_python", "gelu_
 # The defaults BnConfig gives the fields that shape the weights.
 BN_DEFAULTS = {"leave_out": [], "ln_after": False, "use_gating": False, "scaling": 1.0}
 SITES = (("mh_adapter", "attention.output"), ("output_adapter", "output"))
-BASE_PREFIX = {"bert": "bert", "roberta": "roberta", "xlm-roberta": "roberta"}  # base_model_prefix
-BARE_MODEL = {"bert": "BertModel", "roberta": "RobertaModel", "xlm-roberta": "XLMRobertaModel"}
+BASE_PREFIX = {"bert": "bert", "roberta": "roberta", "xlm-roberta": "roberta", "electra": "electra"}  # base_model_prefix
+BARE_MODEL = {"bert": "BertModel", "roberta": "RobertaModel", "xlm-roberta": "XLMRobertaModel",
+              "electra": "ElectraModel"}
 HEAD_FIELDS = {"activation_function", "bias", "dropout_prob", "head_type", "label2id", "layers", "num_labels",
                "use_pooler"}
 
