@@ -35,8 +35,9 @@
 /// strips Unicode White_Space, Python's `rstrip` also U+001C..U+001F.
 ///
 /// Optional: this needs libsentencepiece (Debian: libsentencepiece-dev) and is compiled only
-/// when `PEFT_WITH_SENTENCEPIECE` is defined (CMake: -DPEFT_SENTENCEPIECE=ON links it into
-/// peft::peft; in peft's own tree, linking peft_sentencepiece_usage does it for one target).
+/// when `PEFT_WITH_SENTENCEPIECE` is defined (CMake: PEFT_SENTENCEPIECE, on by default when the
+/// library is installed, links it into peft::peft; with it off, linking peft_sentencepiece_usage
+/// does it for one target of peft's own tree).
 /// Without it load_sentencepiece_model() still exists and throws peft::io_error saying so.
 /// A folder with a tokenizer.json is read without the library (sentencepiece.hpp).
 
