@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Reference values for test_optim and test_losses from PyTorch (torch.optim.SGD / Adam /
 AdamW, torch.optim.lr_scheduler.LambdaLR, torch.nn.utils.clip_grad_norm_, F.cross_entropy,
-F.kl_div). Writes <out_dir>/optim.json.
+F.kl_div, and the task losses: F.mse_loss, F.binary_cross_entropy_with_logits,
+F.cross_entropy(ignore_index=-100), the extractive-QA start/end loss). Writes <out_dir>/optim.json.
 
 The parameter set is two stores, laid out exactly as in tests/test_optim.cpp:
   store 0: a.weight [2x3] (weight), a.bias [3] (bias)
@@ -137,6 +138,51 @@ def losses():
     return out
 
 
+def task_losses():
+    """Losses of the other task kinds (test_losses.cpp): F.mse_loss, F.binary_cross_entropy_with_logits,
+    F.cross_entropy(ignore_index=-100) and BertForQuestionAnswering's start/end loss, built from
+    torch ops here (clamp(0, T), ignore_index=T, average of the two means)."""
+    def value_grad(z0, fn):
+        z = torch.tensor(z0, dtype=torch.float64, requires_grad=True)
+        v = fn(z)
+        v.backward()
+        return {"value": float(v), "grad": z.grad.tolist()}
+
+    out = {}
+    z = [[0.3 * math.sin(1.1 * (3 * i + k)) * (2 + i) for k in range(3)] for i in range(4)]
+    t = [[math.cos(0.7 * (3 * i + k)) for k in range(3)] for i in range(4)]
+    tt = torch.tensor(t, dtype=torch.float64)
+    out["mse"] = {"z": z, "targets": t, **value_grad(z, lambda x: F.mse_loss(x, tt))}
+
+    y = [[1.0, 0.0, 0.25], [0.0, 1.0, 1.0], [0.5, 0.0, 1.0], [0.0, 0.75, 0.0]]
+    yt = torch.tensor(y, dtype=torch.float64)
+    out["bce"] = {"z": z, "targets": y, **value_grad(z, lambda x: F.binary_cross_entropy_with_logits(x, yt))}
+    zl = [[1000.0, -1000.0, 1000.0], [-1000.0, 0.5, -999.5]]
+    yl = [[1.0, 0.0, 0.0], [1.0, 0.25, 0.0]]
+    ylt = torch.tensor(yl, dtype=torch.float64)
+    out["bce_large"] = {"z": zl, "targets": yl,
+                        **value_grad(zl, lambda x: F.binary_cross_entropy_with_logits(x, ylt))}
+
+    zt = [[2.0 * math.sin(0.9 * (4 * i + k) + 0.4) for k in range(4)] for i in range(7)]
+    labels = [2, -100, 0, 3, -100, 1, 3]
+    lt = torch.tensor(labels)
+    out["token"] = {"z": zt, "labels": labels,
+                    **value_grad(zt, lambda x: F.cross_entropy(x, lt, ignore_index=-100))}
+
+    B, T = 3, 5
+    zs = [[1.5 * math.cos(0.8 * (2 * r + c) + 0.1) for c in range(2)] for r in range(B * T)]
+    start, end = [1, 7, -2], [3, 4, 5]  # 7 and 5 (>= T) ignored; -2 clamped to 0
+
+    def span(x):
+        x = x.reshape(B, T, 2)
+        s = torch.tensor(start).clamp(0, T)
+        e = torch.tensor(end).clamp(0, T)
+        return (F.cross_entropy(x[:, :, 0], s, ignore_index=T) + F.cross_entropy(x[:, :, 1], e, ignore_index=T)) / 2
+
+    out["span"] = {"z": zs, "T": T, "start": start, "end": end, **value_grad(zs, span)}
+    return out
+
+
 def main():
     out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
@@ -147,6 +193,7 @@ def main():
         ref["cases_f32"][name] = run(CASES[name], torch.float32)
     ref["clip"] = [clip_case(1.0, 1.0), clip_case(0.05, 1.0), clip_case(3.0, 0.5)]
     ref["losses"] = losses()
+    ref["task_losses"] = task_losses()
     with open(os.path.join(out_dir, "optim.json"), "w") as f:
         json.dump(ref, f, indent=1)
 

@@ -10,6 +10,9 @@
 /// - `kl_div`: soft labels, `l_i = KL(q_i || p_i) = sum_c q_ic (log q_ic - log p_ic)` with
 ///   `p_i = softmax(z_i)` (LiST's `F.kl_div(log_softmax(z), q, reduction='none').sum(-1)`,
 ///   0 log 0 = 0), batch mean or `sum_i w_i l_i`.
+/// - `mse_loss` (regression), `bce_with_logits` (multi-label), `token_cross_entropy` (token
+///   classification, labels -100 ignored) and `span_cross_entropy` (extractive QA, start/end
+///   positions as transformers' `BertForQuestionAnswering`): means as their torch counterparts.
 ///
 /// Each writes d loss / d logits into `d_logits` (resized) and returns the loss. A loss or
 /// gradient that is not finite throws `peft::numeric_error` naming the example, so training
@@ -21,6 +24,7 @@
 #include <set>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../core/types.hpp"
@@ -289,6 +293,253 @@ vector<typename Derived::Scalar> kl_div_per_example(const Eigen::MatrixBase<Deri
   return w;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Losses for the other task kinds: regression, multi-label, token classification, extractive QA.
+// Unlike cross_entropy (where a -inf logit of a wrong class is harmless), these refuse any
+// non-finite logit or target up front with numeric_error naming the row and column.
+
+/// Label of a token that takes no part in token_cross_entropy (`ignore_index` of `F.cross_entropy`).
+inline constexpr int ignore_label = -100;
+
+namespace detail {
+
+/// Throws numeric_error for the first non-finite entry of @p m ("logits expected finite, got NaN at row i,
+/// column c").
+template <typename Scalar>
+void check_finite_entries(const char* where, const char* what, const matrix<Scalar>& m) {
+  for (index i = 0; i < m.rows(); ++i)
+    for (index c = 0; c < m.cols(); ++c)
+      if (!std::isfinite(m(i, c)))
+        throw numeric_error(std::string(where) + ": " + what + " expected finite, got " +
+                            num_string(static_cast<double>(m(i, c))) + " at row " + std::to_string(i) +
+                            ", column " + std::to_string(c));
+}
+
+/// Targets must have the shape of the logits.
+template <typename Scalar>
+void check_target_shape(const char* where, const matrix<Scalar>& t, index n, index k) {
+  if (t.rows() != n || t.cols() != k)
+    throw invalid_argument(std::string(where) + ": targets shape expected [" + std::to_string(n) + ", " +
+                           std::to_string(k) + "] (the logits), got [" + std::to_string(t.rows()) + ", " +
+                           std::to_string(t.cols()) + "]");
+}
+
+/// The mean over all B*K elements of an element loss: `f(z, t)` gives the element's loss and
+/// its derivative in z; the gradient is that derivative / (B K). What mse_loss and
+/// bce_with_logits share once their inputs are checked.
+template <typename S, typename F>
+S elementwise_mean_loss(const char* where, const matrix<S>& x, const matrix<S>& targets, matrix<S>& grad, F f) {
+  const index n = x.rows(), k = x.cols();
+  const double scale = 1.0 / static_cast<double>(n * k);
+  vector<S> per(n);
+  matrix<S> g(n, k);
+  double total = 0;
+  for (index i = 0; i < n; ++i) {
+    double row = 0;
+    for (index c = 0; c < k; ++c) {
+      const auto [loss, slope] = f(static_cast<double>(x(i, c)), static_cast<double>(targets(i, c)));
+      row += loss;
+      g(i, c) = static_cast<S>(scale * slope);
+    }
+    per[i] = static_cast<S>(row);
+    total += row;
+  }
+  check_finite_loss(where, per, g);
+  grad = std::move(g);
+  return static_cast<S>(total * scale);  // a mean of finite row losses: finite
+}
+
+/// Numerically stable logistic function.
+inline double sigmoid(double z) {
+  if (z >= 0) return 1.0 / (1.0 + std::exp(-z));
+  const double e = std::exp(z);
+  return e / (1.0 + e);
+}
+
+}  // namespace detail
+
+/// Regression loss, the mean over all B*K elements of `(z - t)^2` (`F.mse_loss`, reduction 'mean').
+/// @param z       predictions `[B x K]`
+/// @param targets `[B x K]`
+/// @param grad    receives d loss / d z = `2 (z - t) / (B K)`, `[B x K]`
+/// @throws invalid_argument for an empty batch or a shape mismatch
+/// @throws numeric_error for a non-finite prediction or target, or a row loss that overflows
+template <typename Derived>
+typename Derived::Scalar mse_loss(const Eigen::MatrixBase<Derived>& z,
+                                  const matrix<typename Derived::Scalar>& targets,
+                                  matrix<typename Derived::Scalar>& grad) {
+  using S = typename Derived::Scalar;
+  const char* where = "mse_loss";
+  detail::check_logits(where, z);
+  const matrix<S> x = z;
+  const index n = x.rows(), k = x.cols();
+  detail::check_target_shape(where, targets, n, k);
+  detail::check_finite_entries(where, "predictions", x);
+  detail::check_finite_entries(where, "targets", targets);
+  return detail::elementwise_mean_loss(where, x, targets, grad, [](double zz, double t) {
+    const double d = zz - t;
+    return std::pair<double, double>{d * d, 2.0 * d};
+  });
+}
+
+/// Multi-label loss, the mean over all B*K elements of binary cross-entropy on logits
+/// (`F.binary_cross_entropy_with_logits`), in the stable form `max(z, 0) - z t + log1p(exp(-|z|))`:
+/// finite for any finite z (|z| = 1000 gives 0 or 1000, not log 0).
+/// @param z       logits `[B x K]`, one independent sigmoid per label
+/// @param targets `[B x K]` in [0, 1] (soft targets allowed)
+/// @param grad    receives d loss / d z = `(sigmoid(z) - t) / (B K)`, `[B x K]`
+/// @throws invalid_argument for an empty batch, a shape mismatch or a target outside [0, 1]
+/// @throws numeric_error for a non-finite logit or target
+template <typename Derived>
+typename Derived::Scalar bce_with_logits(const Eigen::MatrixBase<Derived>& z,
+                                         const matrix<typename Derived::Scalar>& targets,
+                                         matrix<typename Derived::Scalar>& grad) {
+  using S = typename Derived::Scalar;
+  const char* where = "bce_with_logits";
+  detail::check_logits(where, z);
+  const matrix<S> x = z;
+  const index n = x.rows(), k = x.cols();
+  detail::check_target_shape(where, targets, n, k);
+  detail::check_finite_entries(where, "logits", x);
+  detail::check_finite_entries(where, "targets", targets);
+  for (index i = 0; i < n; ++i)
+    for (index c = 0; c < k; ++c)
+      if (targets(i, c) < 0 || targets(i, c) > 1)
+        throw invalid_argument(std::string(where) + ": target of row " + std::to_string(i) + ", column " +
+                               std::to_string(c) + " expected in [0, 1], got " +
+                               std::to_string(static_cast<double>(targets(i, c))));
+  return detail::elementwise_mean_loss(where, x, targets, grad, [](double zz, double t) {
+    return std::pair<double, double>{std::max(zz, 0.0) - zz * t + std::log1p(std::exp(-std::abs(zz))),
+                                     detail::sigmoid(zz) - t};
+  });
+}
+
+/// Token classification loss: cross-entropy over the rows of z whose label is not
+/// `ignore_label` (-100), averaged over those rows (`F.cross_entropy(ignore_index=-100)`).
+/// Ignored rows (padding, special tokens, non-first sub-words) get a zero gradient row.
+/// When every row is ignored torch returns NaN (0 / 0); this returns 0 with a zero gradient, since
+/// a NaN loss would stop training (see numeric_error) for a batch that simply has nothing to learn.
+/// @param z      logits `[N x C]`, one row per token
+/// @param labels N labels in [0, C) or -100
+/// @param grad   receives d loss / d z, `[N x C]`
+/// @throws invalid_argument for an empty batch, a size mismatch or a label out of range
+/// @throws numeric_error for a non-finite logit, or a loss that overflows (|logit| ~ 1e308)
+template <typename Derived>
+typename Derived::Scalar token_cross_entropy(const Eigen::MatrixBase<Derived>& z,
+                                             const std::vector<int>& labels,
+                                             matrix<typename Derived::Scalar>& grad) {
+  using S = typename Derived::Scalar;
+  const char* where = "token_cross_entropy";
+  detail::check_logits(where, z);
+  const matrix<S> x = z;
+  const index n = x.rows(), c = x.cols();
+  if (static_cast<index>(labels.size()) != n)
+    throw invalid_argument(detail::expected_got(where, "labels size (logit rows)", n, labels.size()));
+  index count = 0;
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    const int y = labels[i];
+    if (y == ignore_label) continue;
+    if (y < 0 || y >= c)
+      throw invalid_argument(std::string(where) + ": label of row " + std::to_string(i) +
+                             " expected in [0, " + std::to_string(c) + ") or -100 (ignore_label), got " +
+                             std::to_string(y));
+    ++count;
+  }
+  detail::check_finite_entries(where, "logits", x);
+  matrix<S> g = matrix<S>::Zero(n, c);
+  if (count == 0) {
+    grad = std::move(g);
+    return S(0);
+  }
+  const matrix<S> lp = detail::log_softmax_rows(x);
+  const S w = static_cast<S>(1.0 / static_cast<double>(count));
+  vector<S> per = vector<S>::Zero(n);
+  double total = 0;
+  for (index i = 0; i < n; ++i) {
+    const int y = labels[static_cast<std::size_t>(i)];
+    if (y == ignore_label) continue;
+    per[i] = -lp(i, y);
+    for (index k = 0; k < c; ++k) g(i, k) = std::exp(lp(i, k));
+    g(i, y) -= S(1);
+    g.row(i) *= w;
+    total += static_cast<double>(per[i]);
+  }
+  detail::check_finite_loss(where, per, g);
+  grad = std::move(g);
+  return static_cast<S>(total / static_cast<double>(count));
+}
+
+/// Extractive reading-comprehension loss, as transformers' `BertForQuestionAnswering`:
+/// `(CE(start logits, start) + CE(end logits, end)) / 2`, each CE a mean over the examples
+/// it does not ignore. z holds B examples of T tokens, row `b*T + t` for token t of example b,
+/// column 0 the start logit and column 1 the end logit; each CE is a softmax over an
+/// example's T positions.
+///
+/// Positions are treated exactly as transformers does (`clamp(0, T)`, then `ignore_index = T`):
+/// a position >= T (an answer cut off by truncation) is ignored, and a NEGATIVE position counts
+/// as position 0 (the [CLS] "no answer" slot), not as ignored. Padding tokens are not masked
+/// (transformers does not mask them either), so keep T the padded length the logits were
+/// computed for. If every start (or end) position is ignored, that half contributes 0 and no
+/// gradient (torch gives NaN there).
+/// @param z     logits `[B*T x 2]`
+/// @param T     tokens per example (> 0); z's rows must be a multiple of T
+/// @param start B start positions
+/// @param end   B end positions
+/// @param grad  receives d loss / d z, `[B*T x 2]`
+/// @throws invalid_argument for T <= 0, z not `[B*T x 2]`, or position counts other than B
+/// @throws numeric_error for a non-finite logit, or a loss that overflows (|logit| ~ 1e308)
+template <typename Derived>
+typename Derived::Scalar span_cross_entropy(const Eigen::MatrixBase<Derived>& z, index T,
+                                            const std::vector<index>& start, const std::vector<index>& end,
+                                            matrix<typename Derived::Scalar>& grad) {
+  using S = typename Derived::Scalar;
+  const char* where = "span_cross_entropy";
+  if (T <= 0) throw invalid_argument(detail::expected_got(where, "tokens per example T", "> 0", T));
+  if (z.cols() != 2)
+    throw invalid_argument(detail::expected_got(where, "logit columns (start, end)", 2, z.cols()));
+  if (z.rows() <= 0 || z.rows() % T != 0)
+    throw invalid_argument(std::string(where) + ": logit rows expected a positive multiple of T = " +
+                           std::to_string(T) + ", got " + std::to_string(z.rows()));
+  const index b_count = z.rows() / T;
+  if (static_cast<index>(start.size()) != b_count)
+    throw invalid_argument(detail::expected_got(where, "start positions size (examples = logit rows / T)",
+                                                b_count, start.size()));
+  if (static_cast<index>(end.size()) != b_count)
+    throw invalid_argument(
+        detail::expected_got(where, "end positions size (examples = logit rows / T)", b_count, end.size()));
+  const matrix<S> x = z;
+  detail::check_finite_entries(where, "logits", x);
+  matrix<S> g = matrix<S>::Zero(x.rows(), 2);
+  vector<S> per = vector<S>::Zero(b_count);
+  double total = 0;
+  for (index col = 0; col < 2; ++col) {
+    const std::vector<index>& pos = col == 0 ? start : end;
+    index count = 0;
+    for (const index p : pos) count += p < T ? 1 : 0;  // clamp(0, T): only p >= T is ignored
+    if (count == 0) continue;
+    const double w = 0.5 / static_cast<double>(count);
+    for (index b = 0; b < b_count; ++b) {
+      const index p = pos[static_cast<std::size_t>(b)];
+      if (p >= T) continue;
+      const index y = std::max<index>(p, 0);
+      const index r0 = b * T;
+      S mx = x(r0, col);
+      for (index t = 1; t < T; ++t) mx = std::max(mx, x(r0 + t, col));
+      S sum = 0;
+      for (index t = 0; t < T; ++t) sum += std::exp(x(r0 + t, col) - mx);
+      const S lse = mx + std::log(sum);
+      const S l = lse - x(r0 + y, col);
+      per[b] += static_cast<S>(w) * l;
+      total += w * static_cast<double>(l);
+      for (index t = 0; t < T; ++t)
+        g(r0 + t, col) = static_cast<S>(w) * (std::exp(x(r0 + t, col) - lse) - (t == y ? S(1) : S(0)));
+    }
+  }
+  detail::check_finite_loss(where, per, g);
+  grad = std::move(g);
+  return static_cast<S>(total);
+}
+
 /// Index of the largest logit of each row (first one on ties).
 /// @throws numeric_error if a row contains NaN
 template <typename Derived>
@@ -333,7 +584,7 @@ double accuracy(const std::vector<IntP>& predictions, const std::vector<IntL>& l
   detail::check_pred_labels("accuracy", predictions, labels);
   std::size_t hit = 0;
   for (std::size_t i = 0; i < labels.size(); ++i)
-    hit += static_cast<std::int64_t>(predictions[i]) == static_cast<std::int64_t>(labels[i]) ? 1 : 0;
+    hit += static_cast<std::int64_t>(predictions[i]) == static_cast<std::int64_t>(labels[i]) ? 1u : 0u;
   return static_cast<double>(hit) / static_cast<double>(labels.size());
 }
 
