@@ -11,5 +11,6 @@
 #include "few_shot.hpp"
 #include "label_map.hpp"
 #include "readers.hpp"
+#include "task_data.hpp"
 
 #endif  // PEFT_DATA_DATA_HPP

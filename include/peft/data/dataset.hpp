@@ -26,6 +26,12 @@ struct example {
   /// 1-based position in the source: the line for JSONL, TSV and CSV (the line a CSV record
   /// starts on), the entry number for the JSON-array formats (sentiment, chatbot).
   std::size_t line = 0;
+  // After `line`, with initialisers, so {text, text_b, label, line} still initialises a
+  // classification row (and -Wmissing-field-initializers stays quiet).
+  /// Regression (task_data.hpp): the row's real targets; empty for unlabelled rows.
+  std::vector<double> values{};
+  /// Multi-label classification: the row's label names (possibly none) when it is labelled.
+  std::optional<std::vector<std::string>> label_set{};
 };
 
 /// A data set: examples in file order.

@@ -141,6 +141,23 @@ inline std::optional<std::string> data_json_label(const nlohmann::json& v, const
   throw io_error(prefix + "\"" + key + "\" expected a string, an integer or null, got " + data_brief(v));
 }
 
+/// Reads a JSONL row's `"text"` (a string) or `"text_b"` (a string, or null / "" for none)
+/// into @p ex, setting @p has_text for the first; false for any other key.
+inline bool data_text_key(example& ex, const std::string& key, const nlohmann::json& v, const std::string& at,
+                          bool& has_text) {
+  if (key == "text") {
+    if (!v.is_string()) throw io_error(at + "\"text\" expected a string, got " + data_brief(v));
+    ex.text = v.get<std::string>();
+    has_text = true;
+    return true;
+  }
+  if (key != "text_b") return false;
+  if (v.is_null()) return true;
+  if (!v.is_string()) throw io_error(at + "\"text_b\" expected a string or null, got " + data_brief(v));
+  if (!v.get_ref<const std::string&>().empty()) ex.text_b = v.get<std::string>();
+  return true;
+}
+
 /// Column roles of a TSV/CSV header.
 struct data_columns {
   std::size_t count = 0;
@@ -320,15 +337,8 @@ inline dataset read_jsonl(const std::string& path) {
     for (auto it = j.begin(); it != j.end(); ++it) {
       const std::string& key = it.key();
       const auto& v = it.value();
-      if (key == "text") {
-        if (!v.is_string()) throw io_error(at + "\"text\" expected a string, got " + detail::data_brief(v));
-        ex.text = v.get<std::string>();
-        has_text = true;
-      } else if (key == "text_b") {
-        if (v.is_null()) continue;
-        if (!v.is_string())
-          throw io_error(at + "\"text_b\" expected a string or null, got " + detail::data_brief(v));
-        if (!v.get_ref<const std::string&>().empty()) ex.text_b = v.get<std::string>();
+      if (detail::data_text_key(ex, key, v, at, has_text)) {
+        continue;
       } else if (key == "label") {
         ex.label = detail::data_json_label(v, at, "label");
       } else if (key != "id" && key != "idx" && key != "guid") {
