@@ -28,6 +28,7 @@
 // and the bytes of the backbone against those of all the tasks' policies and heads.
 #include <malloc.h>
 
+#include <cmath>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -155,13 +156,27 @@ int serve(const options& o, const task::model_files& m, std::istream& in, std::o
     const auto preds = server.predict(batch);
     std::ostringstream buf;
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      const auto& labels = tasks.at(batch[i].task).labels;
-      nlohmann::json scores = nlohmann::json::object();
-      for (std::size_t c = 0; c < preds[i].probabilities.size(); ++c)
-        scores[labels.label(static_cast<std::int32_t>(c))] = preds[i].probabilities[c];
-      nlohmann::json line = {{"task", batch[i].task},
-                             {"label", labels.label(static_cast<std::int32_t>(preds[i].label))},
-                             {"scores", scores}};
+      const auto& t = tasks.at(batch[i].task);
+      const auto& labels = t.labels;
+      nlohmann::json scores = nlohmann::json::object(), line;
+      if (t.settings.kind == peft::task_kind::classification) {
+        for (std::size_t c = 0; c < preds[i].probabilities.size(); ++c)
+          scores[labels.label(static_cast<std::int32_t>(c))] = preds[i].probabilities[c];
+        line = {{"task", batch[i].task},
+                {"label", labels.label(static_cast<std::int32_t>(preds[i].label))},
+                {"scores", scores}};
+      } else {  // regression: the outputs are the values; multi-label: each label's sigmoid
+        const bool values = t.settings.kind == peft::task_kind::regression;
+        nlohmann::json chosen = nlohmann::json::array();
+        for (std::size_t c = 0; c < preds[i].logits.size(); ++c) {
+          const double z = static_cast<double>(preds[i].logits[c]);
+          const double v = values ? z : 1.0 / (1.0 + std::exp(-z));
+          scores[labels.label(static_cast<std::int32_t>(c))] = v;
+          if (!values && v >= t.settings.threshold) chosen.push_back(labels.label(static_cast<std::int32_t>(c)));
+        }
+        line = values ? nlohmann::json{{"task", batch[i].task}, {"values", scores}}
+                      : nlohmann::json{{"task", batch[i].task}, {"labels", chosen}, {"scores", scores}};
+      }
       if (!ids[i].is_null()) line["id"] = ids[i];
       buf << line.dump() << "\n";
     }
@@ -206,7 +221,10 @@ int serve(const options& o, const task::model_files& m, std::istream& in, std::o
       ex.line = line_no;
       std::vector<peft::encoded_example> enc_rows;
       try {
-        enc_rows = task::encode(m, t->second.settings, {ex}, t->second.labels, t->second.tmpl, false);
+        task::task_data one;
+        one.kind = t->second.settings.kind;
+        one.rows = {ex};
+        enc_rows = task::encode_task(m, t->second.settings, one, t->second.labels, t->second.tmpl, false);
       } catch (const peft::error& e) {
         throw request_error(e.what());
       }

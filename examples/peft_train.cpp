@@ -7,6 +7,12 @@
 //              [method hyper-parameters: --lora-r, --lora-alpha, --lora-rslora, --target-modules, --layers,
 //               --adapter-size, --prefix-tokens, --option KEY=VALUE, ...] [LiST / MPMP options]
 //              [--config FILE]   (peft-train --help lists every option with its default)
+//              [--kind classification|regression|multi_label|token_classification|extractive_qa]
+//
+// --kind sets what the task predicts (peft/task/kinds.hpp): one label (the default), real
+// targets, a set of labels, a BIO tag per word (JSONL {"tokens","tags"} or CoNLL columns), or an
+// answer span of a context (SQuAD JSON or its JSONL). Each kind has its loss and metrics; the
+// metrics go in the last line's "metrics".
 //
 // METHOD: a method of the registry (peft/methods.hpp; --help lists them): head, full,
 // houlsby, pfeiffer, list-adapter, prefix, mask, side, lora, ia3, prompt-tuning, bitfit, list, mpmp.
@@ -55,6 +61,8 @@ namespace cli = task::cli;
 
 struct options {
   std::string model, method, train, test, unlabeled, tmpl, verbalizer, save, dev;
+  std::string kind = "classification";
+  long doc_stride = 128, max_query_length = 64, max_answer_length = 30;
   long shots = 0, epochs = 0, steps = 0, batch = 0;
   std::uint64_t seed = 1;
   double lr = 0;
@@ -104,6 +112,18 @@ void add_options(cli::app& app, options& o) {
   app.add_option("--train", o.train, "training data (JSONL, TSV, CSV, or the sentiment JSON)")->required()->group(task);
   app.add_option("--test", o.test, "test data, evaluated after training")->required()->group(task);
   app.add_option("--unlabeled", o.unlabeled, "unlabelled pool (LiST)")->group(task);
+  app.add_option("--kind", o.kind,
+                 "what the task predicts: one label; real targets (JSONL \"label\": number or list); a label set "
+                 "(JSONL \"labels\": [names]); a tag per word (JSONL tokens/tags or CoNLL columns); an answer span "
+                 "(SQuAD JSON or JSONL)")
+      ->check(cli::one_of({"classification", "regression", "multi_label", "token_classification", "extractive_qa"}))
+      ->group(task);
+  app.add_option("--doc-stride", o.doc_stride, "reading comprehension: step between a context's windows, in pieces")
+      ->check(cli::integer(1))->group(task);
+  app.add_option("--max-query-length", o.max_query_length, "reading comprehension: question pieces kept")
+      ->check(cli::integer(1))->group(task);
+  app.add_option("--max-answer-length", o.max_answer_length, "reading comprehension: longest answer, in pieces")
+      ->check(cli::integer(1))->group(task);
   app.add_option("--shots", o.shots, "K labelled examples per class drawn from --train (0: all)")
       ->check(cli::integer(1))->group(task);
   app.add_option("--seed", o.seed, "seed of the few-shot draw, the initialisation and the order")
@@ -111,7 +131,7 @@ void add_options(cli::app& app, options& o) {
   app.add_option("--template", o.tmpl, "prompt template (LM-BFF/LiST syntax; masked-LM BERT)")->group(task);
   app.add_option("--verbalizer", o.verbalizer, "label words: L1=w1,L2=w2 (with --template)")->group(task);
   app.add_option("--pooling", o.pooling, "classification head's pooling (default: cls; USE-lite: mean)")
-      ->check(cli::one_of({"cls", "mean", "pooler", "sentence"}))->group(task);
+      ->check(cli::one_of({"cls", "mean", "pooler", "sentence", "tokens"}))->group(task);
   app.add_option("--max-length", o.max_length, "longest input in tokens (0: 128)")->check(cli::integer(2))->group(task);
   app.add_option("--save", o.save, "save the task (policy, head, labels, settings) to this folder, as one unit")
       ->group(task);
@@ -300,6 +320,21 @@ void check(const cli::app& app, options& o) {
     throw usage_error("--state goes with the fit-based methods, not " + o.method);
   if (o.data_parallel && o.method == "mpmp") throw usage_error("--data-parallel does not go with method mpmp");
   if (o.tmpl.empty() != o.verbalizer.empty()) throw usage_error("--template and --verbalizer go together");
+  if (o.kind != "classification") {
+    // The other kinds run fit with their own loss; LiST, MPMP, templates, few-shot draws per
+    // class and AdapterHub's classification heads are single-label classification.
+    if (o.method == "list" || o.method == "mpmp")
+      throw usage_error("--kind " + o.kind + " trains with the fit-based methods, not " + o.method);
+    if (!o.tmpl.empty()) throw usage_error("--template goes with --kind classification, not " + o.kind);
+    if (o.shots) throw usage_error("--shots draws K rows per class: --kind classification, not " + o.kind);
+    if (!o.export_adapterhub.empty())
+      throw usage_error("--export-adapterhub writes a classification head: --kind classification, not " + o.kind);
+    const bool per_token = o.kind == "token_classification" || o.kind == "extractive_qa";
+    if (!o.pooling.empty() && per_token && o.pooling != "tokens")
+      throw usage_error("--kind " + o.kind + " reads every position (--pooling tokens), not --pooling " + o.pooling);
+  }
+  if (o.pooling == "tokens" && (o.kind != "token_classification" && o.kind != "extractive_qa"))
+    throw usage_error("--pooling tokens goes with --kind token_classification or extractive_qa");
   if (!o.export_adapterhub.empty() && (o.method == "list" || peft::find_method(o.method).peft_type != "BOTTLENECK_ADAPTER"))
     throw usage_error("--export-adapterhub writes AdapterHub's bottleneck adapters: methods houlsby and pfeiffer, not " +
                       o.method);
@@ -363,11 +398,15 @@ int run(const options& o, peft::collective* comm) {
       throw usage_error(o.option_flags + ": " + e.what());
     }
   }
-  peft::dataset train_data = peft::read_dataset(o.train);
-  const peft::dataset test_data = peft::read_dataset(o.test);
-  const auto labels = peft::label_map::from_dataset(train_data);
-  peft::dataset dev_data;
-  if (!o.dev.empty()) dev_data = peft::read_dataset(o.dev);
+  const auto kind = peft::parse_task_kind(o.kind);
+  auto train_set = task::read_task_data(o.train, kind);
+  const auto test_set = task::read_task_data(o.test, kind);
+  const auto labels = task::task_labels(train_set);
+  task::task_data dev_set;
+  dev_set.kind = kind;
+  if (!o.dev.empty()) dev_set = task::read_task_data(o.dev, kind);
+  peft::dataset& train_data = train_set.rows;  // the sequence-level kinds' rows
+  peft::dataset& dev_data = dev_set.rows;
   if (o.shots > 0) {
     peft::few_shot_options fo;
     fo.shots = static_cast<std::size_t>(o.shots);
@@ -385,6 +424,11 @@ int run(const options& o, peft::collective* comm) {
   peft::dataset pool_data;
   if (!o.unlabeled.empty()) pool_data = peft::read_dataset(o.unlabeled);  // used by `list` (LiST)
   task::task_settings s;
+  s.kind = kind;
+  s.doc_stride = o.doc_stride;
+  s.max_query_length = o.max_query_length;
+  s.max_answer_length = o.max_answer_length;
+  for (const auto& q : train_set.questions) s.allow_null = s.allow_null || q.impossible;
   s.method = o.method;
   s.model_type = m.model_type;
   s.base_model = m.dir;
@@ -392,6 +436,7 @@ int run(const options& o, peft::collective* comm) {
   s.template_spec = o.tmpl;
   s.verbalizer_spec = o.verbalizer;
   s.pooling = o.pooling.empty() ? peft::to_string(peft::default_pool_kind(m.model_type)) : o.pooling;
+  if (kind == peft::task_kind::token_classification || kind == peft::task_kind::extractive_qa) s.pooling = "tokens";
   if (o.max_length > 0) s.max_length = o.max_length;
   s.policy_options = o.policy_options;
   if (o.method == "mpmp") {
@@ -415,8 +460,8 @@ int run(const options& o, peft::collective* comm) {
     tmpl.emplace(o.tmpl);
     verb.emplace(peft::verbalizer::parse(*m.tokenizer, o.verbalizer, labels.labels()));
   }
-  const auto train = task::encode(m, s, train_data, labels, tmpl, true);
-  const auto test = task::encode(m, s, test_data, labels, tmpl, true);
+  const auto train = task::encode_task(m, s, train_set, labels, tmpl, true);
+  const auto test = task::encode_task(m, s, test_set, labels, tmpl, true);
   const auto words = verb ? verb->ids() : std::vector<std::int32_t>{};
   task::run_result r;
   if (o.method == "mpmp") {
@@ -467,8 +512,10 @@ int run(const options& o, peft::collective* comm) {
         if (step == kill_at) std::raise(SIGKILL);
       };
     }
-    const auto dev = task::encode(m, s, dev_data, labels, tmpl, true);
+    f.task = task::task_objective_of(s, labels);
+    const auto dev = task::encode_task(m, s, dev_set, labels, tmpl, true);
     r = task::train_task(m, s, labels.size(), words, train, dev, test, f, o.seed);
+    s.threshold = r.threshold;  // multi-label: chosen on --dev, saved with the task
   }
   if (!lead) return 0;
   if (!o.save.empty()) task::save_task(o.save, s, labels, r);  // one unit: policy, head, labels, settings
@@ -478,7 +525,11 @@ int run(const options& o, peft::collective* comm) {
     const peft::adapterhub_head head{labels.labels(), s.pooling, r.head};
     peft::save_adapterhub_adapter(o.export_adapterhub, *adapter, {o.model}, &head);
   }
+  nlohmann::json metrics = nlohmann::json::object();
+  for (const auto& [name, value] : r.metrics) metrics[name] = value;
   nlohmann::json out = {{"method", o.method},
+                        {"kind", o.kind},
+                        {"metrics", metrics},
                         {"accuracy", r.accuracy},
                         {"macro_f1", r.macro_f1},
                         {"trainable_params", r.trainable_params},
@@ -486,9 +537,10 @@ int run(const options& o, peft::collective* comm) {
                         {"train_seconds", r.train_seconds},
                         {"examples_per_second", r.examples_per_second}};
   if (r.dev_accuracy >= 0) {  // what --dev scored at the kept step (the last one without --eval-every)
-    out["dev_accuracy"] = r.dev_accuracy;
+    out[kind == peft::task_kind::classification ? "dev_accuracy" : "dev_score"] = r.dev_accuracy;
     out["dev_step"] = r.dev_step;
   }
+  if (kind == peft::task_kind::multi_label) out["threshold"] = r.threshold;
   if (comm) {
     out["ranks"] = comm->size();
     out["allreduce_calls"] = comm->allreduce_calls();

@@ -178,6 +178,55 @@ TEST_CASE("2 ranks with batch b train what 1 process with batch 2b trains", "[di
   }
 }
 
+TEST_CASE("2 ranks train what 1 process trains for a token-classification task, whose loss averages tokens",
+          "[dist][fit][kinds]") {
+  // Token cross-entropy is a mean over the batch's labelled positions, which ranks hold in
+  // uneven numbers: each rank must weigh its mean by its share of those, not of the rows.
+  const run_setup s;
+  auto with_tags = [](std::vector<peft::encoded_example> rows) {
+    peft::rng gen(17);
+    for (auto& e : rows) {
+      e.label = -1;
+      e.token_labels.assign(e.ids.size(), peft::ignore_label);
+      for (std::size_t t = 1; t + 1 < e.ids.size(); ++t)
+        if (gen.below(4) != 0) e.token_labels[t] = e.ids[t] % 3;  // some positions unlabelled
+    }
+    return rows;
+  };
+  const auto train_rows = with_tags(s.train), eval_rows = with_tags(s.eval);
+  auto run = [&](peft::fit_options o) {
+    peft::bottleneck_adapter<double> adapter(s.enc.shape(), peft::bottleneck_config::houlsby(8), 5);
+    peft::classification_head<double> head(16, 3, peft::pool_kind::tokens, 0.1, 7);
+    peft::task_model model(s.enc, adapter, head);
+    o.show_progress = false;
+    o.lr = 1e-2;
+    o.seed = 9;
+    o.steps = 8;
+    o.task.kind = peft::task_kind::token_classification;
+    o.task.labels = {"B-X", "I-X", "O"};
+    peft::fit(model, train_rows, eval_rows, o);
+    return model.parameters().get_flat();
+  };
+  thread_group g(2);
+  std::vector<peft::vector<double>> out(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r)
+    threads.emplace_back([&, r] {
+      thread_group::member m(g, r);
+      peft::fit_options o;
+      o.batch_size = 3;
+      o.comm = &m;
+      out[std::size_t(r)] = run(o);
+    });
+  for (auto& t : threads) t.join();
+  peft::single_process one;
+  peft::fit_options o;
+  o.batch_size = 6;
+  o.comm = &one;
+  const auto ref = run(o);
+  for (int r = 0; r < 2; ++r) CHECK((out[std::size_t(r)] - ref).cwiseAbs().maxCoeff() < 1e-12 * ref.cwiseAbs().maxCoeff());
+}
+
 TEST_CASE("a run stopped mid-way and resumed ends with the same parameters, bit for bit", "[dist][resume]") {
   const run_setup s;
   for (bool with_comm : {false, true}) {

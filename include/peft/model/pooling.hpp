@@ -26,6 +26,7 @@ enum class pool_kind {
   mean,      ///< mean over real tokens
   pooler,    ///< BERT's frozen pooler: tanh(W h_cls + b)
   sentence,  ///< USE-lite's frozen sentence head: l2norm(tanh(W mean(h) + b))
+  tokens,    ///< no pooling: every text position's hidden state (token classification, spans)
 };
 
 inline pool_kind parse_pool_kind(const std::string& s) {
@@ -33,7 +34,8 @@ inline pool_kind parse_pool_kind(const std::string& s) {
   if (s == "mean") return pool_kind::mean;
   if (s == "pooler") return pool_kind::pooler;
   if (s == "sentence") return pool_kind::sentence;
-  throw invalid_argument("parse_pool_kind: expected cls, mean, pooler or sentence, got '" + s + "'");
+  if (s == "tokens") return pool_kind::tokens;
+  throw invalid_argument("parse_pool_kind: expected cls, mean, pooler, sentence or tokens, got '" + s + "'");
 }
 inline const char* to_string(pool_kind k) noexcept {
   switch (k) {
@@ -41,6 +43,7 @@ inline const char* to_string(pool_kind k) noexcept {
     case pool_kind::mean: return "mean";
     case pool_kind::pooler: return "pooler";
     case pool_kind::sentence: return "sentence";
+    case pool_kind::tokens: return "tokens";
   }
   return "?";
 }
@@ -106,6 +109,26 @@ matrix<Scalar> bert_pooler(const encoder_weights<Scalar>& w, const matrix<Scalar
   return out;
 }
 
+/// Positions in front of every row that a prompt-tuning policy supplies (`virtual_token_id`).
+inline index leading_virtual_tokens(const batch& b) noexcept {
+  index n = 0;
+  while (n < b.time() && b.ids(0, n) == virtual_token_id) ++n;
+  return n;
+}
+
+/// The hidden states of the text's positions, `[B*T' x H]`: `h` itself, or without the
+/// virtual tokens a prompt-tuning policy put in front (T' = T - those), so a per-token head's
+/// rows are the text's whatever the policy.
+template <typename Scalar>
+matrix<Scalar> token_rows(const matrix<Scalar>& h, const batch& b) {
+  detail::check_hidden("token_rows", h.rows(), b);
+  const index n = leading_virtual_tokens(b), T = b.time();
+  if (n == 0) return h;
+  matrix<Scalar> out(b.size() * (T - n), h.cols());
+  for (index i = 0; i < b.size(); ++i) out.middleRows(i * (T - n), T - n) = h.middleRows(i * T + n, T - n);
+  return out;
+}
+
 template <typename Scalar>
 struct pool_cache {
   matrix<Scalar> act;   ///< tanh output (pooler / sentence)
@@ -119,6 +142,7 @@ matrix<Scalar> pool_forward(const encoder_weights<Scalar>& w, const matrix<Scala
   switch (kind) {
     case pool_kind::cls: return cls_pool(h, b);
     case pool_kind::mean: return mean_pool(h, b);
+    case pool_kind::tokens: return token_rows(h, b);
     case pool_kind::pooler: {
       auto out = bert_pooler(w, h, b);
       if (cache) cache->act = out;
@@ -157,6 +181,13 @@ matrix<Scalar> pool_backward(const encoder_weights<Scalar>& w, const matrix<Scal
       return dh;
     }
     case pool_kind::mean: return mean_pool_backward(d_pooled, b);
+    case pool_kind::tokens: {
+      const index n = leading_virtual_tokens(b);
+      if (n == 0) return d_pooled;
+      matrix<Scalar> dh = matrix<Scalar>::Zero(B * T, hidden);
+      for (index i = 0; i < B; ++i) dh.middleRows(i * T + n, T - n) = d_pooled.middleRows(i * (T - n), T - n);
+      return dh;
+    }
     case pool_kind::pooler: {
       matrix<Scalar> du = d_pooled.array() * (Scalar(1) - cache.act.array().square());
       matrix<Scalar> dcls;

@@ -6,7 +6,8 @@
 /// Trainable task heads. A head owns a `parameter_store` like a policy does, and maps the
 /// encoder output to class logits:
 ///  - `classification_head`: a linear layer over a pooled row (CLS, mean, BERT pooler or the
-///    USE-lite sentence embedding), with dropout on its input in train mode; optionally with
+///    USE-lite sentence embedding), or over every position (`pool_kind::tokens`: token
+///    classification, an answer span's start/end logits), with dropout on its input in train mode; optionally with
 ///    one tanh hidden layer first (dropout, dense, tanh, dropout, out_proj), the head of
 ///    transformers' RoBERTa classifier and AdapterHub's default classification head;
 ///  - `prompt_head`: prompt-based fine-tuning (LM-BFF / LiST): the masked-LM head at the
@@ -48,7 +49,8 @@ public:
     matrix<Scalar> tanh_out;      ///< tanh output before the second dropout
   };
 
-  /// @param input_width width of the pooled row; @param classes number of labels (>= 2)
+  /// @param input_width width of the pooled row; @param classes number of outputs (>= 1): classes,
+  ///   regression targets, labels of a multi-label task, tags, or 2 (an answer's start and end)
   /// @param hidden_layer a tanh dense layer of width input_width before the output layer
   classification_head(index input_width, index classes, pool_kind pooling, double dropout,
                       std::uint64_t seed, bool hidden_layer = false);
@@ -93,8 +95,9 @@ template <typename Scalar>
 classification_head<Scalar>::classification_head(index input_width, index classes, pool_kind pooling,
                                                  double dropout, std::uint64_t seed, bool hidden_layer)
     : m_pooling(pooling), m_dropout(dropout), m_hidden(hidden_layer) {
-  if (classes < 2)
-    throw invalid_argument("classification_head: classes expected >= 2, got " + std::to_string(classes));
+  // One output is a regression head's single target (or a multi-label head's single label).
+  if (classes < 1)
+    throw invalid_argument("classification_head: outputs expected >= 1, got " + std::to_string(classes));
   if (input_width < 1) throw invalid_argument("classification_head: input width expected >= 1");
   if (dropout < 0 || dropout >= 1) throw invalid_argument("classification_head: dropout expected in [0, 1)");
   if (hidden_layer) {

@@ -42,10 +42,20 @@ struct run_result {
   peft::index backbone_params = 0;
   double train_seconds = 0;
   double examples_per_second = 0;
-  double dev_accuracy = -1;  ///< train_task with a dev set: fit's best evaluation (the final one without eval_every)
+  /// train_task with a dev set: fit's best evaluation score (the final one without eval_every):
+  /// the accuracy for classification, the first metric of the task's kind otherwise.
+  double dev_accuracy = -1;
   long dev_step = 0;         ///< the step of that evaluation
   std::vector<peft::index> predictions;              ///< per evaluated row
-  std::vector<std::vector<double>> probabilities;    ///< per evaluated row, per class
+  /// Per evaluated row: the class probabilities (classification), the predicted values
+  /// (regression) or each label's probability (multi-label).
+  std::vector<std::vector<double>> probabilities;
+  /// The metrics of the task's kind on the evaluated rows when they are labelled (kinds.hpp).
+  std::vector<std::pair<std::string, double>> metrics;
+  double threshold = 0.5;                            ///< multi-label: chosen on the dev rows when given
+  std::vector<std::vector<std::string>> word_tags;   ///< token classification: a tag per kept word of each row
+  std::vector<std::string> answers;                  ///< reading comprehension: each question's answer
+  std::vector<std::string> answer_ids;               ///< ... and the question's id
   double teacher_accuracy = -1;                      ///< LiST: the phase-0 model on the test rows
   std::vector<peft::list_session_report> sessions;   ///< LiST: one report per session
   std::vector<peft::mpmp_stage_report> mpmp_stages;  ///< MPMP: one report per stage
@@ -55,7 +65,9 @@ struct run_result {
 };
 
 /// Trains `settings.method` on `train` (labels in [0, classes)), evaluates on `test`, and
-/// returns the trained policy and head with the results (save them with save_task). `dev` (may
+/// returns the trained policy and head with the results (save them with save_task). The task's
+/// kind is `fit.task`'s (task_objective_of(settings, labels)): `classes` is its head width, and
+/// a multi-label task's threshold is chosen on `dev` when it is given. `dev` (may
 /// be empty) is what `fit.eval_every` / `fit.patience` evaluate. `label_words` (one vocabulary
 /// id per class) selects a prompt head over the masked-LM head of a BERT checkpoint instead of
 /// a classification head with `settings.pooling`.
@@ -105,11 +117,12 @@ PEFT_TASK_API run_result train_mpmp_task(const model_files& m, const task_settin
 
 /// Predicts `data` with the policy saved in @p policy_dir (a task's folder, or a bare adapter
 /// folder; ignored for method head) and the head in the safetensors file @p head_path. Rows
-/// with labels are scored too.
+/// with labels are scored too, with the metrics of @p objective's kind.
 PEFT_TASK_API run_result predict_task(const model_files& m, const task_settings& settings,
                                       peft::index classes, const std::vector<std::int32_t>& label_words,
                                       const std::string& policy_dir, const std::string& head_path,
-                                      const std::vector<peft::encoded_example>& data);
+                                      const std::vector<peft::encoded_example>& data,
+                                      const peft::task_objective& objective = {});
 
 /// Adds task @p t (read by read_saved_task or read_bare_task) to @p server under @p name: its
 /// policy, loaded from `t.dir`, and its head (the prompt head for a template task on BERT).

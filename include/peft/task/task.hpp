@@ -36,6 +36,7 @@
 
 #include "../core/encoder_shape.hpp"
 #include "../data/data.hpp"
+#include "../data/task_readers.hpp"
 #include "../error.hpp"
 #include "../io/safetensors.hpp"
 #include "../methods.hpp"
@@ -46,6 +47,7 @@
 #include "../text/prompt.hpp"
 #include "../text/unigram.hpp"
 #include "../text/hf_tokenizer.hpp"
+#include "kinds.hpp"
 #include "task_model.hpp"
 
 #if defined(PEFT_TASK_SEPARATE)
@@ -120,6 +122,15 @@ PEFT_TASK_API peft::any_policy<float> task_policy(const std::string& method, con
 struct task_settings {
   std::string method;
   std::string model_type;
+  /// What the task predicts (data/task_data.hpp): its head width is the size of its label map
+  /// (classes, regression targets, labels, tags, or start/end), its pooling `tokens` for the
+  /// token-level kinds.
+  peft::task_kind kind = peft::task_kind::classification;
+  double threshold = 0.5;           ///< multi-label: chosen on the dev split when there is one
+  peft::index doc_stride = 128;     ///< reading comprehension: step between a context's windows, in pieces
+  peft::index max_query_length = 64;   ///< reading comprehension: the question's pieces kept
+  peft::index max_answer_length = 30;  ///< reading comprehension: longest answer, in pieces
+  bool allow_null = false;          ///< reading comprehension: some questions are unanswerable (SQuAD 2.0)
   std::string template_spec;    ///< prompt template, empty for a classification head
   std::string verbalizer_spec;  ///< "label=word,..." with a template
   std::string pooling;          ///< classification head's pooling
@@ -145,6 +156,15 @@ struct task_settings {
       j["prompt_tokens"] = prompt_tokens;
       j["placeholder_id"] = placeholder_id;
     }
+    // Classification tasks keep the task.json they always had; the other kinds say theirs.
+    if (kind != peft::task_kind::classification) j["kind"] = peft::task_kind_name(kind);
+    if (kind == peft::task_kind::multi_label) j["threshold"] = threshold;
+    if (kind == peft::task_kind::extractive_qa) {
+      j["doc_stride"] = doc_stride;
+      j["max_query_length"] = max_query_length;
+      j["max_answer_length"] = max_answer_length;
+      j["allow_null"] = allow_null;
+    }
     return j;
   }
   static task_settings from_json(const nlohmann::json& j) {
@@ -166,6 +186,22 @@ struct task_settings {
       integer("max_length", s.max_length, true);
       integer("prompt_tokens", s.prompt_tokens, false);
       integer("placeholder_id", s.placeholder_id, false);
+      if (j.contains("kind")) {
+        try {
+          s.kind = peft::parse_task_kind(j.at("kind").get<std::string>());
+        } catch (const peft::invalid_argument& e) {
+          throw peft::io_error(std::string("task.json: field 'kind': ") + e.what());
+        }
+      }
+      if (j.contains("threshold")) {
+        s.threshold = j.at("threshold").get<double>();
+        if (!(s.threshold > 0 && s.threshold < 1))
+          throw peft::io_error("task.json: field 'threshold' expected in (0, 1), got " + j.at("threshold").dump());
+      }
+      integer("doc_stride", s.doc_stride, false);
+      integer("max_query_length", s.max_query_length, false);
+      integer("max_answer_length", s.max_answer_length, false);
+      if (j.contains("allow_null")) s.allow_null = j.at("allow_null").get<bool>();
     } catch (const nlohmann::json::exception& e) {
       throw peft::io_error(std::string("task.json: ") + e.what());
     }
@@ -179,6 +215,52 @@ PEFT_TASK_API std::vector<peft::encoded_example> encode(const model_files& m, co
                                                         const peft::dataset& data, const peft::label_map& labels,
                                                         const std::optional<peft::prompt_template>& tmpl,
                                                         bool require_labels);
+
+/// A data file read as rows of a task's kind: `rows` for the sequence-level kinds, `tokens` for
+/// token classification, `questions` for reading comprehension.
+struct task_data {
+  peft::task_kind kind = peft::task_kind::classification;
+  peft::dataset rows;
+  std::vector<peft::token_example> tokens;
+  std::vector<peft::qa_example> questions;
+  std::size_t size() const noexcept {
+    return peft::is_sequence_kind(kind) ? rows.size()
+           : kind == peft::task_kind::token_classification ? tokens.size() : questions.size();
+  }
+};
+
+/// Reads @p path as data of @p kind: read_dataset (classification), read_task_jsonl (regression,
+/// multi-label: JSONL), read_token_data (JSONL or CoNLL columns), read_qa_data (SQuAD JSON or JSONL).
+/// @throws peft::io_error from the readers, naming the file and line
+PEFT_TASK_API task_data read_task_data(const std::string& path, peft::task_kind kind);
+
+/// The names of a task's head outputs, from its training data: the classes (classification,
+/// in order of appearance), every label of a multi-label set or every tag (sorted), the targets
+/// (regression: "target", or "target_0".. for several) or "start", "end" (reading comprehension).
+/// @throws peft::invalid_argument for data with no labels to name
+PEFT_TASK_API peft::label_map task_labels(const task_data& d);
+
+/// The rows of @p d as the encoder takes them, with the labels of its kind through @p labels
+/// (a template only for classification). Token classification labels each word's first piece
+/// (encode_words, align_word_labels); reading comprehension makes a row per window of each
+/// question (qa_windows, `s.doc_stride`, `s.max_query_length`).
+/// @throws peft::invalid_argument naming the line for a row without a label when
+///   @p require_labels, a label not in @p labels, or a regression row with another number of targets
+PEFT_TASK_API std::vector<peft::encoded_example> encode_task(const model_files& m, const task_settings& s,
+                                                             const task_data& d, const peft::label_map& labels,
+                                                             const std::optional<peft::prompt_template>& tmpl,
+                                                             bool require_labels);
+
+/// What training and evaluation of task @p s need beyond its rows (task/kinds.hpp).
+inline peft::task_objective task_objective_of(const task_settings& s, const peft::label_map& labels) {
+  peft::task_objective o;
+  o.kind = s.kind;
+  o.labels = labels.labels();
+  o.threshold = s.threshold;
+  o.max_answer_length = s.max_answer_length;
+  o.allow_null = s.allow_null;
+  return o;
+}
 
 /// Files of a saved task (peft-train --save).
 inline std::string task_file(const std::string& dir) { return (fs::path(dir) / "task.json").string(); }

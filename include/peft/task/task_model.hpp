@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -25,19 +27,39 @@
 
 namespace peft {
 
-/// One example after tokenization.
+struct qa_row;  // task/kinds.hpp: a reading-comprehension window and its question
+
+/// One example after tokenization. Which label fields a labelled example carries depends on
+/// its task's kind (data/task_data.hpp): `label` for classification, `targets` for regression
+/// (the values) and multi-label classification (0/1 per label), `token_labels` for token
+/// classification, `start`/`end` for reading comprehension.
 struct encoded_example {
   std::vector<std::int32_t> ids;
   std::vector<std::int32_t> segments;  ///< empty: all zero
   index mask_pos = -1;                 ///< position of [MASK] for prompt heads, else -1
   int label = -1;                      ///< class id, or -1 when unknown
+  std::vector<float> targets{};        ///< regression values / multi-label 0-1 per label; empty: none
+  std::vector<int> token_labels{};     ///< per position: tag id, or ignore_label (-100); empty: none
+  std::vector<int> word_ids{};         ///< token classification: each position's word, -1 for special tokens
+  index start = -1, end = -1;          ///< answer's first and last position; -1: none
+  /// Reading comprehension: the window this row is and the question it belongs to (evaluation
+  /// groups the windows of one question and reads its answer back from the context).
+  std::shared_ptr<const qa_row> qa{};
+
+  /// Whether the example carries a label of any kind.
+  bool labelled() const noexcept { return label >= 0 || !targets.empty() || !token_labels.empty() || start >= 0; }
 };
 
-/// A padded batch of encoded examples with their mask positions and labels.
+/// A padded batch of encoded examples with their mask positions and labels (the fields of the
+/// kinds the examples carry: `targets` [B x K] row-major, `token_labels` [B*T], padding
+/// positions ignore_label, `starts`/`ends` [B]).
 struct task_batch {
   batch input;
   std::vector<index> mask_pos;
   std::vector<int> labels;
+  std::vector<float> targets{};
+  std::vector<int> token_labels{};
+  std::vector<index> starts{}, ends{};
 };
 
 /// `min_time` pads to at least that length (see `make_batch`).
@@ -53,8 +75,21 @@ inline task_batch make_task_batch(const std::vector<encoded_example>& data, cons
     with_segments = with_segments || !e.segments.empty();
     tb.mask_pos.push_back(e.mask_pos);
     tb.labels.push_back(e.label);
+    tb.targets.insert(tb.targets.end(), e.targets.begin(), e.targets.end());
+    tb.starts.push_back(e.start);
+    tb.ends.push_back(e.end);
   }
   tb.input = make_batch(ids, pad_id, with_segments ? &segs : nullptr, min_time);
+  bool tokens = false;
+  for (auto r : rows) tokens = tokens || !data[r].token_labels.empty();
+  if (tokens) {  // padded to the batch's length with ignored positions
+    const index T = tb.input.time();
+    tb.token_labels.assign(static_cast<std::size_t>(static_cast<index>(rows.size()) * T), ignore_label);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const auto& l = data[rows[i]].token_labels;
+      std::copy(l.begin(), l.end(), tb.token_labels.begin() + static_cast<std::ptrdiff_t>(static_cast<index>(i) * T));
+    }
+  }
   return tb;
 }
 
@@ -72,6 +107,12 @@ inline task_batch with_virtual_tokens(const task_batch& tb, index n) {
   task_batch out;
   out.input = with_virtual_tokens(tb.input, n);
   out.labels = tb.labels;
+  out.targets = tb.targets;
+  // Token labels and answer positions stay as they are: a head with token pooling drops the
+  // virtual positions again (pooling.hpp), so its rows are the text's.
+  out.token_labels = tb.token_labels;
+  out.starts = tb.starts;
+  out.ends = tb.ends;
   out.mask_pos = tb.mask_pos;
   for (auto& m : out.mask_pos)
     if (m >= 0) m += n;
@@ -204,11 +245,14 @@ matrix<Scalar> task_model<Arch, Scalar, Policy, Head>::predict(const task_batch&
   }
 }
 
-/// Evaluation metrics on a labelled set.
+/// Evaluation metrics on a labelled set. `score` is the one training keeps the best of (higher
+/// is better): accuracy for classification, the first of `metrics` for every kind.
 struct eval_result {
-  double accuracy = 0;
-  double macro_f1 = 0;
+  double accuracy = 0;  ///< classification
+  double macro_f1 = 0;  ///< classification
   index examples = 0;
+  double score = 0;
+  std::vector<std::pair<std::string, double>> metrics;  ///< every metric of the task's kind, by name
 };
 
 /// Predicted class of every example, in order, batched by `batch_size`.
@@ -240,6 +284,34 @@ std::vector<index> predict_classes(const Model& model, const std::vector<encoded
   return out;
 }
 
+/// The head's output for every example, in order, batched by `batch_size`: `[1 x C]` for a
+/// pooled head, `[length x C]` (the example's own positions) for a head with token pooling.
+template <typename Model>
+std::vector<matrix<typename Model::scalar_type>> predict_outputs(const Model& model,
+                                                                  const std::vector<encoded_example>& data,
+                                                                  index batch_size, std::int32_t pad_id) {
+  std::vector<matrix<typename Model::scalar_type>> out(data.size());
+  std::vector<std::size_t> order(data.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return data[a].ids.size() < data[b].ids.size(); });
+  for (std::size_t s = 0; s < order.size(); s += static_cast<std::size_t>(batch_size)) {
+    std::vector<std::size_t> rows(order.begin() + static_cast<std::ptrdiff_t>(s),
+                                  order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), s + std::size_t(batch_size))));
+    const auto tb = make_task_batch(data, rows, pad_id);
+    const auto z = model.predict(tb);
+    const index B = static_cast<index>(rows.size());
+    const bool per_token = z.rows() != B;  // with T = 1 both read the same row
+    const index T = per_token ? z.rows() / B : 1;
+    for (index i = 0; i < B; ++i) {
+      const auto& e = data[rows[static_cast<std::size_t>(i)]];
+      const index n = per_token ? static_cast<index>(e.ids.size()) : 1;
+      out[rows[static_cast<std::size_t>(i)]] = z.middleRows(i * T, n);
+    }
+  }
+  return out;
+}
+
 template <typename Model>
 eval_result evaluate(const Model& model, const std::vector<encoded_example>& data, index batch_size,
                      std::int32_t pad_id) {
@@ -250,6 +322,8 @@ eval_result evaluate(const Model& model, const std::vector<encoded_example>& dat
   r.examples = static_cast<index>(data.size());
   r.accuracy = accuracy(pred, labels);
   r.macro_f1 = macro_f1(pred, labels);
+  r.score = r.accuracy;
+  r.metrics = {{"accuracy", r.accuracy}, {"macro_f1", r.macro_f1}};
   return r;
 }
 

@@ -41,6 +41,8 @@ struct train_state {
   double loss = 0;
   std::int64_t stale = 0;
   std::int64_t best_step = 0;
+  /// The best evaluation: its score (the accuracy for classification; the first metric of the
+  /// task's kind otherwise, task/kinds.hpp) and, for classification, its macro-F1.
   double best_accuracy = 0, best_macro_f1 = 0;
   std::int64_t best_examples = 0;
   std::vector<std::uint64_t> order;

@@ -5,8 +5,8 @@
 /// @file trainer.hpp
 /// Fine-tuning one task (a `task_model`, task/task_model.hpp): `fit` is the training loop: shuffled
 /// batches per epoch, AdamW with a linear warm-up/decay schedule, global gradient-norm
-/// clipping, periodic evaluation (accuracy, macro-F1) with optional early stopping that
-/// keeps the best parameters, a progress bar and a CSV training curve. Results are
+/// clipping, periodic evaluation (the metrics of the task's kind, task/kinds.hpp: accuracy and
+/// macro-F1 for classification) with optional early stopping that keeps the best parameters, a progress bar and a CSV training curve. Results are
 /// deterministic for a given seed and thread count. Data parallelism (one batch split over the
 /// ranks of a `collective`) and checkpoint/resume are options of the same loop.
 
@@ -27,6 +27,7 @@
 #include "../optim/clip.hpp"
 #include "../optim/schedule.hpp"
 #include "../policies/policy_tensors.hpp"
+#include "../task/kinds.hpp"
 #include "../task/task_model.hpp"
 #include "progress.hpp"
 #include "train_state.hpp"
@@ -100,6 +101,9 @@ struct fit_options {
   std::string label = "train";   ///< progress-bar label
   bool show_progress = true;
   std::FILE* progress_out = stdout;
+  /// The task's kind, which gives the loss and the evaluation metrics (task/kinds.hpp); the
+  /// default is single-label classification with cross-entropy.
+  task_objective task;
 
   /// Data parallelism. With a communicator of N ranks, `batch_size` is each rank's share: a
   /// step takes the next N * batch_size rows of the (identically shuffled) order, rank r
@@ -138,10 +142,14 @@ namespace detail {
 /// once per encoder x policy x head.
 template <typename Scalar>
 struct fit_model_calls {
-  /// Forward and backward of one batch with cross-entropy; gradients accumulate. Returns the loss.
+  /// Forward and backward of one batch with the task's loss; gradients accumulate. Returns the loss.
   std::function<double(const task_batch&, rng&)> forward_backward;
-  /// Accuracy and macro-F1 on a labelled set, batched by the given size.
+  /// The task's metrics on a labelled set, batched by the given size.
   std::function<eval_result(const std::vector<encoded_example>&, index)> evaluate;
+  /// What the loss of rows `rows` of a set averages over: the rows, or (token classification)
+  /// their labelled positions. Data-parallel ranks weigh their losses and gradients by their
+  /// share of it, so N ranks take the step one process takes with the whole batch.
+  std::function<double(const std::vector<encoded_example>&, const std::vector<std::size_t>&)> loss_units;
 };
 
 /// The training loop of `fit` over the model's trainable parameters `set`.
@@ -152,7 +160,8 @@ fit_result fit_loop(parameter_set<Scalar> set, const fit_model_calls<Scalar>& mo
 
 }  // namespace detail
 
-/// Trains `model` on `train` with cross-entropy; evaluates on `eval` (may be empty).
+/// Trains `model` on `train` with the loss of `o.task`'s kind (cross-entropy for
+/// classification); evaluates on `eval` (may be empty) with its metrics, keeping the best score.
 /// See `fit_options` for data parallelism (`comm`) and checkpoint/resume (`state_path`).
 /// @throws invalid_argument for an empty or unlabelled training set, a bad batch size, or a
 ///   state file written for other settings; io_error for an unreadable state file
@@ -161,13 +170,20 @@ fit_result fit(Model& model, const std::vector<encoded_example>& train, const st
                const fit_options& o) {
   using Scalar = typename Model::scalar_type;
   detail::fit_model_calls<Scalar> calls;
-  calls.forward_backward = [&model](const task_batch& tb, rng& gen) {
-    return model.forward_backward(tb, mode::train, gen, [&tb](const matrix<Scalar>& z, matrix<Scalar>& dz) {
-      return static_cast<double>(cross_entropy(z, tb.labels, dz));
+  calls.forward_backward = [&model, &o](const task_batch& tb, rng& gen) {
+    return model.forward_backward(tb, mode::train, gen, [&tb, &o](const matrix<Scalar>& z, matrix<Scalar>& dz) {
+      return task_loss(o.task, z, tb, dz);
     });
   };
   calls.evaluate = [&model, &o](const std::vector<encoded_example>& data, index batch_size) {
-    return evaluate(model, data, batch_size, o.pad_id);
+    return evaluate_task(model, o.task, data, batch_size, o.pad_id);
+  };
+  calls.loss_units = [&o](const std::vector<encoded_example>& data, const std::vector<std::size_t>& rows) {
+    if (o.task.kind != task_kind::token_classification) return static_cast<double>(rows.size());
+    double n = 0;
+    for (auto r : rows)
+      for (int l : data[r].token_labels) n += l != ignore_label;
+    return n;
   };
   return detail::fit_loop(model.parameters(), calls, train, eval, o);
 }
@@ -179,7 +195,8 @@ fit_result detail::fit_loop(parameter_set<Scalar> set, const fit_model_calls<Sca
   if (train.empty()) throw invalid_argument("fit: training set is empty");
   if (o.batch_size < 1) throw invalid_argument("fit: batch size expected >= 1, got " + std::to_string(o.batch_size));
   for (std::size_t i = 0; i < train.size(); ++i)
-    if (train[i].label < 0) throw invalid_argument("fit: training example " + std::to_string(i) + " has no label");
+    if (!train[i].labelled())
+      throw invalid_argument("fit: training example " + std::to_string(i) + " has no label");
   const int world = o.comm ? o.comm->size() : 1;
   const int rank = o.comm ? o.comm->rank() : 0;
   if (world < 1 || rank < 0 || rank >= world)
@@ -212,7 +229,8 @@ fit_result detail::fit_loop(parameter_set<Scalar> set, const fit_model_calls<Sca
   if (o.head_lr > 0) opt.set_store_lr_scale(static_cast<index>(set.num_stores()) - 1, o.head_lr / o.lr);
   const auto schedule = lr_schedule::linear(o.lr, static_cast<std::int64_t>(o.warmup_ratio * double(total)), total);
   rng order_gen(o.seed), drop_gen(o.seed ^ 0x9e3779b97f4a7c15ULL);
-  const std::vector<std::string> columns = {"step", "epoch", "lr", "loss", "grad_norm", "eval_accuracy", "eval_macro_f1"};
+  std::vector<std::string> columns = {"step", "epoch", "lr", "loss", "grad_norm"};
+  for (const auto& name : metric_names(o.task.kind)) columns.push_back("eval_" + name);
   const bool lead = rank == 0;
   const bool show = o.show_progress && lead;
 
@@ -255,8 +273,11 @@ fit_result detail::fit_loop(parameter_set<Scalar> set, const fit_model_calls<Sca
     loss_value = st.loss;
     stale = static_cast<int>(st.stale);
     res.best_step = static_cast<long>(st.best_step);
-    res.best.accuracy = st.best_accuracy;
-    res.best.macro_f1 = st.best_macro_f1;
+    res.best.score = st.best_accuracy;  // the state keeps the score in the accuracy slot
+    if (o.task.kind == task_kind::classification) {
+      res.best.accuracy = st.best_accuracy;
+      res.best.macro_f1 = st.best_macro_f1;
+    }
     res.best.examples = static_cast<index>(st.best_examples);
     best_params = st.best_params;
     if (o.patience > 0 && stale >= o.patience) stop = true;
@@ -276,7 +297,7 @@ fit_result detail::fit_loop(parameter_set<Scalar> set, const fit_model_calls<Sca
     st.loss = loss_value;
     st.stale = stale;
     st.best_step = res.best_step;
-    st.best_accuracy = res.best.accuracy;
+    st.best_accuracy = res.best.score;  // accuracy for classification
     st.best_macro_f1 = res.best.macro_f1;
     st.best_examples = res.best.examples;
     st.order.assign(order.begin(), order.end());
@@ -311,27 +332,30 @@ fit_result detail::fit_loop(parameter_set<Scalar> set, const fit_model_calls<Sca
     } else {
       // Every rank takes one draw per step whatever its share, so the generators stay equal.
       rng step_gen(drop_gen.engine()());
+      const std::vector<std::size_t> all(order.begin() + static_cast<std::ptrdiff_t>(g0),
+                                         order.begin() + static_cast<std::ptrdiff_t>(g1));
       if (!rows.empty()) {
-        const std::vector<std::size_t> all(order.begin() + static_cast<std::ptrdiff_t>(g0),
-                                           order.begin() + static_cast<std::ptrdiff_t>(g1));
         const auto tb = detail::keyed_batch(train, all, rows, o.pad_id, step_gen);
         local_loss = model.forward_backward(tb, step_gen);
       }
-      // Mean over the whole batch: each rank weighs its mean by its share of the rows.
-      loss_value = detail::allreduce_gradients(set, *o.comm, double(rows.size()) / double(g1 - g0), local_loss, flat);
+      // Mean over the whole batch: each rank weighs its mean by its share of what the loss
+      // averages over (the rows, or the labelled positions of token classification).
+      const double mine = model.loss_units ? model.loss_units(train, rows) : double(rows.size());
+      const double whole = model.loss_units ? model.loss_units(train, all) : double(all.size());
+      loss_value = detail::allreduce_gradients(set, *o.comm, whole > 0 ? mine / whole : 0.0, local_loss, flat);
     }
     const double norm = o.max_grad_norm > 0 ? clip_grad_norm(set, o.max_grad_norm) : 0.0;
     const double lr = schedule.lr_at(step);
     opt.step(set, lr);
     ++step;
     if (show) bar.update(step, loss_value, static_cast<long>(g1 - g0));
-    std::string acc_s, f1_s;
+    std::vector<std::string> eval_cells(columns.size() - 5);
     const bool do_eval = !eval.empty() && ((o.eval_every > 0 && step % o.eval_every == 0) || step == total);
     if (do_eval) {
       const auto r = model.evaluate(eval, std::max<index>(o.batch_size, 32));
-      acc_s = std::to_string(r.accuracy);
-      f1_s = std::to_string(r.macro_f1);
-      if (res.best_step == 0 || r.accuracy > res.best.accuracy) {
+      for (std::size_t k = 0; k < eval_cells.size() && k < r.metrics.size(); ++k)
+        eval_cells[k] = std::to_string(r.metrics[k].second);
+      if (res.best_step == 0 || r.score > res.best.score) {
         res.best = r;
         res.best_step = step;
         stale = 0;
@@ -340,8 +364,10 @@ fit_result detail::fit_loop(parameter_set<Scalar> set, const fit_model_calls<Sca
         stop = true;
       }
     }
-    log.row({std::to_string(step), std::to_string(double(step) / double(per_epoch)), std::to_string(lr),
-             std::to_string(loss_value), std::to_string(norm), acc_s, f1_s});
+    std::vector<std::string> cells = {std::to_string(step), std::to_string(double(step) / double(per_epoch)),
+                                      std::to_string(lr), std::to_string(loss_value), std::to_string(norm)};
+    cells.insert(cells.end(), eval_cells.begin(), eval_cells.end());
+    log.row(cells);
     if (o.on_step) o.on_step(step);
     if (lead && !o.state_path.empty() && ((o.save_every > 0 && step % o.save_every == 0) || step == total || stop))
       save_state();

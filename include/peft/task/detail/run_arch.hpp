@@ -42,6 +42,48 @@ void fill_predictions(const Model& model, const std::vector<peft::encoded_exampl
   }
 }
 
+/// Fills @p r with the predictions of @p model on @p data, and their metrics when every row is
+/// labelled, as @p o's kind reads the head's output.
+template <typename Model>
+void fill_outputs(const Model& model, const std::vector<peft::encoded_example>& data, const peft::task_objective& o,
+                  std::int32_t pad, run_result& r) {
+  using peft::task_kind;
+  bool labelled = !data.empty();
+  for (const auto& e : data) labelled = labelled && e.labelled();
+  if (o.kind == task_kind::classification) {
+    fill_predictions(model, data, pad, r);
+    if (labelled) r.metrics = {{"accuracy", r.accuracy}, {"macro_f1", r.macro_f1}};
+    return;
+  }
+  const auto outs = peft::predict_outputs(model, data, 64, pad);
+  if (labelled) r.metrics = peft::score_outputs(o, data, outs).metrics;
+  switch (o.kind) {
+    case task_kind::classification: break;
+    case task_kind::regression:
+      for (const auto& z : outs) r.probabilities.push_back(peft::detail::row_of(z, 0));
+      break;
+    case task_kind::multi_label: r.probabilities = peft::label_probabilities(outs); break;
+    case task_kind::token_classification:
+      for (std::size_t i = 0; i < data.size(); ++i) {
+        std::vector<std::string> tags;
+        const auto& w = data[i].word_ids;
+        for (std::size_t t = 0; t < w.size(); ++t) {
+          if (w[t] < 0 || (t > 0 && w[t - 1] == w[t])) continue;  // a word's first piece only
+          const auto row = peft::detail::row_of(outs[i], static_cast<peft::index>(t));
+          tags.push_back(peft::detail::tag_name(o.labels, peft::detail::argmax_of(row.data(), static_cast<peft::index>(row.size()))));
+        }
+        r.word_tags.push_back(std::move(tags));
+      }
+      break;
+    case task_kind::extractive_qa:
+      for (const auto& p : peft::qa_predictions(o, data, outs)) {
+        r.answers.push_back(p.answer.text);
+        r.answer_ids.push_back(p.example->id);
+      }
+      break;
+  }
+}
+
 /// A fresh prompt's "TEXT" or "SAMPLE_VOCAB" initialisation: rows of the model's word
 /// embeddings (the init text tokenised with its special tokens, as Hugging Face PEFT does).
 inline void init_prompt(const model_files& m, peft::prompt_tuning<float>& p, std::uint64_t seed) {
@@ -93,13 +135,26 @@ run_result train_task_for(const model_files& m, const task_settings& s, peft::in
     peft::task_model model(enc, policy, head);
     const auto fr = peft::fit(model, train, dev, fit);
     run_result r;
-    fill_predictions(model, test, m.pad_id, r);
+    auto objective = fit.task;
+    if (objective.kind == peft::task_kind::multi_label && !dev.empty()) {
+      // The decision threshold is a hyper-parameter: chosen on the dev rows, never the test rows.
+      std::vector<std::vector<int>> truth;
+      for (const auto& e : dev) {
+        std::vector<int> t;
+        for (float v : e.targets) t.push_back(v >= 0.5f ? 1 : 0);
+        truth.push_back(std::move(t));
+      }
+      objective.threshold =
+          peft::best_threshold(peft::label_probabilities(peft::predict_outputs(model, dev, 64, m.pad_id)), truth);
+    }
+    r.threshold = objective.threshold;
+    fill_outputs(model, test, objective, m.pad_id, r);
     r.trainable_params = model.parameters().size();
     r.backbone_params = enc.shape().backbone_parameters;
     r.train_seconds = fr.seconds;
     r.examples_per_second = fr.examples_per_second;
     if (!dev.empty()) {
-      r.dev_accuracy = fr.best.accuracy;
+      r.dev_accuracy = fr.best.score;
       r.dev_step = fr.best_step;
     }
     r.policy = policy;
@@ -244,12 +299,14 @@ run_result train_mpmp_task_for(const model_files& m, const task_settings& s, con
 template <typename Arch>
 run_result predict_task_for(const model_files& m, const task_settings& s, peft::index classes,
                             const std::vector<std::int32_t>& label_words, const std::string& policy_dir,
-                            const std::string& head_path, const std::vector<peft::encoded_example>& data) {
+                            const std::string& head_path, const std::vector<peft::encoded_example>& data,
+                            const peft::task_objective& objective) {
   return dispatch<Arch>(m, s, classes, label_words, 0, policy_dir,
                         [&](const auto& enc, auto& policy, auto& head) {
                           load_head_file(head_path, head);
                           run_result r;
-                          fill_predictions(peft::task_model(enc, policy, head), data, m.pad_id, r);
+                          r.threshold = objective.threshold;
+                          fill_outputs(peft::task_model(enc, policy, head), data, objective, m.pad_id, r);
                           return r;
                         });
 }
@@ -262,6 +319,11 @@ template <typename Arch>
 void add_saved_task(peft::multi_task_server<Arch, float>& server, const model_files& m,
                     const std::string& name, const saved_task& t) {
   const auto& s = t.settings;
+  // The server answers one row per request from a pooled head: classification, regression and
+  // multi-label tasks. Words and answer spans come from every position (peft-predict).
+  if (!peft::is_sequence_kind(s.kind))
+    throw peft::invalid_argument("task '" + name + "': the server answers classification, regression and "
+                                 "multi-label tasks, not " + peft::task_kind_name(s.kind) + " (use peft-predict)");
   auto policy = task_policy(s.method, server.encoder_ref().shape(), 0, t.dir);
   if constexpr (detail::has_mlm_arch<Arch>) {
     if (t.verb) {
@@ -307,7 +369,8 @@ void add_saved_task(peft::multi_task_server<Arch, float>& server, const model_fi
   EXT template run_result detail::predict_task_for<Arch>(const model_files&, const task_settings&,         \
                                                          peft::index, const std::vector<std::int32_t>&,    \
                                                          const std::string&, const std::string&,           \
-                                                         const std::vector<peft::encoded_example>&);       \
+                                                         const std::vector<peft::encoded_example>&,        \
+                                                         const peft::task_objective&);                     \
   EXT template void add_saved_task<Arch>(peft::multi_task_server<Arch, float>&, const model_files&,        \
                                          const std::string&, const saved_task&);                           \
   }

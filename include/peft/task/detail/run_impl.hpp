@@ -55,9 +55,11 @@ PEFT_TASK_API run_result train_mpmp_task(const model_files& m, const task_settin
 PEFT_TASK_API run_result predict_task(const model_files& m, const task_settings& s, peft::index classes,
                                       const std::vector<std::int32_t>& label_words,
                                       const std::string& policy_dir, const std::string& head_path,
-                                      const std::vector<peft::encoded_example>& data) {
+                                      const std::vector<peft::encoded_example>& data,
+                                      const peft::task_objective& objective) {
   return with_arch(m.model_type, [&](auto arch) {
-    return detail::predict_task_for<decltype(arch)>(m, s, classes, label_words, policy_dir, head_path, data);
+    return detail::predict_task_for<decltype(arch)>(m, s, classes, label_words, policy_dir, head_path, data,
+                                                    objective);
   });
 }
 

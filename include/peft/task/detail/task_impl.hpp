@@ -7,6 +7,8 @@
 /// PEFT_TASK_SEPARATE defined, in exactly one file of a program that compiles them once.
 
 #include <algorithm>
+#include <memory>
+#include <set>
 #include <string>
 
 #include "../../io/adapter_checkpoint.hpp"
@@ -87,6 +89,151 @@ PEFT_TASK_API std::vector<peft::encoded_example> encode(const model_files& m, co
       throw peft::invalid_argument("line " + std::to_string(e.line) + ": example has no label");
     }
     out.push_back(std::move(x));
+  }
+  return out;
+}
+
+PEFT_TASK_API task_data read_task_data(const std::string& path, peft::task_kind kind) {
+  task_data d;
+  d.kind = kind;
+  switch (kind) {
+    case peft::task_kind::classification: d.rows = peft::read_dataset(path); break;
+    case peft::task_kind::regression:
+    case peft::task_kind::multi_label: d.rows = peft::read_task_jsonl(path, kind); break;
+    case peft::task_kind::token_classification: d.tokens = peft::read_token_data(path); break;
+    case peft::task_kind::extractive_qa: d.questions = peft::read_qa_data(path); break;
+  }
+  return d;
+}
+
+PEFT_TASK_API peft::label_map task_labels(const task_data& d) {
+  const std::string where = std::string("task_labels (") + peft::task_kind_name(d.kind) + "): ";
+  switch (d.kind) {
+    case peft::task_kind::classification: return peft::label_map::from_dataset(d.rows);
+    case peft::task_kind::regression: {
+      for (const auto& e : d.rows) {
+        if (e.values.empty()) continue;
+        if (e.values.size() == 1) return peft::label_map({"target"});
+        std::vector<std::string> names;
+        for (std::size_t k = 0; k < e.values.size(); ++k) names.push_back("target_" + std::to_string(k));
+        return peft::label_map(names);
+      }
+      throw peft::invalid_argument(where + "at least one row with targets expected, got none");
+    }
+    case peft::task_kind::multi_label: {
+      std::set<std::string> names;
+      for (const auto& e : d.rows)
+        if (e.label_set) names.insert(e.label_set->begin(), e.label_set->end());
+      if (names.empty()) throw peft::invalid_argument(where + "at least one label in the rows expected, got none");
+      return peft::label_map(std::vector<std::string>(names.begin(), names.end()));
+    }
+    case peft::task_kind::token_classification: {
+      std::set<std::string> names;
+      for (const auto& e : d.tokens) names.insert(e.tags.begin(), e.tags.end());
+      if (names.size() < 2)
+        throw peft::invalid_argument(where + "at least 2 tags in the sentences expected, got " + std::to_string(names.size()));
+      return peft::label_map(std::vector<std::string>(names.begin(), names.end()));
+    }
+    case peft::task_kind::extractive_qa: return peft::label_map({"start", "end"});
+  }
+  return {};
+}
+
+PEFT_TASK_API std::vector<peft::encoded_example> encode_task(const model_files& m, const task_settings& s,
+                                                             const task_data& d, const peft::label_map& labels,
+                                                             const std::optional<peft::prompt_template>& tmpl,
+                                                             bool require_labels) {
+  using peft::task_kind;
+  if (d.kind != s.kind)
+    throw peft::invalid_argument(std::string("encode_task: data of kind ") + peft::task_kind_name(d.kind) +
+                                 " for a task of kind " + peft::task_kind_name(s.kind));
+  if (tmpl && s.kind != task_kind::classification)
+    throw peft::invalid_argument(std::string("a prompt template goes with classification tasks, not ") +
+                                 peft::task_kind_name(s.kind));
+  if (s.prompt_tokens > 0 && s.kind != task_kind::classification)
+    throw peft::invalid_argument(std::string("MPMP placeholders go with classification tasks, not ") +
+                                 peft::task_kind_name(s.kind));
+  const peft::index max_len = std::min<peft::index>(s.max_length, m.weights->config.max_sequence_length());
+  // A model with one token type or none reads every token as type 0 (see encode).
+  const bool one_type = m.weights && m.weights->config.type_vocab_size <= 1;
+  std::vector<peft::encoded_example> out;
+  switch (s.kind) {
+    case task_kind::classification: return encode(m, s, d.rows, labels, tmpl, require_labels);
+    case task_kind::regression:
+    case task_kind::multi_label: {
+      out = encode(m, s, d.rows, labels, tmpl, false);
+      const auto K = static_cast<std::size_t>(labels.size());
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        const auto& e = d.rows[i];
+        auto& x = out[i];
+        const std::string at = "line " + std::to_string(e.line) + ": ";
+        if (s.kind == task_kind::regression && !e.values.empty()) {
+          if (e.values.size() != K)
+            throw peft::invalid_argument(at + std::to_string(K) + " regression targets expected (" +
+                                         labels.labels().front() + (K > 1 ? ".." : "") + "), got " +
+                                         std::to_string(e.values.size()));
+          for (double v : e.values) x.targets.push_back(static_cast<float>(v));
+        } else if (s.kind == task_kind::multi_label && e.label_set) {
+          x.targets.assign(K, 0.0f);
+          for (const auto& name : *e.label_set) x.targets[static_cast<std::size_t>(labels.id(name))] = 1.0f;
+        } else if (require_labels) {
+          throw peft::invalid_argument(at + "example has no " +
+                                       (s.kind == task_kind::regression ? "targets" : "label set"));
+        }
+      }
+      return out;
+    }
+    case task_kind::token_classification: {
+      for (const auto& e : d.tokens) {
+        const std::string at = "line " + std::to_string(e.line) + ": ";
+        const auto w = m.unigram ? peft::encode_words(*m.unigram, e.words, max_len)
+                                 : peft::encode_words(*m.tokenizer, e.words, max_len);
+        peft::encoded_example x;
+        x.ids = w.ids;
+        if (!one_type) x.segments = w.segments;
+        x.word_ids = w.word_of_token;
+        if (!e.tags.empty()) {
+          std::vector<int> tag_ids;
+          for (const auto& t : e.tags) {
+            try {
+              tag_ids.push_back(labels.id(t));
+            } catch (const peft::invalid_argument& err) {
+              throw peft::invalid_argument(at + err.what());
+            }
+          }
+          x.token_labels = peft::align_word_labels(w, tag_ids);
+        } else if (require_labels) {
+          throw peft::invalid_argument(at + "sentence has no tags");
+        }
+        out.push_back(std::move(x));
+      }
+      return out;
+    }
+    case task_kind::extractive_qa: {
+      if (!m.tokenizer)
+        throw peft::invalid_argument("reading comprehension needs a model whose tokenizer has a pair layout (got " +
+                                     m.model_type + ")");
+      std::vector<std::shared_ptr<const peft::qa_example>> questions;
+      for (const auto& q : d.questions) {
+        if (require_labels && q.answers.empty() && !q.impossible)
+          throw peft::invalid_argument("question " + std::to_string(q.line) + " ('" + q.id + "'): no answer");
+        questions.push_back(std::make_shared<const peft::qa_example>(q));
+      }
+      const auto windows = peft::qa_windows(*m.tokenizer, d.questions, max_len, s.doc_stride, s.max_query_length);
+      for (const auto& w : windows) {
+        const auto& q = *questions.at(w.example);
+        peft::encoded_example x;
+        x.ids = w.ids;
+        if (!one_type) x.segments = w.segments;
+        if (!q.answers.empty() || q.impossible) {
+          x.start = w.start;
+          x.end = w.end;
+        }
+        x.qa = std::make_shared<const peft::qa_row>(peft::qa_row{w, questions[w.example]});
+        out.push_back(std::move(x));
+      }
+      return out;
+    }
   }
   return out;
 }
