@@ -138,6 +138,13 @@
   PEFT_INSTANCES_TASK_##PART(EXT, use_lite, P, classification_head<float>) \
   PEFT_INSTANCES_TASK_##PART(EXT, bert, P, prompt_head<float>)
 
+/// What every task kind's loss and evaluation compile to (task/kinds.hpp): once, in
+/// src/instances/kinds.cpp, rather than in every file that instantiates `fit`.
+#define PEFT_INSTANCES_TASK_KINDS(EXT, S)                                                                  \
+  EXT template double task_loss<S>(const task_objective&, const matrix<S>&, const task_batch&, matrix<S>&); \
+  EXT template eval_result score_outputs<S>(const task_objective&, const std::vector<encoded_example>&,    \
+                                            const std::vector<matrix<S>>&);
+
 // ---- black-box optimizers, LiST and MPMP -------------------------------------------------
 #define PEFT_INSTANCES_CMAES(EXT) EXT template class basic_cmaes<void>;
 
@@ -190,6 +197,14 @@
 
 // ---- the declarations: one section per combination of headers -----------------------------
 #if defined(PEFT_USE_INSTANCES)
+
+#if defined(PEFT_DONE_TASK_KINDS) && !defined(PEFT_EXTERN_TASK_KINDS)
+#define PEFT_EXTERN_TASK_KINDS
+namespace peft {
+PEFT_INSTANCES_TASK_KINDS(extern, float)
+PEFT_INSTANCES_TASK_KINDS(extern, double)
+}  // namespace peft
+#endif
 
 #if defined(PEFT_DONE_OPS_ATTENTION) && !defined(PEFT_EXTERN_OPS_ATTENTION)
 #define PEFT_EXTERN_OPS_ATTENTION

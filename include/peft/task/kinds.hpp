@@ -301,4 +301,8 @@ eval_result evaluate_task(const Model& model, const task_objective& o, const std
 
 }  // namespace peft
 
+// Explicit instantiation declarations when peft::instances is linked (see that file).
+#define PEFT_DONE_TASK_KINDS
+#include "../detail/instances.hpp"
+
 #endif  // PEFT_TASK_KINDS_HPP
