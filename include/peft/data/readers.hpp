@@ -158,6 +158,17 @@ inline bool data_text_key(example& ex, const std::string& key, const nlohmann::j
   return true;
 }
 
+/// Lower-case extension of @p path without the dot ("" if none): what picks a reader.
+inline std::string data_extension(const std::string& path) {
+  const std::size_t dot = path.find_last_of('.');
+  const std::size_t slash = path.find_last_of('/');
+  std::string ext;
+  if (dot != std::string::npos && (slash == std::string::npos || dot > slash)) ext = path.substr(dot + 1);
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; });
+  return ext;
+}
+
 /// Column roles of a TSV/CSV header.
 struct data_columns {
   std::size_t count = 0;
@@ -509,12 +520,7 @@ inline dataset read_chatbot_json(const std::string& path, chatbot_split split = 
 /// @throws peft::invalid_argument for any other extension; peft::io_error from the readers.
 inline dataset read_dataset(const std::string& path) {
   static const char* where = "read_dataset";
-  const std::size_t dot = path.find_last_of('.');
-  const std::size_t slash = path.find_last_of('/');
-  std::string ext;
-  if (dot != std::string::npos && (slash == std::string::npos || dot > slash)) ext = path.substr(dot + 1);
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; });
+  const std::string ext = detail::data_extension(path);
   if (ext == "jsonl") return read_jsonl(path);
   if (ext == "tsv") return read_tsv(path);
   if (ext == "csv") return read_csv(path);

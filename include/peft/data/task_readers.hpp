@@ -97,17 +97,6 @@ inline bool task_has_white_space(std::string_view s) noexcept {
   return false;
 }
 
-/// Lower-case extension of @p path without the dot ("" if none).
-inline std::string task_extension(const std::string& path) {
-  const std::size_t dot = path.find_last_of('.');
-  const std::size_t slash = path.find_last_of('/');
-  std::string ext;
-  if (dot != std::string::npos && (slash == std::string::npos || dot > slash)) ext = path.substr(dot + 1);
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; });
-  return ext;
-}
-
 /// Calls f(object, at, line) for every non-blank line of the JSON-lines file @p path, after the
 /// checks read_jsonl() makes (valid UTF-8, valid JSON within the limits, an object). `at` is
 /// the "<where>: <path> line <n>: " prefix for messages.
@@ -454,7 +443,7 @@ inline std::vector<token_example> read_conll(const std::string& path) {
 /// `.jsonl` read_token_jsonl(); `.conll`, `.txt`, `.iob`, `.bio`, `.tsv` read_conll().
 /// @throws peft::invalid_argument for any other extension; peft::io_error from the readers.
 inline std::vector<token_example> read_token_data(const std::string& path) {
-  const std::string ext = detail::task_extension(path);
+  const std::string ext = detail::data_extension(path);
   if (ext == "jsonl") return read_token_jsonl(path);
   if (ext == "conll" || ext == "txt" || ext == "iob" || ext == "bio" || ext == "tsv") return read_conll(path);
   throw invalid_argument(
@@ -625,7 +614,7 @@ inline std::vector<qa_example> read_qa_jsonl(const std::string& path) {
 /// `.json` read_squad_json(), `.jsonl` read_qa_jsonl().
 /// @throws peft::invalid_argument for any other extension; peft::io_error from the readers.
 inline std::vector<qa_example> read_qa_data(const std::string& path) {
-  const std::string ext = detail::task_extension(path);
+  const std::string ext = detail::data_extension(path);
   if (ext == "json") return read_squad_json(path);
   if (ext == "jsonl") return read_qa_jsonl(path);
   throw invalid_argument("read_qa_data: a file extension .json (SQuAD) or .jsonl expected, got \"" +
