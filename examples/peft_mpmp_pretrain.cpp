@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // peft-mpmp-pretrain: builds an MPMP prompt library by multi-task pre-training of deep (or
-// shallow) modular prompts over a frozen encoder, one router row and classification head per
-// task (Hzfinfdu/MPMP Deep/run.py). The library is read by `peft-train --method mpmp
-// --mpmp-library LIB` and by peft-mpmp-table.
+// shallow) modular prompts over a frozen encoder, one router row per task (Hzfinfdu/MPMP
+// Deep/run.py), and either one classification head per task (--head task) or, as the
+// reference, one span head shared by every task, each task's labels written after its text as
+// options (--head span; --options NAME:LABEL=TEXT,... writes a label as other text than its
+// name). The library is read by `peft-train --method mpmp --mpmp-library LIB` and by
+// peft-mpmp-table.
 //
 //   peft-mpmp-pretrain --model DIR --task NAME=TRAIN[,DEV] [--task ...] --save LIB
+//                      [--head task|span] [--options NAME:LABEL=TEXT,...]
 //                      [--steps 2000] [--batch 32] [--router-lr 5e-4] [--prompt-lr 1e-4]
 //                      [--head-lr 1e-3] [--prompt-tokens 50] [--modules 8] [--intrinsic-dim 300]
 //                      [--shallow 0|1] [--dev-fraction 0.1] [--eval-every N] [--max-length 128]
@@ -15,6 +19,7 @@
 // is one JSON object with the per-task dev accuracies and costs.
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <string>
 
 #include "task_common.hpp"
@@ -29,8 +34,9 @@ struct task_spec {
 };
 
 struct options {
-  std::string model, save;
+  std::string model, save, head = "task";
   std::vector<task_spec> tasks;
+  std::map<std::string, std::string> options;  ///< --options: task name -> LABEL=TEXT,...
   peft::mpmp_pretrain_options pre;
   peft::modular_prompt_config prompts;
   double dev_fraction = 0.1;
@@ -62,6 +68,18 @@ void add_options(cli::app& app, options& o) {
       ->required()
       ->check(cli::name_value("NAME=TRAIN[,DEV]"));
   app.add_option("--save", o.save, "library folder to write")->required();
+  app.add_option("--head", o.head, "a classification head per task, or one span head over label options")
+      ->check(cli::one_of({"task", "span"}));
+  app.add_repeated(
+         "--options",
+         [&o](const std::vector<std::string>& vs) {
+           for (const auto& v : vs) {
+             const auto colon = v.find(':');
+             if (colon == std::string::npos || colon == 0) throw usage_error("expects NAME:LABEL=TEXT,..., got '" + v + "'");
+             o.options[v.substr(0, colon)] = v.substr(colon + 1);
+           }
+         },
+         "NAME:LABEL=TEXT,...: with --head span, task NAME writes LABEL as TEXT among its options; repeatable");
   app.add_option("--steps", o.pre.steps, "optimizer steps")->check(cli::integer(1));
   app.add_option("--batch", o.pre.batch_size, "batch size")->check(cli::integer(1));
   app.add_option("--router-lr", o.pre.router_lr, "router learning rate")->check(cli::number(1e-12, 10));
@@ -81,6 +99,13 @@ void add_options(cli::app& app, options& o) {
 }
 
 int run(const options& o) {
+  const bool span = o.head == "span";
+  if (!span && !o.options.empty()) throw usage_error("--options goes with --head span");
+  for (const auto& [name, spec] : o.options) {
+    bool known = false;
+    for (const auto& t : o.tasks) known = known || t.name == name;
+    if (!known) throw usage_error("--options names task '" + name + "', which no --task gives");
+  }
   if (o.threads > 0) peft::set_num_threads(o.threads);
   const auto m = task::load_model(o.model);
   task::task_settings s;
@@ -89,8 +114,10 @@ int run(const options& o) {
   s.pooling = peft::to_string(peft::default_pool_kind(m.model_type));
   s.max_length = o.max_length;
   s.prompt_tokens = o.prompts.num_prompt_tokens;
+  if (span) s.pooling = "tokens";
   std::vector<peft::mpmp_task_data> tasks;
   peft::mpmp_library_info info;
+  info.head = span ? peft::mpmp_span_head : peft::mpmp_task_heads;
   for (std::size_t t = 0; t < o.tasks.size(); ++t) {
     const auto& spec = o.tasks[t];
     peft::dataset train = peft::read_dataset(spec.train), dev;
@@ -109,14 +136,20 @@ int run(const options& o) {
       train = peft::subset(train, r);
     }
     const auto labels = peft::label_map::from_dataset(train);
+    task::task_settings ts = s;
+    if (span) {
+      const auto spec_it = o.options.find(spec.name);
+      ts.choices = task::label_options(labels, spec_it == o.options.end() ? "" : spec_it->second);
+    }
     peft::mpmp_task_data td;
     td.name = spec.name;
-    td.train = task::encode(m, s, train, labels, std::nullopt, true);
-    td.dev = task::encode(m, s, dev, labels, std::nullopt, true);
+    td.train = task::encode(m, ts, train, labels, std::nullopt, true);
+    td.dev = task::encode(m, ts, dev, labels, std::nullopt, true);
+    td.objective.choices = span;
     std::fprintf(stderr, "task %s: %zu train, %zu dev, %zu labels\n", spec.name.c_str(), td.train.size(), td.dev.size(),
                  labels.size());
     tasks.push_back(std::move(td));
-    info.tasks.push_back({spec.name, labels.labels(), s.pooling});
+    info.tasks.push_back({spec.name, labels.labels(), s.pooling, ts.choices});
   }
   peft::mpmp_pretrain_options pre = o.pre;
   pre.pad_id = m.pad_id;
@@ -129,12 +162,16 @@ int run(const options& o) {
     const peft::encoder<Arch, float> enc(m.weights);
     peft::modular_prompt<float> policy(enc.shape(), cfg, pre.seed);
     std::vector<peft::classification_head<float>> heads;
-    for (std::size_t t = 0; t < tasks.size(); ++t)
-      heads.emplace_back(enc.hidden_size(), static_cast<peft::index>(info.tasks[t].labels.size()),
-                         peft::parse_pool_kind(s.pooling), 0.1, pre.seed + t + 1);
+    if (span)  // one span head: start and end logits at every position
+      heads.emplace_back(enc.hidden_size(), 2, peft::pool_kind::tokens, 0.1, pre.seed + 1);
+    else
+      for (std::size_t t = 0; t < tasks.size(); ++t)
+        heads.emplace_back(enc.hidden_size(), static_cast<peft::index>(info.tasks[t].labels.size()),
+                           peft::parse_pool_kind(s.pooling), 0.1, pre.seed + t + 1);
     const auto r = peft::mpmp_pretrain(enc, policy, heads, tasks, pre);
     out = {{"library", o.save},
            {"model_type", m.model_type},
+           {"head", info.head},
            {"steps", r.steps},
            {"seconds", r.seconds},
            {"final_loss", r.final_loss},

@@ -1,7 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // peft-mpmp-table: MPMP downstream adaptation on real data, as the paper's few-shot tables:
 // the real pretrained USE-lite encoder, a prompt library pre-trained by peft-mpmp-pretrain on
-// upstream tasks, and a sentiment domain the library has not seen (default amazon).
+// upstream tasks, and a target task the library has not seen: a sentiment domain (default
+// amazon) or any classification file (--target), whose labels an upstream task may have or not.
+//
+// The library's heads decide how the target is read:
+//   --head task libraries: the head of the upstream task with the target's labels; with none
+//             (labels no upstream task has) a fresh head, trained in both stages at the head's
+//             rate, and no black-box row (it keeps the head frozen);
+//   --head span libraries: the shared span head, the target's labels written as options
+//             (--target-options LABEL=TEXT,...; default: their names), whatever they are.
 //
 // For each seed:
 //   test      400 labelled sentences of the domain (--test-size), drawn with the seed;
@@ -17,7 +25,8 @@
 //   two-stage    stage 1, then stage 2 (prompts + head, router frozen);
 //   black-box    BO on the router logits, then CMA-ES per layer on z: forward passes only.
 //
-//   peft-mpmp-table --library LIB [--domain amazon] [--shots 16] [--seeds 5]
+//   peft-mpmp-table --library LIB [--domain amazon | --target FILE] [--target-options LABEL=TEXT,...]
+//                   [--shots 16] [--seeds 5]
 //                   [--router-epochs 100] [--prompt-epochs 100] [--router-lr 3e-3]
 //                   [--prompt-lr 2e-5] [--scratch-lr 3e-3] [--router-budget 100]
 //                   [--prompt-budget 600] [--max-length 64] [--test-size 400] [--out FILE.md]
@@ -25,6 +34,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -50,7 +60,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string assets = PEFT_ASSETS_DIR, library, domain = "amazon", out = "mpmp-results.md";
+  std::string assets = PEFT_ASSETS_DIR, library, domain = "amazon", out = "mpmp-results.md", target, target_options;
   int shots = 16, seeds = 5, threads = 1;
   std::size_t test_size = 400;
   peft::index max_length = 64;
@@ -70,6 +80,8 @@ int main(int argc, char** argv) {
   app.add_option("--assets", assets, "assets folder (scripts/fetch_assets)");
   app.add_option("--library", library, "prompt library from peft-mpmp-pretrain")->required();
   app.add_option("--domain", domain, "sentiment domain")->check(cli::one_of({"yelp", "imdb", "amazon"}));
+  app.add_option("--target", target, "target task file (any classification data; instead of --domain)");
+  app.add_option("--target-options", target_options, "span library: LABEL=TEXT,... the target's labels as options");
   app.add_option("--shots", shots, "labelled sentences per class")->check(cli::integer(1));
   app.add_option("--seeds", seeds, "seeds")->check(cli::integer(1));
   app.add_option("--router-epochs", tune.router_epochs, "router stage epochs")->check(cli::integer(0));
@@ -95,24 +107,41 @@ int main(int argc, char** argv) {
     const mp_t lib = peft::load_mpmp_library_policy<float>(library, shape);
     const peft::index n = lib.config().num_prompt_tokens;
 
-    const auto data = peft::read_dataset(assets + "/sentiment/test/fixtures/" + domain + ".json");
+    if (!target.empty()) domain = std::filesystem::path(target).stem().string();
+    const auto data = peft::read_dataset(target.empty() ? assets + "/sentiment/test/fixtures/" + domain + ".json" : target);
     const auto labels = peft::label_map::from_dataset(data);
-    if (info.find(domain) >= 0) throw peft::invalid_argument("the library was pre-trained on '" + domain + "'; pick an unseen domain");
-    const peft::index lib_task = info.head_for(labels.labels());
-    if (lib_task < 0) throw peft::invalid_argument("the library has no task with the labels of '" + domain + "'");
-    const std::string lib_head_name = info.tasks[static_cast<std::size_t>(lib_task)].name;
+    const auto classes = static_cast<peft::index>(labels.size());
+    if (info.find(domain) >= 0) throw peft::invalid_argument("the library was pre-trained on '" + domain + "'; pick an unseen task");
+    const bool span = info.span_head();
+    if (!span && !target_options.empty()) throw peft::invalid_argument("--target-options goes with a span library");
+    // A head-per-task library: the upstream task with the target's labels, or a fresh head.
+    const peft::index lib_task = span ? -1 : info.head_for(labels.labels());
+    const bool fresh = !span && lib_task < 0;
+    const std::string lib_head_name = span ? peft::mpmp_span_head
+                                      : fresh ? "fresh" : info.tasks[static_cast<std::size_t>(lib_task)].name;
     task::task_settings ts;
     ts.model_type = "use_lite";
     ts.max_length = max_length;
     const auto plain = task::encode(m, ts, data, labels, std::nullopt, true);
     ts.prompt_tokens = n;
     ts.placeholder_id = info.placeholder_id;
+    if (span) ts.choices = task::label_options(labels, target_options);
     const auto prompted = task::encode(m, ts, data, labels, std::nullopt, true);
+    ts.choices.clear();
+    const auto prompted_plain = task::encode(m, ts, data, labels, std::nullopt, true);  // for a classification head
+    peft::task_objective objective;
+    objective.choices = span;
+    tune.objective = bbt.objective = objective;
+    if (fresh) {  // a fresh head learns in both stages, at a fresh head's rate (as peft-train)
+      tune.router_stage_head = true;
+      tune.router_stage_head_lr = head_lr;
+      tune.head_lr = head_lr;
+    }
 
     std::string tasks;
     for (const auto& t : info.tasks) tasks += (tasks.empty() ? "" : ", ") + t.name;
     std::printf("peft-mpmp-table: USE-lite, library %s (tasks %s; %ld prompt tokens, %ld modules, d = %ld, %s), "
-                "target %s, K = %d per class, %d seeds; head from upstream task %s\n",
+                "target %s, K = %d per class, %d seeds; head: %s\n",
                 library.c_str(), tasks.c_str(), (long)n, (long)lib.config().num_modules, (long)lib.config().intrinsic_dim,
                 lib.deep() ? "deep" : "shallow", domain.c_str(), shots, seeds, lib_head_name.c_str());
     std::printf("stage 1: %d epochs, lr %g; stage 2: %d epochs, lr %g; scratch lr %g, head lr %g; black-box: %ld BO + %ld "
@@ -120,7 +149,8 @@ int main(int argc, char** argv) {
                 tune.router_epochs, tune.router_lr, tune.prompt_epochs, tune.prompt_lr, scratch_lr, head_lr,
                 (long)bbt.router_budget, (long)bbt.prompt_budget);
 
-    const std::vector<std::string> rows = {"head", "library", "scratch", "router-only", "two-stage", "black-box"};
+    std::vector<std::string> rows = {"head", "library", "scratch", "router-only", "two-stage", "black-box"};
+    if (fresh) rows.pop_back();  // black-box tuning keeps the head frozen: a fresh one would stay random
     std::map<std::string, std::vector<double>> acc, secs;
     std::map<std::string, peft::index> params;
     for (int seed = 1; seed <= seeds; ++seed) {
@@ -144,6 +174,8 @@ int main(int argc, char** argv) {
       for (auto i : dev_split.labeled) dev_idx.push_back(split.unlabeled[i]);
       const auto train_p = pick(plain, split.labeled), dev_p = pick(plain, dev_idx), test_p = pick(plain, split.test);
       const auto train = pick(prompted, split.labeled), dev = pick(prompted, dev_idx), test = pick(prompted, split.test);
+      const auto train_c = pick(prompted_plain, split.labeled), dev_c = pick(prompted_plain, dev_idx),
+                 test_c = pick(prompted_plain, split.test);
       const auto useed = static_cast<std::uint64_t>(seed);
       std::map<std::string, double> a;
       auto timed = [&](const std::string& row, auto&& f) {
@@ -155,7 +187,7 @@ int main(int argc, char** argv) {
 
       timed("head", [&] {
         peft::no_policy<float> p;
-        head_t head(enc.hidden_size(), 2, peft::pool_kind::sentence, 0.1, useed);
+        head_t head(enc.hidden_size(), classes, peft::pool_kind::sentence, 0.1, useed);
         peft::task_model model(enc, p, head);
         peft::fit_options f;
         f.epochs = 20;
@@ -170,8 +202,13 @@ int main(int argc, char** argv) {
         return peft::evaluate(model, test_p, 64, m.pad_id).accuracy;
       });
 
-      head_t lib_head(enc.hidden_size(), 2, peft::pool_kind::sentence, 0.1, useed);
-      peft::load_mpmp_library_head(library, lib_head_name, lib_head);
+      // The library's head: the span head, the upstream task's, or a fresh one.
+      head_t lib_head = span ? head_t(enc.hidden_size(), 2, peft::pool_kind::tokens, 0.1, useed)
+                             : head_t(enc.hidden_size(), classes, peft::pool_kind::sentence, 0.1, useed);
+      if (!fresh) peft::load_mpmp_library_head(library, lib_head_name, lib_head);
+      auto eval_lib = [&](mp_t& p, const head_t& h) {
+        return peft::evaluate_task(peft::task_model(enc, p, h), objective, test, 64, m.pad_id).score;
+      };
       auto fresh_router = [&] {
         mp_t p = lib;
         p.reset_router(1, useed);
@@ -180,22 +217,24 @@ int main(int argc, char** argv) {
       timed("library", [&] {
         mp_t p = fresh_router();
         params["library"] = 0;
-        return peft::evaluate(peft::task_model(enc, p, lib_head), test, 64, m.pad_id).accuracy;
+        return eval_lib(p, lib_head);
       });
 
       timed("scratch", [&] {
         peft::modular_prompt_config c = lib.config();
         c.num_tasks = 1;
         mp_t p(shape, c, useed);
-        head_t head(enc.hidden_size(), 2, peft::pool_kind::sentence, 0.1, useed);
+        head_t head(enc.hidden_size(), classes, peft::pool_kind::sentence, 0.1, useed);
         auto o = tune;
+        o.objective = {};  // prompts from scratch with a classification head
+        o.router_stage_head = false;
         o.stage = peft::mpmp_stage::prompts;
         o.prompt_lr = scratch_lr;
         o.head_lr = head_lr;
         o.seed = useed;
-        const auto r = peft::mpmp_tune(enc, p, head, train, dev, o);
+        const auto r = peft::mpmp_tune(enc, p, head, train_c, dev_c, o);
         params["scratch"] = r.stages.back().trainable_params;
-        return peft::evaluate(peft::task_model(enc, p, head), test, 64, m.pad_id).accuracy;
+        return peft::evaluate(peft::task_model(enc, p, head), test_c, 64, m.pad_id).accuracy;
       });
 
       {
@@ -207,25 +246,25 @@ int main(int argc, char** argv) {
           o.stage = peft::mpmp_stage::router;
           const auto r = peft::mpmp_tune(enc, p, head, train, dev, o);
           params["router-only"] = r.stages.back().trainable_params;
-          return peft::evaluate(peft::task_model(enc, p, head), test, 64, m.pad_id).accuracy;
+          return eval_lib(p, head);
         });
         timed("two-stage", [&] {
           o.stage = peft::mpmp_stage::prompts;
           const auto r = peft::mpmp_tune(enc, p, head, train, dev, o);
           params["two-stage"] = r.stages.back().trainable_params;
-          return peft::evaluate(peft::task_model(enc, p, head), test, 64, m.pad_id).accuracy;
+          return eval_lib(p, head);
         });
         secs["two-stage"].back() += secs["router-only"].back();  // stage 2 continues stage 1
       }
 
-      timed("black-box", [&] {
+      if (!fresh) timed("black-box", [&] {
         mp_t p = fresh_router();
         head_t head = lib_head;
         auto o = bbt;
         o.seed = useed;
         const auto r = peft::mpmp_blackbox(enc, p, head, train, dev, o);
         params["black-box"] = r.router_dimension + r.prompt_dimension * p.num_slots();
-        return peft::evaluate(peft::task_model(enc, p, head), test, 64, m.pad_id).accuracy;
+        return eval_lib(p, head);
       });
 
       std::fprintf(stderr, "seed %d:", seed);

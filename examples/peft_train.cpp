@@ -62,6 +62,7 @@ namespace cli = task::cli;
 struct options {
   std::string model, method, train, test, unlabeled, tmpl, verbalizer, save, dev;
   std::string kind = "classification";
+  std::string label_options;  ///< --options: the labels written as options for a span head
   long doc_stride = 128, max_query_length = 64, max_answer_length = 30;
   long shots = 0, epochs = 0, steps = 0, batch = 0;
   std::uint64_t seed = 1;
@@ -117,6 +118,11 @@ void add_options(cli::app& app, options& o) {
                  "(JSONL \"labels\": [names]); a tag per word (JSONL tokens/tags or CoNLL columns); an answer span "
                  "(SQuAD JSON or JSONL)")
       ->check(cli::one_of({"classification", "regression", "multi_label", "token_classification", "extractive_qa"}))
+      ->group(task);
+  app.add_option("--options", o.label_options,
+                 "classification as reading comprehension (MPMP): the labels written after the text as options, "
+                 "a span head points at one; 'names', or LABEL=TEXT,... (unlisted labels: their names); on by "
+                 "itself with an --mpmp-library whose head is a span head")
       ->group(task);
   app.add_option("--doc-stride", o.doc_stride, "reading comprehension: step between a context's windows, in pieces")
       ->check(cli::integer(1))->group(task);
@@ -333,6 +339,13 @@ void check(const cli::app& app, options& o) {
     if (!o.pooling.empty() && per_token && o.pooling != "tokens")
       throw usage_error("--kind " + o.kind + " reads every position (--pooling tokens), not --pooling " + o.pooling);
   }
+  if (!o.label_options.empty()) {
+    if (o.kind != "classification") throw usage_error("--options casts --kind classification, not " + o.kind);
+    if (!o.tmpl.empty()) throw usage_error("--options trains a span head; --template trains a prompt head");
+    if (o.method == "list") throw usage_error("--options goes with the fit-based methods and mpmp, not list");
+    if (!o.export_adapterhub.empty()) throw usage_error("--export-adapterhub writes a classification head, not --options' span head");
+    if (!o.pooling.empty()) throw usage_error("--options reads every position with its span head: no --pooling");
+  }
   if (o.pooling == "tokens" && (o.kind != "token_classification" && o.kind != "extractive_qa"))
     throw usage_error("--pooling tokens goes with --kind token_classification or extractive_qa");
   if (!o.export_adapterhub.empty() && (o.method == "list" || peft::find_method(o.method).peft_type != "BOTTLENECK_ADAPTER"))
@@ -439,9 +452,11 @@ int run(const options& o, peft::collective* comm) {
   if (kind == peft::task_kind::token_classification || kind == peft::task_kind::extractive_qa) s.pooling = "tokens";
   if (o.max_length > 0) s.max_length = o.max_length;
   s.policy_options = o.policy_options;
+  bool span_library = false;  // an MPMP library whose one head reads label options
   if (o.method == "mpmp") {
     if (!o.mpmp.library.empty()) {
       const auto info = peft::read_mpmp_library_info(o.mpmp.library);
+      span_library = info.span_head();
       const auto cfg = peft::read_adapter_config(o.mpmp.library);
       if (!cfg.contains("num_prompt_tokens") || !peft::detail::json_to_integer(cfg["num_prompt_tokens"], s.prompt_tokens))
         throw peft::io_error("'" + o.mpmp.library + "/adapter_config.json': field 'num_prompt_tokens' expected an "
@@ -450,6 +465,10 @@ int run(const options& o, peft::collective* comm) {
     } else {
       s.prompt_tokens = o.mpmp.scratch.num_prompt_tokens;
     }
+  }
+  if (span_library || !o.label_options.empty()) {
+    s.choices = task::label_options(labels, o.label_options == "names" ? "" : o.label_options);
+    s.pooling = "tokens";
   }
   std::optional<peft::prompt_template> tmpl;
   std::optional<peft::verbalizer> verb;

@@ -2,13 +2,17 @@
 // Task kinds (task/kinds.hpp): each kind's loss through its head, a policy and the encoder
 // against finite differences in double; per-token heads with and without a prompt's virtual
 // tokens; each kind's metrics from the head's outputs; fit training each kind; and the errors
-// of rows that do not carry their kind's labels.
+// of rows that do not carry their kind's labels. Classification cast as reading comprehension
+// (label options, a span head: MPMP's form) is checked the same way.
 #include <peft/methods.hpp>
+#include <peft/policies/modular_prompt.hpp>
 #include <peft/task/kinds.hpp>
+#include <peft/task/prompt_placeholders.hpp>
 #include <peft/train/trainer.hpp>
 
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gradcheck.hpp"
@@ -328,4 +332,105 @@ TEST_CASE("fit trains every kind with its loss and keeps the best score", "[kind
     if (kind == task_kind::regression) CHECK(res.best.score > 0.9);    // Pearson
     if (kind != task_kind::regression) CHECK(res.best.score > 0.66);   // accuracy / F1 on 3 rows
   }
+}
+
+// --- classification cast as reading comprehension ---------------------------------------------
+
+namespace {
+/// Rows [CLS] text [SEP] opt_0 , opt_1 , opt_2 [SEP] (option tokens 21, 22, 23; "," = 4),
+/// labels 1, 0, 2, then 2 MPMP placeholders (ids 25, 26) after [CLS].
+std::vector<peft::encoded_example> choice_rows() {
+  std::vector<peft::encoded_example> rows(3);
+  const std::vector<std::vector<std::int32_t>> text = {{5, 7, 9}, {8}, {13, 17}};
+  const int labels[] = {1, 0, 2};
+  for (std::size_t i = 0; i < 3; ++i) {
+    auto& e = rows[i];
+    e.ids = {2};
+    e.ids.insert(e.ids.end(), text[i].begin(), text[i].end());
+    e.ids.push_back(3);
+    const auto at = static_cast<peft::index>(e.ids.size());
+    e.ids.insert(e.ids.end(), {21, 4, 22, 4, 23, 3});
+    e.choices = {{at, at}, {at + 2, at + 2}, {at + 4, at + 4}};
+    e.label = labels[i];
+    std::tie(e.start, e.end) = e.choices[static_cast<std::size_t>(e.label)];
+    peft::insert_prompt_placeholders(e, 2, 25);
+  }
+  return rows;
+}
+}  // namespace
+
+TEST_CASE("label options: placeholders shift the spans, the span loss matches finite differences through "
+          "modular prompts, and the class is the best-scoring option",
+          "[kinds][choices][grad]") {
+  const auto rows = choice_rows();
+  // [CLS] p p 5 7 9 [SEP] 21 , 22 , 23 [SEP]: the options moved by the 2 placeholders.
+  CHECK(rows[0].ids == std::vector<std::int32_t>{2, 25, 26, 5, 7, 9, 3, 21, 4, 22, 4, 23, 3});
+  CHECK(rows[0].choices == std::vector<std::pair<peft::index, peft::index>>{{7, 7}, {9, 9}, {11, 11}});
+  CHECK((rows[0].start == 9 && rows[0].end == 9));
+
+  peft_test::small_model<peft::bert> sm("bert");
+  peft::modular_prompt_config c;
+  c.num_modules = 2;
+  c.num_prompt_tokens = 2;
+  c.intrinsic_dim = 3;
+  peft::modular_prompt<double> policy(sm.enc.shape(), c, 3);
+  peft::rng g(5);
+  for (auto* store : {&policy.prompt_parameters().values(), &policy.projection_parameters().values()})
+    for (peft::index i = 0; i < store->size(); ++i) (*store)[i] = g.normal() * 0.5;
+  peft::classification_head<double> head(sm.enc.hidden_size(), 2, peft::pool_kind::tokens, 0.1, 4);
+  peft::task_model model(sm.enc, policy, head);
+  peft::task_objective o;
+  o.choices = true;
+  const auto tb = peft::make_task_batch(rows, {0, 1, 2}, 0);
+  auto set = model.parameters();
+  auto loss_fn = [&](const peft::matrix<double>& z, peft::matrix<double>& dz) { return peft::task_loss(o, z, tb, dz); };
+  set.zero_grad();
+  peft::rng gen(9);
+  peft::matrix<double> z;
+  const double loss0 = model.forward_backward(tb, peft::mode::train, gen, loss_fn, &z);
+  const peft::vector<double> analytic = set.get_flat_grad();
+  peft::vector<double> x = set.get_flat();
+  const auto rep = check_gradient(
+      x.data(), x.size(), analytic.data(),
+      [&] {
+        set.set_flat(x);
+        peft::rng r(9);
+        set.zero_grad();
+        return model.forward_backward(tb, peft::mode::train, r, loss_fn);
+      },
+      1e-6, 300);
+  set.set_flat(x);
+  CHECK(rep.max_abs_err < 1e-7);
+  CHECK(analytic.cwiseAbs().maxCoeff() > 1e-3);
+
+  // The loss is the span loss on the gold option: the same as reading comprehension's.
+  peft::task_objective qa;
+  qa.kind = task_kind::extractive_qa;
+  peft::matrix<double> dz1, dz2;
+  CHECK(peft::task_loss(o, z, tb, dz1) == peft::task_loss(qa, z, tb, dz2));
+  CHECK(peft::task_loss(o, z, tb, dz1) == Approx(loss0).epsilon(1e-12));
+  CHECK(dz1 == dz2);
+
+  // Predictions: the option with the highest start + end logit, by hand. Options sit at
+  // positions 7/9/11, 5/7/9 and 6/8/10 of the three rows (13, 11 and 12 positions).
+  CHECK(rows[1].choices == std::vector<std::pair<peft::index, peft::index>>{{5, 5}, {7, 7}, {9, 9}});
+  CHECK(rows[2].choices == std::vector<std::pair<peft::index, peft::index>>{{6, 6}, {8, 8}, {10, 10}});
+  std::vector<peft::matrix<double>> out = {peft::matrix<double>::Zero(13, 2), peft::matrix<double>::Zero(11, 2),
+                                           peft::matrix<double>::Zero(12, 2)};
+  out[0](7, 0) = 2, out[0](7, 1) = -3;  // option 0: -1
+  out[0](9, 0) = -1, out[0](9, 1) = 1;  // option 1: 0 (best)
+  out[0](11, 0) = -1;                   // option 2: -1
+  out[1](5, 0) = 1;                     // option 0: 1 (best)
+  out[2](10, 1) = 4, out[2](8, 0) = 3;  // option 2: 4 beats option 1's 3
+  CHECK(peft::choice_predictions(rows, out) == std::vector<peft::index>{1, 0, 2});
+  const auto r = peft::score_outputs(o, rows, out);
+  CHECK(r.accuracy == 1.0);
+  CHECK(r.metrics.front().first == "accuracy");
+  out[1](7, 1) = 5;  // row 1 now points at option 1, not its gold 0
+  CHECK(peft::score_outputs(o, rows, out).accuracy == Approx(2.0 / 3));
+  out[2] = peft::matrix<double>::Zero(10, 2);  // option 2's position is outside the output
+  CHECK_THROWS_WITH(peft::choice_predictions(rows, out), Catch::Contains("row 2 option 2 spans positions 10..10"));
+  auto bare = rows;
+  bare[1].choices.clear();
+  CHECK_THROWS_WITH(peft::choice_predictions(bare, out), Catch::Contains("row 1 has none"));
 }

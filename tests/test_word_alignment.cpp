@@ -7,6 +7,7 @@
 
 #include <peft/text/bpe.hpp>
 #include <peft/text/unigram.hpp>
+#include <peft/text/label_options.hpp>
 #include <peft/text/word_alignment.hpp>
 #include <peft/text/wordpiece.hpp>
 
@@ -463,4 +464,68 @@ TEST_CASE("qa: bad input", "[word_alignment][qa]") {
                    Contains("n_best"));
   CHECK_THROWS_MSG(peft::best_answer(qa_context, {&w[0]}, one_row, one_row, 20, 0), peft::invalid_argument,
                    Contains("max_answer_length"));
+}
+
+// --- label options: classification written as reading comprehension (MPMP) -----------------
+
+namespace {
+/// [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4 good=5 bad=6 food=7 was=8 very=9 ","=10
+peft::wordpiece_tokenizer options_wordpiece() {
+  return peft::wordpiece_tokenizer(
+      {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "food", "was", "very", ","});
+}
+using spans_t = std::vector<std::pair<peft::index, peft::index>>;
+}  // namespace
+
+TEST_CASE("label options: WordPiece pair layout, text cut, options kept", "[word_alignment][options]") {
+  const auto tok = options_wordpiece();
+  // [CLS] food was bad [SEP] good , very bad [SEP]: the options are the second text (type 1).
+  const auto e = peft::encode_with_options(tok, "Food was bad", nullptr, {"good", "very bad"}, 32);
+  CHECK(e.ids == ids_t{2, 7, 8, 6, 3, 5, 10, 9, 6, 3});
+  CHECK(e.segments == ids_t{0, 0, 0, 0, 0, 1, 1, 1, 1, 1});
+  CHECK(e.spans == spans_t{{5, 5}, {7, 8}});
+  // A text pair: the second text follows the first after [SEP], inside the first part.
+  const std::string second = "was bad";
+  const auto p = peft::encode_with_options(tok, "food", &second, {"good", "bad"}, 32);
+  CHECK(p.ids == ids_t{2, 7, 3, 8, 6, 3, 5, 10, 6, 3});
+  CHECK(p.spans == spans_t{{6, 6}, {8, 8}});
+  // 3 special tokens + 4 option pieces leave 1 of 8 for the text: it is cut, the options are not.
+  const auto cut = peft::encode_with_options(tok, "food was bad", nullptr, {"good", "very bad"}, 8);
+  CHECK(cut.ids == ids_t{2, 7, 3, 5, 10, 9, 6, 3});
+  CHECK(cut.spans == spans_t{{3, 3}, {5, 6}});
+  CHECK_THROWS_WITH(peft::encode_with_options(tok, "food", nullptr, {"good", "very bad"}, 7),
+                    Contains("max_length expected >= 8 (3 special tokens, 4 pieces of the 2 options, 1 of text), got 7"));
+  CHECK_THROWS_WITH(peft::encode_with_options(tok, "food", nullptr, {"good", ""}, 32),
+                    Contains("option 1 '' expected to yield pieces, got none"));
+  CHECK_THROWS_WITH(peft::encode_with_options(tok, "   ", nullptr, {"good", "bad"}, 32),
+                    Contains("text expected to yield pieces, got none"));
+  CHECK_THROWS_WITH(peft::encode_with_options(tok, "food", nullptr, {}, 32), Contains("expected >= 1 option, got 0"));
+}
+
+TEST_CASE("label options: byte-level BPE writes each option after a space", "[word_alignment][options]") {
+  const auto tok = roberta_bpe();
+  // <s> cd </s></s> Ġab Ġ , Ġe </s>: " ab" -> Ġab, " ," -> Ġ + ",", " e" -> Ġe; all type 0.
+  const auto e = peft::encode_with_options(tok, "cd", nullptr, {"ab", "e"}, 32);
+  CHECK(e.ids == ids_t{256, 262, 258, 258, 261, 32, ',', 263, 258});
+  CHECK(e.spans == spans_t{{4, 4}, {7, 7}});
+  CHECK(e.segments == ids_t(9, 0));
+}
+
+TEST_CASE("label options: unigram rows have no special tokens", "[word_alignment][options]") {
+  const auto tok = tiny_unigram();
+  // "ab" -> ▁a b, then "a" -> ▁a, "," -> its own encoding, "bc" -> ▁ bc.
+  const ids_t comma = tok.encode(",");
+  const auto e = peft::encode_with_options(tok, "ab", nullptr, {"a", "bc"}, 128);
+  ids_t want = {6, 8, 6};
+  want.insert(want.end(), comma.begin(), comma.end());
+  want.insert(want.end(), {10, 11});
+  CHECK(e.ids == want);
+  CHECK(e.segments.empty());
+  const auto at = static_cast<peft::index>(3 + comma.size());
+  CHECK(e.spans == spans_t{{2, 2}, {at, at + 1}});
+  // Cut to fit: one text piece is kept.
+  const auto cut = peft::encode_with_options(tok, "ab", nullptr, {"a", "bc"}, static_cast<peft::index>(want.size() - 1));
+  CHECK(cut.ids.front() == 6);
+  CHECK(cut.ids.size() == want.size() - 1);
+  CHECK(cut.spans.front() == std::pair<peft::index, peft::index>{1, 1});
 }

@@ -144,6 +144,55 @@ if os.path.isdir(lib):
     check(r.returncode == 0 and "| router-only | 8 |" in r.stdout and "| black-box |" in r.stdout,
           "peft-mpmp-table runs end to end (%s)" % (r.stdout + r.stderr).strip()[-300:])
 
+# The reference's form: one span head shared by every task, each task's labels written after
+# its text as options. The target's labels ("bad"/"good") are options no upstream task has.
+span_lib = os.path.join(scratch, "span_library")
+r = run(pre[:pre.index("--save")] + ["--head", "span", "--options", "yelp:0=negative,1=positive",
+                                      "--save", span_lib])
+check(r.returncode == 0, "peft-mpmp-pretrain --head span runs (%s)" % r.stderr.strip()[-300:])
+if r.returncode == 0:
+    res = last_json(r)
+    check(res["head"] == "span" and all(0 <= t["dev_accuracy"] <= 1 for t in res["tasks"]),
+          "a span library, with a dev accuracy per task over its options: %s" % res["tasks"])
+    info = json.load(open(os.path.join(span_lib, "library.json")))
+    check(info["head"] == "span" and info["tasks"][0]["options"] == ["negative", "positive"] and
+          info["tasks"][1]["options"] == ["DepartureTime", "FindConnection"],
+          "library.json records the head form and each task's options: %s" % info["tasks"])
+span_task = os.path.join(scratch, "span_task")
+r = run(common + ["--mpmp-library", span_lib, "--options", "0=bad,1=good", "--stage", "both", "--router-epochs", "4",
+                  "--prompt-epochs", "4", "--router-lr", "5e-2", "--prompt-lr", "1e-3", "--eval-every", "2",
+                  "--save", span_task])
+check(r.returncode == 0, "two-stage tuning from the span head runs (%s)" % r.stderr.strip()[-300:])
+if r.returncode == 0:
+    res = last_json(r)
+    check(res["library_head"] == "span" and [s["stage"] for s in res["stages"]] == ["router", "prompts"],
+          "the target starts from the library's span head: %s" % res["library_head"])
+    saved = json.load(open(os.path.join(span_task, "task.json")))
+    check(saved.get("choices") == ["bad", "good"] and saved["pooling"] == "tokens",
+          "the saved task records its options: %s" % saved.get("choices"))
+    out = os.path.join(scratch, "span_pred.jsonl")
+    p = run([predict_exe, "--model", use_lite, "--adapter", span_task, "--input", amazon_test, "--output", out],
+            timeout=600)
+    check(p.returncode == 0 and last_json(p)["accuracy"] == res["accuracy"],
+          "peft-predict reproduces the span task's accuracy (%s)" % p.stderr.strip()[-200:])
+    if p.returncode == 0:
+        rows = [json.loads(l) for l in open(out)]
+        check(all(r["label"] in ("0", "1") and abs(sum(r["scores"].values()) - 1) < 1e-6 for r in rows),
+              "each prediction is a class with the options' probabilities")
+r = run(common + ["--mpmp-library", span_lib, "--blackbox", "1", "--router-budget", "4", "--prompt-budget", "40"])
+check(r.returncode == 0 and last_json(r)["library_head"] == "span",
+      "black-box tuning from the span head runs (%s)" % r.stderr.strip()[-300:])
+r = run(common + ["--mpmp-library", lib, "--options", "0=bad,1=good", "--stage", "router", "--router-epochs", "1"],
+        timeout=120)
+check(r.returncode == 1 and "span head" in r.stderr,
+      "label options with a head-per-task library are refused: " + r.stderr.strip()[-160:])
+if os.path.isdir(span_lib):
+    r = run([table_exe, "--library", span_lib, "--seeds", "1", "--shots", "4", "--router-epochs", "2",
+             "--prompt-epochs", "2", "--router-budget", "3", "--prompt-budget", "40", "--test-size", "60",
+             "--target-options", "0=bad,1=good", "--out", os.path.join(scratch, "span_table.md")], timeout=900)
+    check(r.returncode == 0 and "| router-only | 8 |" in r.stdout and "head: span" in r.stdout,
+          "peft-mpmp-table reads a span library (%s)" % (r.stdout + r.stderr).strip()[-300:])
+
 # Bad input: usage errors (exit 2) and a broken library (exit 1, naming the file and field).
 r = run(common + ["--blackbox", "1"], timeout=60)
 check(r.returncode == 2 and "--mpmp-library" in r.stderr, "--blackbox without a library is a usage error")

@@ -4,8 +4,11 @@
 
 /// @file mpmp_library.hpp
 /// The MPMP prompt library on disk: a pre-trained `modular_prompt` (one router row per
-/// upstream task), each upstream task's classification head and its label names, so that a
-/// downstream task can start from the head of an upstream task with the same labels.
+/// upstream task) and its heads, in one of two forms:
+///  - `head == "task"`: each upstream task's classification head and its label names, so that
+///    a downstream task can start from the head of an upstream task with the same labels;
+///  - `head == "span"`: one span head shared by every task, which read their labels as options
+///    (the reference's form; text/label_options.hpp), so that any downstream task starts from it.
 
 #include <cstdint>
 #include <filesystem>
@@ -27,21 +30,29 @@ namespace peft {
 
 /// A pre-trained prompt library on disk: folder `dir` with
 ///  - `adapter_config.json` + `adapter_model.safetensors`: the `modular_prompt` (`save_policy`);
-///  - `heads.safetensors`: each upstream task's head, tensors `<task>/<block>`;
-///  - `library.json`: the tasks in router order, each with its label names and head pooling,
-///    and the placeholder id.
+///  - `heads.safetensors`: each upstream task's head, tensors `<task>/<block>`, or the shared
+///    span head, tensors `span/<block>`;
+///  - `library.json`: the head form, the tasks in router order, each with its label names, head
+///    pooling and (span head) the option texts of its labels, and the placeholder id.
 /// `save` writes a complete new folder next to @p dir and swaps it in, so a failed save leaves
 /// the previous library as it was.
 struct mpmp_library_task {
   std::string name;
   std::vector<std::string> labels;  ///< label names in class-id order
   std::string pooling;              ///< classification head pooling (to_string(pool_kind))
+  std::vector<std::string> options{};  ///< span head: each label written as an option, in label order
 };
+
+inline constexpr const char* mpmp_task_heads = "task";  ///< a classification head per task
+inline constexpr const char* mpmp_span_head = "span";   ///< one span head over label options
 
 struct mpmp_library_info {
   std::vector<mpmp_library_task> tasks;
   std::int32_t placeholder_id = mpmp_placeholder_id;
+  std::string head = mpmp_task_heads;  ///< mpmp_task_heads or mpmp_span_head
   nlohmann::json extra;  ///< free-form provenance (settings, dev accuracies)
+
+  bool span_head() const { return head == mpmp_span_head; }
 
   /// Index of the first task whose label names equal @p labels (same order), or -1.
   index head_for(const std::vector<std::string>& labels) const {
@@ -67,25 +78,46 @@ void save_mpmp_library(const std::string& dir, const modular_prompt<Scalar>& pol
                        const mpmp_library_info& info) {
   namespace fs = std::filesystem;
   const std::string where = "save_mpmp_library";
-  if (heads.size() != info.tasks.size() || policy.num_tasks() != static_cast<index>(info.tasks.size()))
-    throw invalid_argument(where + ": expected one head and one router row per task (" + std::to_string(info.tasks.size()) +
-                           " tasks), got " + std::to_string(heads.size()) + " heads and " +
-                           std::to_string(policy.num_tasks()) + " router rows");
+  const bool span = info.span_head();
+  if (!span && info.head != mpmp_task_heads)
+    throw invalid_argument(where + ": head expected \"task\" or \"span\", got '" + info.head + "'");
+  const std::size_t want_heads = span ? 1 : info.tasks.size();
+  if (heads.size() != want_heads || policy.num_tasks() != static_cast<index>(info.tasks.size()))
+    throw invalid_argument(where + ": expected " + (span ? "one shared span head" : "one head") +
+                           " and one router row per task (" + std::to_string(info.tasks.size()) + " tasks), got " +
+                           std::to_string(heads.size()) + " heads and " + std::to_string(policy.num_tasks()) +
+                           " router rows");
   std::map<std::string, tensor> ht;
-  for (std::size_t t = 0; t < heads.size(); ++t) {
-    if (info.tasks[t].name.empty() || info.tasks[t].name.find('/') != std::string::npos)
-      throw invalid_argument(where + ": task name expected non-empty without '/', got '" + info.tasks[t].name + "'");
-    if (static_cast<index>(info.tasks[t].labels.size()) != heads[t].num_classes())
-      throw invalid_argument(where + ": task '" + info.tasks[t].name + "' has " + std::to_string(info.tasks[t].labels.size()) +
+  for (std::size_t t = 0; t < info.tasks.size(); ++t) {
+    const auto& task = info.tasks[t];
+    if (task.name.empty() || task.name.find('/') != std::string::npos)
+      throw invalid_argument(where + ": task name expected non-empty without '/', got '" + task.name + "'");
+    if (span && task.options.size() != task.labels.size())
+      throw invalid_argument(where + ": task '" + task.name + "' expected an option per label (" +
+                             std::to_string(task.labels.size()) + "), got " + std::to_string(task.options.size()));
+    if (!span && static_cast<index>(task.labels.size()) != heads[t].num_classes())
+      throw invalid_argument(where + ": task '" + task.name + "' has " + std::to_string(task.labels.size()) +
                              " labels but its head " + std::to_string(heads[t].num_classes()) + " classes");
-    for (auto& kv : store_tensors(heads[t].parameters())) ht.emplace(info.tasks[t].name + "/" + kv.first, std::move(kv.second));
+    if (!span)
+      for (auto& kv : store_tensors(heads[t].parameters())) ht.emplace(task.name + "/" + kv.first, std::move(kv.second));
+  }
+  if (span) {
+    if (heads[0].num_classes() != 2)
+      throw invalid_argument(where + ": the span head expected 2 outputs (start, end), got " +
+                             std::to_string(heads[0].num_classes()));
+    for (auto& kv : store_tensors(heads[0].parameters()))
+      ht.emplace(std::string(mpmp_span_head) + "/" + kv.first, std::move(kv.second));
   }
   nlohmann::json j;
   j["format"] = "peft-mpmp-library";
   j["version"] = 1;
   j["placeholder_id"] = info.placeholder_id;
+  j["head"] = info.head;
   j["tasks"] = nlohmann::json::array();
-  for (const auto& t : info.tasks) j["tasks"].push_back({{"name", t.name}, {"labels", t.labels}, {"pooling", t.pooling}});
+  for (const auto& t : info.tasks) {
+    j["tasks"].push_back({{"name", t.name}, {"labels", t.labels}, {"pooling", t.pooling}});
+    if (span) j["tasks"].back()["options"] = t.options;
+  }
   j["extra"] = info.extra.is_null() ? nlohmann::json::object() : info.extra;
 
   const fs::path target = fs::absolute(fs::path(dir)).lexically_normal();
@@ -147,8 +179,17 @@ inline mpmp_library_info read_mpmp_library_info(const std::string& dir) {
       task.name = t.at("name").get<std::string>();
       task.labels = t.at("labels").get<std::vector<std::string>>();
       task.pooling = t.at("pooling").get<std::string>();
+      if (t.contains("options")) task.options = t.at("options").get<std::vector<std::string>>();
       info.tasks.push_back(std::move(task));
     }
+    // Libraries written before the span head had a head per task and no "head" field.
+    if (j.contains("head")) info.head = j.at("head").get<std::string>();
+    if (info.head != mpmp_task_heads && info.head != mpmp_span_head)
+      throw io_error(where + ": field 'head' expected \"task\" or \"span\", got \"" + info.head + "\"");
+    for (const auto& t : info.tasks)
+      if (info.span_head() && t.options.size() != t.labels.size())
+        throw io_error(where + ": task '" + t.name + "' field 'options' expected one per label (" +
+                       std::to_string(t.labels.size()) + "), got " + std::to_string(t.options.size()));
     if (j.contains("extra")) info.extra = j["extra"];
   } catch (const nlohmann::json::exception& e) {
     throw io_error(where + ": " + e.what());
@@ -164,7 +205,8 @@ modular_prompt<Scalar> load_mpmp_library_policy(const std::string& dir, const en
   return load_policy<modular_prompt<Scalar>>(dir, shape);
 }
 
-/// Loads the head of library task @p task into @p head (same classes and width).
+/// Loads the head of library task @p task into @p head (same classes and width); in a span
+/// library, @p task `mpmp_span_head` is the shared span head (2 outputs, pooling `tokens`).
 /// @throws peft::io_error / peft::invalid_argument naming the file and tensor
 template <typename Head>
 void load_mpmp_library_head(const std::string& dir, const std::string& task, Head& head) {

@@ -17,6 +17,12 @@
 /// | multi_label | [B x L] | sigmoid + binary cross-entropy | micro_f1, macro_f1, subset_accuracy at `threshold` |
 /// | token_classification | [B*T x C] | cross-entropy on each word's first piece | entity f1, precision, recall (seqeval), token_accuracy |
 /// | extractive_qa | [B*T x 2] | (start CE + end CE) / 2 | f1, exact_match (SQuAD script), best span across windows |
+///
+/// A classification task can also be cast as reading comprehension (`task_objective::choices`,
+/// MPMP's unification; text/label_options.hpp): the rows carry the label names as options, the
+/// head is a span head ([B*T x 2], span loss), and a row's class is the option whose span
+/// scores highest, start logit at its first piece + end logit at its last. The metrics stay
+/// the classification ones.
 
 #include <cmath>
 #include <cstdint>
@@ -49,6 +55,9 @@ struct task_objective {
   index n_best = 20;                ///< reading comprehension: start/end candidates per window
   index max_answer_length = 30;     ///< reading comprehension: longest answer, in pieces
   bool allow_null = false;          ///< reading comprehension: unanswerable questions (SQuAD 2.0)
+  /// Classification cast as reading comprehension: a span head picks one of each row's label
+  /// options (`encoded_example::choices`).
+  bool choices = false;
 };
 
 /// The metric names of @p kind, `score` first (fit's CSV columns, peft-train's report).
@@ -68,7 +77,9 @@ inline std::vector<std::string> metric_names(task_kind kind) {
 template <typename Scalar>
 double task_loss(const task_objective& o, const matrix<Scalar>& z, const task_batch& tb, matrix<Scalar>& dz) {
   const index B = tb.input.size();
-  switch (o.kind) {
+  // A classification task cast as reading comprehension trains its span head on the gold option.
+  const task_kind kind = o.choices ? task_kind::extractive_qa : o.kind;
+  switch (kind) {
     case task_kind::classification: return static_cast<double>(cross_entropy(z, tb.labels, dz));
     case task_kind::regression:
     case task_kind::multi_label: {
@@ -137,6 +148,37 @@ std::pair<std::vector<std::vector<std::string>>, std::vector<std::vector<std::st
     pred.push_back(std::move(p));
   }
   return {gold, pred};
+}
+
+/// Classification cast as reading comprehension: each row's class, the option whose span
+/// scores highest (start logit at its first position + end logit at its last). The reference
+/// multiplies the two logits (`Deep/model.py`), which ranks two negative logits above two
+/// positive ones; the sum is the log of the product of the unnormalised start and end
+/// probabilities, the score span extraction ranks answers by.
+/// @throws peft::invalid_argument for a row without options or an option outside its output
+template <typename Scalar>
+std::vector<index> choice_predictions(const std::vector<encoded_example>& data, const std::vector<matrix<Scalar>>& out) {
+  std::vector<index> pred;
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    const auto& c = data[i].choices;
+    if (c.empty()) throw invalid_argument("label options: row " + std::to_string(i) + " has none");
+    index best = 0;
+    double best_score = 0;
+    for (std::size_t k = 0; k < c.size(); ++k) {
+      const auto [first, last] = c[k];
+      if (first < 0 || last < first || last >= out[i].rows() || out[i].cols() != 2)
+        throw invalid_argument("label options: row " + std::to_string(i) + " option " + std::to_string(k) +
+                               " spans positions " + std::to_string(first) + ".." + std::to_string(last) +
+                               ", expected inside the span head's " + std::to_string(out[i].rows()) + " x 2 output");
+      const double score = static_cast<double>(out[i](first, 0)) + static_cast<double>(out[i](last, 1));
+      if (k == 0 || score > best_score) {
+        best = static_cast<index>(k);
+        best_score = score;
+      }
+    }
+    pred.push_back(best);
+  }
+  return pred;
 }
 
 /// One answered question of a reading-comprehension set.
@@ -213,9 +255,12 @@ eval_result score_outputs(const task_objective& o, const std::vector<encoded_exa
     case task_kind::classification: {
       std::vector<index> pred;
       std::vector<int> labels;
+      if (o.choices) pred = choice_predictions(data, out);
       for (std::size_t i = 0; i < data.size(); ++i) {
-        const auto row = detail::row_of(out[i], 0);
-        pred.push_back(static_cast<index>(detail::argmax_of(row.data(), static_cast<index>(row.size()))));
+        if (!o.choices) {
+          const auto row = detail::row_of(out[i], 0);
+          pred.push_back(static_cast<index>(detail::argmax_of(row.data(), static_cast<index>(row.size()))));
+        }
         labels.push_back(data[i].label);
       }
       r.accuracy = accuracy(pred, labels);
@@ -295,7 +340,7 @@ eval_result score_outputs(const task_objective& o, const std::vector<encoded_exa
 template <typename Model>
 eval_result evaluate_task(const Model& model, const task_objective& o, const std::vector<encoded_example>& data,
                           index batch_size, std::int32_t pad_id) {
-  if (o.kind == task_kind::classification) return evaluate(model, data, batch_size, pad_id);
+  if (o.kind == task_kind::classification && !o.choices) return evaluate(model, data, batch_size, pad_id);
   return score_outputs(o, data, predict_outputs(model, data, batch_size, pad_id));
 }
 

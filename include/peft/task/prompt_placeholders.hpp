@@ -18,7 +18,8 @@
 namespace peft {
 
 /// Inserts @p n placeholder ids (`first_id`, `first_id + 1`, ...) after the first token of
-/// @p e, shifting the mask position; the prompt is then added at positions 1..n.
+/// @p e, shifting the positions that follow (the mask, an answer's start and end, the label
+/// options); the prompt is then added at positions 1..n.
 /// @throws peft::invalid_argument for an empty example or n < 1
 inline void insert_prompt_placeholders(encoded_example& e, index n, std::int32_t first_id = mpmp_placeholder_id) {
   const char* where = "insert_prompt_placeholders";
@@ -29,6 +30,12 @@ inline void insert_prompt_placeholders(encoded_example& e, index n, std::int32_t
   e.ids.insert(e.ids.begin() + 1, ph.begin(), ph.end());
   if (!e.segments.empty()) e.segments.insert(e.segments.begin() + 1, ph.size(), e.segments.front());
   if (e.mask_pos >= 1) e.mask_pos += n;
+  for (index* p : {&e.start, &e.end})
+    if (*p >= 1) *p += n;
+  for (auto& [first, last] : e.choices) {
+    if (first >= 1) first += n;
+    if (last >= 1) last += n;
+  }
 }
 
 /// A copy of @p data with placeholders inserted in every example.

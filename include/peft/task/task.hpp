@@ -140,6 +140,10 @@ struct task_settings {
   peft::index max_length = 128;
   peft::index prompt_tokens = 0;  ///< MPMP: placeholders inserted after the first token
   std::int32_t placeholder_id = peft::mpmp_placeholder_id;
+  /// A classification task cast as reading comprehension (MPMP's span head): the text each
+  /// class is written as among the label options, in class order (text/label_options.hpp);
+  /// empty: a head with a column per class.
+  std::vector<std::string> choices;
   /// Training only (the saved adapter_config.json records them): fields of the method's config
   /// that differ from its defaults, e.g. {"r": 16} (peft::make_policy).
   peft::method_options policy_options = nlohmann::json::object();
@@ -156,6 +160,7 @@ struct task_settings {
       j["prompt_tokens"] = prompt_tokens;
       j["placeholder_id"] = placeholder_id;
     }
+    if (!choices.empty()) j["choices"] = choices;
     // Classification tasks keep the task.json they always had; the other kinds say theirs.
     if (kind != peft::task_kind::classification) j["kind"] = peft::task_kind_name(kind);
     if (kind == peft::task_kind::multi_label) j["threshold"] = threshold;
@@ -202,6 +207,13 @@ struct task_settings {
       integer("max_query_length", s.max_query_length, false);
       integer("max_answer_length", s.max_answer_length, false);
       if (j.contains("allow_null")) s.allow_null = j.at("allow_null").get<bool>();
+      if (j.contains("choices")) {
+        s.choices = j.at("choices").get<std::vector<std::string>>();
+        if (s.choices.empty() || s.kind != peft::task_kind::classification)
+          throw peft::io_error("task.json: field 'choices' expected a non-empty list of label options of a "
+                               "classification task, got " + std::to_string(s.choices.size()) + " options for a " +
+                               peft::task_kind_name(s.kind) + " task");
+      }
     } catch (const nlohmann::json::exception& e) {
       throw peft::io_error(std::string("task.json: ") + e.what());
     }
@@ -251,6 +263,32 @@ PEFT_TASK_API std::vector<peft::encoded_example> encode_task(const model_files& 
                                                              const std::optional<peft::prompt_template>& tmpl,
                                                              bool require_labels);
 
+/// The option text of each class of @p labels, in class order, for a classification task cast
+/// as reading comprehension (task_settings::choices): @p spec is "LABEL=TEXT,..." (a label not
+/// listed is written as its name; empty: every label as its name).
+/// @throws peft::invalid_argument for an entry without '=', an empty text, or a label not in @p labels
+inline std::vector<std::string> label_options(const peft::label_map& labels, const std::string& spec) {
+  std::vector<std::string> out = labels.labels();
+  std::size_t from = 0;
+  while (from < spec.size()) {
+    const std::size_t comma = std::min(spec.find(',', from), spec.size());
+    const std::string entry = spec.substr(from, comma - from);
+    from = comma + 1;
+    const std::size_t eq = entry.find('=');
+    if (eq == std::string::npos || eq + 1 == entry.size())
+      throw peft::invalid_argument("label options: LABEL=TEXT expected, got '" + entry + "'");
+    const std::string name = entry.substr(0, eq);
+    const auto id = labels.find(name);
+    if (!id) {
+      std::string known;
+      for (const auto& l : labels.labels()) known += (known.empty() ? "" : ", ") + l;
+      throw peft::invalid_argument("label options: label '" + name + "' expected one of " + known);
+    }
+    out[static_cast<std::size_t>(*id)] = entry.substr(eq + 1);
+  }
+  return out;
+}
+
 /// What training and evaluation of task @p s need beyond its rows (task/kinds.hpp).
 inline peft::task_objective task_objective_of(const task_settings& s, const peft::label_map& labels) {
   peft::task_objective o;
@@ -259,6 +297,7 @@ inline peft::task_objective task_objective_of(const task_settings& s, const peft
   o.threshold = s.threshold;
   o.max_answer_length = s.max_answer_length;
   o.allow_null = s.allow_null;
+  o.choices = !s.choices.empty();
   return o;
 }
 

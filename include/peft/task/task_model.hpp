@@ -32,7 +32,8 @@ struct qa_row;  // task/kinds.hpp: a reading-comprehension window and its questi
 /// One example after tokenization. Which label fields a labelled example carries depends on
 /// its task's kind (data/task_data.hpp): `label` for classification, `targets` for regression
 /// (the values) and multi-label classification (0/1 per label), `token_labels` for token
-/// classification, `start`/`end` for reading comprehension.
+/// classification, `start`/`end` for reading comprehension (and `label`, `start`/`end` and
+/// `choices` for a classification task cast as reading comprehension).
 struct encoded_example {
   std::vector<std::int32_t> ids;
   std::vector<std::int32_t> segments;  ///< empty: all zero
@@ -45,6 +46,9 @@ struct encoded_example {
   /// Reading comprehension: the window this row is and the question it belongs to (evaluation
   /// groups the windows of one question and reads its answer back from the context).
   std::shared_ptr<const qa_row> qa{};
+  /// Classification cast as reading comprehension (text/label_options.hpp): each label
+  /// option's first and last position; `label` picks the gold one, `start`/`end` hold its span.
+  std::vector<std::pair<index, index>> choices{};
 
   /// Whether the example carries a label of any kind.
   bool labelled() const noexcept { return label >= 0 || !targets.empty() || !token_labels.empty() || start >= 0; }

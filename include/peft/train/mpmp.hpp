@@ -28,12 +28,20 @@
 ///    objective is the training-set loss in one eval forward; the dev set is evaluated every
 ///    `eval_every` calls and the best-by-dev parameters are kept.
 ///
-/// Departures from the reference (also in the README): tasks are classification with one
-/// classification head per task instead of the reference's single span-extraction (MRC) head
-/// shared by every task; downstream tasks start from the head of an upstream task with the same
-/// labels when there is one (the analogue of the shared MRC head; `mpmp_library::head_for`);
-/// the prompt placeholders follow the first token (`[CLS]` for BERT, the first piece for
-/// USE-lite, which has no `[CLS]`).
+/// Heads. The reference casts every task as reading comprehension (MRC) with one span head
+/// shared by all tasks: the label names are written after the text as options and the head
+/// points at one (text/label_options.hpp). Here that is one choice of two:
+///  - one shared span head: `heads` holds one head with 2 outputs over the positions
+///    (`pool_kind::tokens`), and every task's `objective.choices` is set. A downstream task
+///    with labels no upstream task had starts from this head: its labels are new options.
+///  - one classification head per task (`heads` holds one per task): a downstream task starts
+///    from the head of an upstream task with the same labels when there is one
+///    (`mpmp_library_info::head_for`), else from a fresh head.
+/// Every loop takes the task's objective (task/kinds.hpp) for its loss and its dev score.
+/// Departures from the reference (also in the README): the per-task heads above; the prompt
+/// placeholders follow the first token (`[CLS]` for BERT, the first piece for USE-lite, which
+/// has no `[CLS]`); an option's score is the sum of its start and end logits, not their
+/// product (kinds.hpp, `choice_predictions`).
 ///
 /// The library on disk (policy + heads + task labels) is `io/mpmp_library.hpp`.
 
@@ -55,6 +63,7 @@
 #include "../optim/cmaes.hpp"
 #include "../policies/modular_prompt.hpp"
 #include "../ops/losses.hpp"
+#include "../task/kinds.hpp"
 #include "../task/prompt_placeholders.hpp"
 #include "progress.hpp"
 #include "trainer.hpp"
@@ -64,11 +73,14 @@ namespace peft {
 // --- multi-task pre-training ------------------------------------------------------------------
 
 /// One upstream task: labelled training data and (optionally empty) dev data, both already
-/// holding the prompt placeholders.
+/// holding the prompt placeholders, and the task's objective: classification, or
+/// classification cast as reading comprehension (`objective.choices`: the rows carry their
+/// label options, and the head is the shared span head).
 struct mpmp_task_data {
   std::string name;
   std::vector<encoded_example> train;
   std::vector<encoded_example> dev;
+  task_objective objective{};
 };
 
 /// Settings of `mpmp_pretrain` (defaults: the reference's, except the step count).
@@ -110,9 +122,10 @@ struct mpmp_pretrain_result {
 
 namespace detail {
 
+/// The dev score of @p model: accuracy, of the head's classes or of the label options.
 template <typename Model>
-eval_result mpmp_eval(const Model& model, const std::vector<encoded_example>& data, std::int32_t pad) {
-  return evaluate(model, data, 64, pad);
+double mpmp_eval(const Model& model, const task_objective& o, const std::vector<encoded_example>& data, std::int32_t pad) {
+  return evaluate_task(model, o, data, 64, pad).score;
 }
 
 inline void check_labelled(const std::vector<encoded_example>& data, const std::string& where, const std::string& what) {
@@ -120,19 +133,35 @@ inline void check_labelled(const std::vector<encoded_example>& data, const std::
     if (data[i].label < 0) throw invalid_argument(where + ": " + what + " example " + std::to_string(i) + " has no label");
 }
 
-inline void check_label_range(const std::vector<encoded_example>& data, index classes, const std::string& where,
-                              const std::string& what) {
-  for (std::size_t i = 0; i < data.size(); ++i)
-    if (data[i].label >= classes)
+/// Labels inside the head's classes, or (label options) inside the row's options with a span
+/// head and the gold option's span as the answer.
+inline void check_label_range(const std::vector<encoded_example>& data, const task_objective& o, index outputs,
+                              const std::string& where, const std::string& what) {
+  if (o.kind != task_kind::classification)
+    throw invalid_argument(where + ": MPMP tasks are classification (optionally cast as reading comprehension), got " +
+                           task_kind_name(o.kind));
+  if (o.choices && outputs != 2)
+    throw invalid_argument(where + ": label options need a span head (2 outputs), got one with " +
+                           std::to_string(outputs));
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    const auto& e = data[i];
+    const index classes = o.choices ? static_cast<index>(e.choices.size()) : outputs;
+    if (e.label >= classes)
       throw invalid_argument(where + ": " + what + " example " + std::to_string(i) + " label " +
-                             std::to_string(data[i].label) + " expected < the head's " + std::to_string(classes) +
-                             " classes");
+                             std::to_string(e.label) + " expected < " +
+                             (o.choices ? "its " + std::to_string(classes) + " label options"
+                                        : "the head's " + std::to_string(classes) + " classes"));
+    if (o.choices && (e.start < 0 || e.end < e.start))
+      throw invalid_argument(where + ": " + what + " example " + std::to_string(i) +
+                             " expected the span of its gold option, got none");
+  }
 }
 
 template <typename Scalar>
 void check_policy_matches(const modular_prompt<Scalar>& p, std::size_t tasks, std::size_t heads, const std::string& where) {
-  if (heads != tasks)
-    throw invalid_argument(where + ": expected one head per task (" + std::to_string(tasks) + "), got " + std::to_string(heads));
+  if (heads != tasks && heads != 1)
+    throw invalid_argument(where + ": expected one head per task (" + std::to_string(tasks) +
+                           ") or one shared span head, got " + std::to_string(heads));
   if (p.num_tasks() != static_cast<index>(tasks))
     throw invalid_argument(where + ": policy router has " + std::to_string(p.num_tasks()) + " task rows, expected " +
                            std::to_string(tasks) + " (one per upstream task)");
@@ -140,11 +169,14 @@ void check_policy_matches(const modular_prompt<Scalar>& p, std::size_t tasks, st
 
 }  // namespace detail
 
-/// Multi-task pre-training of @p policy (router rows, z, A) and one head per task.
-/// The policy's trainable parts are set to `all()`; it is left holding the parameters with the
-/// best mean dev accuracy (the last ones when no task has dev data).
+/// Multi-task pre-training of @p policy (router rows, z, A) and the heads: one per task, or
+/// one span head shared by every task (@p heads of size 1, every task's `objective.choices`
+/// set; with one task the objective says which). The policy's trainable parts are set to
+/// `all()`; it is left holding the parameters with the best mean dev accuracy (the last ones
+/// when no task has dev data).
 /// @throws peft::invalid_argument for mismatched tasks/heads/router rows, an empty or unlabelled
-///   task, or a label outside its head's classes; peft::numeric_error for a non-finite loss
+///   task, a label outside its head's classes (or its options), or a shared head without label
+///   options; peft::numeric_error for a non-finite loss
 template <typename Arch, typename Scalar, typename Head>
 mpmp_pretrain_result mpmp_pretrain(const encoder<Arch, Scalar>& enc, modular_prompt<Scalar>& policy,
                                    std::vector<Head>& heads, const std::vector<mpmp_task_data>& tasks,
@@ -153,15 +185,18 @@ mpmp_pretrain_result mpmp_pretrain(const encoder<Arch, Scalar>& enc, modular_pro
   o.validate();
   if (tasks.empty()) throw invalid_argument(where + ": expected >= 1 upstream task, got 0");
   detail::check_policy_matches(policy, tasks.size(), heads.size(), where);
+  const bool shared = heads.size() == 1 && tasks.size() > 1;
+  auto head_of = [&](std::size_t t) -> Head& { return heads[heads.size() == 1 ? 0 : t]; };
   for (std::size_t t = 0; t < tasks.size(); ++t) {
-    if (tasks[t].train.empty()) throw invalid_argument(where + ": task '" + tasks[t].name + "' has no training examples");
-    detail::check_labelled(tasks[t].train, where, "task '" + tasks[t].name + "' training");
-    detail::check_labelled(tasks[t].dev, where, "task '" + tasks[t].name + "' dev");
-    for (const auto* part : {&tasks[t].train, &tasks[t].dev})
-      for (const auto& e : *part)
-        if (e.label >= heads[t].num_classes())
-          throw invalid_argument(where + ": task '" + tasks[t].name + "' label " + std::to_string(e.label) +
-                                 " expected < its head's " + std::to_string(heads[t].num_classes()) + " classes");
+    const std::string name = "task '" + tasks[t].name + "'";
+    if (tasks[t].train.empty()) throw invalid_argument(where + ": " + name + " has no training examples");
+    if (shared && !tasks[t].objective.choices)
+      throw invalid_argument(where + ": one head shared by every task is a span head over label options, but " + name +
+                             " has no label options (objective.choices)");
+    detail::check_labelled(tasks[t].train, where, name + " training");
+    detail::check_labelled(tasks[t].dev, where, name + " dev");
+    detail::check_label_range(tasks[t].train, tasks[t].objective, head_of(t).num_classes(), where, name + " training");
+    detail::check_label_range(tasks[t].dev, tasks[t].objective, head_of(t).num_classes(), where, name + " dev");
   }
   policy.set_trainable(modular_prompt_parts::all());
 
@@ -212,7 +247,7 @@ mpmp_pretrain_result mpmp_pretrain(const encoder<Arch, Scalar>& enc, modular_pro
     for (std::size_t t = 0; t < tasks.size(); ++t) {
       if (tasks[t].dev.empty()) continue;
       policy.set_task(static_cast<index>(t));
-      acc[t] = detail::mpmp_eval(task_model(enc, policy, heads[t]), tasks[t].dev, o.pad_id).accuracy;
+      acc[t] = detail::mpmp_eval(task_model(enc, policy, head_of(t)), tasks[t].objective, tasks[t].dev, o.pad_id);
       sum += acc[t];
       ++n;
     }
@@ -241,14 +276,15 @@ mpmp_pretrain_result mpmp_pretrain(const encoder<Arch, Scalar>& enc, modular_pro
     }
     const auto tb = make_task_batch(data, rows, o.pad_id);
     policy.set_task(static_cast<index>(t));
+    const std::size_t h = heads.size() == 1 ? 0 : t;
     pset.zero_grad();
-    hsets[t].zero_grad();
-    task_model model(enc, policy, heads[t]);
+    hsets[h].zero_grad();
+    task_model model(enc, policy, heads[h]);
     const double loss = model.forward_backward(tb, mode::train, drop_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
-      return static_cast<double>(cross_entropy(z, tb.labels, dz));
+      return task_loss(tasks[t].objective, z, tb, dz);
     });
     popt.step(pset);
-    hopts[t].step(hsets[t]);
+    hopts[h].step(hsets[h]);
     ++res.task_steps[t];
     recent.push_back(loss);
     if (recent.size() > 50) recent.erase(recent.begin());
@@ -308,6 +344,9 @@ struct mpmp_tune_options {
   index batch_size = 0;          ///< 0: the whole training set per step (the reference)
   int eval_every = 25;           ///< epochs between dev evaluations
   bool train_mode = false;       ///< false: eval mode throughout (the reference: no dropout, sigmoid routing)
+  /// The loss and the dev score: classification, or (`choices`) a span head over the rows'
+  /// label options.
+  task_objective objective{};
   std::uint64_t seed = 1;
   std::int32_t pad_id = 0;
   bool show_progress = true;
@@ -359,7 +398,7 @@ mpmp_stage_report mpmp_run_stage(Model& model, parameter_set<Scalar>& set, adamw
   rep.epochs = epochs;
   const auto& judge = dev.empty() ? train : dev;
   const auto t0 = std::chrono::steady_clock::now();
-  rep.start_dev_accuracy = rep.best_dev_accuracy = mpmp_eval(model, judge, o.pad_id).accuracy;
+  rep.start_dev_accuracy = rep.best_dev_accuracy = mpmp_eval(model, o.objective, judge, o.pad_id);
   vector<Scalar> best = set.get_flat();
   const std::size_t bs = o.batch_size > 0 ? static_cast<std::size_t>(o.batch_size) : train.size();
   std::vector<std::size_t> order(train.size());
@@ -376,14 +415,14 @@ mpmp_stage_report mpmp_run_stage(Model& model, parameter_set<Scalar>& set, adamw
       const auto tb = make_task_batch(train, rows, o.pad_id);
       set.zero_grad();
       rep.final_loss = model.forward_backward(tb, m, drop_gen, [&](const matrix<Scalar>& z, matrix<Scalar>& dz) {
-        return static_cast<double>(cross_entropy(z, tb.labels, dz));
+        return task_loss(o.objective, z, tb, dz);
       });
       opt.step(set);
       ++rep.steps;
       if (o.show_progress) bar.update(rep.steps, rep.final_loss, static_cast<long>(rows.size()));
     }
     if (epoch % o.eval_every == 0 || epoch == epochs) {
-      const double acc = mpmp_eval(model, judge, o.pad_id).accuracy;
+      const double acc = mpmp_eval(model, o.objective, judge, o.pad_id);
       if (acc > rep.best_dev_accuracy) {
         rep.best_dev_accuracy = acc;
         rep.best_epoch = epoch;
@@ -416,8 +455,8 @@ mpmp_tune_result mpmp_tune(const encoder<Arch, Scalar>& enc, modular_prompt<Scal
   if (train.empty()) throw invalid_argument(where + ": training set is empty");
   detail::check_labelled(train, where, "training");
   detail::check_labelled(dev, where, "dev");
-  detail::check_label_range(train, head.num_classes(), where, "training");
-  detail::check_label_range(dev, head.num_classes(), where, "dev");
+  detail::check_label_range(train, o.objective, head.num_classes(), where, "training");
+  detail::check_label_range(dev, o.objective, head.num_classes(), where, "dev");
   const auto t0 = std::chrono::steady_clock::now();
   rng order_gen(o.seed), drop_gen(o.seed ^ 0x9e3779b97f4a7c15ULL);
   mpmp_tune_result res;
@@ -470,6 +509,7 @@ struct mpmp_blackbox_options {
   double sigma_rest = 0.1;         ///< sigma0 of the others
   double z_bound = 5.0;            ///< box [-b, b] of each intrinsic coordinate (0: unbounded)
   index eval_every = 100;          ///< objective calls between dev evaluations
+  task_objective objective{};      ///< the loss and the dev score (see mpmp_tune_options)
   std::uint64_t seed = 1;
   std::int32_t pad_id = 0;
   bool show_progress = true;
@@ -519,8 +559,8 @@ mpmp_blackbox_result mpmp_blackbox(const encoder<Arch, Scalar>& enc, modular_pro
   if (train.empty()) throw invalid_argument(where + ": training set is empty");
   detail::check_labelled(train, where, "training");
   detail::check_labelled(dev, where, "dev");
-  detail::check_label_range(train, head.num_classes(), where, "training");
-  detail::check_label_range(dev, head.num_classes(), where, "dev");
+  detail::check_label_range(train, o.objective, head.num_classes(), where, "training");
+  detail::check_label_range(dev, o.objective, head.num_classes(), where, "dev");
   const auto t0 = std::chrono::steady_clock::now();
   task_model model(enc, policy, head);
   const index S = policy.num_slots(), M = policy.config().num_modules, d = policy.config().intrinsic_dim;
@@ -531,7 +571,7 @@ mpmp_blackbox_result mpmp_blackbox(const encoder<Arch, Scalar>& enc, modular_pro
   auto train_loss = [&]() {
     const matrix<Scalar> z = model.predict(tb);
     matrix<Scalar> dz;
-    return static_cast<double>(cross_entropy(z, tb.labels, dz));
+    return task_loss(o.objective, z, tb, dz);
   };
   auto& R = policy.router_parameters();
   auto& Z = policy.prompt_parameters();
@@ -544,7 +584,7 @@ mpmp_blackbox_result mpmp_blackbox(const encoder<Arch, Scalar>& enc, modular_pro
   double best_dev = -1, best_loss = std::numeric_limits<double>::infinity();
   vector<Scalar> best_router = R.values(), best_z = Z.values();
   auto judge = [&]() {
-    return dev.empty() ? -train_loss() : detail::mpmp_eval(model, dev, o.pad_id).accuracy;
+    return dev.empty() ? -train_loss() : detail::mpmp_eval(model, o.objective, dev, o.pad_id);
   };
   res.start_dev_accuracy = dev.empty() ? 0.0 : judge();
   best_dev = dev.empty() ? -train_loss() : res.start_dev_accuracy;

@@ -8,6 +8,8 @@
 /// instantiates each architecture in a file of its own with PEFT_TASK_RUN_INSTANCES, so the
 /// three compile in parallel (src/instances/task_<arch>.cpp).
 
+#include <algorithm>
+#include <cmath>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -50,13 +52,31 @@ void fill_outputs(const Model& model, const std::vector<peft::encoded_example>& 
   using peft::task_kind;
   bool labelled = !data.empty();
   for (const auto& e : data) labelled = labelled && e.labelled();
-  if (o.kind == task_kind::classification) {
+  if (o.kind == task_kind::classification && !o.choices) {
     fill_predictions(model, data, pad, r);
     if (labelled) r.metrics = {{"accuracy", r.accuracy}, {"macro_f1", r.macro_f1}};
     return;
   }
   const auto outs = peft::predict_outputs(model, data, 64, pad);
   if (labelled) r.metrics = peft::score_outputs(o, data, outs).metrics;
+  if (o.choices) {  // the option each row's span head points at, and the options' softmax
+    r.predictions = peft::choice_predictions(data, outs);
+    for (std::size_t i = 0; i < data.size(); ++i) {
+      std::vector<double> p;
+      for (const auto& [first, last] : data[i].choices)
+        p.push_back(static_cast<double>(outs[i](first, 0)) + static_cast<double>(outs[i](last, 1)));
+      const double top = *std::max_element(p.begin(), p.end());
+      double sum = 0;
+      for (auto& v : p) sum += (v = std::exp(v - top));
+      for (auto& v : p) v /= sum;
+      r.probabilities.push_back(std::move(p));
+    }
+    if (labelled) {
+      r.accuracy = r.metrics.at(0).second;
+      r.macro_f1 = r.metrics.at(1).second;
+    }
+    return;
+  }
   switch (o.kind) {
     case task_kind::classification: break;
     case task_kind::regression:
@@ -119,7 +139,11 @@ run_result dispatch(const model_files& m, const task_settings& s, peft::index cl
   if (!label_words.empty())
     throw peft::invalid_argument("prompt-based fine-tuning needs a BERT-family masked-LM checkpoint (got " +
                                  m.model_type + ")");
-  peft::classification_head<float> head(enc.hidden_size(), classes, peft::parse_pool_kind(s.pooling), 0.1,
+  // A classification task cast as reading comprehension reads its labels as options with a
+  // span head: start and end logits at every position.
+  const bool choices = !s.choices.empty();
+  peft::classification_head<float> head(enc.hidden_size(), choices ? 2 : classes,
+                                        choices ? peft::pool_kind::tokens : peft::parse_pool_kind(s.pooling), 0.1,
                                         seed);
   return f(enc, policy, head);
 }
@@ -214,13 +238,22 @@ run_result train_mpmp_task_for(const model_files& m, const task_settings& s, con
   const peft::encoder<Arch, float> enc(m.weights);
   const auto shape = enc.shape();
   const auto classes = static_cast<peft::index>(labels.size());
-  peft::classification_head<float> head(enc.hidden_size(), classes, peft::parse_pool_kind(s.pooling), 0.1,
+  const bool choices = !s.choices.empty();  // the labels as options for a span head
+  peft::classification_head<float> head(enc.hidden_size(), choices ? 2 : classes,
+                                        choices ? peft::pool_kind::tokens : peft::parse_pool_kind(s.pooling), 0.1,
                                         seed);
+  const peft::task_objective objective = task_objective_of(s, labels);
   std::optional<peft::modular_prompt<float>> policy;
   run_result r;
   bool fresh_head = true;
   if (!mp.library.empty()) {
     const auto info = peft::read_mpmp_library_info(mp.library);
+    if (info.span_head() != choices)
+      throw peft::invalid_argument(
+          choices ? "library '" + mp.library + "' has a head per task, but the task reads its labels as options for a "
+                    "span head (a library from peft-mpmp-pretrain --head span)"
+                  : "library '" + mp.library + "' has one span head: the task needs its labels written as options "
+                    "(task_settings::choices)");
     policy.emplace(peft::load_mpmp_library_policy<float>(mp.library, shape));
     if (policy->config().num_prompt_tokens != s.prompt_tokens || info.placeholder_id != s.placeholder_id)
       throw peft::invalid_argument("train_mpmp_task: the data has " + std::to_string(s.prompt_tokens) +
@@ -230,8 +263,11 @@ run_result train_mpmp_task_for(const model_files& m, const task_settings& s, con
                                    std::to_string(info.placeholder_id));
     std::string tasks;
     for (const auto& t : info.tasks) tasks += (tasks.empty() ? "" : ", ") + t.name;
-    const peft::index t =
-        mp.library_head.empty() ? info.head_for(labels.labels()) : info.find(mp.library_head);
+    if (choices && !mp.library_head.empty())
+      throw peft::invalid_argument("library '" + mp.library + "' has one span head for every task; a head per task (" +
+                                   mp.library_head + ") is not there to pick");
+    const peft::index t = choices ? -1
+                          : mp.library_head.empty() ? info.head_for(labels.labels()) : info.find(mp.library_head);
     if (!mp.library_head.empty() && t < 0)
       throw peft::invalid_argument("library '" + mp.library + "' has no task '" + mp.library_head +
                                    "' (tasks: " + tasks + ")");
@@ -246,6 +282,11 @@ run_result train_mpmp_task_for(const model_files& m, const task_settings& s, con
       fresh_head = false;
       r.mpmp_head = lt.name;
     }
+    if (choices) {
+      peft::load_mpmp_library_head(mp.library, peft::mpmp_span_head, head);
+      fresh_head = false;
+      r.mpmp_head = peft::mpmp_span_head;
+    }
     policy->reset_router(1, seed);  // the reference's fresh router for the new task
   } else {
     policy.emplace(shape, mp.scratch, seed);
@@ -258,6 +299,7 @@ run_result train_mpmp_task_for(const model_files& m, const task_settings& s, con
     auto o = mp.bbt;
     o.seed = seed;
     o.pad_id = m.pad_id;
+    o.objective = objective;
     const auto br = peft::mpmp_blackbox(enc, *policy, head, train, dev, o);
     peft::mpmp_stage_report a, b;
     a.name = "router (BO)";
@@ -279,6 +321,7 @@ run_result train_mpmp_task_for(const model_files& m, const task_settings& s, con
     auto o = mp.tune;
     o.seed = seed;
     o.pad_id = m.pad_id;
+    o.objective = objective;
     if (fresh_head) {  // a fresh head learns in every stage, at a fresh head's rate
       o.router_stage_head = true;
       o.router_stage_head_lr = mp.fresh_head_lr;
@@ -289,7 +332,7 @@ run_result train_mpmp_task_for(const model_files& m, const task_settings& s, con
     r.trainable_params = tr.stages.empty() ? 0 : tr.stages.back().trainable_params;
     r.train_seconds = tr.seconds;
   }
-  fill_predictions(peft::task_model(enc, *policy, head), test, m.pad_id, r);
+  fill_outputs(peft::task_model(enc, *policy, head), test, objective, m.pad_id, r);
   r.backbone_params = shape.backbone_parameters;
   r.policy = std::move(*policy);
   r.head = peft::store_tensors(head.parameters());
@@ -324,6 +367,9 @@ void add_saved_task(peft::multi_task_server<Arch, float>& server, const model_fi
   if (!peft::is_sequence_kind(s.kind))
     throw peft::invalid_argument("task '" + name + "': the server answers classification, regression and "
                                  "multi-label tasks, not " + peft::task_kind_name(s.kind) + " (use peft-predict)");
+  if (!s.choices.empty())
+    throw peft::invalid_argument("task '" + name + "': the server answers from a pooled head; this task reads its "
+                                 "labels as options with a span head (use peft-predict)");
   auto policy = task_policy(s.method, server.encoder_ref().shape(), 0, t.dir);
   if constexpr (detail::has_mlm_arch<Arch>) {
     if (t.verb) {

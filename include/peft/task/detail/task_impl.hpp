@@ -10,6 +10,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <tuple>
 
 #include "../../io/adapter_checkpoint.hpp"
 #include "../../io/atomic_folder.hpp"
@@ -17,6 +18,7 @@
 #include "../../io/hf_checkpoint.hpp"
 #include "../../io/use_lite.hpp"
 #include "../../model/encoder.hpp"
+#include "../../text/label_options.hpp"
 #include "../prompt_placeholders.hpp"
 #include "../task.hpp"
 
@@ -62,9 +64,25 @@ PEFT_TASK_API std::vector<peft::encoded_example> encode(const model_files& m, co
     throw peft::invalid_argument("max_length " + std::to_string(s.max_length) +
                                  " leaves no room for text after " + std::to_string(s.prompt_tokens) +
                                  " prompt placeholders");
+  if (!s.choices.empty() && (tmpl || static_cast<peft::index>(s.choices.size()) != labels.size()))
+    throw peft::invalid_argument(tmpl ? std::string("label options (a span head) do not go with a prompt template")
+                                      : "label options: one per class expected (" + std::to_string(labels.size()) +
+                                            "), got " + std::to_string(s.choices.size()));
   for (const auto& e : data) {
     peft::encoded_example x;
-    if (tmpl) {
+    if (!s.choices.empty()) {
+      const std::string* b = e.text_b ? &*e.text_b : nullptr;
+      peft::option_encoding enc;
+      try {
+        enc = m.unigram ? peft::encode_with_options(*m.unigram, e.text, b, s.choices, max_len)
+                        : peft::encode_with_options(*m.tokenizer, e.text, b, s.choices, max_len);
+      } catch (const peft::invalid_argument& err) {
+        throw peft::invalid_argument("line " + std::to_string(e.line) + ": " + err.what());
+      }
+      x.ids = std::move(enc.ids);
+      x.segments = std::move(enc.segments);
+      x.choices = std::move(enc.spans);
+    } else if (tmpl) {
       const auto enc = e.text_b ? tmpl->apply(*m.tokenizer, e.text, *e.text_b, max_len)
                                 : tmpl->apply(*m.tokenizer, e.text, max_len);
       x.ids = enc.ids;
@@ -85,6 +103,7 @@ PEFT_TASK_API std::vector<peft::encoded_example> encode(const model_files& m, co
     if (s.prompt_tokens > 0) peft::insert_prompt_placeholders(x, s.prompt_tokens, s.placeholder_id);
     if (e.label) {
       x.label = labels.id(*e.label);
+      if (!x.choices.empty()) std::tie(x.start, x.end) = x.choices[static_cast<std::size_t>(x.label)];
     } else if (require_labels) {
       throw peft::invalid_argument("line " + std::to_string(e.line) + ": example has no label");
     }
