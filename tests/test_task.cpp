@@ -198,3 +198,62 @@ TEST_CASE("the task layer's errors name what was expected and what was found", "
   save_task(dir, bert, peft::label_map({"a", "b"}), {}, {{"w", peft::tensor{{2}, {1.f, 2.f}}}});
   CHECK_THROWS_WITH(read_saved_task(m, dir), Catch::Contains("'bert' model"));
 }
+
+TEST_CASE("label options: a task's classes written as options, saved in task.json and encoded with their spans",
+          "[task][choices]") {
+  const peft::label_map labels({"pos", "neg"});
+  CHECK(label_options(labels, "") == std::vector<std::string>{"pos", "neg"});
+  CHECK(label_options(labels, "neg=bad") == std::vector<std::string>{"pos", "bad"});
+  CHECK(label_options(labels, "neg=very bad,pos=good") == std::vector<std::string>{"good", "very bad"});
+  CHECK_THROWS_WITH(label_options(labels, "neg"), Catch::Contains("LABEL=TEXT expected, got 'neg'"));
+  CHECK_THROWS_WITH(label_options(labels, "neg="), Catch::Contains("LABEL=TEXT expected, got 'neg='"));
+  CHECK_THROWS_WITH(label_options(labels, "meh=so-so"), Catch::Contains("label 'meh' expected one of pos, neg"));
+
+  // task.json: written only when set, read back, refused for another kind or an empty list.
+  task_settings s;
+  s.method = "lora";
+  s.model_type = "use_lite";
+  s.pooling = "tokens";
+  CHECK(!s.to_json().contains("choices"));
+  s.choices = {"good", "bad"};
+  const auto j = s.to_json();
+  CHECK(task_settings::from_json(j).choices == s.choices);
+  auto bad = j;
+  bad["choices"] = nlohmann::json::array();
+  CHECK_THROWS_WITH(task_settings::from_json(bad), Catch::Contains("field 'choices' expected a non-empty list"));
+  bad = j;
+  bad["kind"] = "regression";
+  CHECK_THROWS_AS(task_settings::from_json(bad), peft::io_error);
+
+  // Encoding on the real USE-lite tokenizer: the gold option's span is the answer, after the
+  // placeholders; unlabelled rows keep their options and no answer.
+  const model_files m = load_model(peft_test::use_lite_dir());
+  s.max_length = 64;
+  s.prompt_tokens = 2;
+  auto data = small_data();
+  data[1].label.reset();
+  const auto map = peft::label_map::from_dataset(small_data());
+  s.choices = label_options(map, "pos=good,neg=bad");
+  const int pos = map.id("pos"), neg = map.id("neg");
+  const auto rows = encode(m, s, data, map, std::nullopt, false);
+  REQUIRE(rows.size() == data.size());
+  const auto good = m.unigram->encode("good"), bad_ids = m.unigram->encode("bad");
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& e = rows[i];
+    REQUIRE(e.choices.size() == 2);
+    const auto piece = [&](peft::index p) { return e.ids[static_cast<std::size_t>(p)]; };
+    CHECK(piece(e.choices[static_cast<std::size_t>(pos)].first) == good.front());
+    CHECK(piece(e.choices[static_cast<std::size_t>(neg)].first) == bad_ids.front());
+    CHECK(e.ids[1] == s.placeholder_id);
+    if (i == 1) {
+      CHECK(e.label == -1);
+      CHECK(e.start == -1);
+    } else {
+      CHECK(e.label == (i % 2 ? neg : pos));
+      CHECK(std::make_pair(e.start, e.end) == e.choices[static_cast<std::size_t>(e.label)]);
+    }
+  }
+  // One option per class, and no prompt template with options.
+  s.choices = {"good"};
+  CHECK_THROWS_WITH(encode(m, s, data, map, std::nullopt, false), Catch::Contains("one per class expected (2), got 1"));
+}
