@@ -150,34 +150,39 @@ std::pair<std::vector<std::vector<std::string>>, std::vector<std::vector<std::st
   return {gold, pred};
 }
 
-/// Classification cast as reading comprehension: each row's class, the option whose span
-/// scores highest (start logit at its first position + end logit at its last). The reference
-/// multiplies the two logits (`Deep/model.py`), which ranks two negative logits above two
-/// positive ones; the sum is the log of the product of the unnormalised start and end
-/// probabilities, the score span extraction ranks answers by.
+/// Classification cast as reading comprehension: each row's option scores, start logit at the
+/// option's first position + end logit at its last. The reference multiplies the two logits
+/// (`Deep/model.py`), which ranks two negative logits above two positive ones; the sum is the
+/// log of the product of the unnormalised start and end probabilities, the score span
+/// extraction ranks answers by.
 /// @throws peft::invalid_argument for a row without options or an option outside its output
 template <typename Scalar>
-std::vector<index> choice_predictions(const std::vector<encoded_example>& data, const std::vector<matrix<Scalar>>& out) {
-  std::vector<index> pred;
+std::vector<std::vector<double>> choice_scores(const std::vector<encoded_example>& data,
+                                               const std::vector<matrix<Scalar>>& out) {
+  std::vector<std::vector<double>> scores;
   for (std::size_t i = 0; i < data.size(); ++i) {
     const auto& c = data[i].choices;
     if (c.empty()) throw invalid_argument("label options: row " + std::to_string(i) + " has none");
-    index best = 0;
-    double best_score = 0;
+    std::vector<double> row;
     for (std::size_t k = 0; k < c.size(); ++k) {
       const auto [first, last] = c[k];
       if (first < 0 || last < first || last >= out[i].rows() || out[i].cols() != 2)
         throw invalid_argument("label options: row " + std::to_string(i) + " option " + std::to_string(k) +
                                " spans positions " + std::to_string(first) + ".." + std::to_string(last) +
                                ", expected inside the span head's " + std::to_string(out[i].rows()) + " x 2 output");
-      const double score = static_cast<double>(out[i](first, 0)) + static_cast<double>(out[i](last, 1));
-      if (k == 0 || score > best_score) {
-        best = static_cast<index>(k);
-        best_score = score;
-      }
+      row.push_back(static_cast<double>(out[i](first, 0)) + static_cast<double>(out[i](last, 1)));
     }
-    pred.push_back(best);
+    scores.push_back(std::move(row));
   }
+  return scores;
+}
+
+/// Each row's class: the option with the highest score (choice_scores; the first on a tie).
+template <typename Scalar>
+std::vector<index> choice_predictions(const std::vector<encoded_example>& data, const std::vector<matrix<Scalar>>& out) {
+  std::vector<index> pred;
+  for (const auto& row : choice_scores(data, out))
+    pred.push_back(static_cast<index>(detail::argmax_of(row.data(), static_cast<index>(row.size()))));
   return pred;
 }
 

@@ -94,9 +94,10 @@ inline option_encoding assemble_options(const special_frame* frame, std::vector<
 /// a word inside a sentence.
 /// @throws peft::invalid_argument when an option or the text yields no pieces, or
 ///   @p max_length cannot hold the special tokens, every option and one piece of text
-inline option_encoding encode_with_options(const tokenizer& tok, const std::string& text, const std::string* text_b,
+/// @param frame @p tok's pair layout (`option_frame`), found once for a whole data set
+inline option_encoding encode_with_options(const tokenizer& tok, const detail::special_frame& frame,
+                                           const std::string& text, const std::string* text_b,
                                            const std::vector<std::string>& options, index max_length) {
-  const detail::special_frame frame = detail::find_frame(tok, true, "encode_with_options");
   const bool space = detail::is_byte_level(tok);
   std::vector<std::int32_t> a = tok.piece_ids(text);
   if (text_b) {
@@ -108,6 +109,17 @@ inline option_encoding encode_with_options(const tokenizer& tok, const std::stri
   for (const auto& o : options) pieces.push_back(tok.piece_ids(space ? " " + o : o));
   return detail::assemble_options(&frame, std::move(a), pieces, options, tok.piece_ids(space ? " ," : ","),
                                   max_length);
+}
+
+/// @p tok's pair layout, which encode_with_options writes the options into.
+inline detail::special_frame option_frame(const tokenizer& tok) {
+  return detail::find_frame(tok, true, "encode_with_options");
+}
+
+/// The same, finding @p tok's pair layout first.
+inline option_encoding encode_with_options(const tokenizer& tok, const std::string& text, const std::string* text_b,
+                                           const std::vector<std::string>& options, index max_length) {
+  return encode_with_options(tok, option_frame(tok), text, text_b, options, max_length);
 }
 
 /// The same for USE-lite's unigram tokenizer: no special tokens; each option and the comma

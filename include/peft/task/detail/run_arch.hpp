@@ -60,11 +60,8 @@ void fill_outputs(const Model& model, const std::vector<peft::encoded_example>& 
   const auto outs = peft::predict_outputs(model, data, 64, pad);
   if (labelled) r.metrics = peft::score_outputs(o, data, outs).metrics;
   if (o.choices) {  // the option each row's span head points at, and the options' softmax
-    r.predictions = peft::choice_predictions(data, outs);
-    for (std::size_t i = 0; i < data.size(); ++i) {
-      std::vector<double> p;
-      for (const auto& [first, last] : data[i].choices)
-        p.push_back(static_cast<double>(outs[i](first, 0)) + static_cast<double>(outs[i](last, 1)));
+    for (auto& p : peft::choice_scores(data, outs)) {
+      r.predictions.push_back(static_cast<peft::index>(peft::detail::argmax_of(p.data(), static_cast<peft::index>(p.size()))));
       const double top = *std::max_element(p.begin(), p.end());
       double sum = 0;
       for (auto& v : p) sum += (v = std::exp(v - top));

@@ -68,6 +68,9 @@ PEFT_TASK_API std::vector<peft::encoded_example> encode(const model_files& m, co
     throw peft::invalid_argument(tmpl ? std::string("label options (a span head) do not go with a prompt template")
                                       : "label options: one per class expected (" + std::to_string(labels.size()) +
                                             "), got " + std::to_string(s.choices.size()));
+  // The tokenizer's pair layout, probed once for every row's options.
+  std::optional<peft::detail::special_frame> frame;
+  if (!s.choices.empty() && !m.unigram) frame = peft::option_frame(*m.tokenizer);
   for (const auto& e : data) {
     peft::encoded_example x;
     if (!s.choices.empty()) {
@@ -75,7 +78,7 @@ PEFT_TASK_API std::vector<peft::encoded_example> encode(const model_files& m, co
       peft::option_encoding enc;
       try {
         enc = m.unigram ? peft::encode_with_options(*m.unigram, e.text, b, s.choices, max_len)
-                        : peft::encode_with_options(*m.tokenizer, e.text, b, s.choices, max_len);
+                        : peft::encode_with_options(*m.tokenizer, *frame, e.text, b, s.choices, max_len);
       } catch (const peft::invalid_argument& err) {
         throw peft::invalid_argument("line " + std::to_string(e.line) + ": " + err.what());
       }
