@@ -644,3 +644,72 @@ TEST_CASE("task losses: non-finite logits or targets throw numeric_error naming 
                    Catch::Contains("span_cross_entropy: loss is +Inf at example 0"));
   CHECK(g == keep);
 }
+
+namespace {
+
+/// The pairs of torch_optim.py's "cosine_pairs" case: 4 pairs of 5-wide embeddings.
+dmat pair_z() {
+  dmat z(8, 5);
+  for (peft::index r = 0; r < 8; ++r)
+    for (peft::index c = 0; c < 5; ++c)
+      z(r, c) = std::sin(0.6 * static_cast<double>(5 * r + c) + 0.3) * (1 + 0.5 * static_cast<double>(r));
+  return z;
+}
+const std::vector<float> pair_targets = {1.0f, 0.0f, 1.0f, 0.0f};
+
+}  // namespace
+
+TEST_CASE("cosine_pair_loss: SetFit's pair loss against torch, finite differences and by hand", "[losses]") {
+  dmat g, scratch;
+  SECTION("= F.mse_loss(F.cosine_similarity(u, v), t) (torch, double and float)") {
+    if (!have_reference()) return;
+    const auto r = task_reference().at("cosine_pairs");
+    CHECK(max_abs(from_json(r.at("z")) - pair_z()) < 1e-12);  // the same inputs, up to libm rounding
+    CHECK(r.at("targets").get<std::vector<float>>() == pair_targets);
+    check_against_torch(r, [&](const auto& z, auto& gr) { return peft::cosine_pair_loss(z, pair_targets, gr); });
+  }
+  SECTION("gradient by finite differences (double)") {
+    // Absolute error: some entries of this gradient are near 0, where a relative one says little.
+    peft::cosine_pair_loss(pair_z(), pair_targets, g);
+    dmat x = pair_z();
+    const auto r = peft_test::check_gradient(
+        x.data(), x.size(), g.data(), [&] { return peft::cosine_pair_loss(x, pair_targets, scratch); }, 1e-6);
+    INFO("max abs err " << r.max_abs_err << ", largest entry " << max_abs(g));
+    CHECK(r.max_abs_err < 1e-9);
+    CHECK(max_abs(g) > 1e-2);
+    CHECK(r.checked == x.size());
+  }
+  SECTION("by hand: parallel, orthogonal and opposite pairs; the scale of a row does not matter") {
+    dmat z(6, 2);
+    z << 1, 0,   // pair 0: (1,0) and (3,0), cos 1
+        0, 2,    // pair 1: (0,2) and (5,0), cos 0
+        1, 1,    // pair 2: (1,1) and (-2,-2), cos -1
+        3, 0, 5, 0, -2, -2;
+    const double v = peft::cosine_pair_loss(z, {1.0f, 0.0f, 0.0f}, g);
+    CHECK(v == Approx((0.0 + 0.0 + 1.0) / 3));
+    CHECK(g.topRows(2).isZero(1e-15));  // the first two pairs are already at their targets
+    CHECK(g.row(1 + 3).isZero(1e-15));
+    // Pair 2 at cos -1 is a stationary point of the cosine, so its gradient vanishes too.
+    CHECK(g.row(2).norm() < 1e-12);
+    dmat z2 = z;
+    z2.row(0) *= 7;
+    CHECK(peft::cosine_pair_loss(z2, {1.0f, 0.0f, 0.0f}, scratch) == Approx(v));
+  }
+  SECTION("a zero embedding has cosine 0 (torch's eps), not NaN") {
+    dmat z = dmat::Zero(2, 3);
+    z(1, 0) = 1;
+    CHECK(peft::cosine_pair_loss(z, {1.0f}, g) == Approx(1.0));
+    CHECK(g.allFinite());
+  }
+  SECTION("bad input") {
+    CHECK_THROWS_WITH(peft::cosine_pair_loss(dmat::Ones(3, 2), {1.0f}, g),
+                      Catch::Contains("two per pair") && Catch::Contains("got 3"));
+    CHECK_THROWS_WITH(peft::cosine_pair_loss(dmat::Ones(4, 2), {1.0f}, g),
+                      Catch::Contains("targets (one per pair)") && Catch::Contains("expected 2, got 1"));
+    CHECK_THROWS_WITH(peft::cosine_pair_loss(dmat::Ones(2, 2), {1.5f}, g),
+                      Catch::Contains("target of pair 0 expected in [-1, 1], got 1.5"));
+    dmat z = dmat::Ones(2, 2);
+    z(1, 1) = std::numeric_limits<double>::quiet_NaN();
+    CHECK_THROWS_AS(peft::cosine_pair_loss(z, {1.0f}, g), peft::numeric_error);
+  }
+}

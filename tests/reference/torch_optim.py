@@ -140,8 +140,9 @@ def losses():
 
 def task_losses():
     """Losses of the other task kinds (test_losses.cpp): F.mse_loss, F.binary_cross_entropy_with_logits,
-    F.cross_entropy(ignore_index=-100) and BertForQuestionAnswering's start/end loss, built from
-    torch ops here (clamp(0, T), ignore_index=T, average of the two means)."""
+    F.cross_entropy(ignore_index=-100), BertForQuestionAnswering's start/end loss, built from
+    torch ops here (clamp(0, T), ignore_index=T, average of the two means), and SetFit's
+    cosine-similarity pair loss."""
     def value_grad(z0, fn):
         z = torch.tensor(z0, dtype=torch.float64, requires_grad=True)
         v = fn(z)
@@ -180,6 +181,15 @@ def task_losses():
         return (F.cross_entropy(x[:, :, 0], s, ignore_index=T) + F.cross_entropy(x[:, :, 1], e, ignore_index=T)) / 2
 
     out["span"] = {"z": zs, "T": T, "start": start, "end": end, **value_grad(zs, span)}
+
+    # SetFit's contrastive step: sentence-transformers' CosineSimilarityLoss is
+    # MSELoss(cosine_similarity(u, v), target); rows 0..P-1 pair with rows P..2P-1.
+    P, D = 4, 5
+    zc = [[math.sin(0.6 * (D * r + c) + 0.3) * (1 + 0.5 * r) for c in range(D)] for r in range(2 * P)]
+    tc = [1.0, 0.0, 1.0, 0.0]
+    tct = torch.tensor(tc, dtype=torch.float64)
+    out["cosine_pairs"] = {"z": zc, "targets": tc,
+                           **value_grad(zc, lambda x: F.mse_loss(F.cosine_similarity(x[:P], x[P:], dim=1), tct))}
     return out
 
 

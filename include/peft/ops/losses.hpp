@@ -13,6 +13,8 @@
 /// - `mse_loss` (regression), `bce_with_logits` (multi-label), `token_cross_entropy` (token
 ///   classification, labels -100 ignored) and `span_cross_entropy` (extractive QA, start/end
 ///   positions as transformers' `BertForQuestionAnswering`): means as their torch counterparts.
+/// - `cosine_pair_loss`: SetFit's contrastive pairs, the mean squared error of the pairs'
+///   cosine similarity against 1 (same label) or 0 (two labels).
 ///
 /// Each writes d loss / d logits into `d_logits` (resized) and returns the loss. A loss or
 /// gradient that is not finite throws `peft::numeric_error` naming the example, so training
@@ -628,6 +630,55 @@ double macro_f1(const Eigen::MatrixBase<Derived>& logits, const std::vector<Int>
   detail::check_logits("macro_f1", logits);
   detail::check_labels("macro_f1", labels, logits.rows(), logits.cols());
   return macro_f1(argmax_rows(logits), labels);
+}
+
+/// Contrastive pair loss of SetFit (sentence-transformers' `CosineSimilarityLoss`): rows i and
+/// P + i of `z` (`[2P x D]`) are the two sentences of pair i, and the loss is the mean over the
+/// pairs of `(cos(u_i, v_i) - t_i)^2`, with `cos(u, v) = u.v / (max(|u|, eps) max(|v|, eps))`,
+/// eps = 1e-8 (`torch.cosine_similarity`). Targets are 1 for a pair of the same label, 0 for
+/// two labels.
+/// @param z       embeddings `[2P x D]`: the first sentences of the P pairs, then the second ones
+/// @param targets P target cosines in [-1, 1]
+/// @param grad    receives d loss / d z, `[2P x D]`
+/// @throws invalid_argument for an odd or empty row count, or targets of another count or range
+/// @throws numeric_error for a non-finite embedding or target
+template <typename Derived>
+typename Derived::Scalar cosine_pair_loss(const Eigen::MatrixBase<Derived>& z, const std::vector<float>& targets,
+                                          matrix<typename Derived::Scalar>& grad) {
+  using S = typename Derived::Scalar;
+  const char* where = "cosine_pair_loss";
+  detail::check_logits(where, z);
+  if (z.rows() % 2 != 0)
+    throw invalid_argument(detail::expected_got(where, "embedding rows (two per pair)", "an even count", z.rows()));
+  const index P = z.rows() / 2;
+  if (static_cast<index>(targets.size()) != P)
+    throw invalid_argument(detail::expected_got(where, "targets (one per pair)", P, targets.size()));
+  const matrix<S> x = z;
+  detail::check_finite_entries(where, "embeddings", x);
+  for (std::size_t i = 0; i < targets.size(); ++i)
+    if (!std::isfinite(targets[i]) || targets[i] < -1 || targets[i] > 1)
+      throw invalid_argument(std::string(where) + ": target of pair " + std::to_string(i) +
+                             " expected in [-1, 1], got " + detail::num_string(static_cast<double>(targets[i])));
+  constexpr double eps = 1e-8;
+  matrix<S> g = matrix<S>::Zero(x.rows(), x.cols());
+  vector<S> per(P);
+  double total = 0;
+  for (index i = 0; i < P; ++i) {
+    const auto u = x.row(i), v = x.row(P + i);
+    const double nu = std::max(static_cast<double>(u.norm()), eps), nv = std::max(static_cast<double>(v.norm()), eps);
+    const double c = static_cast<double>(u.dot(v)) / (nu * nv);
+    const double d = c - static_cast<double>(targets[static_cast<std::size_t>(i)]);
+    per[i] = static_cast<S>(d * d);
+    total += d * d;
+    // d cos / d u = v / (|u||v|) - cos u / |u|^2 (a clamped norm is a constant: its term drops).
+    const double s = 2.0 * d / static_cast<double>(P);
+    const double cu = u.norm() > eps ? c / (nu * nu) : 0.0, cv = v.norm() > eps ? c / (nv * nv) : 0.0;
+    g.row(i) = static_cast<S>(s) * (v / static_cast<S>(nu * nv) - static_cast<S>(cu) * u);
+    g.row(P + i) = static_cast<S>(s) * (u / static_cast<S>(nu * nv) - static_cast<S>(cv) * v);
+  }
+  detail::check_finite_loss(where, per, g);
+  grad = std::move(g);
+  return static_cast<S>(total / static_cast<double>(P));
 }
 
 }  // namespace peft

@@ -58,6 +58,10 @@ struct task_objective {
   /// Classification cast as reading comprehension: a span head picks one of each row's label
   /// options (`encoded_example::choices`).
   bool choices = false;
+  /// Contrastive pairs (SetFit's first step, `fit_options::contrastive`): a batch's first half
+  /// and second half are the two sentences of each pair, `task_batch::targets` each pair's
+  /// target cosine, and the loss `cosine_pair_loss` on the head's outputs (the embeddings).
+  bool pairs = false;
 };
 
 /// The metric names of @p kind, `score` first (fit's CSV columns, peft-train's report).
@@ -77,6 +81,7 @@ inline std::vector<std::string> metric_names(task_kind kind) {
 template <typename Scalar>
 double task_loss(const task_objective& o, const matrix<Scalar>& z, const task_batch& tb, matrix<Scalar>& dz) {
   const index B = tb.input.size();
+  if (o.pairs) return static_cast<double>(cosine_pair_loss(z, tb.targets, dz));
   // A classification task cast as reading comprehension trains its span head on the gold option.
   const task_kind kind = o.choices ? task_kind::extractive_qa : o.kind;
   switch (kind) {
