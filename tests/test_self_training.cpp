@@ -346,6 +346,51 @@ TEST_CASE("re-weighting gives deliberately flipped pseudo-labels less weight", "
   CHECK(below >= 12);
 }
 
+TEST_CASE("phase 0 by a few-shot recipe: LP-FT's probe and SetFit's pairs train what they say", "[self_training]") {
+  small_encoder<float> enc(peft::random_encoder_weights<float>(small_config("bert", 0.1), 7));
+  const auto shape = enc.shape();
+  auto make_policy = [&](std::uint64_t s) { return make_adapter<float>(shape, s, 2e-2); };
+  auto make_head = [&](std::uint64_t s) { return head<float>(enc.hidden_size(), 2, peft::pool_kind::cls, 0.1, s); };
+  using trainer_t = peft::self_trainer<peft::bert, float, adapter<float>, head<float>>;
+  const auto labelled = marker_task(8, 3);
+  peft::list_options o;
+  o.show_progress = false;
+  o.teacher_lr = 1e-2;
+  o.teacher_head_lr = 3e-2;
+  const auto policy_of = [](trainer_t& t) { return peft::vector<float>(t.student_policy().parameters().values()); };
+  const auto head_of = [](trainer_t& t) { return peft::vector<float>(t.student_head().parameters().values()); };
+  trainer_t fresh(enc, make_policy, make_head, o);
+  const auto p0 = policy_of(fresh), h0 = head_of(fresh);
+  SECTION("a probe alone: the head trains, the adapters stay where they started") {
+    o.teacher_epochs = 0;
+    o.teacher_probe_epochs = 3;
+    trainer_t st(enc, make_policy, make_head, o);
+    const auto r = st.train_teacher(labelled);
+    CHECK(r.steps == 3 * 2);  // 16 rows, batch 8
+    CHECK(policy_of(st) == p0);
+    CHECK(head_of(st) != h0);
+  }
+  SECTION("pairs, then a probe: the pairs move the adapters, the probe the head") {
+    o.teacher_epochs = 0;
+    o.teacher_probe_epochs = 3;
+    o.teacher_pairs = {2, 1, 8, 1e-2};
+    trainer_t st(enc, make_policy, make_head, o);
+    st.train_teacher(labelled);
+    CHECK(policy_of(st) != p0);
+    CHECK(head_of(st) != h0);
+    // Without the probe (and no teacher epochs) only the pairs ran: the head is untouched.
+    o.teacher_probe_epochs = 0;
+    trainer_t pairs_only(enc, make_policy, make_head, o);
+    CHECK(pairs_only.train_teacher(labelled).steps == 0);
+    CHECK(policy_of(pairs_only) == policy_of(st));
+    CHECK(head_of(pairs_only) == h0);
+  }
+  SECTION("a negative probe is refused") {
+    o.teacher_probe_epochs = -1;
+    CHECK_THROWS_WITH(trainer_t(enc, make_policy, make_head, o), Catch::Contains("teacher_probe_epochs expected >= 0"));
+  }
+}
+
 TEST_CASE("self-training rejects bad input", "[self_training]") {
   small_encoder<float> enc(peft::random_encoder_weights<float>(small_config("bert", 0.1), 7));
   const auto shape = enc.shape();

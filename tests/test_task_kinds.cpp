@@ -124,6 +124,46 @@ TEST_CASE("every kind's loss through its head, a policy and the encoder matches 
   }
 }
 
+TEST_CASE("SetFit's contrastive pair loss through an embedding head, a policy and the encoder matches finite "
+          "differences", "[kinds][grad][contrastive]") {
+  for (const char* method : {"lora", "houlsby"}) {
+    INFO(method);
+    peft_test::small_model<peft::bert> sm("bert");
+    auto policy = peft::make_policy<double>(method, sm.enc.shape(), 3, nlohmann::json::object());
+    // The embedding head of train_task's contrastive step: the pooled row itself.
+    peft::classification_head<double> embed(sm.enc.hidden_size(), sm.enc.hidden_size(), peft::pool_kind::mean, 0.0, 4);
+    embed.parameters().value(0).setIdentity();
+    peft::task_model model(sm.enc, policy, embed);
+    peft::task_objective o;
+    o.pairs = true;
+    auto rows = rows_of(task_kind::classification);
+    rows.push_back(rows[0]);
+    rows.back().ids = {2, 21, 23, 3};
+    // Pairs (row 0, row 2) with target 1 and (row 1, row 3) with target 0.
+    auto tb = peft::make_task_batch(rows, {0, 1, 2, 3}, 0);
+    tb.targets = {1.0f, 0.0f};
+    peft::parameter_set<double> set;
+    peft::add_policy_parameters(set, policy);
+    auto loss_fn = [&](const peft::matrix<double>& z, peft::matrix<double>& dz) { return peft::task_loss(o, z, tb, dz); };
+    peft::vector<double> x = set.get_flat();
+    set.zero_grad();
+    peft::rng gen(9);
+    model.forward_backward(tb, peft::mode::train, gen, loss_fn);
+    const peft::vector<double> analytic = set.get_flat_grad();
+    const auto rep = check_gradient(
+        x.data(), x.size(), analytic.data(),
+        [&] {
+          set.set_flat(x);
+          peft::rng g(9);
+          return model.forward_backward(tb, peft::mode::train, g, loss_fn);
+        },
+        1e-6, 300);
+    set.set_flat(x);
+    CHECK(rep.max_abs_err < 1e-8);
+    CHECK(analytic.cwiseAbs().maxCoeff() > 1e-4);
+  }
+}
+
 TEST_CASE("a per-token head's outputs are each row's own positions, with or without virtual tokens",
           "[kinds][tokens]") {
   peft_test::small_model<peft::bert> sm("bert");

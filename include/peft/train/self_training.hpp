@@ -221,6 +221,12 @@ struct list_options {
   int teacher_epochs = 50;      ///< `self_training_start_epoch`
   double teacher_lr = 5e-6;     ///< `learning_rate`
   double teacher_head_lr = 0;   ///< 0: teacher_lr (the reference's LM head shares it)
+  /// peft's few-shot recipes for phase 0 (not in the reference; off by default): LP-FT's probe
+  /// (`fit_options::probe_epochs`: the head alone first; with `teacher_epochs` = 0 only the
+  /// head trains) and SetFit's contrastive pairs on the teacher's policy before its head
+  /// (`fit_options::contrastive`; a classification head only).
+  int teacher_probe_epochs = 0;
+  contrastive_options teacher_pairs;
   // sessions
   int sessions = 6;             ///< `self_training_session`
   long student_steps = 1000;    ///< `update_teacher_steps`: pseudo-label steps per session
@@ -247,6 +253,7 @@ struct list_options {
   void validate() const {
     auto bad = [](const std::string& what) { throw invalid_argument("list_options: " + what); };
     if (teacher_epochs < 0) bad("teacher_epochs expected >= 0, got " + std::to_string(teacher_epochs));
+    if (teacher_probe_epochs < 0) bad("teacher_probe_epochs expected >= 0, got " + std::to_string(teacher_probe_epochs));
     if (sessions < 0) bad("sessions expected >= 0, got " + std::to_string(sessions));
     if (student_steps < 0) bad("student_steps expected >= 0, got " + std::to_string(student_steps));
     if (finetune_epochs < 0) bad("finetune_epochs expected >= 0, got " + std::to_string(finetune_epochs));
@@ -435,7 +442,17 @@ fit_result self_trainer<Arch, Scalar, Policy, Head>::train_teacher(
   f.label = "LiST teacher";
   f.show_progress = m_opt.show_progress && lead();
   f.progress_out = m_opt.progress_out;
-  if (m_opt.teacher_epochs == 0) return {};
+  f.probe_epochs = m_opt.teacher_probe_epochs;
+  f.contrastive = m_opt.teacher_pairs;
+  if (m_opt.teacher_pairs.pairs_per_example > 0) {
+    if constexpr (std::is_same_v<Head, classification_head<Scalar>>) {
+      fit_contrastive(*m_enc, *m_policy, m_head->pooling(), labelled, f);
+    } else {
+      throw invalid_argument("self_trainer: contrastive pairs for the teacher need a classification head");
+    }
+  }
+  if (m_opt.teacher_epochs == 0 && m_opt.teacher_probe_epochs == 0) return {};
+  f.epochs = m_opt.teacher_epochs;
   auto model = student();
   return fit(model, labelled, {}, f);
 }

@@ -83,6 +83,60 @@ inline task_batch keyed_batch(const std::vector<encoded_example>& data, const st
 
 }  // namespace detail
 
+/// SetFit's contrastive step (Tunstall et al., 2022, "Efficient Few-Shot Learning Without
+/// Prompts"): before a head is trained, the policy is tuned so that sentences of one label have
+/// embeddings of cosine 1 and sentences of two labels cosine 0. What `train_task` runs first
+/// when `pairs_per_example` > 0 (task/run.hpp).
+struct contrastive_options {
+  /// Rounds of pairs (SetFit's `num_iterations`): each round gives every labelled example one
+  /// partner of its own label and one of another. 0: no contrastive step.
+  int pairs_per_example = 0;
+  int epochs = 1;           ///< passes over the pairs
+  index batch_size = 16;    ///< pairs per step (twice as many sentences)
+  double lr = 0;            ///< the policy's rate in this step; 0: fit's lr
+};
+
+/// One contrastive pair: rows `a` and `b` of a labelled set and their target cosine.
+struct sentence_pair {
+  std::size_t a = 0, b = 0;
+  float target = 0;
+};
+
+/// SetFit's pairs of a labelled set (its `sentence_pairs_generation`): @p rounds rounds, each
+/// giving every example i a pair (i, j) with j of its label (another row when its label has
+/// one), target 1, and a pair (i, k) with k of another label, target 0. Deterministic for a
+/// seed.
+/// @throws invalid_argument for an unlabelled row or fewer than two labels
+inline std::vector<sentence_pair> make_contrastive_pairs(const std::vector<int>& labels, int rounds,
+                                                         std::uint64_t seed) {
+  std::vector<std::vector<std::size_t>> by_label;
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i] < 0)
+      throw invalid_argument("contrastive pairs: example " + std::to_string(i) + " has no label");
+    if (static_cast<std::size_t>(labels[i]) >= by_label.size()) by_label.resize(static_cast<std::size_t>(labels[i]) + 1);
+    by_label[static_cast<std::size_t>(labels[i])].push_back(i);
+  }
+  std::size_t present = 0;
+  for (const auto& rows : by_label) present += !rows.empty();
+  if (present < 2)
+    throw invalid_argument("contrastive pairs: labels expected >= 2 distinct, got " + std::to_string(present));
+  rng gen(seed);
+  std::vector<sentence_pair> out;
+  out.reserve(2 * labels.size() * static_cast<std::size_t>(std::max(0, rounds)));
+  for (int r = 0; r < rounds; ++r)
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      const auto& same = by_label[static_cast<std::size_t>(labels[i])];
+      std::size_t j = same[gen.below(same.size())];
+      if (same.size() > 1)
+        while (j == i) j = same[gen.below(same.size())];
+      out.push_back({i, j, 1.0f});
+      std::size_t k = gen.below(labels.size());
+      while (labels[k] == labels[i]) k = gen.below(labels.size());
+      out.push_back({i, k, 0.0f});
+    }
+  return out;
+}
+
 /// Training-loop settings. Give `epochs` or `steps` (steps wins when both are set).
 struct fit_options {
   int epochs = 10;
@@ -124,6 +178,18 @@ struct fit_options {
   bool resume = false;
   /// Called after each optimizer step with the step count, before any state is saved.
   std::function<void(long)> on_step;
+
+  /// LP-FT (Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features"): this many
+  /// epochs train the head alone (the last store, at `head_lr`), the policy frozen, before
+  /// `epochs` (or `steps`) train everything. With `epochs` = 0 and `steps` = 0 only the head
+  /// trains: a linear probe. The probe writes no CSV row and takes no checkpoint; it cannot be
+  /// combined with `comm` or `state_path`.
+  int probe_epochs = 0;
+  /// SetFit's contrastive step, run by train_task before this loop (see contrastive_options).
+  /// Inside fit, `task.pairs` makes the loop train every store but the last (the head, which
+  /// must then give the embedding) on these pairs of `train`, with `epochs`, `batch_size`
+  /// (pairs), `lr` and the schedule of this struct.
+  contrastive_options contrastive;
 };
 
 struct fit_result {
@@ -151,6 +217,12 @@ struct fit_model_calls {
   /// share of it, so N ranks take the step one process takes with the whole batch.
   std::function<double(const std::vector<encoded_example>&, const std::vector<std::size_t>&)> loss_units;
 };
+
+/// fit_loop's contrastive form (`o.task.pairs`): every store of `set` but the last, on SetFit's
+/// pairs of `train`.
+template <typename Scalar>
+fit_result contrastive_loop(parameter_set<Scalar> set, const fit_model_calls<Scalar>& model,
+                            const std::vector<encoded_example>& train, const fit_options& o);
 
 /// The training loop of `fit` over the model's trainable parameters `set`.
 template <typename Scalar>
@@ -188,6 +260,35 @@ fit_result fit(Model& model, const std::vector<encoded_example>& train, const st
   return detail::fit_loop(model.parameters(), calls, train, eval, o);
 }
 
+/// SetFit's contrastive step (Tunstall et al., 2022) on @p policy: `fit` with the pair loss
+/// (`task_objective::pairs`) through an embedding head, the row `pooling` gives (an identity
+/// output layer, no dropout, not trained), on the pairs of `train`'s labels that
+/// `o.contrastive` describes (`pairs_per_example` rounds, `epochs`, `batch_size` pairs per step,
+/// `lr`, or `o.lr` when 0). What train_task and LiST's teacher run before their head trains.
+/// @throws invalid_argument for token pooling, no pairs asked for, or what fit rejects
+template <typename Arch, typename Scalar, typename Policy>
+fit_result fit_contrastive(const encoder<Arch, Scalar>& enc, Policy& policy, pool_kind pooling,
+                           const std::vector<encoded_example>& train, const fit_options& o) {
+  if (pooling == pool_kind::tokens)
+    throw invalid_argument("fit_contrastive: contrastive pairs need a pooled embedding, not token pooling");
+  classification_head<Scalar> embed(enc.hidden_size(), enc.hidden_size(), pooling, 0.0, 1);
+  embed.parameters().value(0).setIdentity();
+  task_model model(enc, policy, embed);
+  fit_options c = o;
+  c.task = {};
+  c.task.pairs = true;
+  c.epochs = o.contrastive.epochs;
+  c.steps = 0;
+  c.batch_size = o.contrastive.batch_size;
+  c.lr = o.contrastive.lr > 0 ? o.contrastive.lr : o.lr;
+  c.head_lr = 0;
+  c.probe_epochs = 0;
+  c.eval_every = 0;
+  c.patience = 0;
+  c.csv_path.clear();
+  return fit(model, train, {}, c);
+}
+
 template <typename Scalar>
 fit_result detail::fit_loop(parameter_set<Scalar> set, const fit_model_calls<Scalar>& model,
                             const std::vector<encoded_example>& train,
@@ -197,6 +298,30 @@ fit_result detail::fit_loop(parameter_set<Scalar> set, const fit_model_calls<Sca
   for (std::size_t i = 0; i < train.size(); ++i)
     if (!train[i].labelled())
       throw invalid_argument("fit: training example " + std::to_string(i) + " has no label");
+  if (o.task.pairs) return contrastive_loop(std::move(set), model, train, o);
+  if (o.probe_epochs < 0) throw invalid_argument("fit: probe_epochs expected >= 0, got " + std::to_string(o.probe_epochs));
+  if (o.probe_epochs > 0) {
+    if (o.comm || !o.state_path.empty())
+      throw invalid_argument("fit: probe_epochs (LP-FT) with data parallelism or a state file is not supported");
+    parameter_set<Scalar> head;
+    head.add(set.store(set.num_stores() - 1));
+    fit_options po = o;
+    po.probe_epochs = 0;
+    po.epochs = o.probe_epochs;
+    po.steps = 0;
+    po.lr = o.head_lr > 0 ? o.head_lr : o.lr;
+    po.head_lr = 0;
+    po.csv_path.clear();
+    po.label = o.label + " (probe)";
+    const auto probe = fit_loop(std::move(head), model, train, eval, po);
+    if (o.epochs <= 0 && o.steps <= 0) return probe;
+    fit_options fo = o;
+    fo.probe_epochs = 0;
+    auto joint = fit_loop(std::move(set), model, train, eval, fo);
+    joint.steps += probe.steps;
+    joint.seconds += probe.seconds;
+    return joint;
+  }
   const int world = o.comm ? o.comm->size() : 1;
   const int rank = o.comm ? o.comm->rank() : 0;
   if (world < 1 || rank < 0 || rank >= world)
@@ -375,6 +500,67 @@ fit_result detail::fit_loop(parameter_set<Scalar> set, const fit_model_calls<Sca
   if (show) bar.finish();
   if (o.patience > 0 && best_params.size() == set.size()) set.set_flat(best_params);
   res.steps = step;
+  res.seconds = bar.seconds();
+  res.examples_per_second = res.seconds > 0 ? double(bar.examples()) / res.seconds : 0.0;
+  res.final_loss = loss_value;
+  return res;
+}
+
+template <typename Scalar>
+fit_result detail::contrastive_loop(parameter_set<Scalar> all, const fit_model_calls<Scalar>& model,
+                                    const std::vector<encoded_example>& train, const fit_options& o) {
+  if (o.comm || !o.state_path.empty())
+    throw invalid_argument("fit: contrastive pairs with data parallelism or a state file are not supported");
+  if (o.contrastive.pairs_per_example < 1)
+    throw invalid_argument("fit: contrastive pairs_per_example expected >= 1, got " +
+                           std::to_string(o.contrastive.pairs_per_example));
+  parameter_set<Scalar> set;  // the head gives the embedding; it does not train here
+  for (std::size_t k = 0; k + 1 < all.num_stores(); ++k) set.add(all.store(k));
+  if (set.size() == 0)
+    throw invalid_argument("fit: contrastive pairs train the policy, and this model has no policy parameters");
+  std::vector<int> labels;
+  for (const auto& e : train) labels.push_back(e.label);
+  auto pairs = make_contrastive_pairs(labels, o.contrastive.pairs_per_example, o.seed);
+  const std::size_t per = static_cast<std::size_t>(o.batch_size);
+  const long per_epoch = static_cast<long>((pairs.size() + per - 1) / per);
+  const long total = o.steps > 0 ? o.steps : per_epoch * std::max(1, o.epochs);
+  adamw_hyper hyper;
+  hyper.lr = o.lr;
+  hyper.weight_decay = o.weight_decay;
+  adamw<Scalar> opt(hyper);
+  opt.init(set);
+  const auto schedule = lr_schedule::linear(o.lr, static_cast<std::int64_t>(o.warmup_ratio * double(total)), total);
+  rng order_gen(o.seed ^ 0x5851f42d4c957f2dULL), drop_gen(o.seed ^ 0x9e3779b97f4a7c15ULL);
+  progress bar(o.label + " (pairs)", total, o.progress_out, std::max<long>(1, total / 10));
+  fit_result res;
+  std::size_t pos = pairs.size();
+  double loss_value = 0;
+  for (long step = 0; step < total; ++step) {
+    if (pos >= pairs.size()) {
+      for (std::size_t i = pairs.size(); i > 1; --i) std::swap(pairs[i - 1], pairs[order_gen.below(i)]);
+      pos = 0;
+    }
+    const std::size_t end = std::min(pairs.size(), pos + per);
+    std::vector<std::size_t> rows;
+    std::vector<float> targets;
+    for (std::size_t p = pos; p < end; ++p) rows.push_back(pairs[p].a);
+    for (std::size_t p = pos; p < end; ++p) {
+      rows.push_back(pairs[p].b);
+      targets.push_back(pairs[p].target);
+    }
+    pos = end;
+    auto tb = make_task_batch(train, rows, o.pad_id);
+    tb.targets = std::move(targets);
+    all.zero_grad();
+    loss_value = model.forward_backward(tb, drop_gen);
+    if (o.max_grad_norm > 0) clip_grad_norm(set, o.max_grad_norm);
+    opt.step(set, schedule.lr_at(step));
+    if (o.show_progress) bar.update(step + 1, loss_value, static_cast<long>(rows.size()));
+    if (o.on_step) o.on_step(step + 1);
+  }
+  if (o.show_progress) bar.finish();
+  all.zero_grad();
+  res.steps = total;
   res.seconds = bar.seconds();
   res.examples_per_second = res.seconds > 0 ? double(bar.examples()) / res.seconds : 0.0;
   res.final_loss = loss_value;

@@ -145,6 +145,21 @@ run_result dispatch(const model_files& m, const task_settings& s, peft::index cl
   return f(enc, policy, head);
 }
 
+/// SetFit's contrastive step (fit_options::contrastive) on @p policy, before the task's head
+/// trains on the embedding the head pools.
+/// @throws peft::invalid_argument for a head that reads no pooled embedding (a prompt head,
+///   token pooling, labels read as options) or a kind other than classification
+template <typename Arch, typename Policy, typename Head>
+void contrastive_step(const peft::encoder<Arch, float>& enc, Policy& policy, const Head& head,
+                      const std::vector<peft::encoded_example>& train, const peft::fit_options& fit) {
+  constexpr bool pooled = std::is_same_v<Head, peft::classification_head<float>>;
+  if (!pooled || fit.task.kind != peft::task_kind::classification || fit.task.choices)
+    throw peft::invalid_argument(
+        "contrastive pairs need a single-label classification task with a head over a pooled embedding (not a "
+        "prompt head, token pooling or labels read as options)");
+  if constexpr (pooled) peft::fit_contrastive(enc, policy, head.pooling(), train, fit);
+}
+
 template <typename Arch>
 run_result train_task_for(const model_files& m, const task_settings& s, peft::index classes,
                           const std::vector<std::int32_t>& label_words,
@@ -153,6 +168,7 @@ run_result train_task_for(const model_files& m, const task_settings& s, peft::in
                           const std::vector<peft::encoded_example>& test, const peft::fit_options& fit,
                           std::uint64_t seed) {
   return dispatch<Arch>(m, s, classes, label_words, seed, s.init_adapter, [&](const auto& enc, auto& policy, auto& head) {
+    if (fit.contrastive.pairs_per_example > 0) contrastive_step(enc, policy, head, train, fit);
     peft::task_model model(enc, policy, head);
     const auto fr = peft::fit(model, train, dev, fit);
     run_result r;
