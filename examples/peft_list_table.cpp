@@ -11,10 +11,14 @@
 // (LiST adapters + head on the labelled data: LiST's phase 0 and its first teacher), `list-kd`
 // (self-training with uniform weights in every step: KD only) and `list` (KD warm-up, then
 // meta re-weighting). The three LiST rows share phase 0, so they differ only in what follows.
+// `--teacher` trains phase 0 by one of peft-demo's few-shot recipes: plain (the reference's),
+// lpft (the head alone for --probe-epochs first) or setfit (contrastive pairs on the adapters,
+// then the head alone on the tuned embedding). A second table gives the paired differences
+// over the same seeds (mean ± standard error).
 //
 //   peft-list-table [--domains yelp,imdb,amazon] [--shots 8,16,32] [--seeds 5]
 //                   [--sessions N] [--student-steps N] [--finetune-epochs N] [--epochs N]
-//                   [--max-length 64] [--out FILE.md] [--threads N]
+//                   [--teacher plain|lpft|setfit] [--max-length 64] [--out FILE.md] [--threads N]
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -105,7 +109,8 @@ int main(int argc, char** argv) {
   st.list.student_steps = 150;
   st.list.finetune_epochs = 5;
   std::string domain_list = "yelp,imdb,amazon", shot_list = "8,16,32";
-  int warm_start = 0;
+  int warm_start = 0, probe_epochs = 10;
+  std::string teacher = "plain";
   namespace cli = task::cli;
   cli::app app("peft-list-table: LiST self-training against its baselines on real data (LiST's Table 2)",
                "peft-list-table");
@@ -122,6 +127,9 @@ int main(int argc, char** argv) {
   app.add_option("--warm-start", warm_start, "students start from their teacher: 0|1")->check(cli::integer(0, 1));
   app.add_option("--epochs", st.epochs, "epochs of the supervised rows and of LiST's phase 0")
       ->check(cli::integer(1));
+  app.add_option("--teacher", teacher, "phase 0's recipe: plain, lpft or setfit")
+      ->check(cli::one_of({"plain", "lpft", "setfit"}));
+  app.add_option("--probe-epochs", probe_epochs, "lpft: epochs of the teacher's head alone first")->check(cli::integer(1));
   app.add_option("--max-length", max_length, "sentences cut at this many tokens")->check(cli::integer(2));
   app.add_option("--out", out, "Markdown table file");
   app.add_option("--threads", threads, "OpenMP threads")->check(cli::integer(1));
@@ -149,15 +157,22 @@ int main(int argc, char** argv) {
                                                                                : st.list.student_lr;
     st.list.student_head_lr = peft::default_lr("head");
     st.list.show_progress = false;
+    if (teacher == "lpft") st.list.teacher_probe_epochs = probe_epochs;
+    if (teacher == "setfit") {  // pairs on the adapters, then the head alone for --epochs
+      st.list.teacher_pairs.pairs_per_example = 20;
+      st.list.teacher_probe_epochs = st.epochs;
+      st.list.teacher_epochs = 0;
+    }
     const std::vector<std::string> rows = {"head", "full", "list-adapter", "list-kd", "list"};
     bool timed = false;
     std::map<std::string, std::map<int, std::map<std::string, std::vector<double>>>> acc;  // domain, K, row
     std::map<std::string, std::vector<double>> pseudo_acc, kept;                            // diagnostics
     std::map<std::string, std::size_t> pool_size;
     std::printf("peft-list-table: USE-lite, sentences cut at %ld tokens; %d sessions x (%ld pseudo-label steps + %d "
-                "fine-tune epochs), student lr %g, meta batch %ld, %s\n",
+                "fine-tune epochs), student lr %g, meta batch %ld, %s, phase 0 by recipe %s\n",
                 (long)max_length, st.list.sessions, st.list.student_steps, st.list.finetune_epochs, st.list.student_lr,
-                (long)st.list.meta_batch, st.list.re_init ? "student re-initialised each session" : "warm start");
+                (long)st.list.meta_batch, st.list.re_init ? "student re-initialised each session" : "warm start",
+                teacher.c_str());
     for (const auto& domain : domains) {
       const auto data = peft::read_dataset(assets + "/sentiment/test/fixtures/" + domain + ".json");
       const auto labels = peft::label_map::from_dataset(data);
@@ -236,6 +251,27 @@ int main(int argc, char** argv) {
         const auto key = domain + "/" + std::to_string(k);
         std::snprintf(buf, sizeof buf, " %.1f %% | %.0f %% |\n", 100 * mean(pseudo_acc[key]), 100 * mean(kept[key]));
         md << buf;
+      }
+    // Paired differences over the same seeds: only they say whether one row beats another.
+    const std::vector<std::pair<std::string, std::string>> pairs = {
+        {"list", "head"}, {"list", "full"}, {"list", "list-kd"}, {"list", "list-adapter"}, {"list-adapter", "head"}};
+    md << "\nPaired differences (points, mean ± standard error over the seeds):\n\n| domain | K / class |";
+    for (const auto& [x, y] : pairs) md << " " << x << " − " << y << " |";
+    md << "\n|---|---|";
+    for (std::size_t i = 0; i < pairs.size(); ++i) md << "---|";
+    md << "\n";
+    for (const auto& domain : domains)
+      for (int k : shots) {
+        md << "| " << domain << " | " << k << " |";
+        for (const auto& [x, y] : pairs) {
+          const auto& a = acc[domain][k][x];
+          const auto& b = acc[domain][k][y];
+          std::vector<double> d;
+          for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) d.push_back(100 * (a[i] - b[i]));
+          std::snprintf(buf, sizeof buf, " %+.1f ± %.1f |", mean(d), stddev(d) / std::sqrt(double(d.size())));
+          md << buf;
+        }
+        md << "\n";
       }
     std::cout << md.str();
     peft::atomic_write(out, md.str());

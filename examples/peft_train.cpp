@@ -29,6 +29,13 @@
 //   from scratch: --prompt-tokens 50 --modules 8 --intrinsic-dim 300 --shallow 0|1
 // With --shots and no --dev, the dev set is K more per class from the training file.
 //
+// Few-shot recipes (the fit-based methods that have a policy, single-label classification):
+//   --objective contrastive     SetFit: the policy on contrastive pairs of the labelled rows
+//                               (--pairs rounds, --pair-epochs, --pair-lr), then the head alone
+//                               on the tuned, frozen embedding for --epochs
+//   --objective contrastive-ft  the same pairs, then policy and head together for --epochs
+//   --probe-epochs N            LP-FT: the head alone for N epochs, then both for --epochs
+//
 // Checkpoint and resume (adapter methods): --state FILE saves the whole training state
 // (parameters, optimizer, step, generators, data position) every --save-every N steps (default
 // 10), atomically; --resume continues a killed run from FILE and ends with the parameters an
@@ -83,6 +90,9 @@ struct options {
   std::string layers;                                        ///< --layers: named per method (see check)
   nlohmann::json policy_options = nlohmann::json::object();  ///< fields of the method's adapter_config.json
   std::string option_flags;                                  ///< the flags that set them, for messages
+  std::string objective = "plain";  ///< --objective: plain, contrastive (SetFit) or contrastive-ft
+  peft::contrastive_options pairs{20, 1, 16, 0.0};
+  long probe_epochs = 0;
   std::string stage = "both", meta_method = "directional";
   int reweight = 1, re_init = 1, blackbox = 0, shallow = 0;
 };
@@ -239,6 +249,20 @@ void add_options(cli::app& app, options& o) {
       ->check(cli::name_value("KEY=VALUE"))
       ->group(method);
 
+  const std::string recipe = "Few-shot recipes";
+  app.add_option("--objective", o.objective,
+                 "plain | contrastive (SetFit: pairs, then the head on the frozen embedding) | contrastive-ft "
+                 "(pairs, then both)")
+      ->check(cli::one_of({"plain", "contrastive", "contrastive-ft"}))
+      ->group(recipe);
+  app.add_option("--pairs", o.pairs.pairs_per_example, "contrastive: rounds of pairs per labelled row")
+      ->check(cli::integer(1))->group(recipe);
+  app.add_option("--pair-epochs", o.pairs.epochs, "contrastive: epochs over the pairs")->check(cli::integer(1))->group(recipe);
+  app.add_option("--pair-lr", o.pairs.lr, "contrastive: the policy's rate on the pairs (0: --lr)")
+      ->check(cli::number(0, 10))->group(recipe);
+  app.add_option("--probe-epochs", o.probe_epochs, "LP-FT: epochs of the head alone before --epochs of both")
+      ->check(cli::integer(1))->group(recipe);
+
   app.add_option("--teacher-epochs", o.list.teacher_epochs, "teacher epochs")->check(cli::integer(0))->group(list);
   app.add_option("--teacher-lr", o.list.teacher_lr, "teacher learning rate")->check(cli::number(1e-12, 10))->group(list);
   app.add_option("--sessions", o.list.sessions, "self-training sessions")->check(cli::integer(0))->group(list);
@@ -359,6 +383,18 @@ void check(const cli::app& app, options& o) {
                       "not --lr/--epochs/--steps");
   if (o.method != "mpmp" && o.mpmp_flags)
     throw usage_error("the MPMP options (--mpmp-library, --stage, --blackbox, ...) go with --method mpmp");
+  if (o.objective != "plain" || o.probe_epochs) {
+    const std::string flag = o.objective != "plain" ? "--objective " + o.objective : "--probe-epochs";
+    if (o.method == "list" || o.method == "mpmp" || o.method == "head")
+      throw usage_error(flag + " goes with the fit-based methods that have a policy, not " + o.method);
+    if (o.kind != "classification" || !o.tmpl.empty() || !o.label_options.empty())
+      throw usage_error(flag + " goes with --kind classification and a classification head (no --template, --options)");
+    if (!o.state.empty() || o.data_parallel) throw usage_error(flag + " does not go with --state or --data-parallel");
+    if (o.objective == "contrastive" && (o.probe_epochs || o.steps))
+      throw usage_error("--objective contrastive trains the head for --epochs after the pairs: no --probe-epochs or --steps");
+  } else if (o.pairs.epochs != 1 || o.pairs.lr > 0 || o.pairs.pairs_per_example != 20) {
+    throw usage_error("--pairs, --pair-epochs and --pair-lr go with --objective contrastive or contrastive-ft");
+  }
   if (o.patience && o.dev.empty()) throw usage_error("--patience needs --dev DEV (the set it watches)");
   if (o.method == "list" && (!o.dev.empty() || o.eval_every))
     throw usage_error("method list reports on --test each session; --dev and --eval-every go with the other methods");
@@ -532,6 +568,12 @@ int run(const options& o, peft::collective* comm) {
       };
     }
     f.task = task::task_objective_of(s, labels);
+    f.probe_epochs = static_cast<int>(o.probe_epochs);
+    if (o.objective != "plain") f.contrastive = o.pairs;
+    if (o.objective == "contrastive") {  // SetFit: the head alone on the tuned embedding
+      f.probe_epochs = f.epochs;
+      f.epochs = 0;
+    }
     const auto dev = task::encode_task(m, s, dev_set, labels, tmpl, true);
     r = task::train_task(m, s, labels.size(), words, train, dev, test, f, o.seed);
     s.threshold = r.threshold;  // multi-label: chosen on --dev, saved with the task

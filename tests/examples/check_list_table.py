@@ -40,7 +40,16 @@ classes = len({e["class"] for e in yelp})
 # The pool is every labelled sentence that is neither in the test set nor among the K per class.
 pool = len(yelp) - test_size - classes * shots
 
-table = [l for l in r.stdout.splitlines() if l.startswith("|")]
+# Two tables: the accuracies, then (after a title) the paired differences; each a run of "|" lines.
+runs, current = [], []
+for l in r.stdout.splitlines() + [""]:
+    if l.startswith("|"):
+        current.append(l)
+    elif current:
+        runs.append(current)
+        current = []
+table = runs[0] if runs else []
+paired = runs[1] if len(runs) > 1 else []
 header = [x.strip() for x in table[0].strip("|").split("|")] if table else []
 cols = ["domain", "K / class", "pool", "test", "head", "full", "list-adapter", "list-kd", "list",
         "teacher pseudo-label acc.", "kept by re-weighting"]
@@ -64,7 +73,22 @@ if rows and len(rows[0]) == len(cols):
         check(a is not None and 0 <= float(a.group(1)) <= 100, "%s: '%s' is a percentage" % (c, f[c]))
 else:
     check(False, "the row has %d fields" % len(cols))
-check(os.path.exists(out_md) and open(out_md).read().splitlines() == table, "the Markdown file holds the printed table")
+# The paired differences: one seed, so each is the difference of the two accuracies and its
+# standard error 0.
+pairs = [("list", "head"), ("list", "full"), ("list", "list-kd"), ("list", "list-adapter"), ("list-adapter", "head")]
+check(len(paired) == 3, "a paired-differences table of one row: %s" % paired)
+if len(paired) == 3 and rows and len(rows[0]) == len(cols):
+    ph = [x.strip() for x in paired[0].strip("|").split("|")]
+    check(ph == ["domain", "K / class"] + ["%s − %s" % p for p in pairs], "paired columns %s" % ph)
+    pr = [x.strip() for x in paired[2].strip("|").split("|")]
+    f = dict(zip(cols, rows[0]))
+    for (x, y), cell in zip(pairs, pr[2:]):
+        d = re.fullmatch(r"([+-]\d+\.\d) ± 0\.0", cell)
+        want = float(f[x].split()[0]) - float(f[y].split()[0])
+        check(d is not None and abs(float(d.group(1)) - want) <= 0.11,
+              "%s − %s: '%s' is %.1f - %.1f" % (x, y, cell, float(f[x].split()[0]), float(f[y].split()[0])))
+md_lines = [l for l in open(out_md).read().splitlines() if l.startswith("|")] if os.path.exists(out_md) else []
+check(md_lines == table + paired, "the Markdown file holds the printed tables")
 
 print("%d failure(s)" % len(failures))
 sys.exit(1 if failures else 0)

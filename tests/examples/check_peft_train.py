@@ -146,6 +146,30 @@ if r.returncode == 0:
     settings = json.load(open(os.path.join(out, "task.json")))
     check(cfg["bottleneck_size"] == 8 and settings["pooling"] == "cls" and settings["max_length"] == 64,
           "adapter size, pooling and maximum length are saved as given")
+# The few-shot recipes: SetFit's pairs then the head (--objective contrastive) and LP-FT
+# (--probe-epochs); each trains, saves, and peft-predict reproduces its accuracy.
+for name, extra in [("contrastive", ["--objective", "contrastive", "--pairs", "2"]),
+                    ("contrastive-ft", ["--objective", "contrastive-ft", "--pairs", "2", "--pair-lr", "3e-3"]),
+                    ("lpft", ["--probe-epochs", "2"])]:
+    out_r = os.path.join(scratch, "ckpt_recipe_" + name)
+    r = run(train_exe, "--method", "pfeiffer", *common, *extra, "--save", out_r)
+    res = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 and r.stdout.strip() else {}
+    check(r.returncode == 0 and "accuracy" in res, "peft-train pfeiffer %s (%s)" % (" ".join(extra), r.stderr.strip()[-200:]))
+    if r.returncode == 0:
+        p = run(predict_exe, "--model", use_lite, "--adapter", out_r, "--input", test_path, "--output",
+                os.path.join(scratch, "pred_recipe_" + name + ".jsonl"))
+        acc = json.loads(p.stdout.strip().splitlines()[-1])["accuracy"] if p.returncode == 0 else None
+        check(acc == res["accuracy"], "%s: peft-predict reproduces peft-train's accuracy (%s vs %s)" % (name, acc, res["accuracy"]))
+for method, extra, expect in [("head", ["--objective", "contrastive"], "have a policy, not head"),
+                              ("lora", ["--pairs", "5"], "go with --objective contrastive"),
+                              ("lora", ["--objective", "contrastive", "--probe-epochs", "2"], "no --probe-epochs or --steps"),
+                              ("lora", ["--objective", "contrastive", "--options", "names"], "a classification head (no --template, --options)"),
+                              ("lora", ["--objective", "simclr"], "--objective")]:
+    r = run(train_exe, "--method", method, *common, *extra)
+    lines = r.stderr.strip().splitlines()
+    check(r.returncode == 2 and lines and expect in lines[0] and lines[0].startswith("peft-train: "),
+          "%s %s: usage error '%s' (got %d: %s)" % (method, " ".join(extra), expect, r.returncode, lines[:1]))
+
 # Each bad value: exit status 2 and one line naming the flag and what it accepts.
 for method, extra, expect in [("lora", ["--lora-r", "0"], "--lora-r: expects an integer >= 1, got '0'"),
                               ("lora", ["--lora-alpha", "x"], "--lora-alpha: expects a number in [1e-12, 1e+06], got 'x'"),
