@@ -240,9 +240,8 @@ TEST_CASE("contrastive pairs pull one label's training embeddings together on US
                                << test_after);
   CHECK(train_after > train_before + 0.2);
   // On held-out sentences the margin barely moves (0.035 -> 0.034 at this seed): with 32
-  // sentences and two frozen layers the adapters fit the pairs they see. The README's SetFit
-  // rows measure what that is worth for accuracy.
-  CHECK(std::isfinite(test_after));
+  // sentences and two frozen layers the adapters fit the pairs they see. Nothing is asserted
+  // about it here; the README's SetFit rows measure what the pairs are worth for accuracy.
   CHECK(peft::vector<float>(embed.parameters().values()) == head_before);
   CHECK(peft::vector<float>(adapter.parameters().values()) != policy_before);
   CHECK(embed.parameters().grads().isZero(0));  // no stale gradient left behind
